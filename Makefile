@@ -1,0 +1,55 @@
+# camlib — every target runs inside the project's virtual environment, made by `make setup`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.camlib-setup
+NB_OUT ?= build/notebooks
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+PYTEST_ARGS ?=
+
+.PHONY: help setup quick reproduce report test lint lab clean-notebooks student bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+setup: $(STAMP)  ## create .venv with torch+torchvision, camlib (editable), dev tools, a python3 kernel
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (camlib)" >/dev/null
+	$(PY) -m camlib.env --check
+	touch $(STAMP)
+
+quick: setup  ## run every notebook (quick profile, CPU, embedded data), then the report
+	$(PY) -m camlib.run_notebooks --profile quick --out $(NB_OUT) $(NOTEBOOKS)
+	$(MAKE) --no-print-directory report
+
+reproduce: setup  ## run every notebook with the paper profile (real datasets, GPU advised)
+	$(PY) -m camlib.run_notebooks --profile paper --out $(NB_OUT)/paper $(NOTEBOOKS)
+	$(MAKE) --no-print-directory report
+
+report: setup  ## results/*.json + results/paper.yaml -> results/README.md
+	$(PY) -m camlib.report --results results --paper results/paper.yaml --out results/README.md
+
+test: setup  ## unit tests + papermill smoke runs
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: setup  ## ruff
+	$(PY) -m ruff check camlib tests benchmarks
+
+lab: setup  ## open JupyterLab in the project environment
+	$(VENV)/bin/jupyter lab notebooks
+
+clean-notebooks: setup  ## strip outputs and execution counts from the committed notebooks
+	$(PY) -m camlib.notebook_tools strip $(NOTEBOOKS)
+
+bench: setup  ## CAM overhead benchmark
+	$(PY) benchmarks/cam_overhead.py
+
+clean:  ## remove executed notebooks and caches (keeps .venv and data)
+	rm -rf build .pytest_cache
