@@ -19,7 +19,7 @@ from camlib.boxes import paper_boxes
 from camlib.cam import CAM, CAMOptions, postprocess
 from camlib.metrics import ClassificationEvaluator, LocalizationEvaluator
 
-__all__ = ["PAPER_OPTIONS", "evaluate_localization", "localize_batch"]
+__all__ = ["PAPER_OPTIONS", "array_batches", "evaluate_localization", "localize_batch"]
 
 #: The paper's setting: bilinear upsampling to the image's own size, box where M >= 0.2 * max(M).
 PAPER_OPTIONS = CAMOptions(upsample="bilinear", size="original", relu=False, normalize="max")
@@ -121,3 +121,27 @@ def evaluate_localization(
     if keep_predictions:
         result["predictions"] = kept
     return result
+
+
+def array_batches(images, labels, boxes, batch_size: int = 128):
+    """Yield ``(x, targets)`` batches, the format of :func:`evaluate_localization`, from in-memory arrays.
+
+    ``images``: (N, H, W, 3) uint8 or (N, 3, H, W) float in [0, 1]; ``labels``: (N,); ``boxes``: (N, 4)
+    (one box per image, e.g. :class:`camlib.datasets.ProceduralShapes`) or a list of (n_i, 4) arrays.
+    Images are fed as float [0, 1] tensors at their own size, so maps are upsampled to (H, W).
+    """
+    imgs = torch.as_tensor(np.asarray(images))
+    if imgs.dtype == torch.uint8:
+        imgs = imgs.permute(0, 3, 1, 2).float() / 255.0
+    n = len(imgs)
+    if len(labels) != n or len(boxes) != n:
+        raise ValueError(f"{n} images but {len(labels)} labels and {len(boxes)} boxes")
+    H, W = imgs.shape[-2:]
+    for s in range(0, n, batch_size):
+        sl = range(s, min(n, s + batch_size))
+        targets = [
+            {"label": int(labels[i]), "boxes": np.asarray(boxes[i]).reshape(-1, 4), "size": (int(H), int(W)),
+             "image_id": i}
+            for i in sl
+        ]
+        yield imgs[s : s + batch_size], targets
