@@ -336,7 +336,8 @@ class CAM:
             watch = {self.head.feature_layer: names[self.head.feature_layer]}
         recorder = _Recorder(watch)
         try:
-            with _StateGuard(self.model, self.eval_mode), torch.set_grad_enabled(grad):
+            grad_ctx = torch.enable_grad() if grad else torch.inference_mode()
+            with _StateGuard(self.model, self.eval_mode), grad_ctx:
                 logits = self.model(x)
                 if not isinstance(logits, Tensor) or logits.ndim != 2:
                     raise NotCAMCompatibleError(

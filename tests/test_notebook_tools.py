@@ -1,0 +1,192 @@
+"""camlib.notebook_tools: strip, check, and the percent-script round trip."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from camlib.notebook_tools import check_notebook, main, notebook_from_py, notebook_to_py, parameter_names
+
+PARAMS = (
+    'PROFILE = "quick"  # quick | paper\nSEED = 0\nDEVICE = "cpu"\nINTERACTIVE = False\nSIZES = (224, -1)'
+)
+SCRIPT = """# %% [markdown]
+# # CAM basics
+#
+# Where does the network look?
+
+# %% tags=["parameters"]
+PROFILE = "quick"  # quick | paper
+SEED = 0
+DEVICE = "cpu"
+INTERACTIVE = False
+SIZES = (224, -1)
+
+# %%
+import time
+
+STARTED = time.time()
+
+# %%
+print(PROFILE, SEED)
+"""
+
+
+def _clean_notebook() -> nbformat.NotebookNode:
+    nb = new_notebook(
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    )
+    nb.cells = [
+        new_markdown_cell("# CAM basics\n\nWhere does the network look?"),
+        new_code_cell(PARAMS, metadata={"tags": ["parameters"]}),
+        new_code_cell("import time\n\nSTARTED = time.time()"),
+        new_code_cell("print(PROFILE, SEED)"),
+    ]
+    return nb
+
+
+def _executed_notebook() -> nbformat.NotebookNode:
+    nb = _clean_notebook()
+    nb.metadata["papermill"] = {"duration": 1.5, "parameters": {"PROFILE": "quick"}}
+    nb.metadata["language_info"] = {"name": "python", "version": "3.11.7", "mimetype": "text/x-python"}
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    nb.cells.insert(2, new_code_cell('PROFILE = "paper"\n', metadata={"tags": ["injected-parameters"]}))
+    for count, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
+        cell.execution_count = count + 1
+        cell.metadata["execution"] = {"iopub.execute_input": "2024-01-01T00:00:00Z"}
+        cell.metadata["papermill"] = {"duration": 0.1, "status": "completed"}
+        cell.outputs = [new_output("stream", name="stdout", text="quick 0\n")]
+    return nb
+
+
+def _save(nb: nbformat.NotebookNode, path: Path) -> Path:
+    nbformat.write(nb, str(path))
+    return path
+
+
+def test_strip_removes_outputs_and_volatile_metadata_idempotently(tmp_path):
+    path = _save(_executed_notebook(), tmp_path / "nb.ipynb")
+    assert main(["strip", str(path)]) == 0
+    once = path.read_text()
+    nb = nbformat.read(str(path), as_version=4)
+    assert nb.metadata == {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "language_info": {"name": "python"},
+    }
+    assert [c.metadata for c in nb.cells] == [{}, {"tags": ["parameters"]}, {}, {}]  # injected cell gone
+    assert all(c.outputs == [] and c.execution_count is None for c in nb.cells if c.cell_type == "code")
+    assert nb.cells[1].source == PARAMS
+    assert check_notebook(nb) == []
+    mtime = path.stat().st_mtime_ns
+    assert main(["strip", str(path)]) == 0
+    assert path.read_text() == once and path.stat().st_mtime_ns == mtime  # unchanged, not rewritten
+    assert once.endswith("\n")
+
+
+def test_check_passes_a_clean_notebook(tmp_path, capsys):
+    path = _save(_clean_notebook(), tmp_path / "ok.ipynb")
+    assert main(["check", str(path)]) == 0
+    assert "ok: 1 notebook(s) clean" in capsys.readouterr().out
+
+
+def test_check_catches_outputs(tmp_path, capsys):
+    good = _save(_clean_notebook(), tmp_path / "good.ipynb")
+    bad = _save(_executed_notebook(), tmp_path / "bad.ipynb")
+    assert main(["check", str(good), str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert f"{bad}: 4 code cell(s) have outputs" in out
+    assert "injected-parameters" in out
+    assert str(good) not in out
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (
+            'PROFILE = "quick"\nSEED = 0\nDEVICE = "cuda" if True else "cpu"\nINTERACTIVE = False',
+            "DEVICE is not a literal",
+        ),
+        (
+            'PROFILE = "quick"\nSEED = 0\nDEVICE = "cpu"\nINTERACTIVE = False\nimport os',
+            "line 5: only `NAME = <literal>`",
+        ),
+        (
+            'PROFILE = "quick"\nSEED, X = 0, 1\nDEVICE = "cpu"\nINTERACTIVE = False',
+            "line 2: only `NAME = <literal>`",
+        ),
+        ('PROFILE = "quick"\nSEED = 0\nDEVICE = "cpu"', "lacks INTERACTIVE"),
+        ("PROFILE = (", "does not parse"),
+    ],
+)
+def test_check_catches_a_bad_parameters_cell(source, message):
+    nb = _clean_notebook()
+    nb.cells[1].source = source
+    problems = check_notebook(nb)
+    assert len(problems) == 1 and message in problems[0], problems
+
+
+def test_check_catches_missing_or_duplicate_parameters_cell():
+    nb = _clean_notebook()
+    nb.cells[1].metadata = {}
+    assert check_notebook(nb) == [
+        "0 cells tagged 'parameters', expected exactly one (code cell of NAME = literal)"
+    ]
+    nb = _clean_notebook()
+    nb.cells[2].metadata = {"tags": ["parameters"]}
+    assert "2 cells tagged 'parameters'" in check_notebook(nb)[0]
+
+
+def test_check_catches_the_wrong_kernel():
+    nb = _clean_notebook()
+    nb.metadata["kernelspec"]["name"] = "camlib-env"
+    assert check_notebook(nb) == ["kernelspec name is 'camlib-env', expected 'python3' (run `strip`)"]
+
+
+def test_parameter_names():
+    assert parameter_names(PARAMS) == ["PROFILE", "SEED", "DEVICE", "INTERACTIVE", "SIZES"]
+
+
+def test_to_py_from_py_round_trip(tmp_path):
+    nb_path = _save(_clean_notebook(), tmp_path / "nb.ipynb")
+    py_path = tmp_path / "nb.py"
+    assert main(["to-py", str(nb_path), str(py_path)]) == 0
+    assert py_path.read_text() == SCRIPT
+    back = tmp_path / "back.ipynb"
+    assert main(["from-py", str(py_path), str(back)]) == 0
+    nb = nbformat.read(str(back), as_version=4)
+    original = _clean_notebook()
+    assert [(c.cell_type, c.source, c.metadata) for c in nb.cells] == [
+        (c.cell_type, c.source, c.metadata) for c in original.cells
+    ]
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    assert check_notebook(nb) == []
+    assert notebook_to_py(nb) == SCRIPT
+    # from-py is deterministic (stable cell ids), so regenerating gives the same file
+    first = back.read_text()
+    back.unlink()
+    main(["from-py", str(py_path), str(back)])
+    assert back.read_text() == first
+    assert [c["id"] for c in json.loads(first)["cells"]] == ["cell-000", "cell-001", "cell-002", "cell-003"]
+
+
+def test_from_py_edge_cases():
+    nb = notebook_from_py("x = 1\n\n# %% [markdown]\n#\n# text\n# %%\n# %% [raw]\n# raw\n")
+    assert [(c.cell_type, c.source) for c in nb.cells] == [
+        ("code", "x = 1"),
+        ("markdown", "text"),
+        ("code", ""),
+        ("raw", "raw"),
+    ]
+    with pytest.raises(ValueError, match="line 1: cannot read cell marker"):
+        notebook_from_py("# %% something else\n")
+    with pytest.raises(ValueError, match="line 1: tags must be a JSON list"):
+        notebook_from_py("# %% tags=[parameters]\n")
+
+
+def test_no_notebooks_given(capsys):
+    assert main(["strip"]) == 2
+    assert "no notebooks given" in capsys.readouterr().err

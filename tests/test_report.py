@@ -1,0 +1,199 @@
+"""camlib.report: results/*.json + results/paper.yaml -> results/README.md; and paper.yaml itself."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from camlib.report import build_report, collect_results, flatten, format_delta, load_paper, main
+from camlib.results import write_results
+
+REPO = Path(__file__).resolve().parent.parent
+PAPER_YAML = REPO / "results" / "paper.yaml"
+NUMBERS_MD = Path("/work/shared/paper/numbers.md")
+PAPER = (
+    "table2.googlenet_gap.top5_loc_err: {value: 43.00, unit: '%', what: GoogLeNet-GAP, source: Table 2}\n"
+    "table1.googlenet_gap.top1_err: {value: 35.0, unit: '%', what: GoogLeNet-GAP, source: Table 1}\n"
+)
+
+
+def _results(folder: Path, ref: str = "table2.googlenet_gap.top5_loc_err") -> Path:
+    """Two hand-made results files in ``folder``; returns the paper.yaml beside them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_results(
+        "02_localization",
+        metrics={"loc": {"top5_loc_err": 47.256, "n": 100}, "curve": [1.0, 2.0]},
+        profile="quick",
+        parameters={"PROFILE": "quick", "SEED": 0},
+        started=time.time() - 3,
+        comparisons=[
+            {
+                "metric": "top-5 loc. error",
+                "paper_ref": ref,
+                "reproduced": 47.256,
+                "setting": "EfficientNet-Lite0, 100 val images",
+            }
+        ],
+        results_dir=folder,
+    )
+    write_results(
+        "01_classification",
+        metrics={"top1_err": 33.0},
+        profile="paper",
+        parameters={"PROFILE": "paper"},
+        started=time.time() - 1,
+        comparisons=[
+            {
+                "metric": "top-1 error",
+                "paper_ref": "table1.googlenet_gap.top1_err",
+                "reproduced": 33.0,
+                "setting": "GoogLeNet-GAP | retrained",
+            }
+        ],
+        options={"upsample": "bicubic"},
+        results_dir=folder,
+    )
+    paper = folder.parent / "paper.yaml"
+    paper.write_text(PAPER)
+    return paper
+
+
+def _row(text: str, metric: str) -> list[str]:
+    line = next(line for line in text.splitlines() if line.startswith(f"| {metric}"))
+    return [cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
+
+
+def test_delta_and_tables(tmp_path):
+    paper = _results(tmp_path / "results")
+    out = tmp_path / "README.md"
+    assert main(["--results", str(tmp_path / "results"), "--paper", str(paper), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "do not edit" in text.lower() and "make report" in text
+    row = _row(text, "top-5 loc. error")
+    assert row[1:] == ["43.00 (Table 2)", "47.26", "+4.26", "EfficientNet-Lite0, 100 val images", "quick"]
+    row = _row(text, "top-1 error")
+    assert row[1:4] == ["35.00 (Table 1)", "33.00", "-2.00"]
+    assert "GoogLeNet-GAP \\| retrained" in text  # pipes escaped inside cells
+    assert "| `loc.top5_loc_err` | 47.256 |" in text and "| `loc.n` | 100 |" in text
+    assert "| `curve` | [1, 2] |" in text
+    assert text.index("## 01_classification") < text.index("## 02_localization")
+    assert "Profile `paper`" in text and '`upsample="bicubic"`' in text
+
+
+def test_format_delta():
+    assert format_delta(47.256, 43.0) == "+4.26"
+    assert format_delta(40.0, 43.0) == "-3.00"
+    assert format_delta(43.001, 43.0) == "+0.00"
+    assert format_delta(42.999, 43.0) == "+0.00"
+
+
+def test_flatten():
+    assert flatten({"a": {"b": 1, "c": {"d": "x"}}, "e": [1], "f": {}}) == {
+        "a.b": 1,
+        "a.c.d": "x",
+        "e": [1],
+        "f": {},
+    }
+
+
+def test_unknown_paper_ref_errors_naming_it(tmp_path, capsys):
+    paper = _results(tmp_path / "results", ref="table9.made_up")
+    records = collect_results(tmp_path / "results")
+    with pytest.raises(ValueError, match="paper_ref 'table9.made_up'"):
+        build_report(records, load_paper(paper))
+    out = tmp_path / "README.md"
+    assert main(["--results", str(tmp_path / "results"), "--paper", str(paper), "--out", str(out)]) == 1
+    assert "table9.made_up" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_invalid_results_file_errors_naming_it(tmp_path, capsys):
+    paper = _results(tmp_path / "results")
+    (tmp_path / "results" / "03_broken.json").write_text('{"notebook": "03_broken"}')
+    assert (
+        main(
+            [
+                "--results",
+                str(tmp_path / "results"),
+                "--paper",
+                str(paper),
+                "--out",
+                str(tmp_path / "README.md"),
+            ]
+        )
+        == 1
+    )
+    assert "03_broken.json" in capsys.readouterr().err
+
+
+def test_deterministic(tmp_path):
+    paper = _results(tmp_path / "results")
+    out = tmp_path / "README.md"
+    args = ["--results", str(tmp_path / "results"), "--paper", str(paper), "--out", str(out)]
+    main(args)
+    first = out.read_bytes()
+    main(args)
+    assert out.read_bytes() == first
+    # same inputs elsewhere, files listed in another order: same page
+    copy = tmp_path / "copy"
+    shutil.copytree(tmp_path / "results", copy)
+    records = collect_results(copy)
+    assert build_report(list(reversed(records)), load_paper(paper)).encode() == first
+
+
+def test_empty_results_dir(tmp_path):
+    (tmp_path / "results").mkdir()
+    paper = tmp_path / "paper.yaml"
+    paper.write_text(PAPER)
+    out = tmp_path / "README.md"
+    assert main(["--results", str(tmp_path / "results"), "--paper", str(paper), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "No results yet" in text and "make quick" in text
+    assert "| Metric |" not in text
+
+
+def test_repository_paper_yaml_is_complete():
+    paper = load_paper(PAPER_YAML)
+    counts = {
+        prefix: sum(k.startswith(prefix + ".") for k in paper)
+        for prefix in ("table1", "table2", "table3", "table4", "table5", "vqa", "choe", "cutmix")
+    }
+    assert counts == {
+        "table1": 18,
+        "table2": 20,
+        "table3": 6,
+        "table4": 10,
+        "table5": 24,
+        "vqa": 1,
+        "choe": 9,
+        "cutmix": 2,
+    }
+    for key, entry in paper.items():
+        assert re.fullmatch(r"[a-z0-9_]+(\.[a-z0-9_]+)+", key), key
+        assert entry["unit"] == "%" and entry["what"] and entry["source"], key
+    assert paper["table2.googlenet_gap.top5_loc_err"]["value"] == 43.00
+    assert paper["table2.backprop_googlenet.top1_loc_err"]["value"] == 61.31
+    assert paper["table3.googlenet_gap_heuristics.top5_loc_err"]["value"] == 37.1
+    assert paper["table4.googlenet_gap_full.acc"]["value"] == 63.0
+    assert paper["table4.cub_loc_iou50"]["value"] == 41.0
+    assert paper["table5.gap_googlenet_gap.caltech101"]["value"] == 91.98
+    assert paper["vqa.open_ended_test_standard"]["value"] == 55.89
+    assert paper["choe.imagenet.resnet50.maxboxaccv2"]["value"] == 63.7
+    assert paper["cutmix.imagenet.resnet50.top1_loc"]["value"] == 46.3
+
+
+@pytest.mark.skipif(not NUMBERS_MD.is_file(), reason="the shared paper notes are not on this machine")
+def test_every_table_number_of_the_paper_notes_is_in_paper_yaml():
+    values = {round(float(e["value"]), 2) for e in load_paper(PAPER_YAML).values()}
+    table_lines, in_table = [], False
+    for line in NUMBERS_MD.read_text().splitlines():
+        if line.startswith("## "):
+            in_table = line.startswith("## Table")
+        if (in_table or re.match(r"\s*\| (ImageNet|CUB|OpenImages)", line)) and line.lstrip().startswith("|"):
+            table_lines.append(line)
+    numbers = {round(float(n), 2) for line in table_lines for n in re.findall(r"(?<![\w.])\d+\.\d+", line)}
+    assert numbers and numbers <= values, sorted(numbers - values)

@@ -1,0 +1,233 @@
+"""camlib.results: the one writer of results/<notebook>.json and its schema."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import pytest
+
+from camlib.report import load_paper
+from camlib.results import (
+    COMPARISON_KEYS,
+    SCHEMA_VERSION,
+    TOP_LEVEL_KEYS,
+    git_revision,
+    load_results,
+    validate_results,
+    write_results,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+COMMITTED = sorted((REPO / "results").glob("*.json"))
+ROW = {
+    "metric": "top-5 localization error (%)",
+    "paper_ref": "table2.googlenet_gap.top5_loc_err",
+    "reproduced": 47.25,
+    "setting": "EfficientNet-Lite0, 100-image ILSVRC val sample",
+}
+
+
+def _write(tmp_path: Path, **overrides) -> Path:
+    kwargs = dict(
+        metrics={"top1_err": 30.5, "loc": {"top5_loc_err": 47.25, "n_images": 100}, "model": "lite0"},
+        profile="quick",
+        parameters={"PROFILE": "quick", "SEED": 0, "DEVICE": "cpu", "INTERACTIVE": False},
+        started=time.time() - 2.0,
+        comparisons=[ROW],
+        options={"upsample": "bicubic", "relu": False},
+        results_dir=tmp_path,
+    )
+    kwargs.update(overrides)
+    return write_results("01_cam_basics", **kwargs)
+
+
+def test_round_trip(tmp_path):
+    path = _write(tmp_path)
+    assert path == tmp_path / "01_cam_basics.json"
+    record = load_results(path)
+    assert set(record) == set(TOP_LEVEL_KEYS)
+    assert record["schema_version"] == SCHEMA_VERSION
+    assert record["notebook"] == "01_cam_basics"
+    assert record["metrics"]["loc"] == {"top5_loc_err": 47.25, "n_images": 100}
+    assert record["comparisons"] == [ROW]
+    assert record["options"] == {"upsample": "bicubic", "relu": False}
+    assert 1.5 < record["runtime_s"] < 60
+    assert record["created"].endswith("Z")
+    assert {"platform", "python", "cpu_count", "torch_threads", "cuda_device"} <= set(record["machine"])
+    assert "torch" in record["versions"] and "numpy" in record["versions"]
+
+
+def test_file_format_is_sorted_indented_with_newline(tmp_path):
+    text = _write(tmp_path).read_text()
+    assert text.endswith("}\n")
+    record = json.loads(text)
+    assert text == json.dumps(record, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+def test_defaults_and_numpy_scalars(tmp_path):
+    np = pytest.importorskip("numpy")
+    path = _write(
+        tmp_path,
+        metrics={"acc": np.float32(0.5), "n": np.int64(3), "curve": (1, 2.5), "flag": np.bool_(True)},
+        comparisons=None,
+        options=None,
+    )
+    record = load_results(path)
+    assert record["metrics"] == {"acc": 0.5, "n": 3, "curve": [1, 2.5], "flag": True}
+    assert type(record["metrics"]["n"]) is int
+    assert record["comparisons"] == [] and record["options"] == {}
+
+
+def test_zero_dim_tensors_accepted_larger_refused(tmp_path):
+    import torch
+
+    path = _write(tmp_path, metrics={"acc": torch.tensor(0.25), "ok": torch.tensor(True)})
+    assert load_results(path)["metrics"] == {"acc": 0.25, "ok": True}
+    with pytest.raises(
+        ValueError, match=r"metrics\.maps: Tensor is not JSON data \(use \.item\(\) or \.tolist\(\)\)"
+    ):
+        _write(tmp_path, metrics={"maps": torch.zeros(2, 2)})
+    with pytest.raises(ValueError, match=r"metrics\.acc: nan is not allowed"):
+        _write(tmp_path, metrics={"acc": torch.tensor(float("nan"))})
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_nan_and_inf_rejected(tmp_path, bad):
+    with pytest.raises(ValueError, match=r"metrics\.loc\.err: .* not allowed"):
+        _write(tmp_path, metrics={"loc": {"err": bad}})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_non_json_types_rejected(tmp_path):
+    with pytest.raises(ValueError, match=r"metrics\.when: object is not JSON data"):
+        _write(tmp_path, metrics={"when": object()})
+    with pytest.raises(ValueError, match="keys must be strings"):
+        _write(tmp_path, metrics={1: 2.0})
+    with pytest.raises(ValueError, match=r"comparisons\[0\]\.reproduced must be a finite number"):
+        _write(tmp_path, comparisons=[{**ROW, "reproduced": "47"}])
+    with pytest.raises(ValueError, match=r"comparisons\[0\]: missing key\(s\) 'setting'"):
+        _write(tmp_path, comparisons=[{k: v for k, v in ROW.items() if k != "setting"}])
+
+
+def test_bad_arguments_rejected(tmp_path):
+    with pytest.raises(ValueError, match="'profile' is 'fast'"):
+        _write(tmp_path, profile="fast")
+    with pytest.raises(ValueError, match="pass time.time"):
+        _write(tmp_path, started=time.time() + 3600)
+    with pytest.raises(ValueError, match="without folder"):
+        write_results(
+            "notebooks/01_x",
+            metrics={},
+            profile="quick",
+            parameters={},
+            started=time.time(),
+            results_dir=tmp_path,
+        )
+
+
+def test_notebook_suffix_is_dropped(tmp_path):
+    path = write_results(
+        "02_boxes.ipynb",
+        metrics={},
+        profile="paper",
+        parameters={},
+        started=time.time(),
+        results_dir=tmp_path,
+    )
+    assert path.name == "02_boxes.json"
+
+
+def test_paper_refs_checked_when_paper_yaml_is_there(tmp_path):
+    (tmp_path / "paper.yaml").write_text(
+        "table2.googlenet_gap.top5_loc_err: {value: 43.0, unit: '%', what: x, source: Table 2}\n"
+    )
+    _write(tmp_path)  # known key: fine
+    with pytest.raises(ValueError, match="'table9.nothing' not found in"):
+        _write(tmp_path, comparisons=[{**ROW, "paper_ref": "table9.nothing"}])
+
+
+def test_atomic_write_leaves_no_temporary_files(tmp_path, monkeypatch):
+    _write(tmp_path)
+    _write(tmp_path)  # overwrite
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["01_cam_basics.json"]
+
+    import camlib.results as results
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    before = (tmp_path / "01_cam_basics.json").read_text()
+    monkeypatch.setattr(results.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        _write(tmp_path, metrics={"other": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["01_cam_basics.json"]
+    assert (tmp_path / "01_cam_basics.json").read_text() == before
+
+
+@pytest.mark.parametrize("key", TOP_LEVEL_KEYS)
+def test_validate_names_a_missing_key(tmp_path, key):
+    record = load_results(_write(tmp_path))
+    del record[key]
+    with pytest.raises(ValueError, match=f"missing key\\(s\\) '{key}'"):
+        validate_results(record)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("schema_version", 2, "'schema_version' is 2"),
+        ("profile", "slow", "'profile' is 'slow'"),
+        ("metrics", [], "'metrics' must be a dict"),
+        ("runtime_s", -1, "'runtime_s' is -1"),
+        ("git_revision", 5, "'git_revision' is 5"),
+        ("created", "yesterday", "'created' is 'yesterday'"),
+        ("extra", 1, "unknown key\\(s\\) 'extra'"),
+    ],
+)
+def test_validate_names_a_bad_key(tmp_path, key, value, message):
+    record = load_results(_write(tmp_path))
+    record[key] = value
+    with pytest.raises(ValueError, match=message):
+        validate_results(record)
+
+
+@pytest.mark.parametrize("key", COMPARISON_KEYS)
+def test_validate_names_a_bad_comparison(tmp_path, key):
+    record = load_results(_write(tmp_path))
+    del record["comparisons"][0][key]
+    with pytest.raises(ValueError, match=f"comparisons\\[0\\]: missing key\\(s\\) '{key}'"):
+        validate_results(record)
+
+
+def test_load_rejects_nan_text_and_name_mismatch(tmp_path):
+    record = load_results(_write(tmp_path))
+    nan_file = tmp_path / "01_cam_basics.json"
+    nan_file.write_text(json.dumps({**record, "runtime_s": math.nan}))
+    with pytest.raises(ValueError, match="NaN is not allowed"):
+        load_results(nan_file)
+    other = tmp_path / "02_other.json"
+    other.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="'notebook' is '01_cam_basics' but the file is 02_other.json"):
+        load_results(other)
+
+
+def test_git_revision_never_fails(tmp_path):
+    assert git_revision(tmp_path) is None  # not a checkout
+    assert git_revision(tmp_path / "missing") is None
+    rev = git_revision()
+    assert rev is None or (isinstance(rev, str) and rev)
+
+
+def test_committed_results_match_schema(tmp_path):
+    """Every results/*.json in the repository (none is fine) plus the writer's own output."""
+    paths = [*COMMITTED, _write(tmp_path)]
+    paper_yaml = REPO / "results" / "paper.yaml"
+    paper = load_paper(paper_yaml) if paper_yaml.is_file() else None
+    for path in paths:
+        record = load_results(path)  # validates; raises naming the file
+        if paper is not None:
+            unknown = [row["paper_ref"] for row in record["comparisons"] if row["paper_ref"] not in paper]
+            assert not unknown, f"{path}: paper_ref not in results/paper.yaml: {unknown}"

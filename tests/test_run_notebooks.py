@@ -1,0 +1,76 @@
+"""camlib.run_notebooks: papermill runs, parameters, the summary and clear failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from camlib.run_notebooks import main, parse_param, parse_params
+
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+
+
+def _notebook(path: Path, *cells: str) -> Path:
+    nb = new_notebook(metadata={"kernelspec": KERNELSPEC})
+    nb.cells = [new_code_cell('PROFILE = "paper"\nSEED = 0', metadata={"tags": ["parameters"]})]
+    nb.cells += [new_code_cell(src) for src in cells]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(path))
+    return path
+
+
+def test_parse_param():
+    assert parse_param("SEED=3") == ("SEED", 3)
+    assert parse_param("SIZES=[224, 256]") == ("SIZES", [224, 256])
+    assert parse_param("INTERACTIVE=false") == ("INTERACTIVE", False)
+    assert parse_param("INTERACTIVE=False") == ("INTERACTIVE", False)
+    assert parse_param("DEVICE=cuda:0") == ("DEVICE", "cuda:0")
+    assert parse_param('NAME="a=b"') == ("NAME", "a=b")
+    assert parse_param("EMPTY=") == ("EMPTY", "")
+    assert parse_params(["A=1", "A=2"]) == {"A": 2}
+    for bad in ("SEED", "1X=2", "=3"):
+        with pytest.raises(ValueError, match="expected KEY=VALUE"):
+            parse_param(bad)
+    with pytest.raises(ValueError, match="--profile"):
+        parse_param("PROFILE=paper")
+
+
+def test_no_notebooks_given(capsys):
+    assert main(["--profile", "quick", "--out", "build"]) == 2
+    assert "no notebooks given" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_runs_notebooks_and_fails_clearly(tmp_path, capsys):
+    good = _notebook(
+        tmp_path / "notebooks" / "01_good.ipynb",
+        'import json\nfrom pathlib import Path\nPath("../out.json").write_text(json.dumps({"profile": PROFILE, "seed": SEED}))',
+    )
+    bad = _notebook(tmp_path / "notebooks" / "02_bad.ipynb", "x = 1", 'raise ValueError("boom: bad data")')
+    after = _notebook(tmp_path / "other" / "03_after.ipynb", 'open("ran.txt", "w").write(PROFILE)')
+    out = tmp_path / "executed"
+
+    rc = main(["--profile", "quick", "--out", str(out), "--param", "SEED=7", str(good), str(bad), str(after)])
+    captured = capsys.readouterr()
+
+    assert rc == 1
+    # the good notebook ran in its own folder with the injected parameters
+    assert json.loads((tmp_path / "out.json").read_text()) == {"profile": "quick", "seed": 7}
+    # the failure is named with its cell error, and the next notebook still ran
+    assert "FAILED" in captured.err and "02_bad.ipynb" in captured.err
+    assert "ValueError: boom: bad data" in captured.err
+    assert (tmp_path / "other" / "ran.txt").read_text() == "quick"
+    assert {p.name for p in out.iterdir()} == {"01_good.ipynb", "02_bad.ipynb", "03_after.ipynb"}
+    assert "3 notebook(s), 1 failed" in captured.out
+    executed = nbformat.read(str(out / "01_good.ipynb"), as_version=4)
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
+
+
+def test_missing_notebook_is_reported(tmp_path, capsys):
+    assert main(["--profile", "quick", "--out", str(tmp_path), str(tmp_path / "nope.ipynb")]) == 1
+    assert "notebook not found" in capsys.readouterr().err
