@@ -33,7 +33,7 @@ class ClassificationEvaluator:
     def __init__(self, ks: Sequence[int] = (1, 5)) -> None:
         if not ks or any(k < 1 for k in ks):
             raise ValueError(f"ks must be positive integers, got {ks}")
-        self.ks = tuple(ks)
+        self.ks = tuple(sorted(set(ks)))  # (1, 1) must not count twice
         self.correct = dict.fromkeys(self.ks, 0)
         self.n = 0
 
@@ -77,7 +77,9 @@ class LocalizationEvaluator:
     """
 
     def __init__(self, ks: Sequence[int] = (1, 5), iou_threshold: float = 0.5) -> None:
-        self.ks = tuple(ks)
+        if not ks or any(k < 1 for k in ks):
+            raise ValueError(f"ks must be positive integers, got {ks}")
+        self.ks = tuple(sorted(set(ks)))  # (1, 1) must not count twice
         self.iou_threshold = float(iou_threshold)
         self.loc_correct = dict.fromkeys(self.ks, 0)
         self.gt_known_correct = 0

@@ -187,7 +187,7 @@ def fit(
             opt.step()
             state.step += 1
             calls += 1
-            run_loss += float(loss) * len(y)
+            run_loss += float(loss.detach()) * len(y)
             run_correct += float((logits.argmax(1) == y).sum())
             run_seen += len(y)
             bar.update(1)

@@ -69,3 +69,13 @@ def test_localization_guards():
         ev.accumulate([[0]], [[GOOD]], [0], [np.zeros((0, 4))])
     with pytest.raises(ValueError, match="expected"):
         ev.accumulate([[0]], [GOOD], [0], [GT])
+
+
+def test_repeated_k_counts_once():
+    ev = LocalizationEvaluator((1, 1))
+    ev.accumulate([[0]], [[GOOD]], [0], [GT], [GOOD])
+    r = ev.compute()
+    assert r["top1_loc_acc"] == 100.0 and r["top1_loc_acc"] <= r["gt_known_loc_acc"]
+    c = ClassificationEvaluator((1, 1))
+    c.accumulate(torch.tensor([[1.0, 0.0]]), [0])
+    assert c.compute()["top1_acc"] == 100.0

@@ -18,7 +18,7 @@ def _block(cin: int, cout: int, pool: bool) -> list[nn.Module]:
 
 
 class SmallGAPNet(nn.Module):
-    """conv blocks -> 3x3 conv (``width`` units) + ReLU -> global ``pool`` -> linear.
+    """conv blocks -> 3x3 conv (``width`` units) + BN + ReLU -> global ``pool`` -> linear.
 
     The same head as the paper's -GAP networks (section 3.1) at toy scale. With a 64 x 64 input the
     feature map is 16 x 16 (two 2x poolings), so CAMs keep useful resolution.
@@ -29,8 +29,8 @@ class SmallGAPNet(nn.Module):
         self,
         num_classes: int,
         pool: Literal["avg", "max"] = "avg",
-        channels: tuple[int, ...] = (24, 48, 96),
-        width: int = 128,
+        channels: tuple[int, ...] = (16, 32, 64),
+        width: int = 96,
     ) -> None:
         super().__init__()
         if pool not in ("avg", "max"):
@@ -41,7 +41,10 @@ class SmallGAPNet(nn.Module):
             layers += _block(cin, c, pool=i < len(channels) - 1)
             cin = c
         self.features = nn.Sequential(*layers)
-        self.cam_conv = nn.Sequential(nn.Conv2d(cin, width, 3, padding=1), nn.ReLU(inplace=True))
+        # the paper's added layer: 3x3 conv, stride 1, pad 1 (+ BN here, for fast CPU training) + ReLU
+        self.cam_conv = nn.Sequential(
+            nn.Conv2d(cin, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
+        )
         self.pool_kind = pool
         self.pool = nn.AdaptiveAvgPool2d(1) if pool == "avg" else nn.AdaptiveMaxPool2d(1)
         self.fc = nn.Linear(width, num_classes)
