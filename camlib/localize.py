@@ -19,10 +19,12 @@ from camlib.boxes import paper_boxes
 from camlib.cam import CAM, CAMOptions, postprocess
 from camlib.metrics import ClassificationEvaluator, LocalizationEvaluator
 
-__all__ = ["PAPER_OPTIONS", "array_batches", "evaluate_localization", "localize_batch"]
+__all__ = ["PAPER_OPTIONS", "array_batches", "evaluate_localization", "explain_image", "localize_batch"]
 
 #: The paper's setting: bilinear upsampling to the image's own size, box where M >= 0.2 * max(M).
 PAPER_OPTIONS = CAMOptions(upsample="bilinear", size="original", relu=False, normalize="max")
+#: For showing maps over an image: bilinear to the image's size, min-max normalised.
+DISPLAY_OPTIONS = CAMOptions(size="original")
 
 
 def localize_batch(
@@ -145,3 +147,36 @@ def array_batches(images, labels, boxes, batch_size: int = 128):
             for i in sl
         ]
         yield imgs[s : s + batch_size], targets
+
+
+def explain_image(
+    cam: CAM,
+    image,
+    preprocess,
+    classes: Sequence[str],
+    *,
+    k: int = 5,
+    options: CAMOptions = DISPLAY_OPTIONS,
+    fraction: float = 0.2,
+) -> dict:
+    """Top-k classes of one image with their probabilities, CAMs at the image's size and paper boxes.
+
+    ``image``: PIL image or (H, W, 3) uint8 array; ``preprocess`` makes the network input of it.
+    Returns ``{"classes", "names", "probs", "maps" (k, H, W), "boxes" (k, 4), "logits", "raw_maps"}``.
+    """
+    arr = np.asarray(image)
+    x = preprocess(image)[None]
+    out = cam(x, topk=k)
+    size = arr.shape[:2]
+    maps = postprocess(out.maps, options, input_size=tuple(x.shape[-2:]), original_size=size)[0]
+    cls = out.classes[0].tolist()
+    return {
+        "classes": cls,
+        "names": [classes[c] for c in cls],
+        "probs": out.probs[0, cls].tolist(),
+        "maps": maps,
+        "boxes": paper_boxes(maps, fraction),
+        "logits": out.logits[0],
+        "raw_maps": out.maps[0],
+        "head": out.head,
+    }

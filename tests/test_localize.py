@@ -1,0 +1,64 @@
+"""The localization pipeline end to end: procedural data, the real ILSVRC sample, photos."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from camlib.cam import CAM
+from camlib.datasets import ProceduralShapes
+from camlib.datasets.photos import load_photo
+from camlib.localize import PAPER_OPTIONS, array_batches, evaluate_localization, explain_image, localize_batch
+from camlib.models import SmallGAPNet, load_efficientnet_lite0
+
+
+def test_localize_batch_shapes_and_gt_known_consistency():
+    torch.manual_seed(0)
+    ds = ProceduralShapes(16, seed=1, split="val")
+    model = SmallGAPNet(6)
+    x, targets = next(array_batches(ds.images, ds.labels, ds.boxes, 16))
+    labels = [t["label"] for t in targets]
+    r = localize_batch(CAM(model), x, sizes=[t["size"] for t in targets], gt_labels=labels, topk=3, fractions=(0.2, 0.5))
+    assert r["pred_classes"].shape == (16, 3) and r["boxes"][0.5].shape == (16, 3, 4)
+    same = r["pred_classes"][:, 0].numpy() == np.array(labels)
+    # where the top-1 class is the true class, its box IS the GT-known box
+    assert np.array_equal(r["boxes"][0.2][same, 0], r["gt_known_boxes"][0.2][same])
+    with pytest.raises(ValueError, match="sizes"):
+        localize_batch(CAM(model), x, sizes=[(64, 64)], gt_labels=labels)
+
+
+def test_evaluate_localization_on_procedural_ranges():
+    torch.manual_seed(0)
+    ds = ProceduralShapes(40, seed=2, split="test")
+    r = evaluate_localization(SmallGAPNet(6), array_batches(ds.images, ds.labels, ds.boxes, 16), topk=1,
+                              fractions=(0.2,), options=PAPER_OPTIONS.__class__(size="original", normalize="max"))
+    loc = r["localization"][0.2]
+    assert r["classification"]["n"] == 40
+    assert loc["top1_loc_acc"] <= loc["gt_known_loc_acc"] + 1e-9
+    assert loc["top1_loc_acc"] <= r["classification"]["top1_acc"] + 1e-9
+
+
+def test_explain_photo_lite0_cat():
+    m = load_efficientnet_lite0()
+    r = explain_image(CAM(m.model), load_photo("chelsea"), m.preprocess, m.classes)
+    assert r["maps"].shape == (5, 300, 451)
+    assert {"tabby", "tiger cat", "Egyptian cat"} & set(r["names"][:3])
+    assert sum(r["probs"]) <= 1.0 and r["probs"] == sorted(r["probs"], reverse=True)
+
+
+def test_ilsvrc_sample_matches_reference(ilsvrc_sample):
+    """The sample README's reference: top-1 69, top-5 90, GT-known 32/42/50/43 at t=0.2..0.5 (100 images)."""
+    from torch.utils.data import DataLoader
+
+    from camlib.datasets.ilsvrc import WSOLManifestDataset, collate_with_targets
+
+    m = load_efficientnet_lite0()
+    ds = WSOLManifestDataset(ilsvrc_sample, m.preprocess)
+    assert len(ds) == 100
+    r = evaluate_localization(m.model, DataLoader(ds, batch_size=25, collate_fn=collate_with_targets),
+                              fractions=(0.2, 0.3, 0.4, 0.5))
+    assert abs(r["classification"]["top1_acc"] - 69) <= 2
+    assert abs(r["classification"]["top5_acc"] - 90) <= 2
+    for f, ref in zip((0.2, 0.3, 0.4, 0.5), (32, 42, 50, 43), strict=True):
+        assert abs(r["localization"][f]["gt_known_loc_acc"] - ref) <= 3, (f, r["localization"][f])
