@@ -1,0 +1,344 @@
+"""VQA with CAM: consensus metric + normalisation, the S_c identity, the shapes data, vocabularies."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from camlib.datasets.vqa_shapes import (
+    ANSWER_TYPES,
+    COLOURS,
+    QUESTION_TYPES,
+    SHAPES,
+    VQAShapes,
+    make_vqa_arrays,
+    make_vqa_sample,
+)
+from camlib.train import TrainConfig
+from camlib.vqa import (
+    UNK,
+    BowGAPVQA,
+    Vocabulary,
+    VQADataError,
+    accuracy_by_group,
+    answer_strings,
+    attach_head,
+    fit_vqa,
+    gap_backbone,
+    load_vqa_split,
+    normalize_answer,
+    pointing_summary,
+    points_in_boxes,
+    predict_vqa,
+    process_punctuation,
+    records_feature_set,
+    small_backbone,
+    tokenize,
+    vqa_accuracy,
+    vqa_cam_pointing,
+    vqa_scores,
+)
+
+# ----------------------------------------------------------------------------- consensus metric
+
+
+def _humans(ans: str, k: int, other: str = "blue") -> list[str]:
+    return [ans] * k + [other] * (10 - k)
+
+
+@pytest.mark.parametrize("k, expected", [(0, 0.0), (1, 0.3), (2, 0.6), (3, 0.9), (4, 1.0), (10, 1.0)])
+def test_consensus_with_leave_one_out_averaging(k, expected):
+    # 3 of 10: in the 3 subsets that leave out a matching human only 2 match (2/3), else 3 (1):
+    # (3 * 2/3 + 7 * 1) / 10 = 0.9. 2 of 10: (2 * 1/3 + 8 * 2/3) / 10 = 0.6.
+    assert vqa_accuracy("red", _humans("red", k)) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("k, expected", [(1, 1 / 3), (2, 2 / 3), (3, 1.0), (5, 1.0)])
+def test_consensus_plain_formula(k, expected):
+    assert vqa_accuracy("red", _humans("red", k), official=False) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "raw, norm",
+    [
+        ("Two", "2"),
+        ("the dog", "dog"),
+        ("A red car.", "red car"),
+        ("yes!", "yes"),
+        ("  Yes\n", "yes"),
+        ("none", "0"),
+        ("ten", "10"),
+        ("2.5", "2.5"),
+        ("1,000", "1000"),
+        ("dont", "don't"),
+        ("t-shirt", "t shirt"),
+        ("black - white", "black white"),
+        ("an apple", "apple"),
+    ],
+)
+def test_answer_normalisation(raw, norm):
+    assert normalize_answer(raw) == norm
+
+
+def test_punctuation_rule_details():
+    assert process_punctuation("t-shirt") == "t shirt"  # mark inside a word -> space
+    assert process_punctuation("yes, sir") == "yes sir"  # mark touching a space -> deleted
+    assert process_punctuation("end.") == "end"
+    assert process_punctuation("3.5") == "3.5"  # a period before a digit stays
+
+
+def test_normalised_prediction_matches_humans():
+    assert vqa_accuracy("Two", ["2"] * 10) == 1.0
+    assert vqa_accuracy("the dog", ["dog"] * 10) == 1.0
+    # human answers are only punctuation-processed, and only when they disagree (official rule)
+    assert vqa_accuracy("t-shirt", ["t-shirt"] * 3 + ["shirt"] * 7) == pytest.approx(0.9)
+    assert vqa_accuracy("t-shirt", ["t-shirt"] * 10) == 0.0  # prediction -> "t shirt", humans untouched
+    # a quirk kept from the official script: a trailing mark on a human answer becomes a space
+    assert vqa_accuracy("yes", ["yes!"] * 3 + ["no"] * 7) == 0.0
+    scores = vqa_scores(["2", "cat"], [["two"] * 10, ["cat"] * 4 + ["dog"] * 6])
+    assert scores.tolist() == pytest.approx([0.0, 1.0])  # human "two" is not digit-processed
+
+
+def test_accuracy_by_group():
+    acc = accuracy_by_group(np.array([1, 0, 1, 1]), ["a", "a", "b", "b"])
+    assert acc == {"overall": 75.0, "a": 50.0, "b": 100.0}
+
+
+# ----------------------------------------------------------------------------- vocabulary
+
+
+def test_tokenize_and_vocabulary():
+    assert tokenize("What's the colour of the SQUARE?") == ["what's", "the", "colour", "of", "the", "square"]
+    v = Vocabulary.from_texts(["is there a red square?", "what colour is the square?"])
+    assert v.tokens[0] == UNK and v.index("square") > 0 and v.index("zebra") == 0
+    bow = v.bow(["the square square zebra"])
+    assert bow[0, v.index("square")] == 2 and bow[0, 0] == 1 and bow.sum() == 4
+    a = Vocabulary.from_labels(["yes", "no", "yes", "red"], top_k=2)
+    assert a.tokens == ("yes", "no") and a.index("red") == -1
+
+
+def test_vocabulary_from_train_split_only():
+    tr = VQAShapes(300, seed=3)
+    words = {w for q in tr.questions for w in tokenize(q)}
+    assert set(tr.vocab.tokens) == words | {UNK}
+    assert set(tr.answers.tokens) == set(tr.answer_texts)
+    with pytest.raises(ValueError, match="TRAINING split"):
+        VQAShapes(10, seed=3, split="test")
+    te = VQAShapes(50, seed=3, split="test", vocab=tr.vocab, answers=tr.answers)
+    assert te.vocab is tr.vocab and te.bow.shape == (50, len(tr.vocab))
+    # a vocabulary missing words: those words become <unk>, never new entries
+    small = Vocabulary(["what", "colour", "is", "the"], unk=UNK)
+    te2 = VQAShapes(50, seed=3, split="test", vocab=small, answers=tr.answers)
+    assert te2.bow.shape[1] == len(small) and te2.bow[:, 0].sum() > 0
+
+
+# ----------------------------------------------------------------------------- dataset
+
+
+def test_dataset_deterministic_and_boxes_inside():
+    a = make_vqa_arrays(60, seed=7, size=64)
+    b = make_vqa_arrays(20, seed=7, size=64, start=40)
+    assert np.array_equal(a["images"][40:], b["images"]) and a["questions"][40:] == b["questions"]
+    s = make_vqa_sample(45, seed=7)
+    assert np.array_equal(s.image, a["images"][45]) and s.answer == a["answers"][45]
+    assert not np.array_equal(make_vqa_sample(45, seed=8).image, s.image)
+    for i in range(60):
+        box, mask = a["boxes"][i], a["masks"][i]
+        if box[0] < 0:
+            assert a["answers"][i] == "no" and not mask.any()
+            continue
+        assert 0 <= box[0] <= box[2] < 64 and 0 <= box[1] <= box[3] < 64
+        ys, xs = np.nonzero(mask)
+        assert (xs.min(), ys.min(), xs.max(), ys.max()) == tuple(box)
+        objs = a["object_boxes"][i]
+        assert (objs[objs[:, 0] >= 0] >= 0).all() and (objs < 64).all()
+
+
+def test_questions_are_answerable():
+    for i in range(200):
+        s = make_vqa_sample(i, seed=1)
+        assert len(set(s.shapes)) == len(s.shapes) and len(set(s.colours)) == len(s.colours)
+        assert s.answer in ANSWER_TYPES[s.qtype]
+        words = tokenize(s.question)
+        shape = next((w for w in words if w in SHAPES), None)
+        colour = next((w for w in words if w in COLOURS), None)
+        if s.qtype == "colour":
+            assert s.answer == s.colours[s.shapes.index(shape)]
+        elif s.qtype == "shape":
+            assert s.answer == s.shapes[s.colours.index(colour)]
+        else:
+            assert (s.answer == "yes") == ((colour, shape) in set(zip(s.colours, s.shapes, strict=True)))
+            if s.answer == "no":  # a hard negative: both words name objects of the scene
+                assert colour in s.colours and shape in s.shapes
+        if s.target >= 0:
+            assert tuple(s.boxes[s.target]) == s.box
+
+
+def test_splits_disjoint():
+    tr = VQAShapes(30, seed=0)
+    te = VQAShapes(30, seed=0, split="test", vocab=tr.vocab, answers=tr.answers)
+    assert not any(np.array_equal(x, y) for x, y in zip(tr.images, te.images, strict=True))
+
+
+# ----------------------------------------------------------------------------- the model and CAM
+
+
+@pytest.mark.parametrize("gate", [False, True])
+def test_sc_identity(gate):
+    torch.manual_seed(0)
+    bb, k = small_backbone((8, 8), 16)
+    m = BowGAPVQA(bb, k, vocab_size=12, num_answers=5, question_gate=gate)
+    if gate:
+        nn.init.normal_(m.gate.weight)
+    x, q = torch.rand(3, 3, 32, 32), torch.rand(3, 12)
+    res = m.cam(x, q, all_answers=True)  # in eval mode; the module's own flags are restored
+    assert m.training
+    logits = m.eval()(x, q)
+    assert torch.allclose(res.logits, logits, atol=1e-5)
+    rebuilt = res.maps.mean((2, 3)) + res.question_offsets + res.bias
+    assert torch.allclose(rebuilt, logits, atol=1e-5)
+    assert res.identity_error() < 1e-5
+    # the question offset is what remains after the image part and the bias
+    w_q = m.fc.weight[:, k:]
+    assert torch.allclose(res.question_offsets, q @ w_q.T, atol=1e-5)
+    # the image part does not depend on the question without the gate
+    res2 = m.cam(x, torch.rand(3, 12), all_answers=True)
+    assert torch.allclose(res.maps, res2.maps) != gate
+    top = m.cam(x, q, topk=2)
+    assert torch.equal(top.answers, logits.topk(2, dim=1).indices)
+
+
+def test_fit_predict_and_pointing_smoke():
+    tr = VQAShapes(96, seed=0, size=32)
+    te = VQAShapes(40, seed=0, size=32, split="test", vocab=tr.vocab, answers=tr.answers)
+    torch.manual_seed(0)
+    bb, k = small_backbone((8, 8), 16)
+    m = BowGAPVQA(bb, k, len(tr.vocab), len(tr.answers))
+    st = fit_vqa(m, tr, TrainConfig(epochs=1, batch_size=32, lr=0.05), progress=False)
+    assert st.finished and st.step == 3 and len(st.history) == 1
+    logits = predict_vqa(m, te)
+    assert logits.shape == (40, len(tr.answers))
+    cand = te.answer_type_mask()[te.qtype_ids()]
+    p = vqa_cam_pointing(m, te, cand, batch_size=16)
+    assert p["identity_error"] < 1e-4
+    assert np.array_equal(p["pred"], logits.argmax(1).numpy())
+    assert (p["wrong"] != te.labels).all() and cand[np.arange(40), p["wrong"]].all()
+    summ = pointing_summary(p, te.boxes, te.qtypes, (32, 32), te.labels)
+    assert summ["n"] == int((te.boxes[:, 0] >= 0).sum()) and set(summ["per_type"]) <= set(QUESTION_TYPES)
+    for key in ("cam_answer", "cam_predicted", "cam_wrong_answer", "centre", "random_point"):
+        assert 0 <= summ[key] <= 100
+
+
+def test_points_in_boxes_inclusive():
+    boxes = np.array([[2, 2, 4, 4], [2, 2, 4, 4], [-1, -1, -1, -1]])
+    pts = np.array([[4, 2], [5, 3], [0, 0]])
+    assert points_in_boxes(pts, boxes).tolist() == [True, False, False]
+
+
+# ----------------------------------------------------------------------------- paper profile pieces
+
+
+def test_missing_vqa_folder_says_where_to_get_it(tmp_path):
+    with pytest.raises(VQADataError, match="visualqa.org"):
+        load_vqa_split(tmp_path / "nope", "val2014")
+    with pytest.raises(VQADataError, match="Annotations"):
+        load_vqa_split(tmp_path, "val2014")
+
+
+def test_load_tiny_vqa_folder_and_train_on_features(tmp_path):
+    from PIL import Image
+
+    split = "val2014"
+    (tmp_path / "Images" / split).mkdir(parents=True)
+    qs, anns = [], []
+    for i, (iid, q, a) in enumerate([(1, "is it red?", "yes"), (1, "how many dogs?", "two"), (2, "is it red?", "no")]):
+        qs.append({"image_id": iid, "question": q, "question_id": 100 + i})
+        anns.append({
+            "question_id": 100 + i, "image_id": iid, "question_type": "is it", "answer_type": "yes/no",
+            "multiple_choice_answer": a, "answers": [{"answer": a, "answer_id": j + 1} for j in range(10)],
+        })
+    for iid in (1, 2):
+        Image.fromarray(np.full((40, 40, 3), 60 * iid, np.uint8)).save(
+            tmp_path / "Images" / split / f"COCO_{split}_{iid:012d}.jpg")
+    (tmp_path / f"v2_OpenEnded_mscoco_{split}_questions.json").write_text(json.dumps({"questions": qs}))
+    (tmp_path / f"v2_mscoco_{split}_annotations.json").write_text(json.dumps({"annotations": anns}))
+    recs = load_vqa_split(tmp_path, split)
+    assert recs.version == "v2" and len(recs) == 3 and recs.answers[1] == ["two"] * 10
+    assert all(p.is_file() for p in recs.image_paths.values())
+
+    from camlib.models import SmallGAPNet
+    from camlib.vqa import extract_pooled_features
+
+    torch.manual_seed(0)
+    backbone, k = gap_backbone(SmallGAPNet(4, channels=(8, 8), width=16).eval(), (32, 32))
+
+    def prep(im):
+        return torch.from_numpy(np.asarray(im.resize((32, 32)), dtype=np.float32).transpose(2, 0, 1) / 255)
+
+    ids = sorted(recs.image_paths)
+    feats = extract_pooled_features(backbone, [recs.image_paths[i] for i in ids], prep, progress=False)
+    assert feats.shape == (2, k)
+    vocab, answers = Vocabulary.from_texts(recs.questions), Vocabulary.from_labels(recs.majority, top_k=2)
+    ds = records_feature_set(recs, ids, feats, vocab, answers)
+    assert answers.tokens == ("no", "two")  # ties by name: "yes" is not in the top 2
+    assert ds.labels.tolist() == [-1, 1, 0]
+    assert torch.equal(ds.batch([2])[0][0, :, 0, 0], feats[1])
+    head = BowGAPVQA(nn.Identity(), k, len(vocab), len(answers))
+    fit_vqa(head, ds, TrainConfig(epochs=2, batch_size=2, lr=0.05), progress=False)
+    full = attach_head(backbone, head)
+    logits = predict_vqa(head, ds)
+    pred = logits.argmax(1)
+    scores = vqa_scores(answer_strings(logits, answers), recs.answers)
+    assert scores[0] == 0.0 and set(scores.tolist()) <= {0.0, 1.0}  # "yes" cannot be predicted
+    x = torch.stack([prep(Image.open(recs.image_paths[i]).convert("RGB")) for i in recs.image_ids])
+    q = ds.batch(np.arange(3))[1]
+    res = full.cam(x, q)
+    assert torch.equal(res.answers[:, 0], pred) and res.identity_error() < 1e-4
+
+
+# ----------------------------------------------------------------------------- the notebook
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_notebook_07_runs_headless(tmp_path):
+    import papermill as pm
+
+    from camlib.results import validate_results
+
+    from .conftest import REPO
+
+    pm.execute_notebook(
+        str(REPO / "notebooks" / "07_vqa.ipynb"), str(tmp_path / "07.ipynb"), kernel_name="python3",
+        cwd=str(REPO / "notebooks"), progress_bar=False,
+        parameters={"N_TRAIN": 400, "N_TEST": 120, "PRETRAIN_EPOCHS": 1, "HEAD_EPOCHS": 2,
+                    "RESULTS_DIR": str(tmp_path / "results"), "FIGURES_DIR": str(tmp_path / "figures")},
+    )
+    res = json.loads((tmp_path / "results" / "07_vqa.json").read_text())
+    validate_results(res)
+    m = res["metrics"]
+    assert res["profile"] == "quick" and set(m["answer_accuracy"]) == {"baseline", "gated"}
+    assert max(m["identity_max_abs_err"].values()) < 1e-4
+    assert {"cam_answer", "cam_wrong_answer", "centre", "random_point"} <= set(m["pointing"]["baseline"])
+    assert (tmp_path / "figures" / "07_vqa_cams_baseline.png").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_paper_profile_without_vqa_folder_stops_with_help(tmp_path):
+    import papermill as pm
+
+    from .conftest import REPO
+
+    with pytest.raises(pm.PapermillExecutionError, match="visualqa.org"):
+        pm.execute_notebook(
+            str(REPO / "notebooks" / "07_vqa.ipynb"), str(tmp_path / "07.ipynb"), kernel_name="python3",
+            cwd=str(REPO / "notebooks"), progress_bar=False,
+            parameters={"PROFILE": "paper", "VQA_ROOT": str(tmp_path / "missing"),
+                        "RESULTS_DIR": str(tmp_path / "results"), "FIGURES_DIR": str(tmp_path / "figures")},
+        )
+    assert not (tmp_path / "results" / "07_vqa.json").exists()
