@@ -11,6 +11,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 PYTEST_ARGS ?=
 
 .PHONY: help setup quick reproduce report test lint lab clean-notebooks student bench clean
+STUDENT_OUT ?= build/student
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -47,6 +48,9 @@ lab: setup  ## open JupyterLab in the project environment
 
 clean-notebooks: setup  ## strip outputs and execution counts from the committed notebooks
 	$(PY) -m camlib.notebook_tools strip $(NOTEBOOKS)
+
+student: setup  ## copies of the notebooks with exercise solutions removed, in build/student
+	$(PY) -m camlib.notebook_tools student --out $(STUDENT_OUT) $(NOTEBOOKS)
 
 bench: setup  ## CAM overhead benchmark
 	$(PY) benchmarks/cam_overhead.py

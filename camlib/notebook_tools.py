@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import copy
 import json
 import re
 import sys
@@ -242,6 +243,32 @@ def _new_cell(index: int, kind: str, tags: list[str], lines: list[str]) -> Noteb
     return cell
 
 
+SOLUTION_TAG = "solution"
+PLACEHOLDER = "# Your turn: write your solution here (the exercise is described above).\n"
+
+
+def student_copy(nb: NotebookNode) -> tuple[NotebookNode, int]:
+    """A copy for students: code cells tagged ``solution`` become a placeholder; outputs stripped."""
+    nb = strip_notebook(copy.deepcopy(nb))
+    removed = 0
+    for cell in nb.cells:
+        if cell.cell_type == "code" and SOLUTION_TAG in _tags(cell):
+            cell.source = PLACEHOLDER
+            cell.metadata["tags"] = [t for t in _tags(cell) if t != SOLUTION_TAG] + ["exercise"]
+            removed += 1
+    return nb, removed
+
+
+def _cmd_student(paths: Sequence[str], out_dir: str) -> int:
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        nb, removed = student_copy(read(path))
+        out = Path(out_dir) / Path(path).name
+        write(nb, out)
+        print(f"{out}: {removed} solution cell(s) removed")
+    return 0
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -294,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     from_py = sub.add_parser("from-py", help="percent script -> notebook")
     from_py.add_argument("script")
     from_py.add_argument("out")
+    student = sub.add_parser("student", help="copies with solution cells replaced by placeholders")
+    student.add_argument("--out", required=True)
+    student.add_argument("notebooks", nargs="+")
     return parser
 
 
@@ -306,6 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"camlib.notebook_tools {args.command}: no notebooks given", file=sys.stderr)
                 return 2
             return (_cmd_strip if args.command == "strip" else _cmd_check)(args.notebooks)
+        if args.command == "student":
+            return _cmd_student(args.notebooks, args.out)
         if args.command == "to-py":
             return _cmd_to_py(args.notebook, args.out)
         return _cmd_from_py(args.script, args.out)

@@ -190,3 +190,20 @@ def test_from_py_edge_cases():
 def test_no_notebooks_given(capsys):
     assert main(["strip"]) == 2
     assert "no notebooks given" in capsys.readouterr().err
+
+
+def test_student_copy_removes_solutions_only(tmp_path):
+    from camlib.notebook_tools import PLACEHOLDER, main, notebook_from_py, read, write
+
+    script = (
+        '# %% tags=["parameters"]\nPROFILE = "quick"\nSEED = 0\nDEVICE = "cpu"\nINTERACTIVE = False\n'
+        "# %%\nx = 1\n"
+        '# %% tags=["solution"]\nanswer = x + 41\n'
+    )
+    src = tmp_path / "nb.ipynb"
+    write(notebook_from_py(script), src)
+    assert main(["student", "--out", str(tmp_path / "student"), str(src)]) == 0
+    cells = read(tmp_path / "student" / "nb.ipynb").cells
+    assert cells[1].source == "x = 1"
+    assert cells[2].source == PLACEHOLDER and "exercise" in cells[2].metadata["tags"]
+    assert "answer" in read(src).cells[2].source  # the original is untouched
