@@ -1,0 +1,149 @@
+"""camlib.video: writer round trip, clear errors, streamed CAM processing and the command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from camlib.models import ImageNetModel, SmallGAPNet
+from camlib.video import (
+    GifPreview,
+    VideoError,
+    VideoWriter,
+    count_frames,
+    iter_frames,
+    main,
+    pick_codec,
+    probe,
+    process_video,
+    read_frames,
+    synthesize_clip,
+)
+
+
+def _frames(n, h, w):
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+    return [np.roll(base, 3 * i, axis=1) for i in range(n)]
+
+
+@pytest.mark.parametrize("codec", [None, "mpeg4"])
+def test_writer_round_trips_frame_count_and_size(tmp_path, codec):
+    path = tmp_path / "v.mp4"
+    with VideoWriter(path, fps=12, codec=codec) as w:
+        for f in _frames(7, 48, 64):
+            w.write(f)
+    assert w.frames == 7
+    info = probe(path)
+    assert (info.height, info.width) == (48, 64) and info.fps == pytest.approx(12)
+    assert count_frames(path) == 7
+    assert all(f.shape == (48, 64, 3) and f.dtype == np.uint8 for f in iter_frames(path))
+    assert sorted(read_frames(path, [0, 5])) == [0, 5]
+
+
+def test_writer_pads_odd_sizes_and_codec_fallback(tmp_path):
+    path = tmp_path / "odd.mp4"
+    with VideoWriter(path, fps=5) as w:
+        for f in _frames(3, 21, 33):
+            w.write(f)
+    assert w.size == (22, 34) and (probe(path).height, probe(path).width) == (22, 34)
+    assert pick_codec(("no-such-encoder", "mpeg4")) == "mpeg4"
+    with pytest.raises(VideoError, match="encoders"):
+        pick_codec(("no-such-encoder",))
+
+
+def test_missing_and_corrupt_videos_give_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        probe(tmp_path / "missing.mp4")
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    with pytest.raises(VideoError, match="corrupt"):
+        probe(junk)
+    with pytest.raises(VideoError, match="corrupt"):
+        list(iter_frames(junk))
+    good = tmp_path / "good.mp4"
+    synthesize_clip(good, size=(64, 48), fps=5, seconds_per_image=1.0)
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(VideoError):
+        list(iter_frames(truncated))
+
+
+def test_gif_preview_is_bounded(tmp_path):
+    g = GifPreview(tmp_path / "p.gif", fps=10, max_frames=8, width=32)
+    for f in _frames(100, 24, 40):
+        g.add(f)
+        assert len(g.frames) <= 8
+    path = g.close()
+    from PIL import Image
+
+    with Image.open(path) as im:
+        assert im.size == (32, 19) and 4 <= im.n_frames <= 8
+
+
+def test_synthesized_clip_has_the_planned_length(tmp_path):
+    info = synthesize_clip(tmp_path / "c.mp4", ("astronaut", "coffee"), size=(64, 48), fps=6, seconds_per_image=1.0)
+    assert info.frames == 12 and count_frames(tmp_path / "c.mp4") == 12
+
+
+def _tiny_model() -> ImageNetModel:
+    torch.manual_seed(0)
+    net = SmallGAPNet(4, channels=(4, 8), width=8).eval()
+
+    def pre(x):  # uint8 (3, H, W) -> float (3, 32, 32)
+        return F.interpolate(x[None].float() / 255, size=(32, 32), mode="bilinear", align_corners=False)[0]
+
+    return ImageNetModel("tiny", net, pre, (32, 32), ["a", "b", "c", "d"], "random init")
+
+
+def test_process_video_streams_every_frame(tmp_path):
+    src = tmp_path / "in.mp4"
+    synthesize_clip(src, ("coffee", "chelsea"), size=(64, 48), fps=6, seconds_per_image=1.0)
+    model = _tiny_model()
+    st = process_video(src, tmp_path / "out.mp4", model, batch_size=5, gif=tmp_path / "out.gif", progress=False,
+                       measure_memory=True)
+    assert st.frames == 12 and count_frames(tmp_path / "out.mp4") == 12
+    assert (probe(tmp_path / "out.mp4").height, probe(tmp_path / "out.mp4").width) == (48, 64)
+    assert len(st.records) == 12 and (tmp_path / "out.gif").is_file() and st.rss_peak_mb >= st.rss_start_mb
+    # without smoothing the label is the model's own top-1 on the frame
+    frames = np.stack(list(iter_frames(src)))
+    x = torch.stack([model.preprocess(torch.from_numpy(f).permute(2, 0, 1)) for f in frames])
+    with torch.no_grad():
+        top1 = model.model(x).argmax(1).tolist()
+    assert [r["class"] for r in st.records] == top1
+    assert all(0 <= r["peak_x"] <= 1 and 0 <= r["peak_y"] <= 1 for r in st.records)
+    sm = process_video(src, tmp_path / "sm.mp4", model, smooth=0.9, batch_size=4, progress=False)
+    assert sm.records[0]["score"] == pytest.approx(st.records[0]["score"], rel=1e-5)
+    assert [r["score"] for r in sm.records] != [r["score"] for r in st.records]
+    with pytest.raises(ValueError, match="smooth"):
+        process_video(src, tmp_path / "x.mp4", model, smooth=1.0)
+
+
+def test_cli_runs_lite0_on_a_tiny_clip(tmp_path, capsys):
+    src = tmp_path / "in.mp4"
+    synthesize_clip(src, ("chelsea",), size=(64, 48), fps=3, seconds_per_image=1.0)
+    out, gif, stats = tmp_path / "out.mp4", tmp_path / "out.gif", tmp_path / "s.json"
+    rc = main([str(src), str(out), "--model", "efficientnet_lite0", "--smooth", "0.5", "--batch", "2",
+               "--gif", str(gif), "--stats", str(stats), "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    s = json.loads(stats.read_text())
+    assert s["frames"] == 3 and count_frames(out) == 3 and gif.is_file()
+    assert all(r["label"] for r in s["records"]) and s["rss_growth_mb"] >= 0
+
+
+def test_cli_missing_and_corrupt_input(tmp_path, capsys):
+    assert main([str(tmp_path / "nope.mp4"), str(tmp_path / "o.mp4"), "--no-progress"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video at all" * 100)
+    assert main([str(bad), str(tmp_path / "o.mp4"), "--no-progress"]) == 2
+    assert "corrupt" in capsys.readouterr().err
+    done = subprocess.run([sys.executable, "-m", "camlib.video", str(bad), str(tmp_path / "o.mp4")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "error:" in done.stderr and "Traceback" not in done.stderr
