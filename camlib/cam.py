@@ -294,12 +294,18 @@ class CAM:
                 f"VGG/AlexNet or MobileNetV3, sits between the features and the classifier). {_WAY_OUT}"
             )
         f = recorder.outputs[feat_name]
+        # every candidate head that reproduces the logits; the closest one wins (a freshly initialised
+        # network with ~0 logits can fit both avg and max within tolerance)
+        candidates = []
         for pool in ("avg", "max"):
             for relu in (False, True):
                 if kind == "score_map" and relu:
                     continue
-                if _matches(_head_logits(f, fc, pool, relu, kind), logits):
-                    return HeadSpec(feat_name, fc_name, pool, relu, kind)
+                pred = _head_logits(f, fc, pool, relu, kind)
+                if _matches(pred, logits):
+                    candidates.append((float((pred - logits).abs().max()), HeadSpec(feat_name, fc_name, pool, relu, kind)))
+        if candidates:
+            return min(candidates, key=lambda c: c[0])[1]
         raise NotCAMCompatibleError(
             f"{type(self.model).__name__}: {fc_name!r}(global pooling({feat_name!r})) does not "
             f"reproduce the model's logits, so something else (a normalisation after pooling as in "

@@ -179,3 +179,12 @@ def test_postprocess_options():
     with pytest.raises(ValueError, match="original_size"):
         postprocess(maps, CAMOptions(size="original"))
     assert CAMOptions().to_dict() == {"upsample": "bilinear", "size": "input", "relu": False, "normalize": "minmax"}
+
+
+def test_gmp_detected_even_with_tiny_logits():
+    torch.manual_seed(4)
+    model = SmallGAPNet(3, pool="max")
+    with torch.no_grad():
+        model.fc.weight.mul_(1e-9)
+        model.fc.bias.zero_()
+    assert CAM(model)(torch.rand(2, 3, 64, 64)).head.pool == "max"

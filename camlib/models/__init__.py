@@ -5,8 +5,24 @@
 - :func:`load_torchvision` — any torchvision classifier through the weights API (``paper`` profile).
 - :class:`SmallGAPNet` — a small CNN ending in conv -> ReLU -> global pooling -> linear, trained on
   the procedural data in the quick profile.
+- :func:`gap_variant` and the builders of :mod:`camlib.models.gap` — the paper's -GAP networks
+  (AlexNet, AlexNet*, VGGnet, GoogLeNet), their -GMP twins, a stride-1 ResNet-50 and the originals.
 """
 
+from camlib.models.gap import (
+    ARCHS,
+    GAP_ARCHS,
+    ORIGINAL_ARCHS,
+    GAPNet,
+    alexnet_gap,
+    alexnet_star_gap,
+    gap_variant,
+    googlenet_gap,
+    original_network,
+    paper_key,
+    resnet50_s1,
+    vggnet_gap,
+)
 from camlib.models.imagenet import (
     ImageNetModel,
     imagenet_classes,
@@ -16,6 +32,18 @@ from camlib.models.imagenet import (
 from camlib.models.small import SmallGAPNet
 
 __all__ = [
+    "ARCHS",
+    "GAP_ARCHS",
+    "ORIGINAL_ARCHS",
+    "GAPNet",
+    "alexnet_gap",
+    "alexnet_star_gap",
+    "gap_variant",
+    "googlenet_gap",
+    "original_network",
+    "paper_key",
+    "resnet50_s1",
+    "vggnet_gap",
     "ImageNetModel",
     "SmallGAPNet",
     "imagenet_classes",
