@@ -65,7 +65,7 @@ def _check_paper_entry(path: Path, key: Any, entry: Any) -> None:
 
 def collect_results(results_dir: str | Path) -> list[dict]:
     """Every ``results_dir/*.json``, validated, sorted by notebook name."""
-    paths = sorted(Path(results_dir).glob("*.json"))
+    paths = sorted(Path(results_dir).glob("[0-9][0-9]_*.json"))  # notebook results only
     return [load_results(p) for p in paths]
 
 
