@@ -54,6 +54,7 @@ student: setup  ## copies of the notebooks with exercise solutions removed, in b
 
 bench: setup  ## CAM overhead benchmark
 	$(PY) benchmarks/cam_overhead.py
+	$(PY) benchmarks/sweep_speed.py
 
 clean:  ## remove executed notebooks and caches (keeps .venv and data)
 	rm -rf build .pytest_cache
