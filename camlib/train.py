@@ -5,8 +5,12 @@ comes from a generator seeded with ``(seed, e)``, and before step ``s`` the glob
 augmentation) is seeded with ``(seed, s)``. A run interrupted at any step and resumed from its
 checkpoint therefore ends with the same weights as an uninterrupted run (tested).
 
-Learning rate: SGD with momentum, step decay ``lr * gamma ** (step // step_every)``, and an optional
-larger rate for the head (``head_lr_mult``, the paper fine-tunes new layers at 10x).
+Learning rate: SGD with momentum (or AdamW), step decay ``lr * gamma ** (step // step_every)``, and an
+optional larger rate for the head (``head_lr_mult``, the paper fine-tunes new layers at 10x).
+
+The same loop trains every model of camlib: a classifier on ``(image, label)`` pairs by default, and
+anything else through ``batch_fn(indices) -> tensors`` and ``step_fn(model, *tensors) -> (loss,
+n_correct, n_seen)`` (the VQA answer layer, the multi-label scene pretraining of notebook 07).
 """
 
 from __future__ import annotations
@@ -23,7 +27,17 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset, default_collate
 from tqdm.auto import tqdm
 
-__all__ = ["TrainConfig", "TrainState", "evaluate_logits", "fit", "hflip_augment", "seed_everything"]
+__all__ = [
+    "TrainConfig",
+    "TrainState",
+    "classification_step",
+    "evaluate_logits",
+    "fit",
+    "hflip_augment",
+    "seed_everything",
+]
+
+StepResult = tuple["Tensor | None", float, int]
 
 
 def seed_everything(seed: int) -> None:
@@ -87,6 +101,34 @@ def _param_groups(model: nn.Module, cfg: TrainConfig, head: Sequence[str]) -> li
     return [{"params": body_params, "lr_mult": 1.0}, {"params": head_params, "lr_mult": cfg.head_lr_mult}]
 
 
+def make_optimizer(
+    model: nn.Module, cfg: TrainConfig, head_prefixes: Sequence[str] = (), optimizer: str = "sgd"
+) -> tuple[list[dict], torch.optim.Optimizer]:
+    """Parameter groups (with their ``lr_mult``) and the optimizer over the trainable parameters.
+
+    ``"sgd"``: momentum ``cfg.momentum`` and L2 ``cfg.weight_decay``; ``"adam"``: AdamW with decoupled
+    ``cfg.weight_decay``.
+    """
+    groups = _param_groups(model, cfg, head_prefixes)
+    params = [{"params": g["params"], "lr": cfg.lr * g["lr_mult"]} for g in groups]
+    if optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    elif optimizer == "adam":
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+    return groups, opt
+
+
+_CE = nn.CrossEntropyLoss()
+
+
+def classification_step(model: nn.Module, x: Tensor, y: Tensor) -> StepResult:
+    """The default step: cross-entropy of ``model(x)`` against labels ``y``; counts top-1 hits."""
+    logits = model(x)
+    return _CE(logits, y), float((logits.argmax(1) == y).sum()), len(y)
+
+
 def _save(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -110,38 +152,42 @@ def fit(
     head_prefixes: Sequence[str] = (),
     stop_after: int | None = None,
     progress: bool = True,
+    optimizer: str = "sgd",
+    batch_fn: Callable[[Tensor], Sequence[Tensor]] | None = None,
+    step_fn: Callable[..., StepResult] | None = None,
+    desc: str = "train",
 ) -> TrainState:
-    """Train ``model`` on ``dataset`` ((image, label) pairs) with SGD + cross-entropy.
+    """Train ``model`` on ``dataset`` (default: (image, label) pairs, SGD + cross-entropy).
 
     ``checkpoint``: file to save to (each epoch end and every ``checkpoint_every`` steps) and to
     resume from when it exists with the same config. ``stop_after``: stop (as an interruption would)
-    after this many steps in this call, after saving a checkpoint. Returns the training state with the
-    per-epoch history (loss, accuracy, lr, seconds).
+    after this many steps in this call, after saving a checkpoint. ``optimizer``: ``"sgd"`` or
+    ``"adam"`` (see :func:`make_optimizer`). ``batch_fn(indices)`` returns the batch's tensors (default:
+    collate ``dataset[i]`` pairs); ``augment`` is applied to the first of them; ``step_fn(model,
+    *tensors)`` returns ``(loss, n_correct, n_seen)``, with ``loss=None`` to skip a batch (default:
+    :func:`classification_step`). Returns the training state with the per-epoch history (loss,
+    train_acc = n_correct / n_seen, lr, seconds).
     """
     cfg = config
     n = len(dataset)  # type: ignore[arg-type]
     if n == 0:
         raise ValueError("empty training set")
+    get_batch = batch_fn if batch_fn is not None else (lambda idx: _batch(dataset, idx))
+    step = step_fn if step_fn is not None else classification_step
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     if cfg.max_iters is not None:
         total = min(total, cfg.max_iters)
     model.to(device)
-    groups = _param_groups(model, cfg, head_prefixes)
-    opt = torch.optim.SGD(
-        [{"params": g["params"], "lr": cfg.lr * g["lr_mult"]} for g in groups],
-        lr=cfg.lr,
-        momentum=cfg.momentum,
-        weight_decay=cfg.weight_decay,
-    )
+    groups, opt = make_optimizer(model, cfg, head_prefixes, optimizer)
     state = TrainState()
     ckpt = Path(checkpoint) if checkpoint is not None else None
     if ckpt is not None and ckpt.exists():
         saved = torch.load(ckpt, map_location=device, weights_only=True)
-        if saved.get("config") != cfg.to_dict():
+        if saved.get("config") != cfg.to_dict() or saved.get("optimizer_kind", "sgd") != optimizer:
             raise ValueError(
-                f"checkpoint {ckpt} was made with a different config {saved.get('config')}; "
-                "delete it or use another path to start over"
+                f"checkpoint {ckpt} was made with a different config {saved.get('config')} "
+                f"(optimizer {saved.get('optimizer_kind', 'sgd')!r}); delete it or use another path to start over"
             )
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
@@ -154,17 +200,17 @@ def fit(
                 {
                     "model": model.state_dict(),
                     "optimizer": opt.state_dict(),
+                    "optimizer_kind": optimizer,
                     "step": state.step,
                     "history": state.history,
                     "config": cfg.to_dict(),
                 },
             )
 
-    loss_fn = nn.CrossEntropyLoss()
     was_training = model.training
     model.train()
     calls = 0
-    bar = tqdm(total=total, initial=state.step, desc="train", disable=not progress, leave=False)
+    bar = tqdm(total=total, initial=state.step, desc=desc, disable=not progress, leave=False)
     run_loss = run_correct = run_seen = 0.0
     t0 = time.time()
     try:
@@ -173,33 +219,33 @@ def fit(
             order = torch.randperm(n, generator=torch.Generator().manual_seed(_mix(cfg.seed, epoch)))
             idx = order[offset * cfg.batch_size : (offset + 1) * cfg.batch_size]
             torch.manual_seed(_mix(cfg.seed, 10_000_000 + state.step))
-            x, y = _batch(dataset, idx)
-            x, y = x.to(device), y.to(device)
+            batch = [t.to(device) for t in get_batch(idx)]
             if augment is not None:
-                x = augment(x)
+                batch[0] = augment(batch[0])
             decay = cfg.lr_gamma ** (state.step // cfg.lr_step_every) if cfg.lr_step_every else 1.0
             for g, pg in zip(groups, opt.param_groups, strict=True):
                 pg["lr"] = cfg.lr * g["lr_mult"] * decay
-            logits = model(x)
-            loss = loss_fn(logits, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            loss, correct, seen = step(model, *batch)
+            if loss is not None:
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                run_loss += float(loss.detach()) * seen
+                run_correct += correct
+                run_seen += seen
             state.step += 1
             calls += 1
-            run_loss += float(loss.detach()) * len(y)
-            run_correct += float((logits.argmax(1) == y).sum())
-            run_seen += len(y)
             bar.update(1)
-            bar.set_postfix(loss=f"{run_loss / run_seen:.3f}", acc=f"{run_correct / run_seen:.3f}", epoch=epoch)
+            if run_seen:
+                bar.set_postfix(loss=f"{run_loss / run_seen:.3f}", acc=f"{run_correct / run_seen:.3f}", epoch=epoch)
             end_of_epoch = state.step % steps_per_epoch == 0 or state.step == total
             if end_of_epoch:
                 state.history.append(
                     {
                         "epoch": epoch,
                         "step": state.step,
-                        "loss": run_loss / run_seen,
-                        "train_acc": run_correct / run_seen,
+                        "loss": run_loss / max(run_seen, 1),
+                        "train_acc": run_correct / max(run_seen, 1),
                         "lr": cfg.lr * decay,
                         "seconds": time.time() - t0,
                     }

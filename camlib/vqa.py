@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -43,7 +42,7 @@ from torch.utils.data import default_collate
 from tqdm.auto import tqdm
 
 from camlib.cam import CAM, CAMOptions, NotCAMCompatibleError, postprocess
-from camlib.train import TrainConfig, TrainState, _mix, _param_groups
+from camlib.train import TrainConfig, TrainState, fit
 
 __all__ = [
     "UNK",
@@ -395,67 +394,6 @@ def _vqa_batch(dataset, idx: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return x, q.float(), torch.as_tensor(y, dtype=torch.long)
 
 
-def _make_optimizer(model: nn.Module, cfg: TrainConfig, head_prefixes: Sequence[str], optimizer: str):
-    groups = _param_groups(model, cfg, head_prefixes)
-    params = [{"params": g["params"], "lr": cfg.lr * g["lr_mult"]} for g in groups]
-    if optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    elif optimizer == "adam":
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    else:
-        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
-    return groups, opt
-
-
-def _train_loop(model, n, get_batch, step, cfg, head_prefixes, optimizer, device, progress, desc) -> TrainState:
-    """The shared loop: ``get_batch(idx)`` -> tensors, ``step(model, *tensors)`` -> (loss, n_correct, n_seen)."""
-    if n == 0:
-        raise ValueError("empty training set")
-    spe = math.ceil(n / cfg.batch_size)
-    total = spe * cfg.epochs if cfg.max_iters is None else min(spe * cfg.epochs, cfg.max_iters)
-    model.to(device)
-    groups, opt = _make_optimizer(model, cfg, head_prefixes, optimizer)
-    state = TrainState()
-    was_training = model.training
-    model.train()
-    bar = tqdm(total=total, desc=desc, disable=not progress, leave=False)
-    run_loss = run_correct = run_seen = 0.0
-    t0 = time.time()
-    try:
-        while state.step < total:
-            epoch, offset = divmod(state.step, spe)
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(_mix(cfg.seed, epoch)))
-            idx = order[offset * cfg.batch_size : (offset + 1) * cfg.batch_size]
-            torch.manual_seed(_mix(cfg.seed, 10_000_000 + state.step))
-            batch = [t.to(device) for t in get_batch(idx)]
-            decay = cfg.lr_gamma ** (state.step // cfg.lr_step_every) if cfg.lr_step_every else 1.0
-            for g, pg in zip(groups, opt.param_groups, strict=True):
-                pg["lr"] = cfg.lr * g["lr_mult"] * decay
-            loss, correct, seen = step(model, *batch)
-            if loss is not None:
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                run_loss += float(loss.detach()) * seen
-                run_correct += correct
-                run_seen += seen
-            state.step += 1
-            bar.update(1)
-            if run_seen:
-                bar.set_postfix(loss=f"{run_loss / run_seen:.3f}", acc=f"{run_correct / run_seen:.3f}", epoch=epoch)
-            if state.step % spe == 0 or state.step == total:
-                state.history.append({
-                    "epoch": epoch, "step": state.step, "loss": run_loss / max(run_seen, 1),
-                    "train_acc": run_correct / max(run_seen, 1), "lr": cfg.lr * decay, "seconds": time.time() - t0,
-                })
-                run_loss = run_correct = run_seen = 0.0
-    finally:
-        bar.close()
-        model.train(was_training)
-    state.finished = True
-    return state
-
-
 def fit_vqa(
     model: BowGAPVQA,
     dataset,
@@ -465,13 +403,14 @@ def fit_vqa(
     head_prefixes: Sequence[str] = (),
     optimizer: str = "sgd",
     progress: bool = True,
+    checkpoint: str | Path | None = None,
 ) -> TrainState:
     """Train on ``(image, question_bow, answer)`` data with cross-entropy (answer -1 = ignored).
 
-    The conventions of :func:`camlib.train.fit` (whose behaviour is unchanged): the sample order of
-    epoch ``e`` is seeded by ``(config.seed, e)``, the torch RNG before step ``s`` by
-    ``(config.seed, s)``, step learning-rate decay, ``head_lr_mult`` for ``head_prefixes``. No
-    augmentation and no checkpoints (runs take seconds to minutes). ``optimizer``: ``"sgd"``
+    Runs :func:`camlib.train.fit` with a VQA batch and step: the sample order of epoch ``e`` is seeded
+    by ``(config.seed, e)``, the torch RNG before step ``s`` by ``(config.seed, s)``, step
+    learning-rate decay, ``head_lr_mult`` for ``head_prefixes``, optional ``checkpoint`` with exact
+    resume. No augmentation. ``optimizer``: ``"sgd"``
     (momentum ``config.momentum``) or ``"adam"`` (AdamW with ``config.lr`` and decoupled
     ``config.weight_decay``). ``dataset`` either has ``batch(indices)`` returning ``(x, q, y)``
     tensors, or items ``(x, q, y)``. Returns the state with the per-epoch history (loss, train_acc
@@ -486,8 +425,9 @@ def fit_vqa(
         logits = m(x, q)
         return loss_fn(logits, y), float((logits.argmax(1) == y)[known].sum()), int(known.sum())
 
-    return _train_loop(model, len(dataset), lambda idx: _vqa_batch(dataset, idx), step, config, head_prefixes,
-                       optimizer, device, progress, "train vqa")
+    return fit(model, dataset, config, device=device, augment=None, head_prefixes=head_prefixes, progress=progress,
+               optimizer=optimizer, batch_fn=lambda idx: _vqa_batch(dataset, idx), step_fn=step, desc="train vqa",
+               checkpoint=checkpoint)
 
 
 def fit_multilabel(
@@ -499,6 +439,7 @@ def fit_multilabel(
     device: str | torch.device = "cpu",
     optimizer: str = "adam",
     progress: bool = True,
+    checkpoint: str | Path | None = None,
 ) -> TrainState:
     """Train an image classifier on multi-hot ``targets`` (N, C) with a sigmoid cross-entropy per class.
 
@@ -523,7 +464,8 @@ def fit_multilabel(
         logits = m(x)
         return loss_fn(logits, t), float(((logits > 0) == (t > 0.5)).float().mean(1).sum()), len(t)
 
-    return _train_loop(model, len(tgt), get_batch, step, config, (), optimizer, device, progress, "pretrain")
+    return fit(model, tgt, config, device=device, augment=None, progress=progress, optimizer=optimizer,
+               batch_fn=get_batch, step_fn=step, desc="pretrain", checkpoint=checkpoint)
 
 
 @torch.no_grad()

@@ -65,3 +65,38 @@ def test_evaluate_logits_restores_mode():
     m.train()
     logits, labels = evaluate_logits(m, _data(10), batch_size=4)
     assert logits.shape == (10, 3) and labels.shape == (10,) and m.training
+
+
+def _multi_step(model, x, t, skip):
+    """A custom step (multi-label BCE) that skips the batches holding a `skip` flag."""
+    if bool(skip.any()):
+        return None, 0.0, 0
+    logits = model(x)
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits, t), float(((logits > 0) == (t > 0.5)).sum()), t.numel()
+
+
+def test_custom_batch_and_step_with_adam_resume_exactly(tmp_path):
+    ds = _data()
+    x, y = ds.tensors
+    t = torch.nn.functional.one_hot(y, 3).float()
+    skip = torch.zeros(len(y), dtype=torch.bool)
+    skip[7] = True  # the batch holding sample 7 is skipped (loss None): no update, not counted
+
+    def run(m, **kw):
+        return fit(m, ds, CFG, optimizer="adam", augment=None, batch_fn=lambda idx: (x[idx], t[idx], skip[idx]),
+                   step_fn=_multi_step, progress=False, **kw)
+
+    ref = _model()
+    s_ref = run(ref)
+    assert s_ref.step == 9 and all(0.0 <= h["train_acc"] <= 1.0 for h in s_ref.history)
+    m, ck = _model(), tmp_path / "adam.pt"
+    run(m, checkpoint=ck, stop_after=5)
+    m2 = _model(seed=7)
+    s2 = run(m2, checkpoint=ck)
+    assert s2.resumed_from == 5
+    for a, b in zip(ref.state_dict().values(), m2.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="different config"):  # the optimizer kind is part of the config
+        fit(_model(), ds, CFG, optimizer="sgd", checkpoint=ck, progress=False)
+    with pytest.raises(ValueError, match="'sgd' or 'adam'"):
+        fit(_model(), ds, CFG, optimizer="lbfgs", progress=False)

@@ -296,33 +296,10 @@ def make_bird_arrays(
     """Samples ``start .. start + n - 1`` stacked: ``images`` (n, H, W, 3) uint8, ``labels`` (n,),
     ``boxes`` (n, 4) inclusive, ``masks`` (n, H, W) bool, ``parts`` (n, H, W) uint8, ``distractors``.
     ``birds``: True, or a boolean array (n,) saying which samples hold a bird (see ``bird=``)."""
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    if not isinstance(start, (int, np.integer)) or isinstance(start, bool) or start < 0:
-        raise ValueError(f"start must be a non-negative int, got {start!r}")
-    out = {
-        "images": np.empty((n, size, size, 3), dtype=np.uint8),
-        "labels": np.empty(n, dtype=np.int64),
-        "boxes": np.empty((n, 4), dtype=np.int64),
-        "masks": np.empty((n, size, size), dtype=bool),
-        "parts": np.empty((n, size, size), dtype=np.uint8),
-        "distractors": np.empty((n, size, size), dtype=bool),
-    }
-    it = range(n)
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(it, desc="fine-grained birds", unit="img")
+    _P.check_count(n, start)
     with_bird = np.broadcast_to(np.asarray(birds, dtype=bool), (n,))
-    for j in it:
-        smp = make_bird_sample(start + j, seed, size, bird=bool(with_bird[j]))
-        out["images"][j] = smp.image
-        out["labels"][j] = smp.label
-        out["boxes"][j] = smp.box
-        out["masks"][j] = smp.mask
-        out["parts"][j] = smp.parts
-        out["distractors"][j] = smp.distractors
-    return out
+    return _P.stack_samples(lambda i: make_bird_sample(i, seed, size, bird=bool(with_bird[i - start])), n, start,
+                            desc="fine-grained birds", progress=progress)
 
 
 def make_detection_arrays(n: int, seed: int = 0, size: int = 128, split: str = "train") -> dict[str, np.ndarray]:

@@ -67,9 +67,12 @@ __all__ = [
     "PART_NAMES",
     "SPLIT_OFFSETS",
     "ProceduralShapes",
+    "SAMPLE_FIELDS",
     "Sample",
+    "check_count",
     "make_arrays",
     "make_sample",
+    "stack_samples",
 ]
 
 CLASSES: tuple[str, ...] = ("house", "tree", "car", "flower", "snowman", "mushroom")
@@ -465,6 +468,52 @@ def make_sample(index: int, seed: int = 0, size: int = 64) -> Sample:
     return Sample(image=image, label=label, box=box, mask=mask, parts=parts, distractors=distractors)
 
 
+SAMPLE_FIELDS: dict[str, str] = {
+    "images": "image", "labels": "label", "boxes": "box", "masks": "mask", "parts": "parts", "distractors": "distractors",
+}
+
+
+def check_count(n: int, start: int = 0) -> None:
+    """Refuse a sample count that is not a positive int, or a start index that is not a non-negative int."""
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    if not isinstance(start, (int, np.integer)) or isinstance(start, bool) or start < 0:
+        raise ValueError(f"start must be a non-negative int, got {start!r}")
+
+
+def stack_samples(
+    make: Callable[[int], object],
+    n: int,
+    start: int = 0,
+    *,
+    fields: dict[str, str] | None = None,
+    desc: str = "samples",
+    progress: bool = False,
+) -> dict[str, np.ndarray]:
+    """``out[key][j] = getattr(make(start + j), attr)`` for ``j < n`` and each ``key: attr`` of ``fields``.
+
+    The one place where the procedural generators (shapes, birds, ...) stack their samples into arrays;
+    ``fields`` defaults to :data:`SAMPLE_FIELDS`. Arrays are allocated from the first sample's shapes
+    and dtypes (integers as int64). Shows a ``tqdm.auto`` bar named ``desc`` when ``progress``.
+    """
+    check_count(n, start)
+    fields = SAMPLE_FIELDS if fields is None else fields
+    it = range(n)
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc=desc, unit="img")
+    out: dict[str, np.ndarray] = {}
+    for j in it:
+        smp = make(start + j)
+        for key, attr in fields.items():
+            v = np.asarray(getattr(smp, attr))
+            if j == 0:
+                out[key] = np.empty((n, *v.shape), dtype=np.int64 if v.dtype.kind in "iu" and v.dtype != np.uint8 else v.dtype)
+            out[key][j] = v
+    return out
+
+
 def make_arrays(
     n: int, seed: int = 0, size: int = 64, start: int = 0, progress: bool = False
 ) -> dict[str, np.ndarray]:
@@ -475,34 +524,9 @@ def make_arrays(
     ``distractors`` (n, H, W) bool. Row ``j`` is ``make_sample(start + j, seed, size)``. Shows a
     ``tqdm.auto`` progress bar when ``progress`` is True.
     """
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    if not isinstance(start, (int, np.integer)) or isinstance(start, bool) or start < 0:
-        raise ValueError(f"start must be a non-negative int, got {start!r}")
     _check_seed(seed)
     _check_size(size)
-    out = {
-        "images": np.empty((n, size, size, 3), dtype=np.uint8),
-        "labels": np.empty(n, dtype=np.int64),
-        "boxes": np.empty((n, 4), dtype=np.int64),
-        "masks": np.empty((n, size, size), dtype=bool),
-        "parts": np.empty((n, size, size), dtype=np.uint8),
-        "distractors": np.empty((n, size, size), dtype=bool),
-    }
-    it = range(n)
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(it, desc="procedural shapes", unit="img")
-    for j in it:
-        smp = make_sample(start + j, seed, size)
-        out["images"][j] = smp.image
-        out["labels"][j] = smp.label
-        out["boxes"][j] = smp.box
-        out["masks"][j] = smp.mask
-        out["parts"][j] = smp.parts
-        out["distractors"][j] = smp.distractors
-    return out
+    return stack_samples(lambda i: make_sample(i, seed, size), n, start, desc="procedural shapes", progress=progress)
 
 
 class ProceduralShapes(Dataset):

@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from camlib.datasets.procedural import check_count
 from camlib.vqa import Vocabulary
 
 __all__ = [
@@ -216,8 +217,7 @@ def make_vqa_arrays(n: int, seed: int = 0, size: int = 64, start: int = 0, progr
     (n, MAX_OBJECTS) int64 indices into :data:`SHAPES` / :data:`COLOURS` (``-1`` = no object) and
     ``targets`` (n,) int64.
     """
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    check_count(n, start)
     _check(start, seed, size)
     out = {
         "images": np.empty((n, size, size, 3), dtype=np.uint8),
