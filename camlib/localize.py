@@ -482,7 +482,7 @@ def evaluate_protocols(
             m = m.float().cpu().numpy()
             all_maps.extend(m)
             if p.released:
-                rb = [released_boxes(m[c]) for c in range(k + 1)]
+                rb = [released_boxes(m[c], max_boxes=2) for c in range(k + 1)]  # only boxes 1 and 2 are used
                 rel_boxes[i] = [nth_box(rb[c], 0) for c in range(k)]
                 rel_gtk[i] = nth_box(rb[k], 0)
                 rel_five[i] = [nth_box(rb[0], 0), nth_box(rb[0], 1), nth_box(rb[1], 0), nth_box(rb[1], 1),

@@ -121,6 +121,20 @@ def test_merge_equals_the_literal_loop_on_random_rectangles():
                 j += 1
             i += 1
         assert [tuple(x) for x in _merge_released(r, 0.5)] == lst
+        for k in (1, 2, 3):
+            assert [tuple(x) for x in _merge_released(r, 0.5, max_boxes=k)] == lst[:k]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_released_max_boxes_is_a_prefix_on_noisy_maps(seed):
+    rng = np.random.default_rng(100 + seed)
+    m = rng.random((60, 80)) ** 3 + _blob(60, 80, 40, 30, 8)  # noisy: many contours, as Backprop maps
+    full = released_boxes(m)
+    assert len(full) > 3
+    for k in (1, 2, 5):
+        np.testing.assert_array_equal(released_boxes(m, max_boxes=k), full[:k])
+    with pytest.raises(ValueError, match="max_boxes"):
+        released_boxes(m, max_boxes=0)
 
 
 def test_five_box_heuristic_paper_rule():
