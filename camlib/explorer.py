@@ -8,24 +8,52 @@ network.
 
 With ``interactive=False`` (papermill, exported notebooks) or without a widget front end,
 :meth:`CAMExplorer.show` draws one static figure with the current settings instead.
+
+Images come as a dict, or from a dataset: :meth:`CAMExplorer.from_ilsvrc` (ILSVRC val images with their
+ground-truth boxes, notebook 03) and :meth:`CAMExplorer.from_arrays` (the procedural sets). Models are
+:class:`~camlib.models.imagenet.ImageNetModel` (or loaders of one); :func:`as_explorer_model` wraps a bare
+network trained in a notebook. ``compare=True`` turns the model menu into a toggle and the static
+fallback into the models side by side (GAP vs GMP in notebook 02).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from torch import nn
 
 from camlib.boxes import paper_box
 from camlib.cam import CAM, CAMOptions, postprocess
 from camlib.models.imagenet import ImageNetModel
 from camlib.viz import GT_COLOR, draw_box, overlay
 
-__all__ = ["BOX_RULES", "CAMExplorer", "ExplorerState"]
+__all__ = ["BOX_RULES", "CAMExplorer", "ExplorerState", "as_explorer_model"]
+
+ModelSource = ImageNetModel | Callable[[], ImageNetModel]
+
+
+def _unit_float(image) -> torch.Tensor:
+    """(H, W, 3) uint8 array or PIL image -> (3, H, W) float in [0, 1] at its own size (procedural data)."""
+    a = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
+    return torch.from_numpy(np.ascontiguousarray(a[..., :3])).permute(2, 0, 1).float() / 255.0
+
+
+def as_explorer_model(net: ImageNetModel | nn.Module, name: str, classes: Sequence[str],
+                      preprocess: Callable[[object], torch.Tensor] | None = None) -> ImageNetModel:
+    """A model as the explorer takes it. An :class:`ImageNetModel` is kept (its ``preprocess`` replaced
+    when one is given); a bare network (e.g. a ``SmallGAPNet`` trained in the notebook) is wrapped, fed
+    images as float [0, 1] at their own size unless ``preprocess`` says otherwise."""
+    if isinstance(net, ImageNetModel):
+        return net if preprocess is None else dataclasses.replace(net, preprocess=preprocess)
+    return ImageNetModel(name=name, model=net.eval(), preprocess=preprocess or _unit_float, input_size=(0, 0),
+                         classes=list(classes), description=f"{type(net).__name__} ({name})")
 
 
 def _paper_rule(m: np.ndarray, t: float) -> np.ndarray:
@@ -65,23 +93,55 @@ class CAMExplorer:
     def __init__(
         self,
         images: dict[str, np.ndarray],
-        models: dict[str, Callable[[], ImageNetModel]],
+        models: dict[str, ModelSource],
         gt_boxes: dict[str, np.ndarray] | None = None,
+        compare: bool = False,
     ) -> None:
         if not images or not models:
             raise ValueError("the explorer needs at least one image and one model")
         self.images = {k: np.asarray(v) for k, v in images.items()}
         self.model_loaders = models
         self.gt_boxes = gt_boxes or {}
+        self.compare = compare
+        self.last_figure: plt.Figure | None = None  # the static view :meth:`show` drew last
         self._models: dict[str, tuple[ImageNetModel, CAM]] = {}
         self._cache: dict[tuple[str, str], _Cached] = {}
         self.forward_passes = 0
         self.state = ExplorerState(image=next(iter(images)), model=next(iter(models)))
 
+    @classmethod
+    def from_ilsvrc(cls, dataset, models: dict[str, ModelSource], classes: Sequence[str], n: int = 8,
+                    **kwargs) -> CAMExplorer:
+        """The first ``n`` readable images of an ILSVRC box dataset (:mod:`camlib.datasets.ilsvrc`), named
+        ``"<image id> (<true class>)"``, with their ground-truth boxes (red). Unreadable files are left out."""
+        images, boxes = {}, {}
+        for i in range(len(dataset)):
+            if len(images) == n:
+                break
+            try:
+                img = np.array(dataset.load_image(i))  # a writable copy
+            except Exception:  # noqa: BLE001 - the evaluation counts unreadable files; here they are just not shown
+                continue
+            name = f"{Path(str(dataset.ids[i])).stem} ({classes[dataset.labels[i]][:24]})"
+            images[name], boxes[name] = img, dataset.target(i, img.shape[:2])["boxes"]
+        if not images:
+            raise ValueError(f"none of the first {len(dataset)} images of the dataset could be read")
+        return cls(images, models, gt_boxes=boxes, **kwargs)
+
+    @classmethod
+    def from_arrays(cls, images: np.ndarray, labels: Sequence[int], boxes, models: dict[str, ModelSource],
+                    classes: Sequence[str], n: int = 8, **kwargs) -> CAMExplorer:
+        """The first ``n`` of in-memory (N, H, W, 3) images (e.g. a procedural test split) with one or more
+        ground-truth boxes each, named ``"#<index> (<true class>)"``."""
+        names = [f"#{i} ({classes[int(labels[i])]})" for i in range(min(n, len(images)))]
+        return cls({k: images[i] for i, k in enumerate(names)}, models,
+                   gt_boxes={k: np.asarray(boxes[i]).reshape(-1, 4) for i, k in enumerate(names)}, **kwargs)
+
     # -- computation -----------------------------------------------------------------------------
     def _model(self, name: str) -> tuple[ImageNetModel, CAM]:
         if name not in self._models:
-            net = self.model_loaders[name]()
+            source = self.model_loaders[name]
+            net = source if isinstance(source, ImageNetModel) else source()
             self._models[name] = (net, CAM(net.model))
         return self._models[name]
 
@@ -89,11 +149,12 @@ class CAMExplorer:
         key = (model, image)
         if key not in self._cache:
             net, cam = self._model(model)
-            x = net.preprocess(self.images[image])[None]
+            device = next(net.model.parameters()).device
+            x = net.preprocess(self.images[image])[None].to(device)
             out = cam(x, topk=1)
             self.forward_passes += 1
             f = out.features[0].relu() if out.head.relu else out.features[0]
-            self._cache[key] = _Cached(out.logits[0].clone(), f.clone())
+            self._cache[key] = _Cached(out.logits[0].detach().float().cpu().clone(), f.detach().float().cpu().clone())
         return self._cache[key]
 
     def add_image(self, name: str, image) -> None:
@@ -106,10 +167,10 @@ class CAMExplorer:
         net, cam = self._model(s.model)
         cached = self._features(s.image, s.model)
         probs = cached.logits.softmax(0)
-        top = probs.topk(s.topk).indices.tolist()
+        top = probs.topk(min(s.topk, len(probs))).indices.tolist()
         c = top[min(s.rank, len(top) - 1)]
         fc = net.model.get_submodule(cam.head.fc_layer)
-        w = fc.weight.detach().reshape(fc.weight.shape[0], -1)[c]
+        w = fc.weight.detach().reshape(fc.weight.shape[0], -1)[c].float().cpu()
         raw = torch.einsum("khw,k->hw", cached.features, w)[None, None]
         img = self.images[s.image]
         opts = CAMOptions(upsample=s.upsample, size="original", normalize="max")
@@ -136,24 +197,41 @@ class CAMExplorer:
         return f"box: x {box[0]}-{box[2]}, y {box[1]}-{box[3]} ({100 * area / (size[0] * size[1]):.1f}% of the image)"
 
     # -- drawing ---------------------------------------------------------------------------------
-    def figure(self, state: ExplorerState | None = None) -> plt.Figure:
-        s = state or self.state
+    def _draw(self, s: ExplorerState, ax, bx, title: str) -> dict:
+        """The overlay with the boxes on ``ax``, the top-k strip on ``bx``; returns :meth:`compute`'s dict."""
         r = self.compute(s)
-        img = self.images[s.image]
-        fig = plt.figure(figsize=(9, 4.2))
-        ax = fig.add_axes([0.0, 0.0, 0.58, 0.9])
-        ax.imshow(overlay(img, r["map"]))
+        sel = min(s.rank, len(r["names"]) - 1)
+        ax.imshow(overlay(self.images[s.image], r["map"]))
         for g in np.asarray(self.gt_boxes.get(s.image, np.zeros((0, 4)))).reshape(-1, 4):
             draw_box(ax, g, GT_COLOR)
-        draw_box(ax, r["box"], label=f"{r['names'][min(s.rank, len(r['names']) - 1)]}")
-        ax.set_title(f"{s.image} · {s.model} · t = {s.threshold:.2f}\n{r['readout']}", fontsize=9)
+        draw_box(ax, r["box"], label=r["names"][sel])
+        ax.set_title(f"{title}\n{r['readout']}", fontsize=9)
         ax.axis("off")
-        bx = fig.add_axes([0.68, 0.12, 0.3, 0.7])
-        colors = ["#00c853" if i == min(s.rank, len(r["names"]) - 1) else "#90a4ae" for i in range(len(r["names"]))]
+        colors = ["#00c853" if i == sel else "#90a4ae" for i in range(len(r["names"]))]
         bx.barh(range(len(r["names"]))[::-1], r["probs"], color=colors)
         bx.set_yticks(range(len(r["names"]))[::-1], [n[:20] for n in r["names"]], fontsize=8)
         bx.set_xlim(0, 1)
         bx.set_title(f"top-{len(r['names'])} (softmax)", fontsize=9)
+        return r
+
+    def figure(self, state: ExplorerState | None = None) -> plt.Figure:
+        """One view: the overlay with its box (green) and ground truth (red), and the top-k strip."""
+        s = state or self.state
+        fig = plt.figure(figsize=(9, 4.2))
+        ax = fig.add_axes([0.0, 0.0, 0.58, 0.9])
+        bx = fig.add_axes([0.68, 0.12, 0.3, 0.7])
+        self._draw(s, ax, bx, f"{s.image} · {s.model} · t = {s.threshold:.2f}")
+        return fig
+
+    def compare_figure(self, state: ExplorerState | None = None) -> plt.Figure:
+        """Every model side by side on the same image and settings: overlays on top, top-k strips below."""
+        s = state or self.state
+        names = list(self.model_loaders)
+        fig, axes = plt.subplots(2, len(names), figsize=(4.2 * len(names), 6.2), squeeze=False,
+                                 gridspec_kw={"height_ratios": [3, 1.4]})
+        for j, m in enumerate(names):
+            self._draw(dataclasses.replace(s, model=m), axes[0, j], axes[1, j], f"{m} · {s.image} · t = {s.threshold:.2f}")
+        fig.tight_layout()
         return fig
 
     def _png(self) -> bytes:
@@ -170,7 +248,8 @@ class CAMExplorer:
 
         s = self.state
         image = W.Dropdown(options=list(self.images), value=s.image, description="image")
-        model = W.Dropdown(options=list(self.model_loaders), value=s.model, description="model")
+        chooser = W.ToggleButtons if self.compare else W.Dropdown  # compare: a GAP/GMP-style toggle
+        model = chooser(options=list(self.model_loaders), value=s.model, description="model")
         rank = W.Dropdown(description="class", layout=W.Layout(width="340px"))
         thr = W.FloatSlider(value=s.threshold, min=0.05, max=0.95, step=0.05, description="threshold",
                             continuous_update=False)
@@ -220,8 +299,11 @@ class CAMExplorer:
         controls = W.VBox([W.HBox([image, model, upload]), W.HBox([rank, rule]), thr, ups, readout])
         return W.VBox([controls, view])
 
-    def show(self, interactive: bool = True):
-        """Display the widget when ``interactive`` and a front end is there, else a static figure."""
+    def show(self, interactive: bool = True) -> None:
+        """Display the widget when ``interactive`` and a front end is there, else a static figure (all
+        models side by side when the explorer was made with ``compare=True``), kept in ``last_figure``.
+
+        Returns None, so a notebook cell ending with this call shows the figure once, not twice."""
         if interactive:
             try:
                 from IPython import get_ipython
@@ -232,6 +314,6 @@ class CAMExplorer:
                     return None
             except ImportError:
                 pass
-        fig = self.figure()
+        self.last_figure = self.compare_figure() if self.compare else self.figure()
         plt.show()
-        return fig
+        return None

@@ -26,7 +26,7 @@ __all__ = [
     "to_image",
 ]
 
-FIG_DPI = 110
+FIG_DPI = 110  #: resolution of every saved figure (:func:`save_figure`)
 PRED_COLOR, GT_COLOR = "#00e676", "#ff1744"
 
 
@@ -132,7 +132,12 @@ def plot_cam_grid(images, maps, titles: Sequence[str], pred_boxes=None, gt_boxes
 
 
 def save_figure(fig: plt.Figure, name: str, folder: str | Path = "../figures") -> Path:
-    """Save a figure as ``<folder>/<name>.png`` at a fixed DPI (the one place figures are written)."""
+    """Save a figure as ``<folder>/<name>.png`` (the one place figures are written; README links them).
+
+    Always PNG at :data:`FIG_DPI`; the size is the ``figsize`` the figure was made with (every figure
+    in camlib and the notebooks sets one), trimmed to its content. ``tests/test_viz.py`` checks that
+    nothing else writes figures.
+    """
     path = Path(folder) / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=FIG_DPI, bbox_inches="tight")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import nbformat
 import papermill as pm
 import pytest
 
@@ -30,3 +31,8 @@ def test_notebook_01_runs_headless(tmp_path):
     assert res["profile"] == "quick"
     assert res["metrics"]["identity_max_abs_err"] < 1e-4
     assert (tmp_path / "figures" / "01_top5_cams_chelsea.png").stat().st_size > 10_000
+    # the explorer's static fallback (INTERACTIVE = False): one figure, shown once
+    explorer_cell = next(c for c in nbformat.read(str(out), as_version=4).cells
+                         if c.cell_type == "code" and "explorer.show(interactive=INTERACTIVE)" in c.source)
+    assert [o.output_type for o in explorer_cell.outputs] == ["display_data"]
+    assert "image/png" in explorer_cell.outputs[0].data
