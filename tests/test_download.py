@@ -257,7 +257,7 @@ def test_missing_data_error_names_the_layout(tmp_path):
 def test_registry_is_complete():
     table5 = {"sun397", "mit_indoor67", "scene15", "sun_attribute", "caltech101", "caltech256",
               "stanford_action40", "uiuc_event8"}
-    assert table5 | {"cub200_2011"} == set(D.REGISTRY)
+    assert table5 | {"cub200_2011", "svt"} == set(D.REGISTRY)
     for spec in D.REGISTRY.values():
         assert spec.citation and spec.layout and spec.homepage
         if spec.fetch != "manual":

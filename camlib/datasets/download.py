@@ -248,6 +248,28 @@ REGISTRY: dict[str, DatasetSpec] = {
             layout=_folder_layout("uiuc_event8", "  8 classes (RockClimbing, badminton, bocce, croquet, polo, "
                                   "rowing, sailing, snowboarding)"),
         ),
+        DatasetSpec(
+            name="svt",
+            title="Street View Text (SVT)",
+            fetch="archive",
+            # The md5 is the one open-mmlab/mmocr's SVT preparer (dataset_zoo/svt) checks for the IAPR-TC11
+            # copy, which extracts to svt1/ (train.xml, test.xml, img/). mindee/doctr downloads the UCSD
+            # original and checks sha256 63b3d55e6b6d1e036e2a844a20c034fe3af3c32e4d914d6e0c4a3cd43df3bebf
+            # instead; camlib has not checked that both are the same file, so only the md5 is verified
+            # (a different file at the second mirror would stop with a ChecksumError, nothing extracted).
+            urls=(
+                "http://www.iapr-tc11.org/dataset/SVT/svt.zip",
+                "http://vision.ucsd.edu/~kai/svt/svt.zip",
+            ),
+            filename="svt.zip",
+            md5="42d19160010d990ae6223b14f45eff88",
+            folder="svt1",
+            check_files=("train.xml", "test.xml", "img"),
+            homepage="http://vision.ucsd.edu/~kai/svt/",
+            citation="K. Wang, B. Babenko, S. Belongie. End-to-end Scene Text Recognition. ICCV 2011.",
+            layout="<root>/svt1/train.xml, test.xml  (word boxes: <taggedRectangle x y width height><tag>WORD)\n"
+            "<root>/svt1/img/*.jpg  (350 Google Street View images: 100 train, 250 test)",
+        ),
     )
 }
 

@@ -1,0 +1,525 @@
+"""Pattern discovery with CAMs of linear detectors on generic GAP features (paper section 4.2, Figs. 9-11).
+
+The paper trains linear SVMs on the GAP features ``F_k = mean_{x,y} f_k(x, y)`` of its network and,
+since an SVM is linear in ``F``, reads each SVM's class activation map ``M_c(x, y) = sum_k w_k^c
+f_k(x, y)`` (:func:`camlib.features.svm_cam`; :func:`probe_cams` here runs it over a data set). Three
+uses, each with the numbers the paper only showed as pictures:
+
+1. **Informative objects in scenes** (Fig. 9). For every image of scene ``c``, the high-activation
+   region ``R = {M_c >= fraction * max M_c}`` (the paper's box rule before the box) and every annotated
+   object instance ``O``: the object *overlaps the high-CAM region* when ``|R ∩ O| / |O| >= min_cover``
+   (:func:`object_hits`). Its score for the scene is the share of the scene's images in which it does
+   (:func:`object_rankings`), next to plain frequency (the share of images that contain it). A ranking
+   is scored against known informativeness with precision at k and Spearman's rank correlation
+   (:func:`ranking_scores`).
+2. **Concept localization from weak labels** (Fig. 10). Positives: images whose caption holds a
+   phrase; negatives: images whose caption has none of its words
+   (:func:`camlib.datasets.captions.phrase_split`). :func:`mine_hard_negatives` trains the linear
+   detector with hard-negative mining: start from random negatives, then repeatedly add the pool's
+   negatives that violate the margin (decision value ``> -1``), highest first, and refit. The CAM's
+   peak (:func:`cam_peaks`) localizes the concept; pointing accuracy uses
+   :func:`camlib.vqa.points_in_boxes`.
+3. **Text detector** (Fig. 11). One box per image judged to hold text: the paper's box
+   (:func:`camlib.boxes.paper_box`) of the text CAM. :func:`detection_scores` matches predicted to true
+   boxes one-to-one at IoU >= 0.5 (:func:`camlib.boxes.iou`) and reports precision and recall.
+
+Baselines: frequency ranking, the image's centre point (:func:`centre_points`) and a centre box of the
+mean true box size (:func:`centre_box`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from camlib.boxes import NO_BOX, iou, paper_box
+from camlib.cam import CAM, CAMOptions, HeadSpec, postprocess
+from camlib.datasets.download import DatasetNotFoundError
+from camlib.features import LinearOnFeatures, SVMProbe, _pool, fit_linear_svm
+
+__all__ = [
+    "ImageFiles",
+    "MiningResult",
+    "centre_box",
+    "centre_points",
+    "cam_peaks",
+    "choose_fraction",
+    "detect_boxes",
+    "detection_scores",
+    "mine_hard_negatives",
+    "object_hits",
+    "object_hits_batch",
+    "object_rankings",
+    "plot_concepts",
+    "plot_informative_objects",
+    "plot_text_detections",
+    "lite0_input",
+    "probe_cams",
+    "ranking_scores",
+    "require_folder",
+    "split_halves",
+    "top_objects",
+]
+
+
+# --------------------------------------------------------------------------- inputs and data folders
+
+
+def lite0_input(x: Tensor) -> Tensor:
+    """Images in [0, 1] (N, 3, H, W) -> EfficientNet-Lite0's input scaling ``(255 x - 127) / 128``."""
+    return (x * 255.0 - 127.0) / 128.0
+
+
+def require_folder(root, what: str, layout: str, fetch: str) -> Path:
+    """``Path(root)`` when it is an existing folder; otherwise :class:`DatasetNotFoundError` saying
+    which parameter to set (``what``), the expected ``layout`` and how to get the data (``fetch``).
+    The paper profile never falls back to other data."""
+    if root is not None and Path(root).is_dir():
+        return Path(root)
+    where = "is not set (None)" if root is None else f"= {str(root)!r} is not a folder"
+    raise DatasetNotFoundError(f"PROFILE='paper' needs {what}, which {where}.\nExpected layout:\n{layout}\n"
+                               f"How to get it: {fetch}")
+
+
+def split_halves(labels, seed: int = 0, train_share: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded stratified split of indices -> ``(train, test)``: in every class a random ``train_share``
+    (rounded down, at least one image when the class has two) goes to train, the rest to test."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        k = max(int(len(idx) * train_share), 1 if len(idx) > 1 else 0)
+        train.append(idx[:k])
+        test.append(idx[k:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+class ImageFiles(Dataset):
+    """Image files as network inputs: item ``i`` is ``(x, label)`` with ``x`` the image resized to
+    ``size`` x ``size`` (no crop, bilinear), RGB, passed through ``normalize`` (default
+    :func:`lite0_input` of the [0, 1] image). :meth:`image` gives the resized uint8 picture and
+    :meth:`original_size` the file's (H, W) (read from its header)."""
+
+    def __init__(self, paths: Sequence[str | Path], size: int, labels: Sequence[int] | None = None,
+                 normalize: Callable[[Tensor], Tensor] = lite0_input) -> None:
+        self.paths = [Path(p) for p in paths]
+        self.size = int(size)
+        self.labels = np.zeros(len(self.paths), np.int64) if labels is None else np.asarray(labels, np.int64)
+        if len(self.labels) != len(self.paths):
+            raise ValueError(f"{len(self.labels)} labels for {len(self.paths)} images")
+        self.normalize = normalize
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def image(self, i: int) -> np.ndarray:
+        from PIL import Image
+
+        with Image.open(self.paths[i]) as im:
+            return np.asarray(im.convert("RGB").resize((self.size, self.size), Image.BILINEAR))
+
+    def original_size(self, i: int) -> tuple[int, int]:
+        from PIL import Image
+
+        with Image.open(self.paths[i]) as im:
+            return im.height, im.width
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        x = torch.from_numpy(np.ascontiguousarray(self.image(i).transpose(2, 0, 1))).float().div_(255.0)
+        return self.normalize(x[None])[0], int(self.labels[i])
+
+
+# --------------------------------------------------------------------------- CAMs of a linear probe
+
+
+def _batches(data, batch_size: int, num_workers: int = 0):
+    if isinstance(data, Tensor):
+        for s in range(0, len(data), batch_size):
+            yield data[s : s + batch_size]
+        return
+    from torch.utils.data import DataLoader
+
+    for item in DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers):
+        yield item[0] if isinstance(item, (list, tuple)) else item
+
+
+@torch.inference_mode()
+def probe_cams(
+    model: nn.Module,
+    probe: SVMProbe | Sequence[SVMProbe],
+    data,
+    head: HeadSpec,
+    size: tuple[int, int],
+    *,
+    targets: Sequence[int] | Sequence[Sequence[int]] | np.ndarray | int | None = None,
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    features: bool = False,
+    num_workers: int = 0,
+) -> tuple[np.ndarray, ...]:
+    """SVM decision values and CAMs for every image of ``data``, in ONE pass of the network.
+
+    ``head`` names the feature layer (and its pooling / ReLU) the SVMs were trained on. Several probes
+    are stacked into one linear layer: their classes are numbered in order (a two-class probe has
+    two rows, ``(-s, s)``; see :meth:`camlib.features.SVMProbe.linear_weights`), so with probes
+    ``[p, q]`` of two classes each, class 3 is ``q``'s positive class. ``targets``: one int for all
+    images, one class per image, or an (N, n) table of classes per image; None = the top class.
+    Each chosen map is upsampled bilinearly to ``size`` = (H, W) and divided by its max (the paper's
+    "fraction of the max" scale; a map whose max is <= 0 becomes 0). Returns ``scores`` (N, C) and
+    ``maps`` (N, H, W), or (N, n, H, W) for a table of targets, and with ``features`` also the pooled
+    features (N, K) the SVMs read (as :func:`camlib.features.extract_features` gives them). ``data``: a
+    (N, 3, h, w) tensor of network inputs or a dataset of (input, ...) items.
+    """
+    probes = [probe] if isinstance(probe, SVMProbe) else list(probe)
+    weights = [p.linear_weights() for p in probes]
+    W, b = np.concatenate([w for w, _ in weights]), np.concatenate([c for _, c in weights])
+    wrapper = LinearOnFeatures(model, head, W, b).to(device)
+    cam = CAM(wrapper, feature_layer=wrapper.feature_layer, fc_layer="fc")
+    options = CAMOptions(upsample="bilinear", size=tuple(size), normalize="max")
+    table = targets is not None and not isinstance(targets, (int, np.integer)) and np.ndim(targets) == 2
+    scores, maps, pooled, start = [], [], [], 0
+    total = -(-len(data) // batch_size) if hasattr(data, "__len__") else None
+    for x in tqdm(_batches(data, batch_size, num_workers), total=total, desc="CAMs", leave=False, disable=not progress):
+        n = len(x)
+        if targets is None:
+            t = None
+        elif isinstance(targets, (int, np.integer)):
+            t = [int(targets)] * n
+        else:
+            t = np.asarray(targets[start : start + n], dtype=np.int64).tolist()
+        out = cam(x.to(device), targets=t)
+        scores.append(out.logits.float().cpu())
+        m = postprocess(out.maps.float().cpu(), options)
+        maps.append(m if table else m[:, 0])
+        if features:
+            pooled.append(_pool(out.features.float(), head.pool, head.relu).cpu())
+        start += n
+    out_maps = torch.cat(maps).numpy().astype(np.float32)
+    if features:
+        return torch.cat(scores).numpy(), out_maps, torch.cat(pooled).numpy()
+    return torch.cat(scores).numpy(), out_maps
+
+
+# --------------------------------------------------------------------------- 1. informative objects
+
+
+def object_hits(
+    cam: np.ndarray,
+    instances: np.ndarray,
+    types: np.ndarray,
+    n_types: int,
+    *,
+    fraction: float = 0.5,
+    min_cover: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which object types of one image overlap its high-CAM region -> ``(hit, present)``, (n_types,) bool.
+
+    ``R = cam >= fraction * max(cam)`` (nothing when the max is not positive). Instance ``k`` (pixels
+    ``instances == k + 1``, type ``types[k]``; -1 = no object) HITS when ``|R ∩ O_k| / |O_k| >=
+    min_cover``; a type hits when any of its instances does. ``present``: the type has a visible instance.
+    """
+    cam = np.asarray(cam, dtype=np.float64)
+    inst = np.asarray(instances).astype(np.int64, copy=False)
+    types = np.asarray(types)
+    if cam.shape != inst.shape:
+        raise ValueError(f"map {cam.shape} and instance map {inst.shape} differ; upsample the map first")
+    hi = np.nanmax(cam) if np.isfinite(cam).any() else 0.0
+    region = (cam >= fraction * hi) if hi > 0 else np.zeros(cam.shape, bool)
+    k = len(types) + 1
+    area = np.bincount(inst.ravel(), minlength=k)[:k]
+    inside = np.bincount(inst[region].ravel(), minlength=k)[:k]
+    hit, present = np.zeros(n_types, bool), np.zeros(n_types, bool)
+    for slot, t in enumerate(types):
+        if t < 0 or area[slot + 1] == 0:
+            continue
+        present[t] = True
+        hit[t] |= inside[slot + 1] >= min_cover * area[slot + 1]
+    return hit, present
+
+
+def object_hits_batch(maps, instances, types, n_types: int, *, fraction: float = 0.5,
+                      min_cover: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`object_hits` for every image -> ``(hits, present)``, both (N, n_types) bool. ``maps``,
+    ``instances`` and ``types`` are sequences (or stacked arrays) with one entry per image."""
+    rows = [object_hits(m, i, t, n_types, fraction=fraction, min_cover=min_cover)
+            for m, i, t in zip(maps, instances, types, strict=True)]
+    if not rows:
+        return np.zeros((0, n_types), bool), np.zeros((0, n_types), bool)
+    return np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])
+
+
+def object_rankings(hits: np.ndarray, present: np.ndarray, labels: np.ndarray, n_classes: int) -> dict[str, np.ndarray]:
+    """Per class ``c`` and object ``o`` (over the images labelled ``c``): ``"cam"`` = share of images in
+    which ``o`` overlaps the high-CAM region, ``"frequency"`` = share of images that contain ``o``;
+    both (n_classes, n_objects); ``"n"`` (n_classes,) images per class (a class without images: 0s)."""
+    hits, present, labels = np.asarray(hits, float), np.asarray(present, float), np.asarray(labels)
+    n = np.bincount(labels, minlength=n_classes)[:n_classes]
+    cam = np.zeros((n_classes, hits.shape[1]))
+    freq = np.zeros_like(cam)
+    for c in range(n_classes):
+        if n[c]:
+            cam[c] = hits[labels == c].mean(0)
+            freq[c] = present[labels == c].mean(0)
+    return {"cam": cam, "frequency": freq, "n": n}
+
+
+def _order(scores: np.ndarray) -> np.ndarray:
+    return np.argsort(-np.asarray(scores, float), kind="stable")  # ties: the earlier object first
+
+
+def top_objects(scores: np.ndarray, names: Sequence[str], k: int = 6) -> list[tuple[str, float]]:
+    """The ``k`` best ``(name, score)`` of one class's scores (ties: vocabulary order)."""
+    return [(names[i], float(scores[i])) for i in _order(scores)[:k]]
+
+
+def ranking_scores(scores: np.ndarray, truth: np.ndarray, k: int = 3, names: Sequence[str] | None = None) -> dict:
+    """How well each row of ``scores`` (C, O) ranks objects by ``truth`` (C, O), averaged over rows.
+
+    ``precision_at_k`` (%): share of the ``k`` top-scored objects that are among the ``k`` truest
+    (ties broken by vocabulary order in both); ``spearman``: Spearman's rank correlation of the two
+    rows (0 when either row is constant). Also ``per_class`` lists.
+    """
+    from scipy.stats import spearmanr
+
+    scores, truth = np.asarray(scores, float), np.asarray(truth, float)
+    if scores.shape != truth.shape:
+        raise ValueError(f"scores {scores.shape} and truth {truth.shape} differ")
+    prec, rho = [], []
+    for s, t in zip(scores, truth, strict=True):
+        prec.append(100.0 * len(set(_order(s)[:k]) & set(_order(t)[:k])) / k)
+        r = spearmanr(s, t).statistic if np.ptp(s) > 0 and np.ptp(t) > 0 else 0.0
+        rho.append(float(r) if np.isfinite(r) else 0.0)
+    out = {"precision_at_k": float(np.mean(prec)), "spearman": float(np.mean(rho)), "k": k,
+           "per_class_precision_at_k": prec, "per_class_spearman": rho}
+    if names is not None:
+        out["per_class"] = {str(n): {"precision_at_k": p, "spearman": r} for n, p, r in zip(names, prec, rho, strict=True)}
+    return out
+
+
+# --------------------------------------------------------------------------- 2. hard-negative mining
+
+
+@dataclass
+class MiningResult:
+    """The detector after mining (``probe``), the pool indices of the negatives it was trained on
+    (``negatives``, in the order they were added) and one ``history`` row per fit: ``n_negatives``,
+    ``pool_false_positives`` (pool negatives scored > 0), ``pool_violations`` (scored > -1), ``added``."""
+
+    probe: SVMProbe
+    negatives: np.ndarray
+    history: list[dict] = field(default_factory=list)
+
+
+def _fit_default(seed: int) -> Callable[[np.ndarray, np.ndarray], SVMProbe]:
+    return lambda X, y: fit_linear_svm(X, y, Cs=(0.001, 0.01, 0.1), cv=3, seed=seed)
+
+
+def mine_hard_negatives(
+    X_pos: np.ndarray,
+    X_pool: np.ndarray,
+    *,
+    n_initial: int,
+    rounds: int = 3,
+    per_round: int | None = None,
+    initial: Sequence[int] | None = None,
+    fit: Callable[[np.ndarray, np.ndarray], SVMProbe] | None = None,
+    seed: int = 0,
+) -> MiningResult:
+    """A linear detector (positives vs negatives) trained with hard-negative mining.
+
+    Round 0 fits on ``X_pos`` and ``n_initial`` random negatives of ``X_pool`` (or the pool indices
+    ``initial``). Each of ``rounds`` rounds scores the whole pool with the current detector, takes the
+    negatives not yet used whose decision value is ``> -1`` (inside the margin or wrong: the "hard"
+    ones), adds the ``per_round`` highest-scoring of them (default: ``n_initial``) and refits. Stops
+    early when no hard negative is left. ``fit(X, y)`` returns an :class:`SVMProbe` (default:
+    :func:`camlib.features.fit_linear_svm`, C chosen by 3-fold CV on the current training set).
+    """
+    X_pos, X_pool = np.asarray(X_pos, np.float32), np.asarray(X_pool, np.float32)
+    if len(X_pos) == 0 or len(X_pool) == 0:
+        raise ValueError("need positives and a pool of negatives")
+    fit = fit if fit is not None else _fit_default(seed)
+    per_round = int(per_round if per_round is not None else n_initial)
+    if initial is not None:
+        chosen = [int(i) for i in initial]
+    else:
+        rng = np.random.default_rng(seed)
+        chosen = [int(i) for i in rng.choice(len(X_pool), size=min(int(n_initial), len(X_pool)), replace=False)]
+    history: list[dict] = []
+    for r in range(rounds + 1):
+        X = np.concatenate([X_pos, X_pool[chosen]])
+        y = np.r_[np.ones(len(X_pos), np.int64), np.zeros(len(chosen), np.int64)]
+        probe = fit(X, y)
+        s = np.asarray(probe.decision_function(X_pool), dtype=np.float64).reshape(len(X_pool), -1)[:, -1]
+        used = np.zeros(len(X_pool), bool)
+        used[chosen] = True
+        hard = np.flatnonzero(~used & (s > -1.0))
+        add = hard[np.argsort(-s[hard], kind="stable")][:per_round] if r < rounds else hard[:0]
+        history.append({"round": r, "n_negatives": len(chosen), "pool_false_positives": int((s > 0).sum()),
+                        "pool_violations": int((s > -1.0).sum()), "added": len(add)})
+        if len(add) == 0:
+            break
+        chosen += [int(i) for i in add]
+    return MiningResult(probe, np.asarray(chosen, dtype=np.int64), history)
+
+
+def cam_peaks(maps: np.ndarray) -> np.ndarray:
+    """(N, 2) integer ``(x, y)`` of each map's maximum (maps (N, H, W), already at image size)."""
+    m = np.asarray(maps)
+    flat = np.nan_to_num(m.reshape(len(m), -1), nan=-np.inf).argmax(1)
+    y, x = np.divmod(flat, m.shape[-1])
+    return np.stack([x, y], axis=1).astype(np.int64)
+
+
+def centre_points(n: int, size: tuple[int, int]) -> np.ndarray:
+    """(n, 2) copies of the centre pixel ``(W // 2, H // 2)`` of an (H, W) image: the pointing baseline."""
+    H, W = size
+    return np.tile(np.array([W // 2, H // 2], dtype=np.int64), (n, 1))
+
+
+# --------------------------------------------------------------------------- 3. detection
+
+
+def centre_box(size: tuple[int, int], wh: tuple[float, float]) -> np.ndarray:
+    """An inclusive box of width/height ``wh`` (clipped to the image) centred on an (H, W) image."""
+    H, W = size
+    w, h = min(max(int(round(wh[0])), 1), W), min(max(int(round(wh[1])), 1), H)
+    x0, y0 = (W - w) // 2, (H - h) // 2
+    return np.array([x0, y0, x0 + w - 1, y0 + h - 1], dtype=np.int64)
+
+
+def detect_boxes(maps: np.ndarray, fire: np.ndarray, fraction: float) -> list[np.ndarray]:
+    """One paper box (:func:`camlib.boxes.paper_box` at ``fraction``) per image where ``fire`` is True,
+    none elsewhere (and none when the map has no region) -> a list of (0 or 1, 4) arrays."""
+    out = []
+    for m, f in zip(maps, np.asarray(fire, bool), strict=True):
+        b = paper_box(m, fraction) if f else NO_BOX
+        out.append(b[None].astype(np.int64) if b[0] >= 0 else np.zeros((0, 4), np.int64))
+    return out
+
+
+def detection_scores(pred: Sequence[np.ndarray], gt: Sequence[np.ndarray], iou_threshold: float = 0.5) -> dict:
+    """Precision and recall (%) of predicted boxes against true boxes, image by image.
+
+    In each image, pairs are matched one-to-one greedily by decreasing IoU (``camlib.boxes.iou``) while
+    IoU >= ``iou_threshold``. ``precision = matched / predicted``, ``recall = matched / true``, ``f1``
+    their harmonic mean (0 when undefined); also the counts ``tp``, ``n_pred``, ``n_gt``.
+    """
+    if len(pred) != len(gt):
+        raise ValueError(f"{len(pred)} images of predictions for {len(gt)} images of ground truth")
+    tp = n_pred = n_gt = 0
+    for p, g in zip(pred, gt, strict=True):
+        p, g = np.asarray(p).reshape(-1, 4), np.asarray(g).reshape(-1, 4)
+        g = g[g[:, 0] >= 0]
+        n_pred, n_gt = n_pred + len(p), n_gt + len(g)
+        if len(p) == 0 or len(g) == 0:
+            continue
+        m = iou(p, g)
+        while True:
+            i, j = np.unravel_index(np.argmax(m), m.shape)
+            if m[i, j] < iou_threshold or m[i, j] <= 0:
+                break
+            tp += 1
+            m[i, :], m[:, j] = -1.0, -1.0
+    precision = 100.0 * tp / n_pred if n_pred else 0.0
+    recall = 100.0 * tp / n_gt if n_gt else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1, "tp": tp, "n_pred": n_pred, "n_gt": n_gt,
+            "iou_threshold": float(iou_threshold)}
+
+
+def choose_fraction(maps: np.ndarray, fire: np.ndarray, gt: Sequence[np.ndarray], fractions: Sequence[float]) -> tuple[float, dict]:
+    """The box fraction with the best F1 of :func:`detection_scores` (ties: the smaller fraction), and
+    the F1 of every fraction. Call it on VALIDATION images only."""
+    f1 = {float(f): detection_scores(detect_boxes(maps, fire, f), gt)["f1"] for f in fractions}
+    best = max(f1, key=lambda f: (f1[f], -f))
+    return best, f1
+
+
+# --------------------------------------------------------------------------- figures (paper Figs. 9-11)
+
+
+def plot_informative_objects(images, maps, class_names: Sequence[str], rows: dict[str, np.ndarray],
+                             object_names: Sequence[str], k: int = 5):
+    """Fig. 9: per class, example images with the class's CAM, then its top-``k`` objects by CAM overlap
+    next to the top-``k`` by frequency. ``images``/``maps``: per class a list of examples; ``rows``:
+    ``{"CAM overlap": (C, O), "frequency": (C, O)}``."""
+    import matplotlib.pyplot as plt
+
+    from camlib.viz import FIG_DPI, overlay
+
+    n_ex = max(len(v) for v in images)
+    C = len(class_names)
+    fig, axes = plt.subplots(C, n_ex + 1, figsize=(2.0 * n_ex + 3.6, 2.1 * C), dpi=FIG_DPI, squeeze=False,
+                             gridspec_kw={"width_ratios": [1] * n_ex + [1.8]})
+    for c in range(C):
+        for j in range(n_ex):
+            ax = axes[c, j]
+            if j < len(images[c]):
+                ax.imshow(overlay(images[c][j], maps[c][j]))
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[c, 0].set_ylabel(class_names[c], fontsize=10)
+        ax = axes[c, -1]
+        ax.axis("off")
+        for col, (title, table) in enumerate(rows.items()):
+            lines = [f"{n} {s:.2f}" for n, s in top_objects(table[c], object_names, k)]
+            ax.text(0.02 + 0.52 * col, 0.98, title + ":\n" + "\n".join(lines), va="top", fontsize=7.5,
+                    family="monospace", transform=ax.transAxes)
+    fig.tight_layout()
+    return fig
+
+
+def plot_concepts(images, maps, titles: Sequence[str], boxes=None, peaks=None, ncols: int = 6):
+    """Fig. 10: CAMs of concept detectors; the true concept box (red) and the CAM peak (a cross)."""
+    import matplotlib.pyplot as plt
+
+    from camlib.viz import FIG_DPI, GT_COLOR, draw_box, overlay
+
+    n = len(images)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.2 * ncols, 2.5 * nrows), dpi=FIG_DPI, squeeze=False)
+    for i, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if i >= n:
+            continue
+        ax.imshow(overlay(images[i], maps[i]))
+        if boxes is not None:
+            draw_box(ax, boxes[i], GT_COLOR, lw=1.2)
+        if peaks is not None:
+            ax.plot(*peaks[i], "w+", ms=10, mew=2)
+        ax.set_title(titles[i], fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_text_detections(images, maps, pred: Sequence[np.ndarray], gt: Sequence[np.ndarray], titles: Sequence[str],
+                         ncols: int = 6):
+    """Fig. 11: text CAMs with the predicted box (green) and the true text boxes (red)."""
+    import matplotlib.pyplot as plt
+
+    from camlib.viz import FIG_DPI, GT_COLOR, PRED_COLOR, draw_box, overlay
+
+    n = len(images)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.2 * ncols, 2.4 * nrows), dpi=FIG_DPI, squeeze=False)
+    for i, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if i >= n:
+            continue
+        ax.imshow(overlay(images[i], maps[i]))
+        for g in np.asarray(gt[i]).reshape(-1, 4):
+            draw_box(ax, g, GT_COLOR, lw=1.2)
+        for p in np.asarray(pred[i]).reshape(-1, 4):
+            draw_box(ax, p, PRED_COLOR, lw=1.6)
+        ax.set_title(titles[i], fontsize=8)
+    fig.tight_layout()
+    return fig
