@@ -7,8 +7,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.camlib-setup
 NB_OUT ?= build/notebooks
+RESULTS ?= results
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 PYTEST_ARGS ?=
+PAPER_ARGS ?=
+LAB_DIR ?= notebooks
+LAB_ARGS ?=
 
 .PHONY: help setup quick reproduce report test lint lab clean-notebooks student bench clean
 STUDENT_OUT ?= build/student
@@ -31,20 +35,21 @@ quick: setup  ## run every notebook (quick profile, CPU, embedded data), then th
 	$(MAKE) --no-print-directory report
 
 reproduce: setup  ## run every notebook with the paper profile (real datasets, GPU advised)
-	$(PY) -m camlib.run_notebooks --profile paper --out $(NB_OUT)/paper $(NOTEBOOKS)
+	$(PY) -m camlib.run_notebooks --profile paper --out $(NB_OUT)/paper $(PAPER_ARGS) $(NOTEBOOKS)
 	$(MAKE) --no-print-directory report
 
 report: setup  ## results/*.json + results/paper.yaml -> results/README.md
-	$(PY) -m camlib.report --results results --paper results/paper.yaml --out results/README.md
+	$(PY) -m camlib.report --results $(RESULTS) --paper results/paper.yaml --out $(RESULTS)/README.md
 
-test: setup  ## unit tests + papermill smoke runs
+test: setup  ## unit tests + papermill smoke runs + the browser check (installs chromium via apt when root)
+	-$(PY) -m camlib.browser ensure
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: setup  ## ruff
 	$(PY) -m ruff check camlib tests benchmarks
 
 lab: setup  ## open JupyterLab in the project environment
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab $(LAB_DIR) $(LAB_ARGS)
 
 clean-notebooks: setup  ## strip outputs and execution counts from the committed notebooks
 	$(PY) -m camlib.notebook_tools strip $(NOTEBOOKS)
@@ -52,9 +57,13 @@ clean-notebooks: setup  ## strip outputs and execution counts from the committed
 student: setup  ## copies of the notebooks with exercise solutions removed, in build/student
 	$(PY) -m camlib.notebook_tools student --out $(STUDENT_OUT) $(NOTEBOOKS)
 
-bench: setup  ## CAM overhead benchmark
-	$(PY) benchmarks/cam_overhead.py
-	$(PY) benchmarks/sweep_speed.py
+bench: $(VENV)/.camlib-bench  ## camlib vs torchcam / pytorch-grad-cam, sweep, cost growth -> results/bench.json, figures/bench_*.png
+	$(PY) benchmarks/bench.py
+
+$(VENV)/.camlib-bench: $(STAMP) pyproject.toml constraints.txt  # the comparison libraries (`bench` extra); make test never needs them
+	$(PY) -m pip install -q -c constraints.txt -e '.[bench]'
+	$(PY) -c "import torchcam, pytorch_grad_cam, cv2"
+	touch $@
 
 clean:  ## remove executed notebooks and caches (keeps .venv and data)
 	rm -rf build .pytest_cache

@@ -137,15 +137,23 @@ def _modules_by_name(model: nn.Module) -> dict[str, nn.Module]:
 
 
 class _StateGuard:
-    """Put every submodule in eval mode and restore each one's own ``training`` flag afterwards."""
+    """Put every submodule in eval mode and restore each one's own ``training`` flag afterwards.
+
+    A model already in eval mode (the usual case at inference) is left alone: one pass over its
+    modules, no ``eval()`` call and nothing to restore.
+    """
 
     def __init__(self, model: nn.Module, eval_mode: bool) -> None:
         self.model, self.eval_mode = model, eval_mode
         self.saved: list[tuple[nn.Module, bool]] = []
 
     def __enter__(self) -> None:
-        self.saved = [(m, m.training) for m in self.model.modules()]
-        if self.eval_mode:
+        self.saved = []
+        if not self.eval_mode:
+            return
+        modules = list(self.model.modules())
+        if any(m.training for m in modules):
+            self.saved = [(m, m.training) for m in modules]
             self.model.eval()
 
     def __exit__(self, *exc) -> None:
@@ -335,11 +343,10 @@ class CAM:
                 f"expected a (B, 3, H, W) image tensor, got {type(x).__name__} "
                 f"{tuple(x.shape) if isinstance(x, Tensor) else ''}; add a batch dimension with x[None]"
             )
-        names = _modules_by_name(self.model)
         if self.head is None:
-            watch = {n: m for n, m in names.items() if n}
-        else:
-            watch = {self.head.feature_layer: names[self.head.feature_layer]}
+            watch = {n: m for n, m in _modules_by_name(self.model).items() if n}
+        else:  # one lookup, not a walk over every module (this runs on every call)
+            watch = {self.head.feature_layer: self.model.get_submodule(self.head.feature_layer)}
         recorder = _Recorder(watch)
         try:
             grad_ctx = torch.enable_grad() if grad else torch.inference_mode()
@@ -361,7 +368,7 @@ class CAM:
     def _maps(self, features, logits, targets, topk, all_classes) -> CAMResult:
         head = self.head
         assert head is not None
-        fc = _modules_by_name(self.model)[head.fc_layer]
+        fc = self.model.get_submodule(head.fc_layer)
         w, b = _fc_weight(fc)
         B, C = logits.shape
         if features.shape[0] != B:
@@ -406,7 +413,19 @@ def normalize_maps(maps: Tensor, mode: str = "minmax") -> Tensor:
     """Per-map normalisation over the last two dims; see :class:`CAMOptions` for the edge cases."""
     if mode == "none":
         return maps
+    if mode not in ("max", "minmax"):
+        raise ValueError(f"normalize must be 'minmax', 'max' or 'none', got {mode!r}")
     flat = maps.flatten(-2)
+    if flat.numel() and flat.shape[-1]:
+        # fast path: both extremes in one pass; maps without NaN (the usual case) need no masking
+        lo, hi = torch.aminmax(flat, dim=-1)  # a NaN anywhere in a map propagates to its lo / hi
+        if not (lo.isnan().any() or hi.isnan().any()):
+            lo, hi = lo[..., None, None], hi[..., None, None]
+            tiny = torch.finfo(maps.dtype).tiny if maps.is_floating_point() else torch.finfo(torch.float32).tiny
+            if mode == "max":
+                return torch.where(hi > 0, maps / hi.clamp_min(tiny), 0.0)
+            span = hi - lo
+            return torch.where(span > 0, (maps - lo) / span.clamp_min(tiny), 0.0)
     hi = flat.nan_to_num(nan=-torch.inf).amax(-1)[..., None, None]
     if mode == "max":
         out = maps / hi.clamp_min(torch.finfo(maps.dtype).tiny)

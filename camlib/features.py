@@ -151,15 +151,16 @@ def _pool(out: Tensor, pool: str, relu: bool) -> Tensor:
     raise ValueError(f"expected a (B, K, h, w) or (B, K) layer output, got shape {tuple(out.shape)}")
 
 
-def _batches(data, batch_size: int, num_workers: int):
-    """(x, y-or-None) batches of a (N, 3, H, W) tensor, or of a dataset of (x, y) pairs / tensors."""
+def _batches(data, batch_size: int, num_workers: int, pin_memory: bool = False):
+    """(x, y-or-None) batches of a (N, 3, H, W) tensor, or of a dataset of (x, y) pairs / tensors
+    (loaded by ``num_workers`` worker processes, into pinned memory when ``pin_memory``)."""
     if isinstance(data, Tensor):
         for s in range(0, len(data), batch_size):
             yield data[s : s + batch_size], None
         return
     from torch.utils.data import DataLoader
 
-    loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=pin_memory)
     for item in loader:
         if isinstance(item, (list, tuple)):
             yield item[0], torch.as_tensor(item[1]) if len(item) > 1 and not isinstance(item[1], dict) else None
@@ -188,14 +189,24 @@ def extract_features(
     num_workers: int = 0,
     progress: bool = True,
     desc: str = "features",
+    shard: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Pooled outputs of ``layer`` for every image of ``data`` -> ``(X (N, K) float32, labels or None)``.
 
     ``data``: a (N, 3, H, W) tensor of network inputs, or a dataset of ``(input, label)`` pairs (or
     inputs). A (B, K, h, w) layer output is globally pooled (``pool`` "avg"/"max", after a ReLU when
     ``relu``); a (B, K) output (a fully connected layer) is kept as it is. The model runs in eval
-    mode (its own train/eval flags are restored afterwards) and stops after ``layer``.
+    mode (its own train/eval flags are restored afterwards) and stops after ``layer``. On CUDA the
+    batches are loaded into pinned memory and copied asynchronously.
+
+    ``shard=True`` under ``torch.distributed`` (:mod:`camlib.distributed`, launched by torchrun): each
+    process extracts a contiguous, batch-aligned block of ``data`` and the blocks are gathered in
+    order, so every process returns the features of the whole dataset, equal to a one-process run.
     """
+    from camlib import distributed
+
+    if shard:
+        data = distributed.shard(data, block=batch_size)
     target = _module(model, layer)
     was = [(m, m.training) for m in model.modules()]
     model.eval()
@@ -205,19 +216,23 @@ def extract_features(
         total = -(-len(data) // batch_size)
     except TypeError:
         pass
+    pin = torch.device(device).type == "cuda"
     try:
         calls = None
-        for x, y in tqdm(_batches(data, batch_size, num_workers), total=total, desc=desc, leave=False,
+        for x, y in tqdm(_batches(data, batch_size, num_workers, pin), total=total, desc=desc, leave=False,
                          disable=not progress):
-            out, calls = _capture(model, target, x.to(device), calls)
+            out, calls = _capture(model, target, x.to(device, non_blocking=pin), calls)
             feats.append(_pool(out.float(), pool, relu).cpu())
             if y is not None:
                 labels.append(y.reshape(-1).cpu())
     finally:
         for m, flag in was:
             m.training = flag
-    X = torch.cat(feats).numpy().astype(np.float32, copy=False)
+    X = torch.cat(feats).numpy().astype(np.float32, copy=False) if feats else np.zeros((0, 0), np.float32)
     y_all = torch.cat(labels).numpy().astype(np.int64) if labels else None
+    if shard:
+        X = distributed.gather_rows(X if len(X) else None)
+        y_all = distributed.gather_rows(y_all)
     return X, y_all
 
 

@@ -117,6 +117,7 @@ def evaluate_localization(
     device: str | torch.device = "cpu",
     total: int | None = None,
     keep_predictions: bool = False,
+    sync: bool = False,
 ) -> dict:
     """Classification and localization metrics over batches of ``(images, targets)``.
 
@@ -124,6 +125,10 @@ def evaluate_localization(
     :class:`camlib.datasets.ilsvrc.WSOLManifestDataset`. Returns
     ``{"classification": {...}, "localization": {fraction: {...}}, "options": {...}}`` and, with
     ``keep_predictions``, the per-image classes and boxes (for figures).
+
+    ``sync=True`` under ``torch.distributed`` (:mod:`camlib.distributed`): ``batches`` are this
+    process's shard; counts and kept predictions of all processes are merged, so every process
+    returns the metrics of the whole dataset.
     """
     cam = model if isinstance(model, CAM) else CAM(model)
     cls = ClassificationEvaluator((1, topk))
@@ -133,7 +138,7 @@ def evaluate_localization(
         labels = [t["label"] for t in targets]
         res = localize_batch(
             cam,
-            x.to(device),
+            x.to(device, non_blocking=True),
             sizes=[t["size"] for t in targets],
             gt_labels=labels,
             topk=topk,
@@ -157,6 +162,11 @@ def evaluate_localization(
                         "gt_boxes": np.asarray(t["boxes"]).tolist(),
                     }
                 )
+    if sync:
+        from camlib import distributed
+
+        distributed.sync_evaluators(cls, *loc.values())
+        kept = distributed.gather_list(kept)
     result = {
         "classification": cls.compute(),
         "localization": {f: loc[f].compute() for f in fractions},
@@ -355,14 +365,16 @@ def class_maps(source, x: Tensor, *, topk: int = 5, gt_labels: Sequence[int] | N
         pred = logits.topk(topk, dim=1).indices
         wanted = pred if gt is None else torch.cat([pred, gt], dim=1)
         fm = out.maps.view(B, K, *out.maps.shape[1:])
-        sel = torch.stack([fm[b][:, wanted[b]] for b in range(B)])  # (B, K, n, h, w)
+        rows = torch.arange(B, device=fm.device)[:, None, None]
+        crops = torch.arange(K, device=fm.device)[None, :, None]
+        sel = fm[rows, crops, wanted[:, None, :]]  # (B, K, n, h, w), one gather
         return logits, pred, merge_ten_crops(sel)
     x = x.contiguous(memory_format=cl)
     if isinstance(source, CAM):
         out = source(x, all_classes=True)
         pred = out.logits.topk(topk, dim=1).indices
         wanted = pred if gt is None else torch.cat([pred, gt], dim=1)
-        maps = torch.stack([out.maps[b, wanted[b]] for b in range(B)])
+        maps = out.maps[torch.arange(B, device=wanted.device)[:, None], wanted]  # (B, n, h, w), one gather
         return out.logits, pred, maps
     out = source(x, topk=topk, extra_targets=None if gt is None else gt[:, 0])
     return out.logits, out.classes[:, :topk], out.maps
@@ -420,6 +432,7 @@ def evaluate_protocols(
     keep_predictions: bool = False,
     keep_maps: int = 0,
     desc: str = "localize",
+    sync: bool = False,
 ) -> dict:
     """Every localization protocol of the paper and of Choe et al. in one pass over ``batches``.
 
@@ -437,6 +450,11 @@ def evaluate_protocols(
     (top-5 loc error from five boxes); ``wsol`` (MaxBoxAcc, MaxBoxAccV2, curves); ``gt_known_sweep``;
     ``pxap`` (if masks); ``n_images``, ``n_skipped``, ``skipped``; ``seconds``; the options; and
     ``evaluators`` (the sweep evaluators, whose per-image tables allow held-out threshold choices).
+
+    ``sync=True`` under ``torch.distributed`` (:mod:`camlib.distributed`): ``batches`` are this
+    process's contiguous shard (:func:`camlib.distributed.shard`); after the pass the counts of all
+    processes are summed and the per-image lists gathered in rank order, so every process returns
+    what one process would have over the whole dataset.
     """
     import time as _time
 
@@ -467,7 +485,7 @@ def evaluate_protocols(
         B = len(targets)
         labels = [int(t["label"]) for t in targets]
         with torch.no_grad() if isinstance(source, CAM) else torch.enable_grad():
-            logits, pred, raw = class_maps(source, x.to(device), topk=k, gt_labels=labels)
+            logits, pred, raw = class_maps(source, x.to(device, non_blocking=True), topk=k, gt_labels=labels)
         cls.accumulate(logits.detach().float().cpu(), labels)
         pred_np = pred.cpu().numpy()
         in_size = tuple(raw.shape[-2:]) if x.ndim == 5 else tuple(x.shape[-2:])
@@ -527,6 +545,13 @@ def evaluate_protocols(
                     "released_gt_known_box": rel_gtk[i].tolist() if p.released else None,
                     "heuristic_boxes": heur_boxes[i].tolist(),
                 })  # fmt: skip
+    if sync:
+        from camlib import distributed
+
+        distributed.sync_evaluators(cls, *paper.values(), heur, rel, heur_rel, wsol, gts_sweep, pxap)
+        skipped, kept = distributed.gather_list(skipped), distributed.gather_list(kept)
+        maps_kept = distributed.gather_list(maps_kept)[:keep_maps]
+        n_images = distributed.all_sum(n_images)
     if n_images == 0:
         raise ValueError(f"no image could be evaluated ({len(skipped)} skipped)")
     out: dict = {

@@ -7,6 +7,12 @@ All rates are returned in percent (0-100), as in the paper's tables, together wi
   a top-k prediction is correct when one of the k predicted classes is the ground-truth class AND
   the box predicted for that class has IoU >= 0.5 with any ground-truth box of the image.
   GT-known localization (Choe et al.) uses the box of the ground-truth class's map alone.
+
+Every evaluator here and in :mod:`camlib.wsol` keeps only counts that ADD UP over disjoint sets of
+images, so shards evaluated apart (other processes, other machines) merge exactly: ``state()`` exports
+``{"config", "counts", "lists"}``, :func:`merge_states` sums the counts (and concatenates per-image
+lists in shard order), ``load_state()`` / ``merge()`` bring the result back into an evaluator, and
+:func:`camlib.distributed.sync_evaluators` does the same across a ``torch.distributed`` group.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import torch
 
 from camlib.boxes import iou
 
-__all__ = ["ClassificationEvaluator", "LocalizationEvaluator"]
+__all__ = ["ClassificationEvaluator", "LocalizationEvaluator", "Mergeable", "merge_states"]
 
 
 def _np(a) -> np.ndarray:
@@ -27,7 +33,63 @@ def _np(a) -> np.ndarray:
     return np.asarray(a)
 
 
-class ClassificationEvaluator:
+def merge_states(states: Sequence[dict]) -> dict:
+    """Merge evaluator states of disjoint shards: counts summed, per-image lists concatenated in order.
+
+    Every state must have the same ``config`` (same thresholds, same k, ...), else ``ValueError``.
+    """
+    if not states:
+        raise ValueError("nothing to merge")
+    first = states[0]
+    for s in states[1:]:
+        if s["config"] != first["config"]:
+            raise ValueError(f"cannot merge evaluators with different settings: {s['config']} vs {first['config']}")
+        if s["counts"].keys() != first["counts"].keys() or s["lists"].keys() != first["lists"].keys():
+            raise ValueError("cannot merge states of different evaluators")
+    counts = {k: np.sum([np.asarray(s["counts"][k], np.int64) for s in states], axis=0) for k in first["counts"]}
+    lists = {k: [v for s in states for v in s["lists"][k]] for k in first["lists"]}
+    return {"config": first["config"], "counts": counts, "lists": lists}
+
+
+class Mergeable:
+    """``state()`` / ``load_state()`` / ``merge()`` for evaluators made of additive counts.
+
+    Subclasses name their count attributes in ``_COUNTS`` (int or int arrays), their per-image list
+    attributes in ``_LISTS`` and return their settings from ``_config()``.
+    """
+
+    _COUNTS: tuple[str, ...] = ()
+    _LISTS: tuple[str, ...] = ()
+
+    def _config(self) -> dict:
+        raise NotImplementedError
+
+    def state(self) -> dict:
+        """A picklable snapshot: ``{"config": settings, "counts": {name: int64 array}, "lists": {...}}``."""
+        return {
+            "config": self._config(),
+            "counts": {k: np.array(getattr(self, k), dtype=np.int64, copy=True) for k in self._COUNTS},
+            "lists": {k: list(getattr(self, k)) for k in self._LISTS},
+        }
+
+    def load_state(self, state: dict) -> None:
+        """Replace the counts by those of ``state`` (whose config must match this evaluator's)."""
+        if state["config"] != self._config():
+            raise ValueError(f"state of an evaluator with other settings: {state['config']} vs {self._config()}")
+        for k in self._COUNTS:
+            v = np.asarray(state["counts"][k], dtype=np.int64)
+            setattr(self, k, int(v) if v.ndim == 0 else v.copy())
+        for k in self._LISTS:
+            setattr(self, k, list(state["lists"][k]))
+
+    def merge(self, *others):
+        """Add the counts of other evaluators (or states) of disjoint images; returns ``self``."""
+        states = [self.state(), *(o.state() if isinstance(o, Mergeable) else o for o in others)]
+        self.load_state(merge_states(states))
+        return self
+
+
+class ClassificationEvaluator(Mergeable):
     """Top-k classification accuracy; ``compute()`` -> ``{"top1_acc", "top1_err", ..., "n"}``."""
 
     def __init__(self, ks: Sequence[int] = (1, 5)) -> None:
@@ -36,6 +98,19 @@ class ClassificationEvaluator:
         self.ks = tuple(sorted(set(ks)))  # (1, 1) must not count twice
         self.correct = dict.fromkeys(self.ks, 0)
         self.n = 0
+
+    _COUNTS = ("_correct", "n")
+
+    def _config(self) -> dict:
+        return {"evaluator": "classification", "ks": list(self.ks)}
+
+    @property
+    def _correct(self) -> np.ndarray:
+        return np.array([self.correct[k] for k in self.ks], np.int64)
+
+    @_correct.setter
+    def _correct(self, v) -> None:
+        self.correct = {k: int(c) for k, c in zip(self.ks, np.asarray(v).ravel(), strict=True)}
 
     def accumulate(self, logits, targets) -> None:
         logits, targets = _np(logits), _np(targets).astype(np.int64)
@@ -64,7 +139,7 @@ class ClassificationEvaluator:
         return out
 
 
-class LocalizationEvaluator:
+class LocalizationEvaluator(Mergeable):
     """Top-k localization error and GT-known localization accuracy at an IoU threshold.
 
     ``accumulate(pred_classes, pred_boxes, gt_labels, gt_boxes, gt_known_boxes=None)``:
@@ -85,6 +160,19 @@ class LocalizationEvaluator:
         self.gt_known_correct = 0
         self.gt_known_n = 0
         self.n = 0
+
+    _COUNTS = ("_loc_correct", "gt_known_correct", "gt_known_n", "n")
+
+    def _config(self) -> dict:
+        return {"evaluator": "localization", "ks": list(self.ks), "iou_threshold": self.iou_threshold}
+
+    @property
+    def _loc_correct(self) -> np.ndarray:
+        return np.array([self.loc_correct[k] for k in self.ks], np.int64)
+
+    @_loc_correct.setter
+    def _loc_correct(self, v) -> None:
+        self.loc_correct = {k: int(c) for k, c in zip(self.ks, np.asarray(v).ravel(), strict=True)}
 
     def accumulate(self, pred_classes, pred_boxes, gt_labels, gt_boxes, gt_known_boxes=None) -> None:
         pc, pb, gl = _np(pred_classes), _np(pred_boxes), _np(gt_labels)

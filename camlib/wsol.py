@@ -29,7 +29,7 @@ pixel belongs to the superlevel sets of threshold indices ``0 .. L-1``. Then:
    over runs grouped by label.
 
 The work is proportional to the number of runs (about rows x components x thresholds for smooth maps),
-not to T x H x W: ``benchmarks/sweep_speed.py`` times it against :func:`reference_box_hits`, the
+not to T x H x W: ``benchmarks/sweep.py`` (``make bench``) times it against :func:`reference_box_hits`, the
 straightforward loop (``skimage.measure.label`` + ``regionprops`` at each threshold), and
 ``tests/test_wsol.py`` checks that both give identical per-image, per-threshold results.
 
@@ -59,6 +59,7 @@ from skimage.measure import label as cc_label
 from skimage.measure import regionprops
 
 from camlib.boxes import iou, largest_component_box
+from camlib.metrics import Mergeable
 
 __all__ = [
     "CHOE_IOU_THRESHOLDS",
@@ -421,7 +422,7 @@ def reference_box_hits(
 
 
 # ------------------------------------------------------------------------------------ evaluators
-class BoxAccSweep:
+class BoxAccSweep(Mergeable):
     """MaxBoxAcc and MaxBoxAccV2 in ``accumulate`` / ``compute`` form.
 
     ``accumulate(maps, gt_boxes)``: maps (B, H, W) or a list of 2-D maps at the resolution of the
@@ -436,8 +437,17 @@ class BoxAccSweep:
 
     With ``keep_per_image=True`` the per-image hit tables are kept, so :meth:`compute` can be asked
     for a subset of the images (``compute(indices=...)``: e.g. choose a threshold on one split and
-    report on another), and :meth:`per_image` returns them.
+    report on another), and :meth:`per_image` returns them. ``state()`` / ``merge()``: see
+    :mod:`camlib.metrics` (per-image tables are concatenated in shard order).
     """
+
+    _COUNTS = ("largest_correct", "any_correct", "n")
+    _LISTS = ("_largest", "_any")
+
+    def _config(self) -> dict:
+        return {"evaluator": "box_acc_sweep", "thresholds": self.thresholds.tolist(),
+                "iou_thresholds": list(self.iou_thresholds), "scale": self.scale,
+                "keep_per_image": self.keep_per_image}  # fmt: skip
 
     def __init__(
         self,
@@ -539,7 +549,7 @@ def reference_pxap_counts(maps, masks, thresholds=CHOE_THRESHOLDS) -> tuple[np.n
     return tp, fp
 
 
-class PxAPEvaluator:
+class PxAPEvaluator(Mergeable):
     """Pixel average precision against ground-truth masks (Choe et al.'s PxAP), thresholds at once.
 
     ``accumulate(maps, masks)``: maps (B, H, W) (min-max normalised for Choe et al.'s setting; thresholds
@@ -547,8 +557,14 @@ class PxAPEvaluator:
     dataset (as wsolevaluation does), then ``compute()`` -> ``{"pxap", "best_piou", "precision",
     "recall", "thresholds", "n"}``: AP = sum over thresholds (high to low) of precision x recall gain,
     in percent; ``best_piou`` is the best pixel IoU over thresholds. Flat maps predict nothing above
-    their value and everything at or below it, as the thresholds dictate.
+    their value and everything at or below it, as the thresholds dictate. ``state()`` / ``merge()``:
+    see :mod:`camlib.metrics`.
     """
+
+    _COUNTS = ("fg_hist", "bg_hist", "n")
+
+    def _config(self) -> dict:
+        return {"evaluator": "pxap", "thresholds": self.thresholds.tolist()}
 
     def __init__(self, thresholds=CHOE_THRESHOLDS) -> None:
         self.thresholds = _thresholds(thresholds)

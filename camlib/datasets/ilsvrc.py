@@ -420,8 +420,10 @@ def collate_with_targets(batch):
     return torch.stack(list(xs)), TargetList(targets, skipped)
 
 
-def make_loader(dataset: Dataset, batch_size: int = 32, num_workers: int = 0) -> DataLoader:
-    """A DataLoader over ``dataset`` in order, with :func:`collate_with_targets` (worker processes ok)."""
+def make_loader(dataset: Dataset, batch_size: int = 32, num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
+    """A DataLoader over ``dataset`` in order, with :func:`collate_with_targets`: images decoded by
+    ``num_workers`` worker processes; ``pin_memory=True`` (for a CUDA device) puts the batches in
+    page-locked memory so that ``x.to("cuda", non_blocking=True)`` overlaps the copy."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -429,4 +431,5 @@ def make_loader(dataset: Dataset, batch_size: int = 32, num_workers: int = 0) ->
         num_workers=num_workers,
         collate_fn=collate_with_targets,
         persistent_workers=False,
+        pin_memory=pin_memory,
     )
