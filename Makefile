@@ -10,6 +10,7 @@ NB_OUT ?= build/notebooks
 RESULTS ?= results
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 PYTEST_ARGS ?=
+JOBS ?= 2
 PAPER_ARGS ?=
 LAB_DIR ?= notebooks
 LAB_ARGS ?=
@@ -31,7 +32,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 quick: setup  ## run every notebook (quick profile, CPU, embedded data), then the report
-	$(PY) -m camlib.run_notebooks --profile quick --out $(NB_OUT) $(NOTEBOOKS)
+	$(PY) -m camlib.run_notebooks --profile quick --jobs $(JOBS) --out $(NB_OUT) $(NOTEBOOKS)
 	$(MAKE) --no-print-directory report
 
 reproduce: setup  ## run every notebook with the paper profile (real datasets, GPU advised)

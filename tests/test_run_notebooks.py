@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import nbformat
@@ -74,3 +75,23 @@ def test_runs_notebooks_and_fails_clearly(tmp_path, capsys):
 def test_missing_notebook_is_reported(tmp_path, capsys):
     assert main(["--profile", "quick", "--out", str(tmp_path), str(tmp_path / "nope.ipynb")]) == 1
     assert "notebook not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_jobs_run_at_once_with_threads_per_kernel(tmp_path, capsys):
+    """--jobs 2: every notebook runs, the summary keeps the given order, each kernel sees --threads."""
+    src = 'import os\nopen("threads_%s.txt", "w").write(os.environ.get("OMP_NUM_THREADS", "unset"))'
+    nbs = [_notebook(tmp_path / "nb" / f"0{i}_n.ipynb", src % i) for i in range(1, 4)]
+    bad = _notebook(tmp_path / "nb" / "04_bad.ipynb", 'raise RuntimeError("boom")')
+    before = os.environ.get("OMP_NUM_THREADS")
+    rc = main(["--profile", "quick", "--jobs", "2", "--threads", "1", "--out", str(tmp_path / "ex"), *map(str, nbs), str(bad)])
+    out = capsys.readouterr()
+    assert rc == 1 and "2 at a time, 1 thread(s) each" in out.out
+    assert [(tmp_path / "nb" / f"threads_{i}.txt").read_text() for i in range(1, 4)] == ["1", "1", "1"]
+    table = [ln.split()[0] for ln in out.out.splitlines() if ln.startswith("0") and " s" in ln]
+    assert table == ["01_n.ipynb", "02_n.ipynb", "03_n.ipynb", "04_bad.ipynb"]
+    assert "RuntimeError: boom" in out.err
+    assert os.environ.get("OMP_NUM_THREADS") == before  # the caller's environment is restored
+    with pytest.raises(SystemExit):
+        main(["--profile", "quick", "--jobs", "x", "--out", str(tmp_path), str(nbs[0])])
