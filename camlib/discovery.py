@@ -480,46 +480,14 @@ def plot_informative_objects(images, maps, class_names: Sequence[str], rows: dic
 
 def plot_concepts(images, maps, titles: Sequence[str], boxes=None, peaks=None, ncols: int = 6):
     """Fig. 10: CAMs of concept detectors; the true concept box (red) and the CAM peak (a cross)."""
-    import matplotlib.pyplot as plt
+    from camlib.viz import plot_cam_grid
 
-    from camlib.viz import FIG_DPI, GT_COLOR, draw_box, overlay
-
-    n = len(images)
-    nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.2 * ncols, 2.5 * nrows), dpi=FIG_DPI, squeeze=False)
-    for i, ax in enumerate(axes.ravel()):
-        ax.axis("off")
-        if i >= n:
-            continue
-        ax.imshow(overlay(images[i], maps[i]))
-        if boxes is not None:
-            draw_box(ax, boxes[i], GT_COLOR, lw=1.2)
-        if peaks is not None:
-            ax.plot(*peaks[i], "w+", ms=10, mew=2)
-        ax.set_title(titles[i], fontsize=8)
-    fig.tight_layout()
-    return fig
+    return plot_cam_grid(images, maps, titles, gt_boxes=boxes, ncols=ncols, peaks=peaks)
 
 
 def plot_text_detections(images, maps, pred: Sequence[np.ndarray], gt: Sequence[np.ndarray], titles: Sequence[str],
                          ncols: int = 6):
-    """Fig. 11: text CAMs with the predicted box (green) and the true text boxes (red)."""
-    import matplotlib.pyplot as plt
+    """Fig. 11: text CAMs with the predicted boxes (green) and the true text boxes (red)."""
+    from camlib.viz import plot_cam_grid
 
-    from camlib.viz import FIG_DPI, GT_COLOR, PRED_COLOR, draw_box, overlay
-
-    n = len(images)
-    nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.2 * ncols, 2.4 * nrows), dpi=FIG_DPI, squeeze=False)
-    for i, ax in enumerate(axes.ravel()):
-        ax.axis("off")
-        if i >= n:
-            continue
-        ax.imshow(overlay(images[i], maps[i]))
-        for g in np.asarray(gt[i]).reshape(-1, 4):
-            draw_box(ax, g, GT_COLOR, lw=1.2)
-        for p in np.asarray(pred[i]).reshape(-1, 4):
-            draw_box(ax, p, PRED_COLOR, lw=1.6)
-        ax.set_title(titles[i], fontsize=8)
-    fig.tight_layout()
-    return fig
+    return plot_cam_grid(images, maps, titles, pred_boxes=pred, gt_boxes=gt, ncols=ncols)

@@ -95,14 +95,18 @@ def plot_topk_cams(image, maps, classes: Sequence[str], scores: Sequence[float],
     return fig
 
 
-def plot_localization(image, cam, pred_box, gt_boxes, title: str = "", ax=None, hit: bool | None = None):
-    """Overlay + predicted box (green) + ground-truth boxes (red); the title says hit or miss."""
+def plot_localization(image, cam, pred_box, gt_boxes, title: str = "", ax=None, hit: bool | None = None, peak=None):
+    """Overlay + predicted box(es) (green) + ground-truth boxes (red) + an optional ``peak`` point
+    ``(x, y)`` (a white cross, the pointing game); the title says hit or miss."""
     if ax is None:
         _, ax = plt.subplots(figsize=(3, 3), dpi=FIG_DPI)
     ax.imshow(overlay(image, cam) if cam is not None else to_image(image))
     for g in np.asarray(gt_boxes).reshape(-1, 4):
         draw_box(ax, g, GT_COLOR)
-    draw_box(ax, pred_box, PRED_COLOR)
+    for p in np.asarray(pred_box).reshape(-1, 4):
+        draw_box(ax, p, PRED_COLOR)
+    if peak is not None:
+        ax.plot(*peak, "w+", ms=10, mew=2)
     if hit is not None:
         title = f"{title} {'hit' if hit else 'miss'}".strip()
         ax.set_title(title, fontsize=8, color="darkgreen" if hit else "darkred")
@@ -113,8 +117,9 @@ def plot_localization(image, cam, pred_box, gt_boxes, title: str = "", ax=None, 
 
 
 def plot_cam_grid(images, maps, titles: Sequence[str], pred_boxes=None, gt_boxes=None, ncols: int = 6,
-                  hits: Sequence[bool] | None = None) -> plt.Figure:
-    """A grid of overlays with optional predicted/GT boxes (the usual 'where does it look' figure)."""
+                  hits: Sequence[bool] | None = None, peaks=None) -> plt.Figure:
+    """A grid of overlays with optional predicted/GT boxes (one or several per image) and peak points
+    (the usual 'where does it look' figure)."""
     n = len(images)
     nrows = int(np.ceil(n / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(2.1 * ncols, 2.3 * nrows), dpi=FIG_DPI, squeeze=False)
@@ -125,7 +130,7 @@ def plot_cam_grid(images, maps, titles: Sequence[str], pred_boxes=None, gt_boxes
         plot_localization(
             images[i], maps[i], pred_boxes[i] if pred_boxes is not None else (-1, -1, -1, -1),
             gt_boxes[i] if gt_boxes is not None else np.zeros((0, 4)), titles[i], ax=ax,
-            hit=None if hits is None else bool(hits[i]),
+            hit=None if hits is None else bool(hits[i]), peak=None if peaks is None else peaks[i],
         )
     fig.tight_layout()
     return fig

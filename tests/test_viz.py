@@ -42,3 +42,21 @@ def test_notebooks_write_figures_only_through_save_figure():
             offenders.append(rel)
     assert not offenders, f"figures must be written with camlib.viz.save_figure: {offenders}"
 
+
+
+def test_cam_grid_draws_several_boxes_per_image_and_peaks():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import numpy as np
+
+    from camlib.viz import plot_cam_grid
+
+    imgs = np.zeros((2, 20, 20, 3), np.uint8)
+    maps = np.random.default_rng(0).random((2, 20, 20))
+    preds = [np.array([[1, 1, 5, 5], [8, 8, 12, 12]]), np.zeros((0, 4))]  # two boxes, then none
+    gts = [np.array([[0, 0, 6, 6]]), np.array([[2, 2, 9, 9]])]
+    fig = plot_cam_grid(imgs, maps, ["a", "b"], pred_boxes=preds, gt_boxes=gts, ncols=2, peaks=[(3, 4), (10, 10)])
+    ax0, ax1 = fig.axes
+    assert len(ax0.patches) == 3 and len(ax1.patches) == 1  # 2 predicted + 1 GT; no predicted + 1 GT
+    assert [tuple(ln.get_xydata()[0]) for ln in (ax0.lines[0], ax1.lines[0])] == [(3, 4), (10, 10)]
