@@ -293,10 +293,12 @@ def make_caption_arrays(n: int, seed: int = 0, size: int = 128, start: int = 0, 
     return out
 
 
-class CaptionImages:
+class CaptionImages(_P.InMemoryImages):
     """``n`` captioned images of one split, generated once, in memory: ``images``, ``captions``,
     ``scenes``, ``concept_boxes``, ``confuser_boxes`` (see :func:`make_caption_arrays`);
     :meth:`tensors` gives float (n, 3, H, W) images in [0, 1]; :meth:`identity` names the set."""
+
+    stream = "procedural_captions(v1"
 
     def __init__(self, n: int, seed: int = 0, size: int = 128, split: str = "train", progress: bool = False) -> None:
         if split not in _P.SPLIT_OFFSETS:
@@ -306,19 +308,6 @@ class CaptionImages:
         self.concept_boxes, self.confuser_boxes = a["concept_boxes"], a["confuser_boxes"]
         self.size, self.seed, self.split = int(size), int(seed), split
 
-    def __len__(self) -> int:
-        return len(self.captions)
-
-    def tensors(self):
-        import torch
-
-        return torch.from_numpy(np.ascontiguousarray(self.images.transpose(0, 3, 1, 2))).float().div_(255.0)
-
-    def identity(self) -> str:
-        return f"procedural_captions(v1, n={len(self)}, seed={self.seed}, size={self.size}, split={self.split})"
-
-    def __repr__(self) -> str:
-        return f"CaptionImages(n={len(self)}, seed={self.seed}, size={self.size}, split={self.split!r})"
 
 
 # --------------------------------------------------------------------------- a caption folder (paper profile)

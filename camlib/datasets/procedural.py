@@ -66,6 +66,7 @@ __all__ = [
     "PALETTE_NAMES",
     "PART_NAMES",
     "SPLIT_OFFSETS",
+    "InMemoryImages",
     "ProceduralShapes",
     "SAMPLE_FIELDS",
     "Sample",
@@ -527,6 +528,34 @@ def make_arrays(
     _check_seed(seed)
     _check_size(size)
     return stack_samples(lambda i: make_sample(i, seed, size), n, start, desc="procedural shapes", progress=progress)
+
+
+class InMemoryImages:
+    """Shared parts of the in-memory procedural sets: ``len``, all images as one tensor, a cache name.
+
+    A subclass sets ``images`` (n, H, W, 3) uint8, ``seed``, ``size``, ``split`` and the class
+    attribute ``stream`` (e.g. ``"procedural_scenes(v1"``), the prefix of :meth:`identity` that names
+    the generator and its version for feature caches.
+    """
+
+    stream: str = "procedural"
+    images: np.ndarray
+    seed: int
+    size: int
+    split: str
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def tensors(self) -> torch.Tensor:
+        """All images as one float32 (n, 3, H, W) tensor in [0, 1]."""
+        return torch.from_numpy(np.ascontiguousarray(self.images.transpose(0, 3, 1, 2))).float().div_(255.0)
+
+    def identity(self) -> str:
+        return f"{self.stream}, n={len(self)}, seed={self.seed}, size={self.size}, split={self.split})"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(n={len(self)}, seed={self.seed}, size={self.size}, split={self.split!r})"
 
 
 class ProceduralShapes(Dataset):

@@ -371,13 +371,15 @@ def make_scene_arrays(n: int, seed: int = 0, size: int = 160, start: int = 0, pr
                                     "types": "types", "boxes": "boxes"})
 
 
-class ProceduralScenes:
+class ProceduralScenes(_P.InMemoryImages):
     """``n`` scenes of one split (index range :data:`~camlib.datasets.procedural.SPLIT_OFFSETS`), in memory.
 
     Arrays: ``images``, ``labels``, ``instances``, ``types``, ``boxes`` (see :func:`make_scene_arrays`)
     and ``present`` (n, len(OBJECTS)) bool; :meth:`tensors` gives float (n, 3, H, W) images in [0, 1];
     :meth:`identity` names the set for feature caches.
     """
+
+    stream = "procedural_scenes(v1"
 
     def __init__(self, n: int, seed: int = 0, size: int = 160, split: str = "train", progress: bool = False) -> None:
         if split not in _P.SPLIT_OFFSETS:
@@ -391,19 +393,6 @@ class ProceduralScenes:
         self.size, self.seed, self.split = int(size), int(seed), split
         self.classes, self.objects = SCENES, OBJECTS
 
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def tensors(self):
-        import torch
-
-        return torch.from_numpy(np.ascontiguousarray(self.images.transpose(0, 3, 1, 2))).float().div_(255.0)
-
-    def identity(self) -> str:
-        return f"procedural_scenes(v1, n={len(self)}, seed={self.seed}, size={self.size}, split={self.split})"
-
-    def __repr__(self) -> str:
-        return f"ProceduralScenes(n={len(self)}, seed={self.seed}, size={self.size}, split={self.split!r})"
 
 
 # --------------------------------------------------------------------------- SUN2012 (paper profile)

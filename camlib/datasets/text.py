@@ -232,12 +232,14 @@ def make_text_arrays(n: int, seed: int = 0, size: int = 160, start: int = 0, pro
                             progress=progress, fields={"images": "image", "labels": "label", "boxes": "box", "masks": "mask"})
 
 
-class TextImages:
+class TextImages(_P.InMemoryImages):
     """``n`` text / no-text images of one split (``n`` even: whole pairs), generated once, in memory.
 
     Arrays ``images``, ``labels``, ``boxes``, ``masks`` (see :func:`make_text_arrays`); :meth:`tensors`
     gives float (n, 3, H, W) images in [0, 1]; :meth:`identity` names the set for feature caches.
     """
+
+    stream = "procedural_text(v1"
 
     def __init__(self, n: int, seed: int = 0, size: int = 160, split: str = "train", progress: bool = False) -> None:
         if split not in _P.SPLIT_OFFSETS:
@@ -248,19 +250,6 @@ class TextImages:
         self.images, self.labels, self.boxes, self.masks = a["images"], a["labels"], a["boxes"], a["masks"]
         self.size, self.seed, self.split = int(size), int(seed), split
 
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def tensors(self):
-        import torch
-
-        return torch.from_numpy(np.ascontiguousarray(self.images.transpose(0, 3, 1, 2))).float().div_(255.0)
-
-    def identity(self) -> str:
-        return f"procedural_text(v1, n={len(self)}, seed={self.seed}, size={self.size}, split={self.split})"
-
-    def __repr__(self) -> str:
-        return f"TextImages(n={len(self)}, seed={self.seed}, size={self.size}, split={self.split!r})"
 
 
 # --------------------------------------------------------------------------- SVT (paper profile)
