@@ -15,7 +15,7 @@ One run, one machine, one process, side by side:
 2. **Agreement**, asserted (the run fails otherwise): camlib's top-1 map min-max normalised equals
    torchcam's CAM (max abs difference < 1e-4); Grad-CAM on the CAM feature layer correlates with CAM
    > 0.99 (feature resolution, and after the same ReLU / min-max / resize).
-3. **Threshold sweep** (``benchmarks/sweep.py``): maps/s of :func:`camlib.wsol.box_hits` vs a
+3. **Threshold sweep** (``benchmarks/sweep.py``): maps/s of :func:`camlib.evaluation.wsol.box_hits` vs a
    wsolevaluation-like OpenCV contour loop (and camlib's skimage reference loop, whose answers must
    be identical) at 100 and 1000 thresholds.
 4. **Cost growth** (ResNet-50): time per image and peak resident memory of the plain forward, camlib
@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from methods import METHODS, build_model, gradcam_agreement, make_methods, torchcam_agreement  # noqa: E402
 from sweep import measure_sweep  # noqa: E402
 
-from camlib.cam import CAM, CAMOptions, postprocess  # noqa: E402
+from camlib.core.cam import CAM, CAMOptions, postprocess  # noqa: E402
 
 FULL = {
     "models": ("resnet50", "googlenet", "efficientnet_lite0"),
@@ -281,7 +281,7 @@ def check_agreement(agreement: dict) -> dict:
 
 # ------------------------------------------------------------------------------------------ record
 def environment(have: set[str]) -> dict:
-    from camlib.results import git_revision, machine_info, package_versions
+    from camlib.tools.results import git_revision, machine_info, package_versions
 
     cpu = None
     try:
@@ -354,7 +354,7 @@ def write(record: dict, out: Path, figures: Path) -> None:
     """The figures, then the JSON record (which names them)."""
     from plots import plot_cost_growth, plot_throughput
 
-    from camlib.results import atomic_write_text, to_json_value
+    from camlib.tools.results import atomic_write_text, to_json_value
 
     record["figures"] = [str(plot_throughput(record, figures)), str(plot_cost_growth(record, figures))]
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@ Every method delivers the same thing where it can: the map of each image's top-1
 size (224 x 224), min-max normalised; camlib's all-class variant stops at feature resolution.
 
 - ``plain``: ``model(x)`` under ``torch.inference_mode`` (the floor: logits only);
-- ``camlib_top1``: :class:`camlib.cam.CAM` top-1 map + :func:`camlib.cam.postprocess` (bilinear to
+- ``camlib_top1``: :class:`camlib.core.cam.CAM` top-1 map + :func:`camlib.core.cam.postprocess` (bilinear to
   224, min-max);
 - ``camlib_all``: ``CAM(model)(x, all_classes=True)``: logits, features and the maps of ALL classes at
   feature resolution (one (B*h*w, K) x (K, C) matrix product);
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 import torchvision.models as tvm
 from torch import Tensor, nn
 
-from camlib.cam import CAM, CAMOptions, normalize_maps, postprocess, upsample_maps
+from camlib.core.cam import CAM, CAMOptions, normalize_maps, postprocess, upsample_maps
 
 MODELS = ("resnet50", "googlenet", "efficientnet_lite0")
 METHODS = ("plain", "camlib_top1", "camlib_all", "torchcam", "gradcam")

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from camlib.viz import save_figure  # noqa: E402
+from camlib.core.viz import save_figure  # noqa: E402
 
 LABELS = {
     "plain": "plain forward",

@@ -3,13 +3,13 @@
 Three implementations of the same question (for every map, box threshold tau and IoU threshold delta:
 is the box of the largest region correct, is the best of all regions' boxes correct?):
 
-- :func:`camlib.wsol.box_hits`: every threshold at once (run-length encoding of all superlevel sets,
-  one connected-components call; see :mod:`camlib.wsol`);
+- :func:`camlib.evaluation.wsol.box_hits`: every threshold at once (run-length encoding of all superlevel sets,
+  one connected-components call; see :mod:`camlib.evaluation.wsol`);
 - :func:`contour_loop`: a per-image, per-threshold loop like wsolevaluation's
   ``compute_bboxes_from_scoremaps``: the map scaled to uint8, ``cv2.threshold``,
   ``cv2.findContours`` (RETR_TREE, CHAIN_APPROX_SIMPLE), ``cv2.boundingRect`` of every contour (V2)
   and of the largest by ``cv2.contourArea`` (V1). OpenCV comes with the ``bench`` extra (grad-cam);
-- :func:`camlib.wsol.reference_box_hits`: the same loop with ``skimage.measure.label`` +
+- :func:`camlib.evaluation.wsol.reference_box_hits`: the same loop with ``skimage.measure.label`` +
   ``regionprops`` on the float map: camlib's specification, identical results to ``box_hits``.
 
 The contour loop's answers differ slightly by construction (uint8 quantisation, ``>`` instead of
@@ -24,8 +24,8 @@ import time
 import numpy as np
 import torch
 
-from camlib.boxes import iou
-from camlib.wsol import CHOE_IOU_THRESHOLDS, box_hits, reference_box_hits
+from camlib.core.boxes import iou
+from camlib.evaluation.wsol import CHOE_IOU_THRESHOLDS, box_hits, reference_box_hits
 
 
 def cam_like_maps(n: int, size: int = 224, seed: int = 0) -> tuple[np.ndarray, list[np.ndarray]]:

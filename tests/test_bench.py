@@ -71,7 +71,7 @@ def test_vectorised_sweep_matches_the_skimage_loop_and_mostly_the_contour_loop()
     pytest.importorskip("cv2")
     maps, gts = sweep.cam_like_maps(6, 48)
     thr = [i / 25 for i in range(25)]
-    from camlib.wsol import box_hits
+    from camlib.evaluation.wsol import box_hits
 
     fast, loop = box_hits(maps, gts, thr), sweep.contour_loop(maps, gts, thr)
     # contours on a uint8 map with ">" differ from pixel components with ">=" only near the edges

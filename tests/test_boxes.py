@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from camlib.boxes import NO_BOX, box_of_mask, iou, paper_box, paper_boxes
+from camlib.core.boxes import NO_BOX, box_of_mask, iou, paper_box, paper_boxes
 
 
 def test_two_blobs_largest_wins():

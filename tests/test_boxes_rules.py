@@ -7,7 +7,7 @@ import pytest
 from scipy.ndimage import distance_transform_edt, find_objects
 from skimage.measure import label
 
-from camlib.boxes import (
+from camlib.core.boxes import (
     NO_BOX,
     _big_overlap,
     _merge_released,
@@ -17,7 +17,7 @@ from camlib.boxes import (
     paper_box,
     released_boxes,
 )
-from camlib.metrics import LocalizationEvaluator
+from camlib.evaluation.metrics import LocalizationEvaluator
 
 
 def _blob(H, W, cx, cy, s):

@@ -22,7 +22,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from camlib.browser import CHROMIUM_FLAGS, HOW_TO_GET, chromium_path
+from camlib.tools.browser import CHROMIUM_FLAGS, HOW_TO_GET, chromium_path
 
 from .conftest import REPO
 
@@ -36,8 +36,8 @@ SLIDER = ".camlib-threshold"
 def expected_readouts() -> dict[float, str]:
     """What the explorer in notebook 01 must show for the first photo at thresholds 0.2 and 0.6."""
     from camlib.datasets.photos import load_photos
-    from camlib.explorer import CAMExplorer, ExplorerState
     from camlib.models import load_efficientnet_lite0
+    from camlib.tools.explorer import CAMExplorer, ExplorerState
 
     ex = CAMExplorer(load_photos(), {"lite0": load_efficientnet_lite0})
     return {t: ex.compute(ExplorerState(ex.state.image, "lite0", threshold=t))["readout"] for t in (0.2, 0.6)}
@@ -163,7 +163,7 @@ def run_all(page) -> None:
 
 def test_ensure_chromium_respects_no_apt(monkeypatch, capsys):
     """Without a browser and with CAMLIB_NO_APT, `make test`'s helper installs nothing and says why."""
-    import camlib.browser as browser
+    import camlib.tools.browser as browser
 
     monkeypatch.setenv("CAMLIB_CHROMIUM", "/nonexistent/chromium")
     monkeypatch.setenv("CAMLIB_NO_APT", "1")
@@ -177,7 +177,7 @@ def test_ensure_chromium_respects_no_apt(monkeypatch, capsys):
 
 def test_ensure_chromium_installs_when_allowed(monkeypatch):
     """Root + apt-get + no lists yet: apt-get update, then install; the browser appears afterwards."""
-    import camlib.browser as browser
+    import camlib.tools.browser as browser
 
     calls, present = [], []
     monkeypatch.delenv("CAMLIB_NO_APT", raising=False)

@@ -7,7 +7,7 @@ import torch
 import torchvision.models as tvm
 from torch import nn
 
-from camlib.cam import CAM, CAMOptions, NotCAMCompatibleError, TargetError, normalize_maps, postprocess
+from camlib.core.cam import CAM, CAMOptions, NotCAMCompatibleError, TargetError, normalize_maps, postprocess
 from camlib.models import SmallGAPNet, load_efficientnet_lite0
 
 

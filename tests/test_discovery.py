@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from camlib import discovery as D
-from camlib.cam import HeadSpec
+from camlib.core.cam import HeadSpec
+from camlib.core.features import extract_features, fit_linear_svm
 from camlib.datasets.captions import (
     CONCEPTS,
     CONFUSERS,
@@ -35,7 +35,7 @@ from camlib.datasets.text import (
     read_svt,
     render_text_mask,
 )
-from camlib.features import extract_features, fit_linear_svm
+from camlib.paper import discovery as D
 
 # --------------------------------------------------------------------------- 1. informative objects
 

@@ -1,4 +1,4 @@
-"""camlib.distributed: shards, mergeable evaluator counts, and a 2-process torchrun run equal to 1 process."""
+"""camlib.core.distributed: shards, mergeable evaluator counts, and a 2-process torchrun run equal to 1 process."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from camlib import distributed
-from camlib.metrics import ClassificationEvaluator, LocalizationEvaluator, merge_states
-from camlib.wsol import BoxAccSweep, PxAPEvaluator
+from camlib.core import distributed
+from camlib.evaluation.metrics import ClassificationEvaluator, LocalizationEvaluator, merge_states
+from camlib.evaluation.wsol import BoxAccSweep, PxAPEvaluator
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -375,8 +375,8 @@ def test_table4_pipeline_runs_on_a_fake_cub(tmp_path):
     """The paper profile's CUB pipeline end to end (tiny images, a random SmallGAPNet)."""
     import torch
 
+    from camlib.core.features import FeatureCache
     from camlib.datasets.cub import table4_cub
-    from camlib.features import FeatureCache
     from camlib.models import SmallGAPNet
 
     folder = tmp_path / "CUB_200_2011"

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from camlib.datasets.photos import load_photo
-from camlib.explorer import CAMExplorer, ExplorerState
 from camlib.models import load_efficientnet_lite0
+from camlib.tools.explorer import CAMExplorer, ExplorerState
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +31,8 @@ def test_settings_change_without_forward_pass(explorer):
 
 
 def test_map_matches_cam_pipeline(explorer):
-    from camlib.cam import CAM
-    from camlib.localize import PAPER_OPTIONS, explain_image
+    from camlib.core.cam import CAM
+    from camlib.evaluation.localize import PAPER_OPTIONS, explain_image
 
     net = load_efficientnet_lite0()
     r = explain_image(CAM(net.model), load_photo("chelsea"), net.preprocess, net.classes, k=1, options=PAPER_OPTIONS)
@@ -57,8 +57,8 @@ def gap_gmp():
     import torch
 
     from camlib.datasets import CLASSES, ProceduralShapes
-    from camlib.explorer import as_explorer_model
     from camlib.models import SmallGAPNet
+    from camlib.tools.explorer import as_explorer_model
 
     data = ProceduralShapes(4, seed=0, size=48, split="test")
     models = {}
@@ -157,7 +157,7 @@ def test_ilsvrc_explorer_on_the_sample(ilsvrc_sample, explorer):
 
 def test_notebooks_use_the_explorer():
     """Notebooks 01 and 03 show the explorer, 02 its GAP/GMP toggle, each honouring INTERACTIVE."""
-    from camlib.notebook_tools import read
+    from camlib.tools.notebook_tools import read
 
     from .conftest import REPO
 

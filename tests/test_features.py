@@ -1,4 +1,4 @@
-"""Generic features (camlib.features): extraction, the disk cache, the SVM and CAMs from its weights."""
+"""Generic features (camlib.core.features): extraction, the disk cache, the SVM and CAMs from its weights."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import torch
 from sklearn.svm import LinearSVC
 from torch import nn
 
-from camlib import features as FT
-from camlib.boxes import paper_boxes
-from camlib.cam import CAMOptions, postprocess
+from camlib.core import features as FT
+from camlib.core.boxes import paper_boxes
+from camlib.core.cam import CAMOptions, postprocess
 from camlib.models import SmallGAPNet
 
 

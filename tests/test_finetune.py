@@ -1,4 +1,4 @@
-"""camlib.finetune: the recipe on fit (exact resume, 10x head lr), augmentation, ILSVRC folders, and the
+"""camlib.paper.gap_vs_gmp: the recipe on fit (exact resume, 10x head lr), augmentation, ILSVRC folders, and the
 GAP-vs-GMP helpers (threshold chosen on val, summaries, the verdict sentence)."""
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import torch
 from PIL import Image
 
 from camlib.datasets import ProceduralShapes
-from camlib.finetune import (
+from camlib.models import SmallGAPNet, alexnet_gap
+from camlib.models.train import TrainConfig
+from camlib.paper.gap_vs_gmp import (
     PadCropFlip,
     best_fraction,
     cam_extent,
@@ -30,9 +32,7 @@ from camlib.finetune import (
     summarize_runs,
     train_pooling_run,
 )
-from camlib.models import SmallGAPNet, alexnet_gap
-from camlib.results import validate_results, write_results
-from camlib.train import TrainConfig
+from camlib.tools.results import validate_results, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 

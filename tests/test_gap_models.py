@@ -10,7 +10,7 @@ import torch
 import yaml
 from torch import nn
 
-from camlib.cam import CAM
+from camlib.core.cam import CAM
 from camlib.models import (
     ARCHS,
     GAP_ARCHS,

@@ -21,7 +21,7 @@ from camlib.datasets.ilsvrc import (
     read_wnids,
     wnid_index,
 )
-from camlib.localize import Protocols, evaluate_localization, evaluate_protocols
+from camlib.evaluation.localize import Protocols, evaluate_localization, evaluate_protocols
 from camlib.models import SmallGAPNet
 
 # wnids deliberately listed out of order: indices must follow the SORTED order (torchvision's)

@@ -6,10 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from camlib.cam import CAM
+from camlib.core.cam import CAM
 from camlib.datasets import ProceduralShapes
 from camlib.datasets.photos import load_photo
-from camlib.localize import PAPER_OPTIONS, array_batches, evaluate_localization, explain_image, localize_batch
+from camlib.evaluation.localize import (
+    PAPER_OPTIONS,
+    array_batches,
+    evaluate_localization,
+    explain_image,
+    localize_batch,
+)
 from camlib.models import SmallGAPNet, load_efficientnet_lite0
 
 

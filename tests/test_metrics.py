@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from camlib.metrics import ClassificationEvaluator, LocalizationEvaluator
+from camlib.evaluation.metrics import ClassificationEvaluator, LocalizationEvaluator
 
 
 def test_classification_topk():

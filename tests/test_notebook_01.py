@@ -8,7 +8,7 @@ import nbformat
 import papermill as pm
 import pytest
 
-from camlib.results import validate_results
+from camlib.tools.results import validate_results
 
 from .conftest import REPO
 

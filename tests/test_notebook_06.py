@@ -11,7 +11,7 @@ import papermill as pm
 import pytest
 from PIL import Image, ImageDraw
 
-from camlib.results import validate_results
+from camlib.tools.results import validate_results
 
 from .conftest import REPO
 

@@ -1,4 +1,4 @@
-"""camlib.notebook_tools: strip, check, and the percent-script round trip."""
+"""camlib.tools.notebook_tools: strip, check, and the percent-script round trip."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from camlib.notebook_tools import check_notebook, main, notebook_from_py, notebook_to_py, parameter_names
+from camlib.tools.notebook_tools import (
+    check_notebook,
+    main,
+    notebook_from_py,
+    notebook_to_py,
+    parameter_names,
+)
 
 PARAMS = (
     'PROFILE = "quick"  # quick | paper\nSEED = 0\nDEVICE = "cpu"\nINTERACTIVE = False\nSIZES = (224, -1)'
@@ -193,7 +199,7 @@ def test_no_notebooks_given(capsys):
 
 
 def test_student_copy_removes_solutions_only(tmp_path):
-    from camlib.notebook_tools import PLACEHOLDER, main, notebook_from_py, read, write
+    from camlib.tools.notebook_tools import PLACEHOLDER, main, notebook_from_py, read, write
 
     script = (
         '# %% tags=["parameters"]\nPROFILE = "quick"\nSEED = 0\nDEVICE = "cpu"\nINTERACTIVE = False\n'

@@ -176,7 +176,7 @@ def tiny_notebook(path: Path, results: Path) -> Path:
     params = nbformat.v4.new_code_cell(f'PROFILE = "quick"\nSEED = 0\nDEVICE = "cpu"\nINTERACTIVE = False\nRESULTS_DIR = "{results}"')
     params.metadata["tags"] = ["parameters"]
     body = nbformat.v4.new_code_cell(
-        "import time\nfrom camlib.results import write_results\n"
+        "import time\nfrom camlib.tools.results import write_results\n"
         f'write_results("{path.stem}", metrics={{"ok": 1.0}}, profile=PROFILE, parameters={{"SEED": SEED}}, '
         "started=time.time(), results_dir=RESULTS_DIR)")
     nb.cells = [params, body]
@@ -199,7 +199,7 @@ def test_make_quick_runs_notebooks_then_the_report(tmp_path):
 
 @pytest.mark.timeout(300)
 def test_make_clean_notebooks_and_student(tmp_path):
-    from camlib.notebook_tools import check_notebook, read
+    from camlib.tools.notebook_tools import check_notebook, read
 
     dirty = tmp_path / "01_cam_basics.ipynb"
     nb = read(REPO / "notebooks" / "01_cam_basics.ipynb")
@@ -235,7 +235,7 @@ def test_make_help_lists_the_readme_targets():
 
 def test_paper_profile_commands():
     """What the README's paper-profile commands would run: every notebook, PROFILE=paper, DEVICE=cuda."""
-    from camlib.run_notebooks import parse_params
+    from camlib.tools.run_notebooks import parse_params
 
     done = make("-n", "reproduce", "PAPER_ARGS=--param DEVICE=cuda", timeout=60)
     assert done.returncode == 0, done.stderr

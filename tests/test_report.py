@@ -1,4 +1,4 @@
-"""camlib.report: results/*.json + results/paper.yaml -> results/README.md; and paper.yaml itself."""
+"""camlib.tools.report: results/*.json + results/paper.yaml -> results/README.md; and paper.yaml itself."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from camlib.report import build_report, collect_results, flatten, format_delta, load_paper, main
-from camlib.results import write_results
+from camlib.tools.report import build_report, collect_results, flatten, format_delta, load_paper, main
+from camlib.tools.results import write_results
 
 REPO = Path(__file__).resolve().parent.parent
 PAPER_YAML = REPO / "results" / "paper.yaml"

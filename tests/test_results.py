@@ -1,4 +1,4 @@
-"""camlib.results: the one writer of results/<notebook>.json and its schema."""
+"""camlib.tools.results: the one writer of results/<notebook>.json and its schema."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from camlib.report import load_paper
-from camlib.results import (
+from camlib.tools.report import load_paper
+from camlib.tools.results import (
     COMPARISON_KEYS,
     SCHEMA_VERSION,
     TOP_LEVEL_KEYS,
@@ -154,7 +154,7 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path, monkeypatch):
     _write(tmp_path)  # overwrite
     assert sorted(p.name for p in tmp_path.iterdir()) == ["01_cam_basics.json"]
 
-    import camlib.results as results
+    import camlib.tools.results as results
 
     def broken_replace(src, dst):
         raise OSError("disk full")

@@ -1,4 +1,4 @@
-"""camlib.run_notebooks: papermill runs, parameters, the summary and clear failures."""
+"""camlib.tools.run_notebooks: papermill runs, parameters, the summary and clear failures."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from camlib.run_notebooks import main, parse_param, parse_params
+from camlib.tools.run_notebooks import main, parse_param, parse_params
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from camlib.cam import CAM, TargetError
-from camlib.localize import class_maps
+from camlib.core.cam import CAM, TargetError
+from camlib.core.saliency import BackpropSaliency
+from camlib.evaluation.localize import class_maps
 from camlib.models import SmallGAPNet
-from camlib.saliency import BackpropSaliency
 
 
 class Linear(nn.Module):

@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from camlib.models import SmallGAPNet
-from camlib.train import TrainConfig, evaluate_logits, fit
+from camlib.models.train import TrainConfig, evaluate_logits, fit
 
 
 def _data(n=40):

@@ -1,4 +1,4 @@
-"""camlib.units: unit ranking, the streamed top-k heap, reservoir quantiles, receptive fields, part hits."""
+"""camlib.paper.units: unit ranking, the streamed top-k heap, reservoir quantiles, receptive fields, part hits."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from camlib.units import (
+from camlib.paper.units import (
     ImageList,
     ReservoirQuantile,
     TopKPerUnit,
@@ -144,8 +144,8 @@ def test_receptive_fields_and_part_hits():
     maps[0, 1, 2:4, 0:2] = 5.0  # image 1: bottom-left -> part 2
     maps[0, 2, 1:3, 1:3] = 5.0  # image 2: straddles parts 1, 2 and background -> miss
     # unit 1 never fires: empty regions
-    from camlib.cam import HeadSpec
-    from camlib.units import UnitScan
+    from camlib.core.cam import HeadSpec
+    from camlib.paper.units import UnitScan
 
     scan = UnitScan(
         units=np.array([0, 1]), scores=np.ones((2, 3)), image_ids=np.tile(np.arange(3), (2, 1)), maps=maps,

@@ -1,4 +1,4 @@
-"""camlib.video: writer round trip, clear errors, streamed CAM processing and the command line."""
+"""camlib.paper.video: writer round trip, clear errors, streamed CAM processing and the command line."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from camlib.models import ImageNetModel, SmallGAPNet
-from camlib.video import (
+from camlib.paper.video import (
     GifPreview,
     VideoError,
     VideoWriter,

@@ -1,4 +1,4 @@
-"""Figures: one writer (camlib.viz.save_figure, fixed DPI) and nothing in the notebooks bypasses it."""
+"""Figures: one writer (camlib.core.viz.save_figure, fixed DPI) and nothing in the notebooks bypasses it."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
 
-from camlib.notebook_tools import read
-from camlib.viz import FIG_DPI, save_figure
+from camlib.core.viz import FIG_DPI, save_figure
+from camlib.tools.notebook_tools import read
 
 from .conftest import REPO
 
 #: files allowed to call savefig: the helper itself, and the explorer's in-memory PNG for its widget
-SAVEFIG_ALLOWED = {"camlib/viz.py", "camlib/explorer.py"}
+SAVEFIG_ALLOWED = {"camlib/core/viz.py", "camlib/tools/explorer.py"}
 _WRITES_IMAGE = re.compile(r"\.savefig\(|plt\.imsave\(|imageio\.|\.imwrite\(")
 
 
@@ -40,7 +40,7 @@ def test_notebooks_write_figures_only_through_save_figure():
         rel = py.relative_to(REPO).as_posix()
         if rel not in SAVEFIG_ALLOWED and _WRITES_IMAGE.search(py.read_text()):
             offenders.append(rel)
-    assert not offenders, f"figures must be written with camlib.viz.save_figure: {offenders}"
+    assert not offenders, f"figures must be written with camlib.core.viz.save_figure: {offenders}"
 
 
 
@@ -50,7 +50,7 @@ def test_cam_grid_draws_several_boxes_per_image_and_peaks():
     matplotlib.use("Agg")
     import numpy as np
 
-    from camlib.viz import plot_cam_grid
+    from camlib.core.viz import plot_cam_grid
 
     imgs = np.zeros((2, 20, 20, 3), np.uint8)
     maps = np.random.default_rng(0).random((2, 20, 20))

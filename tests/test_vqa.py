@@ -18,8 +18,8 @@ from camlib.datasets.vqa_shapes import (
     make_vqa_arrays,
     make_vqa_sample,
 )
-from camlib.train import TrainConfig
-from camlib.vqa import (
+from camlib.models.train import TrainConfig
+from camlib.paper.vqa import (
     UNK,
     BowGAPVQA,
     Vocabulary,
@@ -271,7 +271,7 @@ def test_load_tiny_vqa_folder_and_train_on_features(tmp_path):
     assert all(p.is_file() for p in recs.image_paths.values())
 
     from camlib.models import SmallGAPNet
-    from camlib.vqa import extract_pooled_features
+    from camlib.paper.vqa import extract_pooled_features
 
     torch.manual_seed(0)
     backbone, k = gap_backbone(SmallGAPNet(4, channels=(8, 8), width=16).eval(), (32, 32))
@@ -308,7 +308,7 @@ def test_load_tiny_vqa_folder_and_train_on_features(tmp_path):
 def test_notebook_07_runs_headless(tmp_path):
     import papermill as pm
 
-    from camlib.results import validate_results
+    from camlib.tools.results import validate_results
 
     from .conftest import REPO
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from skimage.measure import label, regionprops
 
-from camlib.boxes import NO_BOX, paper_box
-from camlib.wsol import (
+from camlib.core.boxes import NO_BOX, paper_box
+from camlib.evaluation.wsol import (
     CHOE_THRESHOLDS,
     BoxAccSweep,
     PxAPEvaluator,
@@ -209,7 +209,7 @@ def test_pxap_needs_foreground():
 
 # ----------------------------------------------------------------------------- the protocol pipeline
 def test_merge_ten_crops_geometry():
-    from camlib.localize import merge_ten_crops, ten_crop_offsets
+    from camlib.evaluation.localize import merge_ten_crops, ten_crop_offsets
 
     assert ten_crop_offsets(256, 224) == [(0, 0), (0, 32), (32, 0), (32, 32), (16, 16)]
     ones = torch.ones(1, 10, 1, 7, 7)
@@ -227,8 +227,8 @@ def test_merge_ten_crops_geometry():
 def test_ten_crop_transform_and_cam_path():
     from PIL import Image
 
-    from camlib.cam import CAM
-    from camlib.localize import TenCrop, class_maps
+    from camlib.core.cam import CAM
+    from camlib.evaluation.localize import TenCrop, class_maps
 
     img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8))
     tc = TenCrop(lambda x: x / 255.0, size=40, crop=32)
@@ -245,7 +245,7 @@ def test_ten_crop_transform_and_cam_path():
 
 def test_protocols_on_procedural_data_with_masks():
     from camlib.datasets import ProceduralShapes
-    from camlib.localize import Protocols, evaluate_protocols, mask_batches
+    from camlib.evaluation.localize import Protocols, evaluate_protocols, mask_batches
     from camlib.models import SmallGAPNet
 
     torch.manual_seed(0)
@@ -272,9 +272,9 @@ def test_protocols_on_procedural_data_with_masks():
 def test_sample_protocols_agree_with_the_single_rule_pipeline(ilsvrc_sample):
     from torch.utils.data import Subset
 
-    from camlib.cam import CAM
+    from camlib.core.cam import CAM
     from camlib.datasets.ilsvrc import make_loader, open_ilsvrc_val
-    from camlib.localize import PAPER_OPTIONS, Protocols, evaluate_localization, evaluate_protocols
+    from camlib.evaluation.localize import PAPER_OPTIONS, Protocols, evaluate_localization, evaluate_protocols
     from camlib.models import load_efficientnet_lite0
 
     net = load_efficientnet_lite0()
@@ -289,7 +289,7 @@ def test_sample_protocols_agree_with_the_single_rule_pipeline(ilsvrc_sample):
 
 
 def test_held_out_threshold_choice():
-    from camlib.wsol import held_out_threshold, random_halves
+    from camlib.evaluation.wsol import held_out_threshold, random_halves
 
     a, b = random_halves(10, seed=3)
     assert len(a) == 5 and len(b) == 5 and not set(a) & set(b) and sorted({*a, *b}) == list(range(10))
@@ -306,7 +306,7 @@ def test_held_out_threshold_choice():
 def test_comparison_rows_name_paper_keys():
     import yaml
 
-    from camlib.localize import comparison_rows
+    from camlib.evaluation.localize import comparison_rows
     from tests.conftest import REPO
 
     loc = {"top1_loc_err": 60.0, "top5_loc_err": 50.0, "top1_loc_acc": 40.0}

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from camlib.boxes import NO_BOX, box_of_mask
+from camlib.core.boxes import NO_BOX, box_of_mask
 from camlib.datasets import procedural as _P
 from camlib.datasets import scenes as _S
 

@@ -7,7 +7,7 @@ the archive itself (see :data:`camlib.datasets.download.REGISTRY`'s layout):
 - ``images.txt`` (id -> path), ``image_class_labels.txt`` (id -> class 1..200, we use 0..199),
   ``classes.txt`` (class names), ``train_test_split.txt`` (1 = train: 5,994 images; 0 = test: 5,794);
 - ``bounding_boxes.txt``: ``x y width height`` as floats. camlib boxes are INCLUSIVE pixel boxes
-  (:mod:`camlib.boxes`): ``x0 = round(x)``, ``y0 = round(y)``, ``x1 = round(x + width) - 1``,
+  (:mod:`camlib.core.boxes`): ``x0 = round(x)``, ``y0 = round(y)``, ``x1 = round(x + width) - 1``,
   ``y1 = round(y + height) - 1`` (so a box covers ``width x height`` pixels), clipped to the image when
   its size is known. (wsolevaluation writes ``x + width`` as the inclusive end: one pixel wider.)
 """
@@ -116,7 +116,7 @@ class CUBDataset(Dataset):
 
     ``split``: ``"train"`` / ``"test"`` (official split) or ``"all"``. ``crop_boxes``: optional (N, 4)
     inclusive boxes, one per image of the split: each image is cropped to its box before ``transform``
-    (GT-box crops: ``crop_boxes=dataset.boxes``; CAM crops: boxes from :func:`camlib.features.cam_boxes`;
+    (GT-box crops: ``crop_boxes=dataset.boxes``; CAM crops: boxes from :func:`camlib.core.features.cam_boxes`;
     (-1, -1, -1, -1) keeps the whole image). ``boxes`` are the ground-truth boxes (inclusive, clipped
     to the image on reading); ``sizes()`` gives the images' (H, W).
     """
@@ -187,7 +187,7 @@ class CUBDataset(Dataset):
 
     def identity(self) -> str:
         """Names these images (and crops) in feature cache keys."""
-        from camlib.features import array_digest
+        from camlib.core.features import array_digest
 
         crop = "full" if self.crop_boxes is None else f"crop:{array_digest(self.crop_boxes)}"
         return f"cub200_2011(split={self.split}, n={len(self)}, {crop})"
@@ -224,11 +224,11 @@ def table4_cub(
        ground truth -> the localization number (paper: 41.0%);
     3. the same on ground-truth box crops -> "GT box".
 
-    Returns ``{"full", "cam_crop", "gt_crop"}`` (each :func:`camlib.features.linear_probe`'s dict)
+    Returns ``{"full", "cam_crop", "gt_crop"}`` (each :func:`camlib.core.features.linear_probe`'s dict)
     plus ``"loc_iou50"`` (%), ``"mean_iou"``, ``"fraction"``, ``"cam_source"`` and the feature layer.
     """
-    from camlib.cam import CAM
-    from camlib.features import (
+    from camlib.core.cam import CAM
+    from camlib.core.features import (
         cached_features,
         cam_boxes,
         cam_boxes_of,

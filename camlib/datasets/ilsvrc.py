@@ -1,12 +1,12 @@
 """ILSVRC validation images with classes and boxes, from any of the three common annotation formats.
 
 Class indices are always torchvision's (the 1000 WordNet ids sorted; :func:`wnid_index`). Boxes are
-inclusive pixel boxes ``(x0, y0, x1, y1)`` (:mod:`camlib.boxes`), several per image, clipped to the
+inclusive pixel boxes ``(x0, y0, x1, y1)`` (:mod:`camlib.core.boxes`), several per image, clipped to the
 image when the image is read. Images are read with PIL and converted to RGB (grayscale and CMYK JPEGs
 included). An image that cannot be read (missing, truncated, not an image) is NOT fatal: the item
 comes back as ``(None, target)`` with ``target["error"]``, a warning is issued, and
 :func:`collate_with_targets` drops it from the batch and lists it in the batch's ``targets.skipped``,
-so a pipeline (e.g. :func:`camlib.localize.evaluate_protocols`) counts and reports it even when the
+so a pipeline (e.g. :func:`camlib.evaluation.localize.evaluate_protocols`) counts and reports it even when the
 images are read in DataLoader worker processes. In the main process the dataset's own ``skipped``
 list records it too.
 

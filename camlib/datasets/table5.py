@@ -1,7 +1,7 @@
 """The eight datasets of the paper's Table 5 (generic deep features + linear SVM), one factory.
 
 ``open_table5(name, root)`` returns the images, their labels and the train/test split of the
-protocol, ready for :func:`camlib.features.cached_features`. Caltech101, Caltech256 and SUN397 are read
+protocol, ready for :func:`camlib.core.features.cached_features`. Caltech101, Caltech256 and SUN397 are read
 by torchvision's own dataset classes (``download=False`` unless asked: tests never download); the
 others from the folder layouts of :data:`camlib.datasets.download.REGISTRY` (see ``data/README.md``).
 A missing dataset raises :class:`~camlib.datasets.download.DatasetNotFoundError` saying where to put it.
@@ -70,7 +70,7 @@ class Table5Data:
 
     def identity(self, part: str) -> str:
         idx = self.train if part == "train" else self.test
-        from camlib.features import array_digest
+        from camlib.core.features import array_digest
 
         return f"{self.name}({part}, n={len(idx)}, {array_digest(idx)})"
 
@@ -244,10 +244,10 @@ def table5_probe(
 ) -> dict:
     """Table 5 for one (network, dataset): features of the protocol's train and test images (the CAM
     feature layer when ``layer`` is None, else ``layer`` pooled with ``pool``), a linear SVM with C
-    chosen by CV on train, accuracy on test (:func:`camlib.features.linear_probe`'s dict)."""
+    chosen by CV on train, accuracy on test (:func:`camlib.core.features.linear_probe`'s dict)."""
     from torch.utils.data import Subset
 
-    from camlib.features import cached_features, linear_probe
+    from camlib.core.features import cached_features, linear_probe
 
     X = {}
     for part, idx in (("train", data.train), ("test", data.test)):

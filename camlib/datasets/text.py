@@ -15,7 +15,7 @@ has nothing else to point at.
   + ``PIL.ImageFont``), regular or bold, its height 11-20% of the image side, in a colour that
   contrasts with the background under it, on the plate when there is one.
 - **Ground truth**: ``mask`` = every pixel a glyph touches (antialiasing included: coverage > 0) and
-  ``box`` = the tight inclusive box of that mask (:func:`camlib.boxes.box_of_mask`), so the box covers
+  ``box`` = the tight inclusive box of that mask (:func:`camlib.core.boxes.box_of_mask`), so the box covers
   every rendered glyph pixel by construction; the text image differs from its background only there.
 
 Sample ``i`` is a pure function of ``(seed, i, size)``; splits use the index ranges of
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from camlib.boxes import NO_BOX, box_of_mask
+from camlib.core.boxes import NO_BOX, box_of_mask
 from camlib.datasets import procedural as _P
 
 __all__ = [

@@ -15,11 +15,11 @@ the shape of ANOTHER object of the same scene, so the answer needs the colour an
 the same object (a bag of detected colours and shapes is not enough).
 
 Ground truth per sample: the image, the question, its answer, its type, and the inclusive box
-``(x0, y0, x1, y1)`` (the :mod:`camlib.boxes` convention) and pixel mask of the object the question is
+``(x0, y0, x1, y1)`` (the :mod:`camlib.core.boxes` convention) and pixel mask of the object the question is
 about, plus the shape, colour and box of every object of the scene.
 
 Vocabulary: :class:`VQAShapes` builds the question-word and answer vocabularies (a
-:class:`camlib.vqa.Vocabulary`) from its own questions only when it is the ``train`` split; any other
+:class:`camlib.paper.vqa.Vocabulary`) from its own questions only when it is the ``train`` split; any other
 split must be given the training split's vocabularies (``vocab=train.vocab,
 answers=train.answers``), so words never seen in training become ``<unk>``.
 
@@ -39,7 +39,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from camlib.datasets.procedural import check_count
-from camlib.vqa import Vocabulary
+from camlib.paper.vqa import Vocabulary
 
 __all__ = [
     "ANSWER_TYPES",
@@ -258,7 +258,7 @@ class VQAShapes(Dataset):
     ``dataset[i]`` is ``(image, question_bow, answer)``: a float32 ``(3, H, W)`` tensor in [0, 1], a
     float32 bag-of-words vector of length ``len(vocab)`` and the answer's index in ``answers``
     (-1 for an answer the training split never had). :meth:`batch` returns the same for many indices
-    at once (what :func:`camlib.vqa.fit_vqa` uses).
+    at once (what :func:`camlib.paper.vqa.fit_vqa` uses).
 
     ``vocab`` / ``answers``: the question-word and answer vocabularies. Built from this split's own
     questions when ``split == "train"`` and none are given; any other split must receive the training

@@ -24,9 +24,9 @@ parameters are the same. The paper does not give the widths of AlexNet*-GAP's tw
 downloads anything. ``weights="DEFAULT"`` / ``"IMAGENET1K_V1"`` loads torchvision's ImageNet weights
 through the weights API (:func:`camlib.models.imagenet.load_torchvision`, which says where to put the
 file without a network). The new layers (``model.head_prefixes``) are always freshly initialised:
-they are what the paper fine-tunes at 10x the backbone's learning rate (:mod:`camlib.finetune`).
+they are what the paper fine-tunes at 10x the backbone's learning rate (:mod:`camlib.paper.gap_vs_gmp`).
 
-All of them work with :class:`camlib.cam.CAM` as they are: the feature layer is ``cam_conv`` (``layer4``
+All of them work with :class:`camlib.core.cam.CAM` as they are: the feature layer is ``cam_conv`` (``layer4``
 for ResNet, ``inception5b`` for the original GoogLeNet) and the detected ``HeadSpec.pool`` is the
 pooling used. (Caveat: a freshly initialised torchvision GoogLeNet gives ~1e-10 logits in eval mode,
 where CAM's numerical head check cannot tell average from max pooling; trained or ImageNet-initialised

@@ -8,11 +8,11 @@ All rates are returned in percent (0-100), as in the paper's tables, together wi
   the box predicted for that class has IoU >= 0.5 with any ground-truth box of the image.
   GT-known localization (Choe et al.) uses the box of the ground-truth class's map alone.
 
-Every evaluator here and in :mod:`camlib.wsol` keeps only counts that ADD UP over disjoint sets of
+Every evaluator here and in :mod:`camlib.evaluation.wsol` keeps only counts that ADD UP over disjoint sets of
 images, so shards evaluated apart (other processes, other machines) merge exactly: ``state()`` exports
 ``{"config", "counts", "lists"}``, :func:`merge_states` sums the counts (and concatenates per-image
 lists in shard order), ``load_state()`` / ``merge()`` bring the result back into an evaluator, and
-:func:`camlib.distributed.sync_evaluators` does the same across a ``torch.distributed`` group.
+:func:`camlib.core.distributed.sync_evaluators` does the same across a ``torch.distributed`` group.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from camlib.boxes import iou
+from camlib.core.boxes import iou
 
 __all__ = ["ClassificationEvaluator", "LocalizationEvaluator", "Mergeable", "merge_states"]
 

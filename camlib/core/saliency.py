@@ -9,8 +9,8 @@ channels:
 
 It is one backward pass per class, needs no special head (any differentiable classifier), and lives at
 the INPUT resolution (e.g. 224 x 224), not at the feature grid. The paper boxes these maps with the
-same rule as CAMs; :func:`camlib.localize.evaluate_protocols` accepts a :class:`BackpropSaliency`
-wherever it accepts a :class:`camlib.cam.CAM`: the call shape and the result's fields (``logits``,
+same rule as CAMs; :func:`camlib.evaluation.localize.evaluate_protocols` accepts a :class:`BackpropSaliency`
+wherever it accepts a :class:`camlib.core.cam.CAM`: the call shape and the result's fields (``logits``,
 ``classes``, ``maps`` (B, n, H, W), ``scores``, ``probs``) are the same.
 """
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from camlib.cam import TargetError, _check_targets, _StateGuard
+from camlib.core.cam import TargetError, _check_targets, _StateGuard
 
 __all__ = ["BackpropSaliency", "SaliencyResult"]
 
@@ -43,7 +43,7 @@ class SaliencyResult:
 
 
 class BackpropSaliency:
-    """Gradient saliency maps with :class:`camlib.cam.CAM`'s call shape.
+    """Gradient saliency maps with :class:`camlib.core.cam.CAM`'s call shape.
 
     ``sal(x, targets=...)`` (one class per image, or a (B, n) table), ``sal(x, topk=k)`` (the k best
     classes), or ``sal(x, topk=k, extra_targets=labels)`` (top-k followed by one more class per image,

@@ -6,10 +6,10 @@ by default, where the ground-truth boxes live), normalised and boxed with the pa
 threshold fraction asked for.
 
 :func:`evaluate_protocols` is the full version used for Tables 2 and 3 (notebook 03): for a CAM or a
-:class:`camlib.saliency.BackpropSaliency` (same call shape), single-crop or the released code's ten
+:class:`camlib.core.saliency.BackpropSaliency` (same call shape), single-crop or the released code's ten
 crops (:class:`TenCrop`, :func:`merge_ten_crops`), it feeds one set of maps per image to every box rule
 (the paper's, the released code's, the five-box heuristic) and to Choe et al.'s threshold sweeps
-(:mod:`camlib.wsol`), and counts unreadable images.
+(:mod:`camlib.evaluation.wsol`), and counts unreadable images.
 """
 
 from __future__ import annotations
@@ -23,16 +23,24 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from camlib.boxes import (
+from camlib.core.boxes import (
     HEURISTIC_LOOSE,
     HEURISTIC_TIGHT,
     nth_box,
     paper_boxes,
     released_boxes,
 )
-from camlib.cam import CAM, CAMOptions, postprocess, upsample_maps
-from camlib.metrics import ClassificationEvaluator, LocalizationEvaluator
-from camlib.wsol import (
+from camlib.core.cam import (
+    CAM,
+    DISPLAY_OPTIONS,
+    PAPER_OPTIONS,
+    RELEASED_OPTIONS,
+    CAMOptions,
+    postprocess,
+    upsample_maps,
+)
+from camlib.evaluation.metrics import ClassificationEvaluator, LocalizationEvaluator
+from camlib.evaluation.wsol import (
     CHOE_IOU_THRESHOLDS,
     CHOE_THRESHOLDS,
     BoxAccSweep,
@@ -64,10 +72,6 @@ __all__ = [
     "whole_image_transform",
 ]
 
-#: The paper's setting: bilinear upsampling to the image's own size, box where M >= 0.2 * max(M).
-PAPER_OPTIONS = CAMOptions(upsample="bilinear", size="original", relu=False, normalize="max")
-#: For showing maps over an image: bilinear to the image's size, min-max normalised.
-DISPLAY_OPTIONS = CAMOptions(size="original")
 
 
 def localize_batch(
@@ -126,7 +130,7 @@ def evaluate_localization(
     ``{"classification": {...}, "localization": {fraction: {...}}, "options": {...}}`` and, with
     ``keep_predictions``, the per-image classes and boxes (for figures).
 
-    ``sync=True`` under ``torch.distributed`` (:mod:`camlib.distributed`): ``batches`` are this
+    ``sync=True`` under ``torch.distributed`` (:mod:`camlib.core.distributed`): ``batches`` are this
     process's shard; counts and kept predictions of all processes are merged, so every process
     returns the metrics of the whole dataset.
     """
@@ -163,7 +167,7 @@ def evaluate_localization(
                     }
                 )
     if sync:
-        from camlib import distributed
+        from camlib.core import distributed
 
         distributed.sync_evaluators(cls, *loc.values())
         kept = distributed.gather_list(kept)
@@ -239,9 +243,6 @@ def explain_image(
 # All protocols of Tables 2 and 3 and Choe et al., on one code path (CAM or backprop saliency)
 # ================================================================================================
 
-#: The released code's map: ten crops, CAMs resized bicubically and merged, then resized
-#: (bicubic) to the image; the box rule sees the map divided by its max.
-RELEASED_OPTIONS = CAMOptions(upsample="bicubic", size="original", relu=False, normalize="max")
 TEN_CROP_SIZE, TEN_CROP = 256, 224
 
 
@@ -346,8 +347,8 @@ def merge_ten_crops(maps: Tensor, size: int = TEN_CROP_SIZE, crop: int = TEN_CRO
 
 def class_maps(source, x: Tensor, *, topk: int = 5, gt_labels: Sequence[int] | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Logits (B, C), top-k classes (B, k) and raw maps (B, k [+1], h, w) of the top-k classes followed
-    by the ground-truth class, from a :class:`~camlib.cam.CAM` or a
-    :class:`~camlib.saliency.BackpropSaliency`. ``x`` (B, 10, 3, H, W) is the ten-crop setting (CAM
+    by the ground-truth class, from a :class:`~camlib.core.cam.CAM` or a
+    :class:`~camlib.core.saliency.BackpropSaliency`. ``x`` (B, 10, 3, H, W) is the ten-crop setting (CAM
     only): class scores are the softmax averaged over the crops (returned as its log), maps are merged
     with :func:`merge_ten_crops`.
     """
@@ -385,10 +386,10 @@ class Protocols:
     """What :func:`evaluate_protocols` measures (recorded with the results).
 
     - ``fractions``: the paper's rule (largest component of ``M >= f * max M``) at each fraction;
-    - ``released``: also the released code's generator (:func:`camlib.boxes.released_boxes`, first box
+    - ``released``: also the released code's generator (:func:`camlib.core.boxes.released_boxes`, first box
       per class) and its Table 3 combination;
     - ``heuristic_tight`` / ``heuristic_loose``: the five-box heuristic with the paper's rule
-      (:func:`camlib.boxes.five_box_heuristic`); the defaults are fixed a priori, not tuned;
+      (:func:`camlib.core.boxes.five_box_heuristic`); the defaults are fixed a priori, not tuned;
     - ``sweep_thresholds`` / ``iou_thresholds``: Choe et al.'s MaxBoxAcc / MaxBoxAccV2 sweep on the
       min-max normalised map of the ground-truth class;
     - ``gt_known_fractions``: GT-known localization at each fraction of the max (the paper's rule),
@@ -411,7 +412,7 @@ class Protocols:
 
 
 def _minmax(m: np.ndarray) -> np.ndarray:
-    """Min-max normalisation as :func:`camlib.cam.normalize_maps` (flat maps -> 0, NaN kept), in numpy."""
+    """Min-max normalisation as :func:`camlib.core.cam.normalize_maps` (flat maps -> 0, NaN kept), in numpy."""
     finite = np.isfinite(m)
     if not finite.any():
         return m.copy()
@@ -436,8 +437,8 @@ def evaluate_protocols(
 ) -> dict:
     """Every localization protocol of the paper and of Choe et al. in one pass over ``batches``.
 
-    ``source``: a :class:`~camlib.cam.CAM` (or a model, wrapped in one) or a
-    :class:`~camlib.saliency.BackpropSaliency`. ``batches``: ``(x, targets)`` as made by
+    ``source``: a :class:`~camlib.core.cam.CAM` (or a model, wrapped in one) or a
+    :class:`~camlib.core.saliency.BackpropSaliency`. ``batches``: ``(x, targets)`` as made by
     :func:`camlib.datasets.ilsvrc.collate_with_targets` or :func:`array_batches`; ``x`` (B, 10, 3, H, W)
     selects the released ten-crop setting (use :data:`RELEASED_OPTIONS`). A target may carry a
     boolean ``"mask"`` (H, W): then PxAP is measured too. Batches' ``targets.skipped`` (unreadable
@@ -451,8 +452,8 @@ def evaluate_protocols(
     ``pxap`` (if masks); ``n_images``, ``n_skipped``, ``skipped``; ``seconds``; the options; and
     ``evaluators`` (the sweep evaluators, whose per-image tables allow held-out threshold choices).
 
-    ``sync=True`` under ``torch.distributed`` (:mod:`camlib.distributed`): ``batches`` are this
-    process's contiguous shard (:func:`camlib.distributed.shard`); after the pass the counts of all
+    ``sync=True`` under ``torch.distributed`` (:mod:`camlib.core.distributed`): ``batches`` are this
+    process's contiguous shard (:func:`camlib.core.distributed.shard`); after the pass the counts of all
     processes are summed and the per-image lists gathered in rank order, so every process returns
     what one process would have over the whole dataset.
     """
@@ -513,7 +514,7 @@ def evaluate_protocols(
             if len(maps_kept) < keep_maps:
                 maps_kept.append(m[k].astype(np.float16))
         # the paper's rule at every fraction (and the heuristic's tight/loose) for all maps at once:
-        # identical to camlib.boxes.paper_box (tests/test_wsol.py), one batched pass
+        # identical to camlib.core.boxes.paper_box (tests/test_wsol.py), one batched pass
         fr = (*p.fractions, p.heuristic_tight, p.heuristic_loose)
         multi = largest_component_boxes(all_maps, fr, scale="max").reshape(B, k + 1, len(fr), 4)
         for j, f in enumerate(p.fractions):
@@ -546,7 +547,7 @@ def evaluate_protocols(
                     "heuristic_boxes": heur_boxes[i].tolist(),
                 })  # fmt: skip
     if sync:
-        from camlib import distributed
+        from camlib.core import distributed
 
         distributed.sync_evaluators(cls, *paper.values(), heur, rel, heur_rel, wsol, gts_sweep, pxap)
         skipped, kept = distributed.gather_list(skipped), distributed.gather_list(kept)
@@ -584,13 +585,13 @@ def evaluate_protocols(
 
 def load_gap_checkpoint(arch: str, path: str | Path, *, pool: str = "avg", device: str | torch.device = "cpu") -> nn.Module:
     """A -GAP network of :func:`camlib.models.gap_variant` with weights from a checkpoint file: a state
-    dict, or a :func:`camlib.train.fit` / :func:`camlib.finetune.finetune` checkpoint (``"model"``)."""
+    dict, or a :func:`camlib.models.train.fit` / :func:`camlib.paper.gap_vs_gmp.finetune` checkpoint (``"model"``)."""
     from camlib.models import gap_variant
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
-            f"checkpoint {path} for {arch} not found: fine-tune one with notebook 02 / camlib.finetune "
+            f"checkpoint {path} for {arch} not found: fine-tune one with notebook 02 / camlib.paper.gap_vs_gmp "
             f"(ILSVRC train), then give its path in GAP_CHECKPOINTS"
         )
     state = torch.load(path, map_location="cpu", weights_only=True)

@@ -2,7 +2,7 @@
 CVPR 2020 / TPAMI): threshold sweeps computed for every threshold at once.
 
 - **MaxBoxAcc**: for each threshold tau of a sweep, box the LARGEST connected component of
-  ``map >= tau`` (the paper's rule, :func:`camlib.boxes.largest_component_box`); an image is correct
+  ``map >= tau`` (the paper's rule, :func:`camlib.core.boxes.largest_component_box`); an image is correct
   when that box has IoU >= delta (0.5) with one of its ground-truth boxes. BoxAcc(tau) is the fraction
   of correct images; MaxBoxAcc = max over tau.
 - **MaxBoxAccV2**: the boxes of ALL connected components at tau; an image is correct when one of them
@@ -33,7 +33,7 @@ not to T x H x W: ``benchmarks/sweep.py`` (``make bench``) times it against :fun
 straightforward loop (``skimage.measure.label`` + ``regionprops`` at each threshold), and
 ``tests/test_wsol.py`` checks that both give identical per-image, per-threshold results.
 
-Conventions (shared with :mod:`camlib.boxes`): inclusive pixel boxes; 8-connectivity; a pixel is in
+Conventions (shared with :mod:`camlib.core.boxes`): inclusive pixel boxes; 8-connectivity; a pixel is in
 the region when ``value >= threshold`` (Choe et al.'s OpenCV code uses ``>``; at 100 thresholds the
 difference is only pixels exactly on a threshold); NaN pixels are never in a region; the largest
 component is the one with most pixels, ties to the one whose first pixel comes first in raster order
@@ -41,7 +41,7 @@ component is the one with most pixels, ties to the one whose first pixel comes f
 ``cv2.contourArea`` and bound contours with ``cv2.boundingRect`` (one pixel wider than inclusive
 boxes); we use pixel components as the paper's rule does. Thresholds are compared in the map's own
 floating dtype; ``scale="max"`` makes them fractions of each map's maximum (``value >= t * max``,
-exactly the comparison of :func:`camlib.boxes.paper_box`), ``scale="absolute"`` uses them as given
+exactly the comparison of :func:`camlib.core.boxes.paper_box`), ``scale="absolute"`` uses them as given
 (for min-max normalised maps, Choe et al.'s setting).
 """
 
@@ -58,8 +58,8 @@ from scipy.sparse.csgraph import connected_components
 from skimage.measure import label as cc_label
 from skimage.measure import regionprops
 
-from camlib.boxes import iou, largest_component_box
-from camlib.metrics import Mergeable
+from camlib.core.boxes import iou, largest_component_box
+from camlib.evaluation.metrics import Mergeable
 
 __all__ = [
     "CHOE_IOU_THRESHOLDS",
@@ -335,8 +335,8 @@ def _largest_per_cell(comp: Components, T: int) -> np.ndarray:
 def largest_component_boxes(maps, thresholds, scale: Scale = "max") -> np.ndarray:
     """Box of the largest component of ``map >= t`` for every map and threshold -> (B, T, 4).
 
-    With ``scale="max"`` this is :func:`camlib.boxes.paper_box` at every fraction at once (same
-    comparisons, same tie rule); :data:`camlib.boxes.NO_BOX` rows where the region is empty.
+    With ``scale="max"`` this is :func:`camlib.core.boxes.paper_box` at every fraction at once (same
+    comparisons, same tie rule); :data:`camlib.core.boxes.NO_BOX` rows where the region is empty.
     """
     ms = _maps_list(maps)
     t = _thresholds(thresholds)
@@ -395,7 +395,7 @@ def reference_box_hits(
     """The straightforward version of :func:`box_hits`: a Python loop over maps and thresholds.
 
     At each threshold: ``skimage.measure.label`` of the region, ``regionprops`` boxes of all
-    components, and :func:`camlib.boxes.largest_component_box` for the largest. Slow; kept as the
+    components, and :func:`camlib.core.boxes.largest_component_box` for the largest. Slow; kept as the
     specification the vectorised sweep is tested (and timed) against.
     """
     ms = _maps_list(maps)
@@ -438,7 +438,7 @@ class BoxAccSweep(Mergeable):
     With ``keep_per_image=True`` the per-image hit tables are kept, so :meth:`compute` can be asked
     for a subset of the images (``compute(indices=...)``: e.g. choose a threshold on one split and
     report on another), and :meth:`per_image` returns them. ``state()`` / ``merge()``: see
-    :mod:`camlib.metrics` (per-image tables are concatenated in shard order).
+    :mod:`camlib.evaluation.metrics` (per-image tables are concatenated in shard order).
     """
 
     _COUNTS = ("largest_correct", "any_correct", "n")
@@ -558,7 +558,7 @@ class PxAPEvaluator(Mergeable):
     "recall", "thresholds", "n"}``: AP = sum over thresholds (high to low) of precision x recall gain,
     in percent; ``best_piou`` is the best pixel IoU over thresholds. Flat maps predict nothing above
     their value and everything at or below it, as the thresholds dictate. ``state()`` / ``merge()``:
-    see :mod:`camlib.metrics`.
+    see :mod:`camlib.evaluation.metrics`.
     """
 
     _COUNTS = ("fg_hist", "bg_hist", "n")

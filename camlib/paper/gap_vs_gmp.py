@@ -1,4 +1,4 @@
-"""The paper's fine-tuning recipe on :func:`camlib.train.fit`, and the GAP-vs-GMP study of notebook 02.
+"""The paper's fine-tuning recipe on :func:`camlib.models.train.fit`, and the GAP-vs-GMP study of notebook 02.
 
 Recipe (section 3.1 and the released GoogLeNet-CAM solver, see ``../shared/paper/numbers.md``)::
 
@@ -11,7 +11,7 @@ for a smaller budget), :func:`finetune` runs it through ``fit`` (checkpoints at 
 every ``checkpoint_every`` steps, exact resume, tqdm with loss and accuracy), :func:`ilsvrc_train_folder`
 reads an ILSVRC2012 train folder (``ImageFolder``: one sub-folder per WordNet id, sorted = torchvision's
 class order) and :func:`evaluate_ilsvrc` scores a network on ILSVRC val with the one localization code
-path (:func:`camlib.localize.evaluate_localization`): Table 1 classification and Table 2 localization.
+path (:func:`camlib.evaluation.localize.evaluate_localization`): Table 1 classification and Table 2 localization.
 
 For 64 x 64-ish procedural images the paper's crop becomes :class:`PadCropFlip` (pad, random crop
 back to the same size, mirror), applied to whole batches inside ``fit``.
@@ -37,9 +37,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset, Subset
 
-from camlib.cam import CAM, CAMOptions, postprocess
-from camlib.localize import PAPER_OPTIONS, array_batches, evaluate_localization, whole_image_transform
-from camlib.train import TrainConfig, TrainState, fit
+from camlib.core.cam import CAM, CAMOptions, postprocess
+from camlib.evaluation.localize import (
+    PAPER_OPTIONS,
+    array_batches,
+    evaluate_localization,
+    whole_image_transform,
+)
+from camlib.models.train import TrainConfig, TrainState, fit
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -76,7 +81,7 @@ class PadCropFlip:
     """Batch augmentation for small images: pad ``pad`` pixels, crop a random window of the original
     size per image, mirror each image with probability 1/2 (``flip``).
 
-    Draws from the global torch RNG, which :func:`camlib.train.fit` seeds before every step, so an
+    Draws from the global torch RNG, which :func:`camlib.models.train.fit` seeds before every step, so an
     interrupted and resumed run sees the same crops. ``mode`` is :func:`torch.nn.functional.pad`'s
     (``"reflect"`` keeps the image statistics at the border; ``"constant"`` pads with zeros).
     """
@@ -126,7 +131,7 @@ def imagenet_train_transform(resize: int = 256, crop: int = 224):
 def imagenet_eval_transform(size: int = 224):
     """Evaluation input: the WHOLE image resized to ``size`` x ``size`` (no crop, so the CAM covers the
     image and upsamples back onto its ground-truth boxes) with ImageNet normalisation
-    (:func:`camlib.localize.whole_image_transform`)."""
+    (:func:`camlib.evaluation.localize.whole_image_transform`)."""
     from torchvision.transforms import v2 as T
 
     return whole_image_transform(T.Normalize(IMAGENET_MEAN, IMAGENET_STD), size)
@@ -196,7 +201,7 @@ def paper_config(
     checkpoint_every: int = 1000,
     seed: int = 0,
 ) -> TrainConfig:
-    """The paper's fine-tuning schedule as a :class:`~camlib.train.TrainConfig` for ``n_train`` images.
+    """The paper's fine-tuning schedule as a :class:`~camlib.models.train.TrainConfig` for ``n_train`` images.
 
     ``iters`` is the iteration budget (160k in the released solver); the lr is divided by 10 every
     ``decay_every`` iterations (default ``iters // 4``: 40k of 160k). ``epochs`` is just large enough to
@@ -232,7 +237,7 @@ def finetune(
     stop_after: int | None = None,
     progress: bool = True,
 ) -> TrainState:
-    """Fine-tune with :func:`camlib.train.fit`, the new layers at ``config.head_lr_mult`` x the lr.
+    """Fine-tune with :func:`camlib.models.train.fit`, the new layers at ``config.head_lr_mult`` x the lr.
 
     ``head_prefixes`` default to ``model.head_prefixes`` (set by :mod:`camlib.models.gap`).
     ``augment`` is a batch augmentation (e.g. :class:`PadCropFlip`); ``None`` means none beyond the
@@ -264,7 +269,7 @@ def evaluate_ilsvrc(
 ) -> dict:
     """Table 1 (classification) and Table 2 (localization) on an ILSVRC val folder (any layout
     :func:`camlib.datasets.ilsvrc.open_ilsvrc_val` reads), through
-    :func:`camlib.localize.evaluate_localization` with the paper's box rule (:data:`PAPER_OPTIONS`).
+    :func:`camlib.evaluation.localize.evaluate_localization` with the paper's box rule (:data:`PAPER_OPTIONS`).
 
     The input is the whole image resized to ``input_size`` (:func:`imagenet_eval_transform`); maps are
     upsampled to each image's own size. ``limit`` keeps the first ``limit`` images (smoke tests).
@@ -302,7 +307,7 @@ def localization_sweep(
     options: CAMOptions = PAPER_OPTIONS,
     device: str | torch.device | None = None,
 ) -> dict:
-    """:func:`camlib.localize.evaluate_localization` on an in-memory set with ``images``, ``labels`` and
+    """:func:`camlib.evaluation.localize.evaluate_localization` on an in-memory set with ``images``, ``labels`` and
     ``boxes`` arrays (e.g. :class:`camlib.datasets.ProceduralShapes`) at every threshold fraction."""
     n = len(data.labels)
     return evaluate_localization(
@@ -468,7 +473,7 @@ def cam_extent(model: nn.Module | CAM, data, fraction: float = 0.2, *, batch_siz
     ``region_on_object`` (share of the region's pixels on the object) and ``box_area_ratio`` (area of the
     paper's box, largest component, over the ground-truth box's area; 100 = same size).
     """
-    from camlib.boxes import paper_boxes
+    from camlib.core.boxes import paper_boxes
 
     cam = model if isinstance(model, CAM) else CAM(model)
     cover, on_obj, ratio = [], [], []

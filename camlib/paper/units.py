@@ -7,7 +7,7 @@ the paper shows the receptive fields of the top-ranked units on their top-activa
 
 This module does that in three steps, with memory bounded whatever the dataset's size:
 
-1. :func:`head_weights` + :func:`rank_units`: the ``(C, K)`` weights found by :class:`camlib.cam.CAM`
+1. :func:`head_weights` + :func:`rank_units`: the ``(C, K)`` weights found by :class:`camlib.core.cam.CAM`
    and the units of one class sorted by ``w_k^c``.
 2. :func:`scan_units`: ONE streamed pass over a dataset. For every tracked unit, a size-``k`` heap
    (:class:`TopKPerUnit`, ``heapq``) keeps the ``k`` images with the highest maximum activation and
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from camlib.cam import CAM, HeadSpec, upsample_maps
+from camlib.core.cam import CAM, HeadSpec, upsample_maps
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -358,7 +358,7 @@ def scan_units(
     ``dataset[i]`` is an input tensor (3, H, W) or a tuple starting with one; batches are built from
     ``batch_size`` consecutive indices, so only one batch of images, the heaps and the reservoirs
     are in memory. ``units`` (default: all) are channel indices of the CAM feature layer found by
-    :class:`camlib.cam.CAM`. An image's score for a unit is the unit's MAXIMUM activation on it.
+    :class:`camlib.core.cam.CAM`. An image's score for a unit is the unit's MAXIMUM activation on it.
     """
     from tqdm.auto import tqdm
 
@@ -553,7 +553,7 @@ def plot_class_units(
     """
     import matplotlib.pyplot as plt
 
-    from camlib.viz import FIG_DPI, to_image
+    from camlib.core.viz import FIG_DPI, to_image
 
     n_units = max(len(r[1]) for r in rows)
     ncols = n_units * n_images

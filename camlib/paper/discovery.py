@@ -2,7 +2,7 @@
 
 The paper trains linear SVMs on the GAP features ``F_k = mean_{x,y} f_k(x, y)`` of its network and,
 since an SVM is linear in ``F``, reads each SVM's class activation map ``M_c(x, y) = sum_k w_k^c
-f_k(x, y)`` (:func:`camlib.features.svm_cam`; :func:`probe_cams` here runs it over a data set). Three
+f_k(x, y)`` (:func:`camlib.core.features.svm_cam`; :func:`probe_cams` here runs it over a data set). Three
 uses, each with the numbers the paper only showed as pictures:
 
 1. **Informative objects in scenes** (Fig. 9). For every image of scene ``c``, the high-activation
@@ -18,10 +18,10 @@ uses, each with the numbers the paper only showed as pictures:
    detector with hard-negative mining: start from random negatives, then repeatedly add the pool's
    negatives that violate the margin (decision value ``> -1``), highest first, and refit. The CAM's
    peak (:func:`cam_peaks`) localizes the concept; pointing accuracy uses
-   :func:`camlib.vqa.points_in_boxes`.
+   :func:`camlib.paper.vqa.points_in_boxes`.
 3. **Text detector** (Fig. 11). One box per image judged to hold text: the paper's box
-   (:func:`camlib.boxes.paper_box`) of the text CAM. :func:`detection_scores` matches predicted to true
-   boxes one-to-one at IoU >= 0.5 (:func:`camlib.boxes.iou`) and reports precision and recall.
+   (:func:`camlib.core.boxes.paper_box`) of the text CAM. :func:`detection_scores` matches predicted to true
+   boxes one-to-one at IoU >= 0.5 (:func:`camlib.core.boxes.iou`) and reports precision and recall.
 
 Baselines: frequency ranking, the image's centre point (:func:`centre_points`) and a centre box of the
 mean true box size (:func:`centre_box`).
@@ -39,10 +39,10 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from camlib.boxes import NO_BOX, iou, paper_box
-from camlib.cam import CAM, CAMOptions, HeadSpec, postprocess
+from camlib.core.boxes import NO_BOX, iou, paper_box
+from camlib.core.cam import CAM, CAMOptions, HeadSpec, postprocess
+from camlib.core.features import LinearOnFeatures, SVMProbe, _pool, fit_linear_svm
 from camlib.datasets.download import DatasetNotFoundError
-from camlib.features import LinearOnFeatures, SVMProbe, _pool, fit_linear_svm
 
 __all__ = [
     "ImageFiles",
@@ -170,13 +170,13 @@ def probe_cams(
 
     ``head`` names the feature layer (and its pooling / ReLU) the SVMs were trained on. Several probes
     are stacked into one linear layer: their classes are numbered in order (a two-class probe has
-    two rows, ``(-s, s)``; see :meth:`camlib.features.SVMProbe.linear_weights`), so with probes
+    two rows, ``(-s, s)``; see :meth:`camlib.core.features.SVMProbe.linear_weights`), so with probes
     ``[p, q]`` of two classes each, class 3 is ``q``'s positive class. ``targets``: one int for all
     images, one class per image, or an (N, n) table of classes per image; None = the top class.
     Each chosen map is upsampled bilinearly to ``size`` = (H, W) and divided by its max (the paper's
     "fraction of the max" scale; a map whose max is <= 0 becomes 0). Returns ``scores`` (N, C) and
     ``maps`` (N, H, W), or (N, n, H, W) for a table of targets, and with ``features`` also the pooled
-    features (N, K) the SVMs read (as :func:`camlib.features.extract_features` gives them). ``data``: a
+    features (N, K) the SVMs read (as :func:`camlib.core.features.extract_features` gives them). ``data``: a
     (N, 3, h, w) tensor of network inputs or a dataset of (input, ...) items.
     """
     probes = [probe] if isinstance(probe, SVMProbe) else list(probe)
@@ -341,7 +341,7 @@ def mine_hard_negatives(
     negatives not yet used whose decision value is ``> -1`` (inside the margin or wrong: the "hard"
     ones), adds the ``per_round`` highest-scoring of them (default: ``n_initial``) and refits. Stops
     early when no hard negative is left. ``fit(X, y)`` returns an :class:`SVMProbe` (default:
-    :func:`camlib.features.fit_linear_svm`, C chosen by 3-fold CV on the current training set).
+    :func:`camlib.core.features.fit_linear_svm`, C chosen by 3-fold CV on the current training set).
     """
     X_pos, X_pool = np.asarray(X_pos, np.float32), np.asarray(X_pool, np.float32)
     if len(X_pos) == 0 or len(X_pool) == 0:
@@ -397,7 +397,7 @@ def centre_box(size: tuple[int, int], wh: tuple[float, float]) -> np.ndarray:
 
 
 def detect_boxes(maps: np.ndarray, fire: np.ndarray, fraction: float) -> list[np.ndarray]:
-    """One paper box (:func:`camlib.boxes.paper_box` at ``fraction``) per image where ``fire`` is True,
+    """One paper box (:func:`camlib.core.boxes.paper_box` at ``fraction``) per image where ``fire`` is True,
     none elsewhere (and none when the map has no region) -> a list of (0 or 1, 4) arrays."""
     out = []
     for m, f in zip(maps, np.asarray(fire, bool), strict=True):
@@ -409,7 +409,7 @@ def detect_boxes(maps: np.ndarray, fire: np.ndarray, fraction: float) -> list[np
 def detection_scores(pred: Sequence[np.ndarray], gt: Sequence[np.ndarray], iou_threshold: float = 0.5) -> dict:
     """Precision and recall (%) of predicted boxes against true boxes, image by image.
 
-    In each image, pairs are matched one-to-one greedily by decreasing IoU (``camlib.boxes.iou``) while
+    In each image, pairs are matched one-to-one greedily by decreasing IoU (``camlib.core.boxes.iou``) while
     IoU >= ``iou_threshold``. ``precision = matched / predicted``, ``recall = matched / true``, ``f1``
     their harmonic mean (0 when undefined); also the counts ``tp``, ``n_pred``, ``n_gt``.
     """
@@ -454,7 +454,7 @@ def plot_informative_objects(images, maps, class_names: Sequence[str], rows: dic
     ``{"CAM overlap": (C, O), "frequency": (C, O)}``."""
     import matplotlib.pyplot as plt
 
-    from camlib.viz import FIG_DPI, overlay
+    from camlib.core.viz import FIG_DPI, overlay
 
     n_ex = max(len(v) for v in images)
     C = len(class_names)
@@ -480,7 +480,7 @@ def plot_informative_objects(images, maps, class_names: Sequence[str], rows: dic
 
 def plot_concepts(images, maps, titles: Sequence[str], boxes=None, peaks=None, ncols: int = 6):
     """Fig. 10: CAMs of concept detectors; the true concept box (red) and the CAM peak (a cross)."""
-    from camlib.viz import plot_cam_grid
+    from camlib.core.viz import plot_cam_grid
 
     return plot_cam_grid(images, maps, titles, gt_boxes=boxes, ncols=ncols, peaks=peaks)
 
@@ -488,6 +488,6 @@ def plot_concepts(images, maps, titles: Sequence[str], boxes=None, peaks=None, n
 def plot_text_detections(images, maps, pred: Sequence[np.ndarray], gt: Sequence[np.ndarray], titles: Sequence[str],
                          ncols: int = 6):
     """Fig. 11: text CAMs with the predicted boxes (green) and the true text boxes (red)."""
-    from camlib.viz import plot_cam_grid
+    from camlib.core.viz import plot_cam_grid
 
     return plot_cam_grid(images, maps, titles, pred_boxes=pred, gt_boxes=gt, ncols=ncols)

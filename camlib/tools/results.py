@@ -2,7 +2,7 @@
 
 Every notebook ends with one call::
 
-    from camlib.results import write_results
+    from camlib.tools.results import write_results
 
     write_results(
         "01_cam_basics",
@@ -203,7 +203,7 @@ def git_revision(repo: str | Path | None = None) -> str | None:
     Changes under ``results/`` are not counted: running the notebooks rewrites those files. Returns
     None outside a git checkout, before the first commit or without git; never raises.
     """
-    cwd = Path(repo) if repo is not None else Path(__file__).resolve().parent.parent
+    cwd = Path(repo) if repo is not None else Path(__file__).resolve().parents[2]
     if not cwd.is_dir():
         return None
     short = _git(["rev-parse", "--short", "HEAD"], cwd)

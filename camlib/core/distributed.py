@@ -7,7 +7,7 @@ rank order, which IS dataset order for contiguous blocks. Because every count ca
 is additive over disjoint images and every process sees exactly the batches a single process would
 (same images, same batch boundaries), the merged metrics and features equal those of a one-process run.
 
-    torchrun --standalone --nproc_per_node=2 -m camlib.evaluate ...   # see camlib/evaluate.py
+    torchrun --standalone --nproc_per_node=2 -m camlib.evaluate ...   # see camlib/evaluation/evaluate.py
 
 :func:`init` reads torchrun's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` /
 ``MASTER_PORT``) and starts the process group: ``nccl`` on CUDA (one GPU per local rank), ``gloo`` on
@@ -174,7 +174,7 @@ def sync_evaluators(*evaluators, ctx: Context | None = None) -> None:
     """Merge the counts of each evaluator over all processes, in place, on every process.
 
     Counts are summed with ONE ``all_reduce`` (int64, exact) over all evaluators; per-image lists
-    (:class:`camlib.wsol.BoxAccSweep` with ``keep_per_image``) are gathered in rank order. ``None``
+    (:class:`camlib.evaluation.wsol.BoxAccSweep` with ``keep_per_image``) are gathered in rank order. ``None``
     entries are skipped, so optional evaluators can be passed as they are.
     """
     evs = [e for e in evaluators if e is not None]

@@ -8,7 +8,7 @@ weights exactly as from a softmax layer: ``M_c(x, y) = sum_k w_k^c f_k(x, y)`` (
 This module does the three steps, each once:
 
 - :func:`gap_features` / :func:`extract_features`: the pooled output of the feature layer that
-  :class:`camlib.cam.CAM` finds (or of any named layer: e.g. AlexNet's fc7 for Table 5), for a whole
+  :class:`camlib.core.cam.CAM` finds (or of any named layer: e.g. AlexNet's fc7 for Table 5), for a whole
   dataset, in eval mode, stopping the forward pass right after that layer. :func:`cached_features`
   stores them on disk under a key made of the model's name AND a hash of its weights
   (:func:`model_fingerprint`), the layer and pooling, the preprocessing description and the
@@ -18,7 +18,7 @@ This module does the three steps, each once:
   features are touched once, by :meth:`SVMProbe.accuracy`.
 - :func:`svm_cam`: CAMs of the SVM's classes. The SVM's weights, folded back onto the raw pooled
   features (:meth:`SVMProbe.linear_weights`), become the ``fc`` layer of :class:`LinearOnFeatures`,
-  a ``features -> pooling -> linear`` head on the backbone, and :class:`camlib.cam.CAM` computes the
+  a ``features -> pooling -> linear`` head on the backbone, and :class:`camlib.core.cam.CAM` computes the
   maps with its own code (nothing re-derived here). :func:`cam_boxes` boxes them with the paper's rule.
 
 Crops for Table 4 (:func:`crop_resize`, :func:`square_boxes`): the region of a box, resampled to the
@@ -43,8 +43,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from camlib.boxes import paper_boxes
-from camlib.cam import CAM, CAMOptions, CAMResult, HeadSpec, postprocess
+from camlib.core.boxes import paper_boxes
+from camlib.core.cam import CAM, CAMOptions, CAMResult, HeadSpec, postprocess
 
 __all__ = [
     "FEATURES_VERSION",
@@ -199,11 +199,11 @@ def extract_features(
     mode (its own train/eval flags are restored afterwards) and stops after ``layer``. On CUDA the
     batches are loaded into pinned memory and copied asynchronously.
 
-    ``shard=True`` under ``torch.distributed`` (:mod:`camlib.distributed`, launched by torchrun): each
+    ``shard=True`` under ``torch.distributed`` (:mod:`camlib.core.distributed`, launched by torchrun): each
     process extracts a contiguous, batch-aligned block of ``data`` and the blocks are gathered in
     order, so every process returns the features of the whole dataset, equal to a one-process run.
     """
-    from camlib import distributed
+    from camlib.core import distributed
 
     if shard:
         data = distributed.shard(data, block=batch_size)
@@ -461,7 +461,7 @@ class LinearOnFeatures(nn.Module):
     """``model``'s CAM feature layer -> the same global pooling -> a NEW linear layer ``fc`` (W, b).
 
     With the SVM's :meth:`SVMProbe.linear_weights` as (W, b) its logits are the SVM's decision values,
-    and :class:`camlib.cam.CAM` (``feature_layer="model." + head.feature_layer``, ``fc_layer="fc"``)
+    and :class:`camlib.core.cam.CAM` (``feature_layer="model." + head.feature_layer``, ``fc_layer="fc"``)
     gives the SVM's class activation maps. The backbone stops right after the feature layer.
     """
 
@@ -583,7 +583,7 @@ def linear_probe(X_train, y_train, X_test, y_test, **svm_kwargs) -> dict:
 
 def paired_iou(pred, gt) -> np.ndarray:
     """IoU of ``pred[i]`` with ``gt[i]`` for every i (inclusive boxes; NO_BOX rows give 0)."""
-    from camlib.boxes import iou
+    from camlib.core.boxes import iou
 
     p, g = np.asarray(pred).reshape(-1, 4), np.asarray(gt).reshape(-1, 4)
     if len(p) != len(g):
@@ -596,7 +596,7 @@ def paired_iou(pred, gt) -> np.ndarray:
 
 def square_boxes(boxes, image_size: tuple[int, int] | Sequence[tuple[int, int]], margin: float = 0.0) -> np.ndarray:
     """Grow inclusive boxes to squares of side ``max(w, h) * (1 + margin)`` around their centres, shifted
-    (and if need be shrunk) to stay inside the image (H, W). :data:`camlib.boxes.NO_BOX` rows become
+    (and if need be shrunk) to stay inside the image (H, W). :data:`camlib.core.boxes.NO_BOX` rows become
     the whole image."""
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     sizes = np.broadcast_to(np.asarray(image_size, dtype=np.float64).reshape(-1, 2), (len(b), 2))

@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from camlib.boxes import paper_box
-from camlib.cam import CAM, CAMOptions, postprocess
+from camlib.core.boxes import paper_box
+from camlib.core.cam import CAM, CAMOptions, postprocess
+from camlib.core.viz import GT_COLOR, draw_box, overlay
 from camlib.models.imagenet import ImageNetModel
-from camlib.viz import GT_COLOR, draw_box, overlay
 
 __all__ = ["BOX_RULES", "CAMExplorer", "ExplorerState", "as_explorer_model"]
 

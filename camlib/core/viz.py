@@ -1,8 +1,8 @@
 """Figures: heat-map overlays, predicted vs ground-truth boxes, the paper's Figure 4 layout.
 
 Images are shown as (H, W, 3) uint8 or float in [0, 1]; maps as 2-D arrays at the image's size
-(upsample first with :func:`camlib.cam.postprocess`). Boxes use the inclusive pixel convention of
-:mod:`camlib.boxes`.
+(upsample first with :func:`camlib.core.cam.postprocess`). Boxes use the inclusive pixel convention of
+:mod:`camlib.core.boxes`.
 """
 
 from __future__ import annotations

@@ -41,8 +41,8 @@ from torch import Tensor, nn
 from torch.utils.data import default_collate
 from tqdm.auto import tqdm
 
-from camlib.cam import CAM, CAMOptions, NotCAMCompatibleError, postprocess
-from camlib.train import TrainConfig, TrainState, fit
+from camlib.core.cam import CAM, CAMOptions, NotCAMCompatibleError, postprocess
+from camlib.models.train import TrainConfig, TrainState, fit
 
 __all__ = [
     "UNK",
@@ -407,7 +407,7 @@ def fit_vqa(
 ) -> TrainState:
     """Train on ``(image, question_bow, answer)`` data with cross-entropy (answer -1 = ignored).
 
-    Runs :func:`camlib.train.fit` with a VQA batch and step: the sample order of epoch ``e`` is seeded
+    Runs :func:`camlib.models.train.fit` with a VQA batch and step: the sample order of epoch ``e`` is seeded
     by ``(config.seed, e)``, the torch RNG before step ``s`` by ``(config.seed, s)``, step
     learning-rate decay, ``head_lr_mult`` for ``head_prefixes``, optional ``checkpoint`` with exact
     resume. No augmentation. ``optimizer``: ``"sgd"``
@@ -640,7 +640,7 @@ def plot_vqa_cams(
     boxed in red when ``boxes`` is given. ``maps`` at the image size (see :func:`postprocess`)."""
     import matplotlib.pyplot as plt
 
-    from camlib.viz import FIG_DPI, GT_COLOR, draw_box, overlay, to_image
+    from camlib.core.viz import FIG_DPI, GT_COLOR, draw_box, overlay, to_image
 
     n = len(questions)
     nrows = int(math.ceil(n / ncols))
@@ -780,7 +780,7 @@ class GAPBackbone(nn.Module):
     """The feature maps that a CAM-compatible classifier global-average-pools (the layer CAM uses).
 
     Runs the whole classifier and returns the hooked feature layer's output (ReLU'd when the head
-    applies one in its forward code), so any model :class:`camlib.cam.CAM` accepts with an average
+    applies one in its forward code), so any model :class:`camlib.core.cam.CAM` accepts with an average
     pooling head works.
     """
 

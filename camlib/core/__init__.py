@@ -1,0 +1,1 @@
+"""The core: class activation maps, saliency, boxes, feature extraction, distributed helpers, figures."""

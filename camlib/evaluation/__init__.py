@@ -1,0 +1,1 @@
+"""Evaluation: evaluators (metrics, WSOL sweeps), the localization loop, the evaluate CLI."""

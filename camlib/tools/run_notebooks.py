@@ -1,0 +1,262 @@
+"""Execute notebooks with papermill, one after the other or a few at a time, and summarise how each went.
+
+    python -m camlib.run_notebooks --profile quick --out build/notebooks notebooks/*.ipynb
+    python -m camlib.run_notebooks --profile quick --jobs 2 --out build/notebooks notebooks/*.ipynb
+    python -m camlib.run_notebooks --profile paper --out build/notebooks/paper --param SEED=1 notebooks/03_*.ipynb
+
+Each notebook runs in its own folder (so ``../results`` and ``../data`` resolve as in JupyterLab)
+with the parameters ``PROFILE`` plus every ``--param KEY=VALUE`` (VALUE read as JSON, else as a
+Python literal, else kept as a string). The executed copy goes to ``OUT/<name>.ipynb``. A failing
+notebook does not stop the others; the exit status is 1 when any failed, naming it and its cell error.
+
+``--jobs N`` runs N notebooks at once, each kernel limited to ``--threads`` torch/OpenMP threads
+(default: the CPU count divided by N, at least 1), set through ``OMP_NUM_THREADS`` and
+``MKL_NUM_THREADS`` in the kernels' environment. On 2 cores the small networks of the quick profile
+gain little from a second intra-op thread, while the Python parts of two notebooks (data generation,
+box extraction, plotting, kernel start-up) overlap: ``make quick`` uses ``--jobs 2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["NotebookRun", "main", "parse_param", "parse_params", "run_notebook", "run_notebooks"]
+
+PROFILES = ("quick", "paper")
+KERNEL_NAME = "python3"
+
+
+@dataclass(frozen=True)
+class NotebookRun:
+    """Outcome of one notebook: where its executed copy is, how long it took, the error if any."""
+
+    notebook: Path
+    output: Path
+    seconds: float
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def parse_value(text: str) -> Any:
+    """``"3"`` -> 3, ``"[1, 2]"`` -> [1, 2], ``"true"``/``"True"`` -> True, ``"cpu"`` -> "cpu"."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text
+
+
+def parse_param(item: str) -> tuple[str, Any]:
+    """Split one ``KEY=VALUE`` into ``(KEY, parsed VALUE)``; raise ValueError on a bad item."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key.isidentifier():
+        raise ValueError(f"--param {item!r}: expected KEY=VALUE with KEY a Python name, e.g. --param SEED=1")
+    if key == "PROFILE":
+        raise ValueError("--param PROFILE=...: set the profile with --profile quick|paper")
+    return key, parse_value(raw)
+
+
+def parse_params(items: Sequence[str]) -> dict[str, Any]:
+    """All ``--param`` items as a dict (a later KEY wins)."""
+    return dict(parse_param(item) for item in items)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for the summary: the failing cell and its exception, or the papermill error."""
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(exc, PapermillExecutionError):
+        count = exc.exec_count if exc.exec_count is not None else "?"
+        first_line = (exc.evalue or "").strip().splitlines()
+        message = f"{exc.ename}: {first_line[0] if first_line else ''}".rstrip(" :")
+        return f"In [{count}]: {message} (cell {exc.cell_index} of the executed copy)"
+    return f"{type(exc).__name__}: {exc}".strip()
+
+
+def run_notebook(
+    notebook: Path,
+    out_dir: Path,
+    parameters: dict[str, Any],
+    *,
+    log_output: bool = False,
+    timeout: float | None = None,
+) -> NotebookRun:
+    """Execute one notebook into ``out_dir/<name>.ipynb``; never raises for a notebook error."""
+    import papermill as pm
+
+    notebook = Path(notebook)
+    output = Path(out_dir) / notebook.name
+    start = time.perf_counter()
+    if not notebook.is_file():
+        return NotebookRun(notebook, output, 0.0, f"notebook not found: {notebook}")
+    try:
+        pm.execute_notebook(
+            str(notebook),
+            str(output.resolve()),
+            parameters=parameters,
+            kernel_name=KERNEL_NAME,
+            cwd=str(notebook.resolve().parent),
+            progress_bar=False,
+            log_output=log_output,
+            execution_timeout=timeout,
+        )
+    except Exception as exc:  # papermill errors, a dead kernel, a bad notebook file
+        return NotebookRun(notebook, output, time.perf_counter() - start, describe_error(exc))
+    return NotebookRun(notebook, output, time.perf_counter() - start)
+
+
+def run_notebooks(
+    notebooks: Sequence[str | Path],
+    out_dir: str | Path,
+    profile: str,
+    params: dict[str, Any] | None = None,
+    *,
+    log_output: bool = False,
+    timeout: float | None = None,
+    jobs: int = 1,
+    threads: int | None = None,
+) -> list[NotebookRun]:
+    """Run every notebook (all of them, even after a failure); print one line each.
+
+    ``jobs``: how many run at once (in the given order, the next starting when one ends); the returned
+    list keeps the given order. ``threads``: torch/OpenMP threads per kernel (``None``: unchanged when
+    ``jobs == 1``, else ``cpu_count // jobs``, at least 1).
+    """
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    if profile not in PROFILES:
+        raise ValueError(f"profile {profile!r}: expected one of {', '.join(PROFILES)}")
+    paths = [Path(nb) for nb in notebooks]
+    _check_unique_names(paths)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    parameters = {"PROFILE": profile, **(params or {})}
+    if threads is None and jobs > 1:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+    n = len(paths)
+
+    def done(i: int, run: NotebookRun) -> NotebookRun:
+        status = "ok" if run.ok else f"FAILED: {run.error}"
+        print(f"[{i}/{n}] {run.notebook.name}: {status} in {run.seconds:.1f} s -> {run.output}", flush=True)
+        return run
+
+    saved = {k: os.environ.get(k) for k in _THREAD_VARS}
+    if threads is not None:  # the kernels papermill starts inherit this environment
+        os.environ.update({k: str(threads) for k in _THREAD_VARS})
+    try:
+        if jobs == 1:
+            runs = []
+            for i, path in enumerate(paths, 1):
+                print(f"[{i}/{n}] {path} ({profile}) ...", flush=True)
+                runs.append(done(i, run_notebook(path, out, parameters, log_output=log_output, timeout=timeout)))
+            return runs
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        print(f"running {n} notebook(s), {jobs} at a time, {threads} thread(s) each", flush=True)
+        with ProcessPoolExecutor(max_workers=min(jobs, n)) as pool:
+            futures = {pool.submit(run_notebook, path, out, parameters, log_output=log_output, timeout=timeout): i
+                       for i, path in enumerate(paths)}
+            results: dict[int, NotebookRun] = {}
+            for fut in as_completed(futures):
+                i = futures[fut]
+                results[i] = done(i + 1, fut.result())
+        return [results[i] for i in range(n)]
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _check_unique_names(paths: Sequence[Path]) -> None:
+    seen: dict[str, Path] = {}
+    for path in paths:
+        if path.name in seen and seen[path.name] != path:
+            raise ValueError(
+                f"{seen[path.name]} and {path} would both be written as {path.name}; run them apart"
+            )
+        seen[path.name] = path
+
+
+def summary(runs: Sequence[NotebookRun]) -> str:
+    """A fixed-width table: notebook, status, seconds; then the total."""
+    width = max([len("notebook"), *(len(r.notebook.name) for r in runs)])
+    lines = [f"{'notebook':<{width}}  status  time", f"{'-' * width}  ------  ------"]
+    lines += [
+        f"{r.notebook.name:<{width}}  {'ok' if r.ok else 'FAILED':<6}  {r.seconds:6.1f} s" for r in runs
+    ]
+    total = sum(r.seconds for r in runs)
+    failed = sum(not r.ok for r in runs)
+    lines.append(f"{len(runs)} notebook(s), {failed} failed, {total:.1f} s in all")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m camlib.run_notebooks", description="Execute notebooks with papermill."
+    )
+    parser.add_argument("--profile", required=True, choices=PROFILES, help="value of the PROFILE parameter")
+    parser.add_argument("--out", required=True, help="folder for the executed copies")
+    parser.add_argument(
+        "--param", "-p", action="append", default=[], metavar="KEY=VALUE", help="extra parameter (repeatable)"
+    )
+    parser.add_argument("--log-output", action="store_true", help="stream the notebooks' output")
+    parser.add_argument("--timeout", type=float, default=None, help="per-cell timeout in seconds")
+    parser.add_argument("--jobs", "-j", type=int, default=1, help="notebooks run at once (default 1)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch/OpenMP threads per kernel (default: CPU count / jobs when jobs > 1)")
+    parser.add_argument("notebooks", nargs="*", metavar="NOTEBOOK")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; returns 0 when every notebook ran, 1 when one failed, 2 on bad arguments."""
+    args = build_parser().parse_args(argv)
+    if not args.notebooks:
+        print(
+            "camlib.tools.run_notebooks: no notebooks given. Pass their paths, e.g.\n"
+            "  python -m camlib.run_notebooks --profile quick --out build/notebooks notebooks/*.ipynb\n"
+            "(`make quick` does this for notebooks/[0-9][0-9]_*.ipynb).",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        params = parse_params(args.param)
+        runs = run_notebooks(
+            args.notebooks, args.out, args.profile, params, log_output=args.log_output, timeout=args.timeout,
+            jobs=args.jobs, threads=args.threads,
+        )
+    except ValueError as exc:
+        print(f"camlib.tools.run_notebooks: error: {exc}", file=sys.stderr)
+        return 2
+    print("\n" + summary(runs))
+    failed = [r for r in runs if not r.ok]
+    for run in failed:
+        print(f"FAILED {run.notebook}: {run.error}\n  executed copy: {run.output}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
