@@ -275,9 +275,10 @@ REGISTRY: dict[str, DatasetSpec] = {
 
 
 def default_data_root() -> Path:
-    """``$CAMLIB_DATA`` if set, else the repository's ``data/`` folder."""
-    env = os.environ.get("CAMLIB_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "data"
+    """``$CAMLIB_DATA`` if set, else the repository's ``data/`` folder (:func:`camlib.datasets.roots.data_dir`)."""
+    from camlib.datasets.roots import data_dir
+
+    return data_dir() or Path(__file__).resolve().parents[2] / "data"
 
 
 # --------------------------------------------------------------------------- checksums
