@@ -204,7 +204,8 @@ class WSOLMetadata:
 
     ``ids``: keys in ``image_ids.txt`` order; ``labels``: key -> class 0..999; ``boxes``: key -> (n, 4)
     float boxes as written; ``sizes`` / ``original_sizes``: key -> (H, W) from ``image_sizes.txt`` /
-    ``original_sizes.txt`` (None when the file is absent); ``lines``: key -> its line in ``image_ids.txt``.
+    ``original_sizes.txt`` (None when the file is absent); ``lines`` / ``label_lines``: key -> its line in
+    ``image_ids.txt`` / ``class_labels.txt``.
     """
 
     folder: Path
@@ -214,6 +215,7 @@ class WSOLMetadata:
     sizes: dict[str, tuple[int, int]] | None
     original_sizes: dict[str, tuple[int, int]] | None
     lines: dict[str, int]
+    label_lines: dict[str, int]
 
 
 def _wsol_sizes(path: Path, known: dict[str, int]) -> dict[str, tuple[int, int]] | None:
@@ -248,7 +250,7 @@ def read_wsol_metadata(folder: str | Path, n_classes: int = 1000) -> WSOLMetadat
     ids = list(lines)
     path = folder / "class_labels.txt"
     rows = read_rows(path, n_fields=2, sep=",", fix=f"{SAMPLE_HINT} ({WSOL_FIX})")
-    unique_keys(((r[0], n) for n, r in rows), path, WSOL_FIX)
+    label_lines = unique_keys(((r[0], n) for n, r in rows), path, WSOL_FIX)
     labels = {}
     for n, (key, c, *_) in rows:
         if key not in lines:
@@ -275,7 +277,7 @@ def read_wsol_metadata(folder: str | Path, n_classes: int = 1000) -> WSOLMetadat
             raise ManifestError(ids_path, lines[key], f"image {key!r} has no line in {' or '.join(missing)}",
                                 "give every image of image_ids.txt a class and at least one box, or drop it")
     return WSOLMetadata(folder, ids, labels, {k: np.asarray(boxes[k], dtype=np.float64) for k in ids}, sizes,
-                        original, lines)
+                        original, lines, label_lines)
 
 
 def wsol_records(root: str | Path) -> list[ImageRecord]:
