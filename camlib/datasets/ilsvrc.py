@@ -282,14 +282,17 @@ def read_wsol_metadata(folder: str | Path, n_classes: int = 1000) -> WSOLMetadat
 
 def wsol_records(root: str | Path) -> list[ImageRecord]:
     """The images of a wsolevaluation folder as typed records (``Target``: label 0..999, boxes rounded to
-    int in the pixels of the file here, ``size`` from ``image_sizes.txt`` when given, ``image_id`` the
+    int in the pixels of the file here (clipped to ``size``), ``size`` from ``image_sizes.txt`` when given, ``image_id`` the
     key; ``extra["original_size"]`` (H, W) from ``original_sizes.txt`` when given)."""
     meta = read_wsol_metadata(root)
     out = []
     for key in meta.ids:
         extra = {"original_size": meta.original_sizes[key]} if meta.original_sizes and key in meta.original_sizes else {}
-        t = Target(meta.labels[key], np.rint(meta.boxes[key]), meta.sizes.get(key) if meta.sizes else None, key,
-                   extra=extra)
+        size = meta.sizes.get(key) if meta.sizes else None
+        boxes = np.rint(meta.boxes[key])
+        if size is not None:  # coordinates == W or H (the edge convention) -> the last pixel
+            boxes = np.minimum(boxes, [size[1] - 1, size[0] - 1, size[1] - 1, size[0] - 1])
+        t = Target(meta.labels[key], boxes, size, key, extra=extra)
         out.append(ImageRecord(_find_image(meta.folder / "images", Path(key).stem), t, "val"))
     return out
 

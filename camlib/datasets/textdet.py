@@ -36,9 +36,9 @@ _FIX = ("mmocr textdet format: data_list entries with img_path, height, width an
 
 
 def _line_of(text: str, needle: str, start: int = 0) -> tuple[int | None, int]:
-    """1-based line of the first ``needle`` at or after character ``start``, and where it was found."""
+    """1-based line of the first ``needle`` at or after character ``start``, and where to search next."""
     pos = text.find(needle, start)
-    return (None, start) if pos < 0 else (text.count("\n", 0, pos) + 1, pos)
+    return (None, start) if pos < 0 else (text.count("\n", 0, pos) + 1, pos + len(needle))
 
 
 def read_textdet_json(path: str | Path, root: str | Path | None = None) -> list[ImageRecord]:
