@@ -36,6 +36,7 @@ __all__ = [
     "RecordDataset",
     "check_box",
     "image_size",
+    "list_images",
     "read_rows",
     "to_number",
     "unique_keys",
