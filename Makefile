@@ -66,5 +66,10 @@ $(VENV)/.camlib-bench: $(STAMP) pyproject.toml constraints.txt  # the comparison
 	$(PY) -c "import torchcam, pytorch_grad_cam, cv2"
 	touch $@
 
+DATA_SETS ?=
+.PHONY: data
+data: setup  ## download Imagenette-160 (+ wsolevaluation ILSVRC val boxes), Caltech-101, CUB-200-2011 into data/ (~1.4 GB; DATA_SETS="cub" for some)
+	$(PY) -m camlib.datasets.fetch $(DATA_SETS)
+
 clean:  ## remove executed notebooks and caches (keeps .venv and data)
 	rm -rf build .pytest_cache

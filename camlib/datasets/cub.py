@@ -10,12 +10,20 @@ the archive itself (see :data:`camlib.datasets.download.REGISTRY`'s layout):
   (:mod:`camlib.core.boxes`): ``x0 = round(x)``, ``y0 = round(y)``, ``x1 = round(x + width) - 1``,
   ``y1 = round(y + height) - 1`` (so a box covers ``width x height`` pixels), clipped to the image when
   its size is known. (wsolevaluation writes ``x + width`` as the inclusive end: one pixel wider.)
+  OPTIONAL: a copy without it (``../shared/data/cub-100``) is read with ``boxes = None``, and anything
+  that needs boxes raises :class:`~camlib.datasets.manifest.BoxesUnavailable` saying so.
+
+Class ids need not be contiguous (a 100-species subset keeps the official numbers): labels are the
+position of the class id among the sorted ids of ``classes.txt`` (0..199 for the full set, as
+``id - 1``). The files are validated when read (parse errors, duplicate ids, unknown image or class
+ids, a split flag other than 0/1, boxes of non-positive size): a
+:class:`~camlib.datasets.manifest.ManifestError` names the file and line.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +31,15 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from camlib.datasets.download import REGISTRY, DatasetNotFoundError, prepare
+from camlib.datasets.manifest import BoxesUnavailable, ImageRecord, ManifestError, to_number
+from camlib.datasets.targets import Target
 
-__all__ = ["CUB_SPEC", "CUBDataset", "CUBMetadata", "cub_folder", "read_cub_metadata", "xywh_to_inclusive"]
+__all__ = ["CUB_SPEC", "BoxesUnavailable", "CUBDataset", "CUBMetadata", "cub_folder", "cub_records",
+           "read_cub_metadata", "xywh_to_inclusive"]
+
+NO_BOXES = ("this CUB copy has no bounding_boxes.txt (e.g. ../shared/data/cub-100, whose files were renamed so the "
+            "official boxes cannot be joined): boxes, GT-box crops and CUB localization need the full "
+            "CUB-200-2011 (`python -m camlib.datasets.fetch cub`)")
 
 CUB_SPEC = REGISTRY["cub200_2011"]
 
@@ -58,48 +73,95 @@ class CUBMetadata:
     folder: Path
     image_ids: np.ndarray  # (N,) int, 1-based as in the files
     paths: list[str]  # relative to folder / "images"
-    labels: np.ndarray  # (N,) int, 0..199
+    labels: np.ndarray  # (N,) int, 0..K-1: position of the class id among the sorted ids of classes.txt
     is_train: np.ndarray  # (N,) bool
-    boxes_xywh: np.ndarray  # (N, 4) float, as written
+    boxes_xywh: np.ndarray | None  # (N, 4) float, as written; None without bounding_boxes.txt
     classes: list[str]
+    class_ids: list[int] = field(default_factory=list)  # the official class numbers, sorted (label k <-> class_ids[k])
+
+    @property
+    def has_boxes(self) -> bool:
+        return self.boxes_xywh is not None
 
 
-def _read_table(path: Path, n_fields: int) -> dict[int, list[str]]:
+_CUB_FIX = "CUB text files hold '<id> <value ...>' per line, 1-based integer ids, each id once (see CUB_200_2011/README)"
+
+
+def _read_table(path: Path, n_fields: int, optional: bool = False) -> tuple[dict[int, list[str]], dict[int, int]] | None:
+    """``({id: fields}, {id: line})`` of one CUB text file; parse errors and duplicate ids are refused."""
     if not path.is_file():
+        if optional:
+            return None
         raise DatasetNotFoundError(f"missing {path}.\n" + CUB_SPEC.where(path.parent.parent))
     rows: dict[int, list[str]] = {}
+    lines: dict[int, int] = {}
     for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         fields = line.split()
         if len(fields) < n_fields + 1:
-            raise ValueError(f"{path}:{line_no}: expected an id and {n_fields} field(s), got {line!r}")
-        rows[int(fields[0])] = fields[1:] if n_fields > 1 else [" ".join(fields[1:])]
-    return rows
+            raise ManifestError(path, line_no, f"expected an id and {n_fields} field(s), got {line!r}", _CUB_FIX)
+        key = to_number(fields[0], path, line_no, _CUB_FIX, int)
+        if key in rows:
+            raise ManifestError(path, line_no, f"duplicate id {key} (first on line {lines[key]})", _CUB_FIX)
+        rows[key] = fields[1:] if n_fields > 1 else [" ".join(fields[1:])]
+        lines[key] = line_no
+    return rows, lines
 
 
 def read_cub_metadata(folder: str | Path) -> CUBMetadata:
-    """Parse the text files of an extracted ``CUB_200_2011`` folder (every id must be in every file)."""
+    """Parse and validate the text files of a CUB folder (every image id in every file; ``bounding_boxes.txt``
+    optional: ``boxes_xywh=None`` without it)."""
     folder = Path(folder)
-    images = _read_table(folder / "images.txt", 1)
-    labels = _read_table(folder / "image_class_labels.txt", 1)
-    split = _read_table(folder / "train_test_split.txt", 1)
-    boxes = _read_table(folder / "bounding_boxes.txt", 4)
-    classes = _read_table(folder / "classes.txt", 1)
+    images, _ = _read_table(folder / "images.txt", 1)
+    labels, label_lines = _read_table(folder / "image_class_labels.txt", 1)
+    split, split_lines = _read_table(folder / "train_test_split.txt", 1)
+    classes, _ = _read_table(folder / "classes.txt", 1)
+    boxes_table = _read_table(folder / "bounding_boxes.txt", 4, optional=True)
     ids = sorted(images)
-    for name, table in (("image_class_labels.txt", labels), ("train_test_split.txt", split),
-                        ("bounding_boxes.txt", boxes)):
+    tables = [("image_class_labels.txt", labels, label_lines), ("train_test_split.txt", split, split_lines)]
+    if boxes_table is not None:
+        tables.append(("bounding_boxes.txt", *boxes_table))
+    for name, table, lines in tables:
         missing = [i for i in ids if i not in table]
         if missing:
-            raise ValueError(f"{folder / name} lacks image id(s) {missing[:5]}")
+            raise ManifestError(folder / name, None, f"lacks image id(s) {missing[:5]} of images.txt", _CUB_FIX)
+        unknown = [i for i in table if i not in images]
+        if unknown:
+            raise ManifestError(folder / name, lines[unknown[0]], f"unknown image id {unknown[0]} (not in images.txt)",
+                                _CUB_FIX)
+    class_ids = sorted(classes)
+    index = {c: k for k, c in enumerate(class_ids)}
+    label_list = []
+    for i in ids:
+        c = to_number(labels[i][0], folder / "image_class_labels.txt", label_lines[i], _CUB_FIX, int)
+        if c not in index:
+            raise ManifestError(folder / "image_class_labels.txt", label_lines[i], f"unknown class id {c} (not in "
+                                "classes.txt)", "list every class id used in classes.txt")
+        label_list.append(index[c])
+    for i in ids:
+        if split[i][0] not in ("0", "1"):
+            raise ManifestError(folder / "train_test_split.txt", split_lines[i], f"split flag {split[i][0]!r} is "
+                                "not 0 or 1", "1 = training image, 0 = test image")
+    boxes_xywh = None
+    if boxes_table is not None:
+        table, lines = boxes_table
+        path = folder / "bounding_boxes.txt"
+        boxes_xywh = np.asarray([[to_number(v, path, lines[i], _CUB_FIX) for v in table[i][:4]] for i in ids],
+                                dtype=np.float64).reshape(-1, 4)
+        bad = np.flatnonzero((boxes_xywh[:, 2] <= 0) | (boxes_xywh[:, 3] <= 0) | (boxes_xywh[:, :2] < 0).any(1))
+        if len(bad):
+            raise ManifestError(path, lines[ids[bad[0]]], f"box {boxes_xywh[bad[0]].tolist()} has a negative "
+                                "corner or a non-positive width / height", "boxes are '<id> x y width height'")
     return CUBMetadata(
         folder=folder,
         image_ids=np.asarray(ids, dtype=np.int64),
         paths=[images[i][0] for i in ids],
-        labels=np.asarray([int(labels[i][0]) - 1 for i in ids], dtype=np.int64),
+        labels=np.asarray(label_list, dtype=np.int64),
         is_train=np.asarray([split[i][0] == "1" for i in ids], dtype=bool),
-        boxes_xywh=np.asarray([[float(v) for v in boxes[i]] for i in ids], dtype=np.float64),
-        classes=[classes[c][0] for c in sorted(classes)],
+        boxes_xywh=boxes_xywh,
+        classes=[classes[c][0] for c in class_ids],
+        class_ids=class_ids,
     )
 
 
@@ -111,6 +173,26 @@ def cub_folder(root: str | Path | None = None, *, download: bool = False, progre
     return prepare("cub200_2011", root, download=download, progress=progress)
 
 
+def cub_records(folder: str | Path | CUBMetadata, split: str = "all") -> list[ImageRecord]:
+    """The images of one split (``"train"``, ``"test"``, ``"all"``) as typed records: ``Target(label 0..K-1,
+    boxes)``, boxes inclusive and unclipped (clipped when read by a RecordDataset); without
+    ``bounding_boxes.txt`` the boxes are empty and ``extra["boxes"] == "unavailable"``."""
+    meta = folder if isinstance(folder, CUBMetadata) else read_cub_metadata(folder)
+    if split not in ("train", "test", "all"):
+        raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+    boxes = xywh_to_inclusive(meta.boxes_xywh) if meta.has_boxes else None
+    out = []
+    for k in range(len(meta.labels)):
+        part = "train" if meta.is_train[k] else "test"
+        if split not in ("all", part):
+            continue
+        t = Target(meta.labels[k], boxes[k] if boxes is not None else np.zeros((0, 4)), None, int(meta.image_ids[k]),
+                   extra={"class_id": meta.class_ids[meta.labels[k]]} | ({} if boxes is not None else
+                                                                         {"boxes": "unavailable"}))
+        out.append(ImageRecord(meta.folder / "images" / meta.paths[k], t, part))
+    return out
+
+
 class CUBDataset(Dataset):
     """One split of CUB-200-2011: items ``(transform(image), label)``.
 
@@ -118,7 +200,8 @@ class CUBDataset(Dataset):
     inclusive boxes, one per image of the split: each image is cropped to its box before ``transform``
     (GT-box crops: ``crop_boxes=dataset.boxes``; CAM crops: boxes from :func:`camlib.core.features.cam_boxes`;
     (-1, -1, -1, -1) keeps the whole image). ``boxes`` are the ground-truth boxes (inclusive, clipped
-    to the image on reading); ``sizes()`` gives the images' (H, W).
+    to the image on reading; None for a copy without ``bounding_boxes.txt``, where :meth:`gt_boxes`
+    raises :class:`BoxesUnavailable`); ``sizes()`` gives the images' (H, W).
     """
 
     def __init__(
@@ -140,8 +223,8 @@ class CUBDataset(Dataset):
         self.paths = [meta.paths[i] for i in idx]
         self.image_ids = meta.image_ids[idx]
         self.labels = meta.labels[idx]
-        self.boxes_xywh = meta.boxes_xywh[idx]
-        self.boxes = xywh_to_inclusive(self.boxes_xywh)
+        self.boxes_xywh = meta.boxes_xywh[idx] if meta.has_boxes else None
+        self.boxes = xywh_to_inclusive(self.boxes_xywh) if meta.has_boxes else None
         self.classes = meta.classes
         self._sizes: np.ndarray | None = None
         self.crop_boxes = None
@@ -172,7 +255,9 @@ class CUBDataset(Dataset):
         return self._sizes
 
     def gt_boxes(self) -> np.ndarray:
-        """Ground-truth boxes clipped to the images (reads the sizes)."""
+        """Ground-truth boxes clipped to the images (reads the sizes); :class:`BoxesUnavailable` without boxes."""
+        if self.boxes_xywh is None:
+            raise BoxesUnavailable(f"{self.meta.folder}: {NO_BOXES}")
         return xywh_to_inclusive(self.boxes_xywh, self.sizes())
 
     def __getitem__(self, i: int):

@@ -9,8 +9,17 @@ fetched and its citation. ``fetch`` is
   (:func:`safe_extract`) it — :func:`prepare` does the three;
 - ``"torchvision"``: torchvision's dataset class fetches it (:mod:`camlib.datasets.table5`); the entry
   records where it comes from and the layout;
+- ``"files"``: plain files (no archive), each downloaded from ``<mirror><name>`` for every name of
+  ``files`` into ``<root>/<folder>/`` (the wsolevaluation ILSVRC val metadata);
 - ``"manual"``: no stable public URL with a known checksum; the entry says where to get it and how to
   lay it out (``data/README.md``).
+
+An archive kept in a sub-folder (``subdir``, torchvision's layout for Caltech-101) is stored and
+extracted there; ``inner_archives`` (e.g. Caltech-101's ``101_ObjectCategories.tar.gz`` inside its zip)
+are then extracted the same safe way. An entry whose published checksum cannot be checked from here
+says why in ``unverified``: it is downloaded all the same, and the sha256 computed is printed so that
+it can be recorded (:func:`prepare`); ``python -m camlib.datasets.fetch`` (``make data``) fetches the
+real-data sets of :mod:`camlib.datasets.roots` through this registry.
 
 Downloads use ``urllib`` only. They go to ``<file>.part`` and RESUME from its size with an HTTP
 ``Range`` request; a server that ignores ``Range`` (answers 200 with the whole file) restarts the
@@ -26,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 import tarfile
 import urllib.error
 import urllib.request
@@ -74,7 +84,7 @@ class DatasetSpec:
 
     name: str
     title: str
-    fetch: Literal["archive", "torchvision", "manual"]
+    fetch: Literal["archive", "torchvision", "files", "manual"]
     homepage: str
     citation: str
     layout: str
@@ -84,14 +94,23 @@ class DatasetSpec:
     sha256: str | None = None
     folder: str = ""  # the folder (under the data root) the archive extracts to / the dataset lives in
     check_files: tuple[str, ...] = ()  # paths under ``folder`` that exist when the dataset is complete
+    subdir: str = ""  # the archive is kept and extracted in <root>/<subdir> (default: <root>)
+    inner_archives: tuple[str, ...] = ()  # archives inside the extraction (relative to it), extracted in turn
+    files: tuple[str, ...] = ()  # fetch="files": file names, each downloaded from <url><name> into <root>/<folder>
+    unverified: str = ""  # why no checksum can be verified (then the computed sha256 is printed)
 
     def where(self, root: str | Path) -> str:
         """Where the files must be, as a message: the archive and the extracted layout."""
         root = Path(root)
         lines = [f"{self.title} was not found under {root}."]
-        if self.filename:
-            sums = ", ".join(f"{k} {v}" for k, v in (("md5", self.md5), ("sha256", self.sha256)) if v)
-            lines.append(f"Either put the archive {self.filename} ({sums}) at {root / self.filename}")
+        if self.files:
+            lines.append(f"Put the files {', '.join(self.files)} in {root / self.folder}")
+            if self.urls:
+                lines.append(f"  (download each from {self.urls[0]}<name>)")
+            lines.append("so that this layout exists:")
+        elif self.filename:
+            sums = ", ".join(f"{k} {v}" for k, v in (("md5", self.md5), ("sha256", self.sha256)) if v) or "no checksum"
+            lines.append(f"Either put the archive {self.filename} ({sums}) at {root / self.subdir / self.filename}")
             if self.urls:
                 lines.append(f"  (download it from {self.urls[0]})")
             lines.append("or extract it so that this layout exists:")
@@ -147,11 +166,15 @@ REGISTRY: dict[str, DatasetSpec] = {
         DatasetSpec(
             name="caltech101",
             title="Caltech101",
-            fetch="torchvision",
+            # camlib fetches it itself (python -m camlib.datasets.fetch caltech101) into torchvision's layout,
+            # so that table5's torchvision reader and camlib.datasets.caltech101 read the same folder.
+            fetch="archive",
             urls=("https://data.caltech.edu/records/mzrjq-6wc02/files/caltech-101.zip",),
             filename="caltech-101.zip",
             md5="3138e1922a9193bfa496528edbbc45d0",  # torchvision.datasets.Caltech101
             folder="caltech101",
+            subdir="caltech101",
+            inner_archives=("caltech-101/101_ObjectCategories.tar.gz",),
             check_files=("101_ObjectCategories",),
             homepage="https://data.caltech.edu/records/mzrjq-6wc02",
             citation="L. Fei-Fei, R. Fergus, P. Perona. Learning generative visual models from few training "
@@ -249,6 +272,60 @@ REGISTRY: dict[str, DatasetSpec] = {
                                   "rowing, sailing, snowboarding)"),
         ),
         DatasetSpec(
+            name="imagenette2_160",
+            title="Imagenette (imagenette2-160)",
+            fetch="archive",
+            # fast.ai's bucket; the md5 is the one torchvision.datasets.Imagenette checks ("160px").
+            urls=("https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-160.tgz",),
+            filename="imagenette2-160.tgz",
+            md5="e793b78cc4c9e9a4ccc0c1155377a412",
+            folder="imagenette2-160",
+            check_files=("train", "val"),
+            homepage="https://github.com/fastai/imagenette",
+            citation="J. Howard. Imagenette: a smaller subset of 10 easily classified classes from Imagenet. "
+            "github.com/fastai/imagenette, 2019.",
+            layout="<root>/imagenette2-160/train/<wnid>/*.JPEG, <root>/imagenette2-160/val/<wnid>/*.JPEG  (10 wnids; "
+            "shortest side 160 px; ILSVRC2012_val_* files among them)\n<root>/imagenette2-160/wsol/  (written by "
+            "python -m camlib.datasets.fetch imagenette from the wsolevaluation metadata)",
+        ),
+        DatasetSpec(
+            name="imagenette2_320",
+            title="Imagenette (imagenette2-320)",
+            fetch="archive",
+            urls=("https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-320.tgz",),
+            filename="imagenette2-320.tgz",
+            md5="3df6f0d01a2c9592104656642f5e78a3",  # torchvision.datasets.Imagenette ("320px")
+            folder="imagenette2-320",
+            check_files=("train", "val"),
+            homepage="https://github.com/fastai/imagenette",
+            citation="J. Howard. Imagenette: a smaller subset of 10 easily classified classes from Imagenet. "
+            "github.com/fastai/imagenette, 2019.",
+            layout="<root>/imagenette2-320/train/<wnid>/*.JPEG, <root>/imagenette2-320/val/<wnid>/*.JPEG  (shortest "
+            "side 320 px)",
+        ),
+        DatasetSpec(
+            name="wsol_ilsvrc_val",
+            title="wsolevaluation ILSVRC2012 val metadata (classes and boxes of the 50,000 val images)",
+            fetch="files",
+            # clovaai/wsolevaluation's metadata/ILSVRC/test/ (their "test" split is the official val set), at a
+            # pinned commit, then the default branch as a mirror. MIT licence.
+            urls=(
+                "https://raw.githubusercontent.com/clovaai/wsolevaluation/b5c1e8a99868d5b2e869aa7f3f5ad8c310b16ca3/"
+                "metadata/ILSVRC/test/",
+                "https://raw.githubusercontent.com/clovaai/wsolevaluation/master/metadata/ILSVRC/test/",
+            ),
+            files=("image_ids.txt", "class_labels.txt", "image_sizes.txt", "localization.txt"),
+            folder="wsol_ilsvrc_val",
+            check_files=("image_ids.txt", "class_labels.txt", "image_sizes.txt", "localization.txt"),
+            unverified="the repository publishes no checksums and none could be established from this machine "
+            "(no internet); the files are read and validated line by line (camlib.datasets.ilsvrc.read_wsol_metadata)",
+            homepage="https://github.com/clovaai/wsolevaluation",
+            citation="J. Choe, S. J. Oh, S. Lee, S. Chun, Z. Akata, H. Shim. Evaluating Weakly Supervised Object "
+            "Localization Methods Right. CVPR 2020.",
+            layout="<root>/wsol_ilsvrc_val/image_ids.txt, class_labels.txt, image_sizes.txt, localization.txt  "
+            "(val/<file>,... lines; boxes in ORIGINAL pixels)",
+        ),
+        DatasetSpec(
             name="svt",
             title="Street View Text (SVT)",
             fetch="archive",
@@ -275,9 +352,10 @@ REGISTRY: dict[str, DatasetSpec] = {
 
 
 def default_data_root() -> Path:
-    """``$CAMLIB_DATA`` if set, else the repository's ``data/`` folder."""
-    env = os.environ.get("CAMLIB_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "data"
+    """``$CAMLIB_DATA`` if set, else the repository's ``data/`` folder (:func:`camlib.datasets.roots.data_dir`)."""
+    from camlib.datasets.roots import data_dir
+
+    return data_dir() or Path(__file__).resolve().parents[2] / "data"
 
 
 # --------------------------------------------------------------------------- checksums
@@ -471,6 +549,45 @@ def _complete(spec: DatasetSpec, root: Path) -> bool:
     return folder.is_dir() and all((folder / f).exists() for f in spec.check_files)
 
 
+def _report_unverified(spec: DatasetSpec, path: Path) -> str:
+    """Print (stderr) and return the sha256 of a file whose checksum cannot be checked (``spec.unverified``)."""
+    digest = file_digest(path, "sha256")
+    print(f"NOTE: {spec.name}: {path.name} is NOT verified against a published checksum ({spec.unverified}). "
+          f"sha256 computed here: {digest}", file=sys.stderr)
+    return digest
+
+
+def _download_first(urls: Sequence[str], dest: Path, progress: bool) -> list[str]:
+    """Try the mirrors in order until one download succeeds; the errors of those that failed."""
+    errors = []
+    for url in urls:
+        try:
+            download_url(url, dest, progress=progress)
+            return errors
+        except DownloadError as exc:
+            errors.append(str(exc))
+    raise DownloadError("\n  ".join(errors or ["no URL to try"]))
+
+
+def _prepare_files(spec: DatasetSpec, root: Path, download: bool, urls: Sequence[str], progress: bool) -> Path:
+    folder = root / spec.folder
+    for name in spec.files:
+        dest = folder / name
+        if dest.is_file():
+            continue
+        if not download:
+            raise DatasetNotFoundError(spec.where(root))
+        try:
+            _download_first([u + name for u in urls], dest, progress)
+        except DownloadError as exc:
+            raise DatasetNotFoundError(spec.where(root) + f"\nDownloading failed:\n  {exc}") from exc
+        if spec.md5 or spec.sha256:  # one checksum for a one-file entry
+            verify_file(dest, md5=spec.md5, sha256=spec.sha256)
+        else:
+            _report_unverified(spec, dest)
+    return folder
+
+
 def prepare(
     name: str | DatasetSpec,
     root: str | Path | None = None,
@@ -482,11 +599,13 @@ def prepare(
 ) -> Path:
     """Make dataset ``name`` of :data:`REGISTRY` (or a :class:`DatasetSpec`) ready under ``root``; return its folder.
 
-    In order: the extracted folder is complete -> done; the archive is in ``root`` -> verify, extract;
-    ``download`` -> fetch from the registry's mirrors (or ``urls``), resuming a ``.part`` file,
-    verify, extract. Otherwise :class:`DatasetNotFoundError` says where to put what. A checksum
-    mismatch raises :class:`ChecksumError` (a downloaded bad file is deleted so the next try starts
-    over). Only ``fetch="archive"`` entries are handled here; the others say how to get them.
+    In order: the extracted folder is complete -> done; the archive is in ``root`` (``root/subdir``) ->
+    verify, extract; ``download`` -> fetch from the registry's mirrors (or ``urls``), resuming a
+    ``.part`` file, verify, extract (then the ``inner_archives``). Otherwise
+    :class:`DatasetNotFoundError` says where to put what. A checksum mismatch raises
+    :class:`ChecksumError` (a downloaded bad file is deleted so the next try starts over). An entry
+    with no checksum (``unverified``) is used, and the sha256 computed is printed. Entries with an
+    archive (any ``fetch`` but ``"manual"``) or ``fetch="files"`` are handled here.
     """
     if isinstance(name, DatasetSpec):
         spec = name
@@ -497,31 +616,37 @@ def prepare(
     root = Path(root) if root is not None else default_data_root()
     if _complete(spec, root):
         return root / spec.folder
-    if spec.fetch != "archive" or not spec.filename:
+    mirrors = list(urls) if urls is not None else list(spec.urls)
+    if spec.fetch == "files":
+        folder = _prepare_files(spec, root, download, mirrors, progress)
+        if not _complete(spec, root):
+            raise DatasetNotFoundError(f"{folder} lacks files after the download.\n" + spec.where(root))
+        return folder
+    if spec.fetch == "manual" or not spec.filename:
         raise DatasetNotFoundError(spec.where(root))
-    archive = root / spec.filename
+    base = root / spec.subdir
+    archive = base / spec.filename
+    checked = bool(spec.md5 or spec.sha256)
     if not archive.is_file():
         if not download:
             raise DatasetNotFoundError(spec.where(root))
-        errors = []
-        for url in urls if urls is not None else spec.urls:
-            try:
-                download_url(url, archive, progress=progress)
-                break
-            except DownloadError as exc:
-                errors.append(str(exc))
-        else:
-            raise DatasetNotFoundError(
-                spec.where(root) + "\nDownloading failed:\n  " + "\n  ".join(errors or ["no URL to try"])
-            )
         try:
-            verify_file(archive, md5=spec.md5, sha256=spec.sha256)
+            _download_first(mirrors, archive, progress)
+        except DownloadError as exc:
+            raise DatasetNotFoundError(spec.where(root) + f"\nDownloading failed:\n  {exc}") from exc
+        try:
+            if checked:
+                verify_file(archive, md5=spec.md5, sha256=spec.sha256)
         except ChecksumError:
             archive.unlink()
             raise
-    else:
+    elif checked:
         verify_file(archive, md5=spec.md5, sha256=spec.sha256)
-    safe_extract(archive, root)
+    if not checked:
+        _report_unverified(spec, archive)
+    safe_extract(archive, base)
+    for inner in spec.inner_archives:
+        safe_extract(base / inner, base)
     if not _complete(spec, root):
         raise DatasetNotFoundError(f"{archive} was extracted but the expected files are missing.\n" + spec.where(root))
     if not keep_archive:
@@ -535,4 +660,4 @@ def remove_partial(name: str, root: str | Path) -> None:
     root = Path(root)
     shutil.rmtree(root / spec.folder, ignore_errors=True)
     if spec.filename:
-        (root / (spec.filename + ".part")).unlink(missing_ok=True)
+        (root / spec.subdir / (spec.filename + ".part")).unlink(missing_ok=True)

@@ -19,7 +19,14 @@ Formats (``open_ilsvrc_val`` detects them from a root folder):
        image_ids.txt        val/<file>
        class_labels.txt     val/<file>,<class index 0..999 in torchvision's order>
        localization.txt     val/<file>,x0,y0,x1,y1        (one line per box)
-       image_sizes.txt      val/<file>,<width>,<height>   (optional)
+       image_sizes.txt      val/<file>,<width>,<height>   (optional; the size of the file here)
+       original_sizes.txt   val/<file>,<width>,<height>   (optional; the ORIGINAL image's size, for a
+                                                           resized copy such as ../shared/data/ilsvrc-val-1k)
+
+   The manifests are validated when opened (:func:`read_wsol_metadata`: parse errors, duplicate ids,
+   unknown ids, class indices outside 0..999, inverted boxes, boxes outside ``image_sizes.txt``), each
+   error naming the file and line (:class:`~camlib.datasets.manifest.ManifestError`).
+   :func:`wsol_records` gives the same images as typed :class:`~camlib.datasets.targets.Target` records.
 
 2. **Official per-image XML** (``ILSVRC2012_bbox_val_v3.tgz``, PASCAL VOC style, one file per image
    with ``<object><name>n01751748</name><bndbox><xmin>..`` per box), :meth:`ILSVRCBoxDataset.from_xml`.
@@ -39,11 +46,11 @@ from __future__ import annotations
 
 import copy
 import csv
-import os
 import warnings
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -51,11 +58,15 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from camlib.datasets.manifest import ImageRecord, ManifestError, check_box, read_rows, to_number, unique_keys
+from camlib.datasets.targets import Target
+
 __all__ = [
     "ILSVRCBoxDataset",
     "SAMPLE_HINT",
     "TargetList",
     "WSOLManifestDataset",
+    "WSOLMetadata",
     "collate_with_targets",
     "default_ilsvrc_root",
     "make_loader",
@@ -63,7 +74,9 @@ __all__ = [
     "parse_voc_xml",
     "read_kaggle_solution",
     "read_wnids",
+    "read_wsol_metadata",
     "wnid_index",
+    "wsol_records",
 ]
 
 SAMPLE_HINT = (
@@ -85,12 +98,14 @@ IMAGE_SUFFIXES = (".JPEG", ".jpeg", ".jpg", ".JPG", ".png", ".PNG")
 
 
 def default_ilsvrc_root() -> Path | None:
-    """``$ILSVRC_ROOT`` if set, else ``../shared/data/ilsvrc-val-sample`` beside the checkout, else None."""
-    env = os.environ.get("ILSVRC_ROOT")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve().parents[3] / "shared" / "data" / "ilsvrc-val-sample"
-    return here if here.is_dir() else None
+    """``$ILSVRC_ROOT``, else ``data/ilsvrc-val``, else ``../shared/data/ilsvrc-val-sample``, else None.
+
+    The one resolution order of :func:`camlib.datasets.roots.resolve_root` (set ``"ilsvrc"``); an
+    ``ILSVRC_ROOT`` naming a missing folder is an error, not a silent fall-back to the sample.
+    """
+    from camlib.datasets.roots import resolve_root
+
+    return resolve_root("ilsvrc").path
 
 
 # ------------------------------------------------------------------------------------- class ids
@@ -167,25 +182,119 @@ def read_kaggle_solution(path: str | Path) -> dict[str, list[tuple[str, list[int
     return out
 
 
-def _read_lines(path: Path) -> list[list[str]]:
-    if not path.is_file():
-        raise FileNotFoundError(f"missing {path.name} in {path.parent}. {SAMPLE_HINT}")
-    rows = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        line = line.strip()
-        if line:
-            rows.append([p.strip() for p in line.split(",")])
-            if not rows[-1][0]:
-                raise ValueError(f"{path}:{n}: empty image key")
-    return rows
-
-
 def _find_image(folder: Path, image_id: str) -> Path:
     for suf in IMAGE_SUFFIXES:
         p = folder / f"{image_id}{suf}"
         if p.is_file():
             return p
     return folder / f"{image_id}.JPEG"  # reported as missing when read
+
+
+# ------------------------------------------------------------------------------------- wsolevaluation
+WSOL_FIX = (
+    "each manifest line is 'val/<file>,...' (image_ids.txt: the key; class_labels.txt: key,class 0..999; "
+    "image_sizes.txt / original_sizes.txt: key,width,height; localization.txt: key,x0,y0,x1,y1), one key per "
+    "image, every key listed in image_ids.txt"
+)
+
+
+@dataclass
+class WSOLMetadata:
+    """The wsolevaluation manifests of one folder, validated (see :func:`read_wsol_metadata`).
+
+    ``ids``: keys in ``image_ids.txt`` order; ``labels``: key -> class 0..999; ``boxes``: key -> (n, 4)
+    float boxes as written; ``sizes`` / ``original_sizes``: key -> (H, W) from ``image_sizes.txt`` /
+    ``original_sizes.txt`` (None when the file is absent); ``lines`` / ``label_lines``: key -> its line in
+    ``image_ids.txt`` / ``class_labels.txt``.
+    """
+
+    folder: Path
+    ids: list[str]
+    labels: dict[str, int]
+    boxes: dict[str, np.ndarray]
+    sizes: dict[str, tuple[int, int]] | None
+    original_sizes: dict[str, tuple[int, int]] | None
+    lines: dict[str, int]
+    label_lines: dict[str, int]
+
+
+def _wsol_sizes(path: Path, known: dict[str, int]) -> dict[str, tuple[int, int]] | None:
+    rows = read_rows(path, n_fields=3, sep=",", fix=WSOL_FIX, optional=True)
+    if rows is None:
+        return None
+    unique_keys(((r[0], n) for n, r in rows), path, WSOL_FIX)
+    out = {}
+    for n, (key, w, h, *_) in rows:
+        if key not in known:
+            raise ManifestError(path, n, f"unknown image id {key!r} (not in image_ids.txt)", WSOL_FIX)
+        w, h = to_number(w, path, n, WSOL_FIX, int), to_number(h, path, n, WSOL_FIX, int)
+        if w <= 0 or h <= 0:
+            raise ManifestError(path, n, f"image size {w} x {h} is not positive", WSOL_FIX)
+        out[key] = (h, w)
+    return out
+
+
+def read_wsol_metadata(folder: str | Path, n_classes: int = 1000) -> WSOLMetadata:
+    """Read and validate ``image_ids.txt``, ``class_labels.txt``, ``localization.txt`` and the optional
+    ``image_sizes.txt`` / ``original_sizes.txt`` of ``folder``.
+
+    Every key must be unique in each file and listed in ``image_ids.txt``; every image needs a class in
+    ``0 .. n_classes - 1`` and at least one box; boxes must not be inverted and, when
+    ``image_sizes.txt`` gives the image's size, must lie in ``[0, W] x [0, H]``. Any violation raises
+    :class:`~camlib.datasets.manifest.ManifestError` naming the file and line.
+    """
+    folder = Path(folder)
+    ids_path = folder / "image_ids.txt"
+    id_rows = read_rows(ids_path, n_fields=1, sep=",", fix=f"{SAMPLE_HINT} ({WSOL_FIX})")
+    lines = unique_keys(((r[0], n) for n, r in id_rows), ids_path, WSOL_FIX)
+    ids = list(lines)
+    path = folder / "class_labels.txt"
+    rows = read_rows(path, n_fields=2, sep=",", fix=f"{SAMPLE_HINT} ({WSOL_FIX})")
+    label_lines = unique_keys(((r[0], n) for n, r in rows), path, WSOL_FIX)
+    labels = {}
+    for n, (key, c, *_) in rows:
+        if key not in lines:
+            raise ManifestError(path, n, f"unknown image id {key!r} (not in image_ids.txt)", WSOL_FIX)
+        c = to_number(c, path, n, WSOL_FIX, int)
+        if not 0 <= c < n_classes:
+            raise ManifestError(path, n, f"unknown class index {c} (expected 0..{n_classes - 1})",
+                                "class indices follow torchvision's order of the sorted WordNet ids")
+        labels[key] = c
+    sizes = _wsol_sizes(folder / "image_sizes.txt", lines)
+    original = _wsol_sizes(folder / "original_sizes.txt", lines)
+    path = folder / "localization.txt"
+    boxes: dict[str, list[list[float]]] = defaultdict(list)
+    for n, (key, *vals) in read_rows(path, n_fields=5, sep=",", fix=f"{SAMPLE_HINT} ({WSOL_FIX})"):
+        if key not in lines:
+            raise ManifestError(path, n, f"unknown image id {key!r} (not in image_ids.txt)", WSOL_FIX)
+        box = [to_number(v, path, n, WSOL_FIX) for v in vals[:4]]
+        check_box(box, sizes.get(key) if sizes else None, path, n, "boxes are x0,y0,x1,y1 in the pixels of "
+                  "image_sizes.txt, inside the image, x0 <= x1 and y0 <= y1")
+        boxes[key].append(box)
+    for key in ids:
+        missing = [f for f, table in (("class_labels.txt", labels), ("localization.txt", boxes)) if key not in table]
+        if missing:
+            raise ManifestError(ids_path, lines[key], f"image {key!r} has no line in {' or '.join(missing)}",
+                                "give every image of image_ids.txt a class and at least one box, or drop it")
+    return WSOLMetadata(folder, ids, labels, {k: np.asarray(boxes[k], dtype=np.float64) for k in ids}, sizes,
+                        original, lines, label_lines)
+
+
+def wsol_records(root: str | Path) -> list[ImageRecord]:
+    """The images of a wsolevaluation folder as typed records (``Target``: label 0..999, boxes rounded to
+    int in the pixels of the file here (clipped to ``size``), ``size`` from ``image_sizes.txt`` when given, ``image_id`` the
+    key; ``extra["original_size"]`` (H, W) from ``original_sizes.txt`` when given)."""
+    meta = read_wsol_metadata(root)
+    out = []
+    for key in meta.ids:
+        extra = {"original_size": meta.original_sizes[key]} if meta.original_sizes and key in meta.original_sizes else {}
+        size = meta.sizes.get(key) if meta.sizes else None
+        boxes = np.rint(meta.boxes[key])
+        if size is not None:  # coordinates == W or H (the edge convention) -> the last pixel
+            boxes = np.minimum(boxes, [size[1] - 1, size[0] - 1, size[1] - 1, size[0] - 1])
+        t = Target(meta.labels[key], boxes, size, key, extra=extra)
+        out.append(ImageRecord(_find_image(meta.folder / "images", Path(key).stem), t, "val"))
+    return out
 
 
 # ------------------------------------------------------------------------------------- datasets
@@ -338,19 +447,15 @@ class WSOLManifestDataset(ILSVRCBoxDataset):
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"ILSVRC root {self.root} does not exist. {SAMPLE_HINT}")
-        ids = [r[0] for r in _read_lines(self.root / "image_ids.txt")]
-        labels = {r[0]: int(r[1]) for r in _read_lines(self.root / "class_labels.txt")}
-        boxes: dict[str, list[list[int]]] = defaultdict(list)
-        for r in _read_lines(self.root / "localization.txt"):
-            boxes[r[0]].append([int(float(v)) for v in r[1:5]])
-        missing = [i for i in ids if i not in labels or i not in boxes]
-        if missing:
-            raise ValueError(f"{len(missing)} image ids have no class or no box, e.g. {missing[:3]}")
+        meta = read_wsol_metadata(self.root)  # validated: file:line errors
+        #: key -> (H, W) of the ORIGINAL image (``original_sizes.txt``; None when the folder has none)
+        self.original_sizes = meta.original_sizes
+        ids = meta.ids
         super().__init__(
             ids,
             [self.root / "images" / Path(i).name for i in ids],
-            [labels[i] for i in ids],
-            [np.asarray(boxes[i], dtype=np.int64) for i in ids],
+            [meta.labels[i] for i in ids],
+            [np.trunc(meta.boxes[i]).astype(np.int64) for i in ids],  # int(float(v)), as before
             preprocess,
             f"wsolevaluation manifests {self.root}",
         )
