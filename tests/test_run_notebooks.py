@@ -105,6 +105,12 @@ def test_folders_passed_relative_to_each_notebook(tmp_path, monkeypatch):
     """RESULTS_DIR / FIGURES_DIR: the run's folders seen from the notebook's folder; --param wins."""
     monkeypatch.chdir(tmp_path)
     nb = tmp_path / "notebooks" / "01_x.ipynb"
+    assert rn._with_folders({}, nb, tmp_path / "r", tmp_path / "f") == {"RESULTS_DIR": "../r", "FIGURES_DIR": "../f"}
+    _notebook(nb)  # declares PROFILE and SEED only: no folder is passed (papermill would warn)
+    assert rn._with_folders({"SEED": 1}, nb, tmp_path / "r", tmp_path / "f") == {"SEED": 1}
+    nbf = nbformat.read(str(nb), as_version=4)
+    nbf.cells[0].source += '\nRESULTS_DIR = "../results"\nFIGURES_DIR = "../figures"'
+    nbformat.write(nbf, str(nb))
     res, fig = rn._folder(None, "build/results", nb.parent), rn._folder(None, "build/figures", nb.parent)
     assert res == tmp_path / "build" / "results"
     params = rn._with_folders({"PROFILE": "quick"}, nb, res, fig)

@@ -226,11 +226,23 @@ def _folder(param: Any, default: str | Path, base: Path) -> Path:
     return (base / str(param)).resolve()
 
 
+def _declared(notebook: Path) -> set[str] | None:
+    """The names the notebook's ``parameters`` cell declares (None when it cannot be read)."""
+    try:
+        import papermill as pm
+
+        return set(pm.inspect_notebook(str(notebook)))
+    except Exception:  # missing or broken notebook: run_notebook reports it
+        return None
+
+
 def _with_folders(parameters: dict[str, Any], notebook: Path, results_dir: Path, figures_dir: Path) -> dict[str, Any]:
-    """``parameters`` plus RESULTS_DIR / FIGURES_DIR relative to ``notebook``'s folder (unless given)."""
+    """``parameters`` plus RESULTS_DIR / FIGURES_DIR relative to ``notebook``'s folder, for the ones
+    its parameters cell declares (papermill warns about others) and ``parameters`` does not set."""
     here = notebook.resolve().parent
-    return {"RESULTS_DIR": os.path.relpath(results_dir, here), "FIGURES_DIR": os.path.relpath(figures_dir, here),
-            **parameters}
+    folders = {"RESULTS_DIR": os.path.relpath(results_dir, here), "FIGURES_DIR": os.path.relpath(figures_dir, here)}
+    declared = _declared(notebook)
+    return {**{k: v for k, v in folders.items() if declared is None or k in declared}, **parameters}
 
 
 def _copy_paper_yaml(results_dir: Path, source: Path | None = None) -> None:
