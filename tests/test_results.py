@@ -308,3 +308,23 @@ def test_schema_1_files_still_load(tmp_path):
         validate_results({**record, "data": []})
     with pytest.raises(ValueError, match="missing key\\(s\\) 'data'"):
         validate_results({**record, "schema_version": 2})
+
+
+def test_git_revision_ignores_the_reference_folders(tmp_path):
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    for name in ("results/a.json", "figures/a.png", "code.py"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("1")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "x")
+    (tmp_path / "results" / "a.json").write_text("2")
+    (tmp_path / "figures" / "a.png").write_text("2")
+    assert not git_revision(tmp_path).endswith("-dirty")  # refreshing the reference is not a code change
+    (tmp_path / "code.py").write_text("2")
+    assert git_revision(tmp_path).endswith("-dirty")

@@ -245,7 +245,8 @@ def _git(args: list[str], cwd: Path) -> str | None:
 def git_revision(repo: str | Path | None = None) -> str | None:
     """Short commit hash of ``repo`` (default: camlib's checkout), with ``-dirty`` for local changes.
 
-    Changes under ``results/`` are not counted: running the notebooks rewrites those files. Returns
+    Changes under ``results/`` and ``figures/`` are not counted: refreshing the reference
+    (``make refresh-results``) rewrites those files while the notebooks run. Returns
     None outside a git checkout, before the first commit or without git; never raises.
     """
     cwd = Path(repo) if repo is not None else Path(__file__).resolve().parents[2]
@@ -254,7 +255,7 @@ def git_revision(repo: str | Path | None = None) -> str | None:
     short = _git(["rev-parse", "--short", "HEAD"], cwd)
     if not short:
         return None
-    status = _git(["status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"], cwd)
+    status = _git(["status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results", ":(exclude)figures"], cwd)
     return f"{short}-dirty" if status else short
 
 
