@@ -7,7 +7,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.camlib-setup
 NB_OUT ?= build/notebooks
-RESULTS ?= results
+# a run's results/figures (a user's: build/); the committed results/ + figures/ are the reference
+RESULTS ?= build/results
+FIGURES ?= $(if $(filter results,$(RESULTS)),figures,build/figures)
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 PYTEST_ARGS ?=
 JOBS ?= 2
@@ -15,7 +17,7 @@ PAPER_ARGS ?=
 LAB_DIR ?= notebooks
 LAB_ARGS ?=
 
-.PHONY: help setup quick reproduce report test lint lab clean-notebooks student bench clean
+.PHONY: help setup quick reproduce report refresh-results test lint lab clean-notebooks student bench clean
 STUDENT_OUT ?= build/student
 
 help:  ## list the targets
@@ -31,16 +33,19 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m camlib.env --check
 	touch $(STAMP)
 
-quick: setup  ## run every notebook (quick profile, CPU, embedded data), then the report
-	$(PY) -m camlib.run_notebooks --profile quick --jobs $(JOBS) --out $(NB_OUT) $(NOTEBOOKS)
-	$(MAKE) --no-print-directory report
+quick: setup  ## run every notebook (quick profile, CPU) into build/results + build/figures, then the report
+	$(PY) -m camlib.run_notebooks --profile quick --jobs $(JOBS) --out $(NB_OUT) --results-dir $(RESULTS) --figures-dir $(FIGURES) $(NOTEBOOKS)
+	$(MAKE) --no-print-directory report RESULTS=$(RESULTS)
+
+refresh-results: setup  ## maintainers, with ../shared: regenerate the committed reference results/ + figures/
+	$(MAKE) --no-print-directory quick RESULTS=results FIGURES=figures
 
 reproduce: setup  ## run every notebook with the paper profile (real datasets, GPU advised)
 	$(PY) -m camlib.run_notebooks --profile paper --out $(NB_OUT)/paper $(PAPER_ARGS) $(NOTEBOOKS)
 	$(MAKE) --no-print-directory report
 
-report: setup  ## results/*.json + results/paper.yaml -> results/README.md
-	$(PY) -m camlib.report --results $(RESULTS) --paper results/paper.yaml --out $(RESULTS)/README.md
+report: setup  ## paper | reference (results/) | your run (build/results) -> build/results/README.md
+	$(PY) -m camlib.report --results $(RESULTS) --reference results --paper results/paper.yaml --out $(RESULTS)/README.md
 
 test: setup  ## unit tests + papermill smoke runs + the browser check (installs chromium via apt when root)
 	-$(PY) -m camlib.browser ensure

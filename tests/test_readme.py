@@ -33,6 +33,7 @@ COVERAGE: dict[str, list[str]] = {
     "make report": ["tests/test_readme.py::test_make_quick_runs_notebooks_then_the_report",
                     "tests/test_report.py::test_deterministic"],
     "make reproduce": ["tests/test_readme.py::test_paper_profile_commands"],
+    "make refresh-results": ["tests/test_readme.py::test_quick_writes_build_and_refresh_results_the_reference"],
     "make clean-notebooks": ["tests/test_readme.py::test_make_clean_notebooks_and_student"],
     "make student": ["tests/test_readme.py::test_make_clean_notebooks_and_student"],
     "make bench": ["tests/test_readme.py::test_make_bench_scripts"],
@@ -219,6 +220,22 @@ def test_make_clean_notebooks_and_student(tmp_path):
         copy = read(tmp_path / "student" / path.name)
         assert not [c for c in copy.cells if "solution" in c.metadata.get("tags", [])
                     and "Your turn" not in c.source], f"{path.name}: a solution survived"
+
+
+def test_quick_writes_build_and_refresh_results_the_reference():
+    """`make quick` (and its report) writes build/results + build/figures; `make refresh-results`
+    (or RESULTS=results) the committed reference results/ + figures/."""
+    quick = make("-n", "quick", timeout=60)
+    assert quick.returncode == 0, quick.stderr
+    run = next(ln for ln in quick.stdout.splitlines() if "camlib.run_notebooks" in ln)
+    assert "--results-dir build/results --figures-dir build/figures" in run
+    assert "--results build/results --reference results" in quick.stdout
+    assert "--out build/results/README.md" in quick.stdout
+    for args in (["refresh-results"], ["quick", "RESULTS=results"]):
+        done = make("-n", *args, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert "--results-dir results --figures-dir figures" in done.stdout
+        assert "--out results/README.md" in done.stdout
 
 
 def test_make_lint():

@@ -9,8 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from camlib.tools.report import build_report, collect_results, flatten, format_delta, load_paper, main
-from camlib.tools.results import write_results
+from camlib.evaluation.stats import Estimate
+from camlib.tools.report import (
+    NOT_COMPARABLE,
+    build_report,
+    collect_results,
+    flatten,
+    format_delta,
+    format_estimate,
+    load_paper,
+    main,
+)
+from camlib.tools.results import DataSource, write_results
 
 REPO = Path(__file__).resolve().parent.parent
 PAPER_YAML = REPO / "results" / "paper.yaml"
@@ -22,7 +32,8 @@ PAPER = (
 
 
 def _results(folder: Path, ref: str = "table2.googlenet_gap.top5_loc_err") -> Path:
-    """Two hand-made results files in ``folder``; returns the paper.yaml beside them."""
+    """Two hand-made results files in ``folder``; returns the paper.yaml beside them. The first row
+    is marked comparable, the second is not (no flag)."""
     folder.mkdir(parents=True, exist_ok=True)
     write_results(
         "02_localization",
@@ -36,8 +47,10 @@ def _results(folder: Path, ref: str = "table2.googlenet_gap.top5_loc_err") -> Pa
                 "paper_ref": ref,
                 "reproduced": 47.256,
                 "setting": "EfficientNet-Lite0, 100 val images",
+                "comparable": True,
             }
         ],
+        data=[DataSource("ilsvrc-val-sample", "shared", 100, "small objects")],
         results_dir=folder,
     )
     write_results(
@@ -67,16 +80,25 @@ def _row(text: str, metric: str) -> list[str]:
     return [cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
 
 
+def _main(tmp_path: Path, *extra: str, results: str = "results", reference: str = "results") -> int:
+    return main(["--results", str(tmp_path / results), "--reference", str(tmp_path / reference),
+                 "--paper", str(tmp_path / "paper.yaml"), "--out", str(tmp_path / "README.md"), *extra])
+
+
 def test_delta_and_tables(tmp_path):
-    paper = _results(tmp_path / "results")
+    _results(tmp_path / "results")
     out = tmp_path / "README.md"
-    assert main(["--results", str(tmp_path / "results"), "--paper", str(paper), "--out", str(out)]) == 0
+    assert _main(tmp_path) == 0  # --results is the reference: the reference page
     text = out.read_text()
     assert "do not edit" in text.lower() and "make report" in text
+    assert "| Metric | Paper | Reference | Δ | Setting | Profile |" in text
     row = _row(text, "top-5 loc. error")
     assert row[1:] == ["43.00 (Table 2)", "47.26", "+4.26", "EfficientNet-Lite0, 100 val images", "quick"]
-    row = _row(text, "top-1 error")
-    assert row[1:4] == ["35.00 (Table 1)", "33.00", "-2.00"]
+    row = _row(text, "top-1 error")  # no comparable flag: no Δ, a footnote says why
+    assert row[1:4] == ["35.00 (Table 1)", "33.00", "—"]
+    assert text.count(NOT_COMPARABLE) == 1 and text.index("## 01_classification") < text.index(NOT_COMPARABLE)
+    assert "| ilsvrc-val-sample | shared | 100 | small objects |" in text
+    assert "| _not recorded_ |" in text  # 01_classification was written without data=
     assert "GoogLeNet-GAP \\| retrained" in text  # pipes escaped inside cells
     assert "| `loc.top5_loc_err` | 47.256 |" in text and "| `loc.n` | 100 |" in text
     assert "| `curve` | [1, 2] |" in text
@@ -89,6 +111,51 @@ def test_format_delta():
     assert format_delta(40.0, 43.0) == "-3.00"
     assert format_delta(43.001, 43.0) == "+0.00"
     assert format_delta(42.999, 43.0) == "+0.00"
+    assert format_delta(Estimate(47.0, 38.0, 56.5, 100).to_dict(), 43.0) == "+4.00 [-5.00, +13.50]"
+
+
+def test_format_estimate():
+    est = Estimate(62.5, 25.0, 100.0, 5).to_dict()
+    assert format_estimate(est) == "62.50 [25.00, 100.00] (n=5)"
+    assert format_estimate({**est, "level": 0.9}) == "62.50 [25.00, 100.00] (n=5, 90%)"
+    assert flatten({"a": {"acc": est}}) == {"a.acc": est}  # an Estimate is one value
+
+
+def test_reference_and_your_run(tmp_path):
+    """Paper · reference · your run: values side by side, Δ per side only where comparable, the
+    run's own setting and data shown, metrics in two columns, a notebook only one side has."""
+    _results(tmp_path / "results")
+    run = tmp_path / "run"
+    write_results(
+        "02_localization",
+        metrics={"loc": {"top5_loc_err": Estimate(60.0, 50.0, 70.0, 100)}, "n": 100},
+        profile="quick", parameters={"PROFILE": "quick", "SEED": 0}, started=time.time() - 1,
+        comparisons=[{"metric": "top-5 loc. error", "paper_ref": "table2.googlenet_gap.top5_loc_err",
+                      "reproduced": Estimate(60.0, 50.0, 70.0, 100), "setting": "SmallGAPNet, procedural shapes"}],
+        data=[DataSource("procedural shapes", "procedural", 400, "not ILSVRC")],
+        results_dir=run,
+    )
+    write_results("03_only_here", metrics={}, profile="quick", parameters={}, started=time.time(), results_dir=run)
+    assert _main(tmp_path, results="run") == 0
+    text = (tmp_path / "README.md").read_text()
+    assert "| Metric | Paper | Reference | Δ ref | Your run | Δ run | Setting |" in text
+    row = _row(text, "top-5 loc. error")
+    # the reference row is comparable (Δ), the run's is not (—): Lite0 on 100 images vs a procedural stand-in
+    assert row[1:6] == ["43.00 (Table 2)", "47.26", "+4.26", "60.00 [50.00, 70.00] (n=100)", "—"]
+    assert row[6] == "reference: EfficientNet-Lite0, 100 val images · your run: SmallGAPNet, procedural shapes"
+    assert _row(text, "top-1 error")[1:6] == ["35.00 (Table 1)", "33.00", "—", "not run", ""]
+    assert "| your run | procedural shapes | procedural | 400 | not ILSVRC |" in text
+    assert "| reference | ilsvrc-val-sample | shared | 100 | small objects |" in text
+    assert "| `loc.top5_loc_err` | 47.256 | 60 [50, 70] (n=100) |" in text
+    assert "## 03_only_here" in text and "Reference: not run" in text
+    assert "Your run: Profile `quick`" in text
+
+
+def test_empty_run_folder_says_how_to_fill_it(tmp_path):
+    _results(tmp_path / "results")
+    (tmp_path / "run").mkdir()
+    assert _main(tmp_path, results="run") == 0
+    assert "No results yet" in (tmp_path / "README.md").read_text()
 
 
 def test_flatten():
@@ -106,7 +173,7 @@ def test_unknown_paper_ref_errors_naming_it(tmp_path, capsys):
     with pytest.raises(ValueError, match="paper_ref 'table9.made_up'"):
         build_report(records, load_paper(paper))
     out = tmp_path / "README.md"
-    assert main(["--results", str(tmp_path / "results"), "--paper", str(paper), "--out", str(out)]) == 1
+    assert _main(tmp_path) == 1
     assert "table9.made_up" in capsys.readouterr().err
     assert not out.exists()
 
@@ -114,26 +181,16 @@ def test_unknown_paper_ref_errors_naming_it(tmp_path, capsys):
 def test_invalid_results_file_errors_naming_it(tmp_path, capsys):
     paper = _results(tmp_path / "results")
     (tmp_path / "results" / "03_broken.json").write_text('{"notebook": "03_broken"}')
-    assert (
-        main(
-            [
-                "--results",
-                str(tmp_path / "results"),
-                "--paper",
-                str(paper),
-                "--out",
-                str(tmp_path / "README.md"),
-            ]
-        )
-        == 1
-    )
+    assert _main(tmp_path) == 1
     assert "03_broken.json" in capsys.readouterr().err
+    assert paper.is_file()
 
 
 def test_deterministic(tmp_path):
     paper = _results(tmp_path / "results")
     out = tmp_path / "README.md"
-    args = ["--results", str(tmp_path / "results"), "--paper", str(paper), "--out", str(out)]
+    args = ["--results", str(tmp_path / "results"), "--reference", str(tmp_path / "results"), "--paper", str(paper),
+            "--out", str(out)]
     main(args)
     first = out.read_bytes()
     main(args)
@@ -150,7 +207,7 @@ def test_empty_results_dir(tmp_path):
     paper = tmp_path / "paper.yaml"
     paper.write_text(PAPER)
     out = tmp_path / "README.md"
-    assert main(["--results", str(tmp_path / "results"), "--paper", str(paper), "--out", str(out)]) == 0
+    assert _main(tmp_path) == 0
     text = out.read_text()
     assert "No results yet" in text and "make quick" in text
     assert "| Metric |" not in text

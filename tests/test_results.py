@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from camlib.evaluation.stats import Estimate
 from camlib.tools.report import load_paper
 from camlib.tools.results import (
     COMPARISON_KEYS,
     SCHEMA_VERSION,
     TOP_LEVEL_KEYS,
+    DataSource,
     git_revision,
     load_results,
     validate_results,
@@ -178,7 +180,9 @@ def test_validate_names_a_missing_key(tmp_path, key):
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("schema_version", 2, "'schema_version' is 2"),
+        ("schema_version", 3, "'schema_version' is 3"),
+        ("schema_version", True, "'schema_version' is True"),
+        ("data", {}, "'data' must be a list"),
         ("profile", "slow", "'profile' is 'slow'"),
         ("metrics", [], "'metrics' must be a dict"),
         ("runtime_s", -1, "'runtime_s' is -1"),
@@ -231,3 +235,96 @@ def test_committed_results_match_schema(tmp_path):
         if paper is not None:
             unknown = [row["paper_ref"] for row in record["comparisons"] if row["paper_ref"] not in paper]
             assert not unknown, f"{path}: paper_ref not in results/paper.yaml: {unknown}"
+
+
+DATA = [DataSource("ilsvrc-val-sample", "shared", 100, "small objects"),
+        {"name": "procedural shapes", "root_kind": "procedural", "n_images": 600, "caveat": ""}]
+
+
+def test_data_and_estimates_round_trip(tmp_path):
+    est = Estimate(47.0, 37.0, 57.0, 100)
+    path = _write(tmp_path, data=DATA, metrics={"loc": {"top5_loc_err": est}, "n": 3},
+                  comparisons=[{**ROW, "reproduced": est, "comparable": False}, {**ROW, "comparable": True}])
+    record = load_results(path)
+    assert record["schema_version"] == SCHEMA_VERSION == 2
+    assert record["data"] == [{"name": "ilsvrc-val-sample", "root_kind": "shared", "n_images": 100,
+                               "caveat": "small objects"}, DATA[1]]
+    assert record["metrics"]["loc"]["top5_loc_err"] == est.to_dict() == {
+        "value": 47.0, "low": 37.0, "high": 57.0, "n": 100, "level": 0.95}
+    assert record["comparisons"][0]["reproduced"] == est.to_dict()
+    assert [r.get("comparable") for r in record["comparisons"]] == [False, True]
+    assert load_results(_write(tmp_path))["data"] == []  # not given: recorded as "not recorded"
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({**DATA[1], "root_kind": "disk"}, r"data\[0\]\.root_kind is 'disk': expected one of param, env"),
+        ({**DATA[1], "n_images": -1}, r"data\[0\]\.n_images must be an int >= 0"),
+        ({**DATA[1], "n_images": 2.5}, r"data\[0\]\.n_images must be an int >= 0"),
+        ({**DATA[1], "caveat": None}, r"data\[0\]\.caveat must be a string"),
+        ({**DATA[1], "name": " "}, r"data\[0\]\.name must be a non-empty string"),
+        ({**DATA[1], "root": "/x"}, r"data\[0\]: unknown key\(s\) 'root'"),
+        ({k: v for k, v in DATA[1].items() if k != "n_images"}, r"data\[0\]: missing key\(s\) 'n_images'"),
+    ],
+)
+def test_bad_data_rows_are_named(tmp_path, row, message):
+    with pytest.raises(ValueError, match=message):
+        _write(tmp_path, data=[row])
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("est", "message"),
+    [
+        ({"value": 1.0, "low": 2.0, "high": 0.5, "n": 10, "level": 0.95}, r": interval \[2.0, 0.5\] is inverted"),
+        ({"value": 1.0, "low": 0.0, "high": 2.0, "n": 0, "level": 0.95}, r"\.n must be the number of units"),
+        ({"value": 1.0, "low": 0.0, "high": 2.0, "n": 10, "level": 95}, r"\.level must be a confidence level"),
+        ({"value": "1", "low": 0.0, "high": 2.0, "n": 10, "level": 0.95}, r"\.value must be a finite number"),
+    ],
+)
+def test_bad_estimates_are_named(tmp_path, est, message):
+    with pytest.raises(ValueError, match=r"metrics\.loc\.err" + message):
+        _write(tmp_path, metrics={"loc": {"err": est}})
+    with pytest.raises(ValueError, match=r"comparisons\[0\]\.reproduced" + message):
+        _write(tmp_path, comparisons=[{**ROW, "reproduced": est}])
+
+
+def test_comparable_must_be_a_bool(tmp_path):
+    with pytest.raises(ValueError, match=r"comparisons\[0\]\.comparable must be true or false"):
+        _write(tmp_path, comparisons=[{**ROW, "comparable": "yes"}])
+
+
+def test_schema_1_files_still_load(tmp_path):
+    """Files written before ``data`` (schema 1) load with data = [] and keep their version."""
+    record = json.loads(_write(tmp_path).read_text())
+    del record["data"]
+    record["schema_version"] = 1
+    old = tmp_path / "01_cam_basics.json"
+    old.write_text(json.dumps(record))
+    loaded = load_results(old)
+    assert loaded["schema_version"] == 1 and loaded["data"] == []
+    with pytest.raises(ValueError, match="unknown key\\(s\\) 'data' \\(schema_version 1\\)"):
+        validate_results({**record, "data": []})
+    with pytest.raises(ValueError, match="missing key\\(s\\) 'data'"):
+        validate_results({**record, "schema_version": 2})
+
+
+def test_git_revision_ignores_the_reference_folders(tmp_path):
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    for name in ("results/a.json", "figures/a.png", "code.py"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("1")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "x")
+    (tmp_path / "results" / "a.json").write_text("2")
+    (tmp_path / "figures" / "a.png").write_text("2")
+    assert not git_revision(tmp_path).endswith("-dirty")  # refreshing the reference is not a code change
+    (tmp_path / "code.py").write_text("2")
+    assert git_revision(tmp_path).endswith("-dirty")

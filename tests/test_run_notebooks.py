@@ -10,6 +10,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
+from camlib.tools import run_notebooks as rn
 from camlib.tools.run_notebooks import main, parse_param, parse_params
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -56,7 +57,8 @@ def test_runs_notebooks_and_fails_clearly(tmp_path, capsys):
     after = _notebook(tmp_path / "other" / "03_after.ipynb", 'open("ran.txt", "w").write(PROFILE)')
     out = tmp_path / "executed"
 
-    rc = main(["--profile", "quick", "--out", str(out), "--param", "SEED=7", str(good), str(bad), str(after)])
+    rc = main(["--profile", "quick", "--out", str(out), "--results-dir", str(tmp_path / "res"), "--param", "SEED=7",
+               str(good), str(bad), str(after)])
     captured = capsys.readouterr()
 
     assert rc == 1
@@ -73,7 +75,8 @@ def test_runs_notebooks_and_fails_clearly(tmp_path, capsys):
 
 
 def test_missing_notebook_is_reported(tmp_path, capsys):
-    assert main(["--profile", "quick", "--out", str(tmp_path), str(tmp_path / "nope.ipynb")]) == 1
+    assert main(["--profile", "quick", "--out", str(tmp_path), "--results-dir", str(tmp_path / "res"),
+                 str(tmp_path / "nope.ipynb")]) == 1
     assert "notebook not found" in capsys.readouterr().err
 
 
@@ -85,7 +88,8 @@ def test_jobs_run_at_once_with_threads_per_kernel(tmp_path, capsys):
     nbs = [_notebook(tmp_path / "nb" / f"0{i}_n.ipynb", src % i) for i in range(1, 4)]
     bad = _notebook(tmp_path / "nb" / "04_bad.ipynb", 'raise RuntimeError("boom")')
     before = os.environ.get("OMP_NUM_THREADS")
-    rc = main(["--profile", "quick", "--jobs", "2", "--threads", "1", "--out", str(tmp_path / "ex"), *map(str, nbs), str(bad)])
+    rc = main(["--profile", "quick", "--jobs", "2", "--threads", "1", "--out", str(tmp_path / "ex"),
+               "--results-dir", str(tmp_path / "res"), *map(str, nbs), str(bad)])
     out = capsys.readouterr()
     assert rc == 1 and "2 at a time, 1 thread(s) each" in out.out
     assert [(tmp_path / "nb" / f"threads_{i}.txt").read_text() for i in range(1, 4)] == ["1", "1", "1"]
@@ -95,3 +99,58 @@ def test_jobs_run_at_once_with_threads_per_kernel(tmp_path, capsys):
     assert os.environ.get("OMP_NUM_THREADS") == before  # the caller's environment is restored
     with pytest.raises(SystemExit):
         main(["--profile", "quick", "--jobs", "x", "--out", str(tmp_path), str(nbs[0])])
+
+
+def test_folders_passed_relative_to_each_notebook(tmp_path, monkeypatch):
+    """RESULTS_DIR / FIGURES_DIR: the run's folders seen from the notebook's folder; --param wins."""
+    monkeypatch.chdir(tmp_path)
+    nb = tmp_path / "notebooks" / "01_x.ipynb"
+    assert rn._with_folders({}, nb, tmp_path / "r", tmp_path / "f") == {"RESULTS_DIR": "../r", "FIGURES_DIR": "../f"}
+    _notebook(nb)  # declares PROFILE and SEED only: no folder is passed (papermill would warn)
+    assert rn._with_folders({"SEED": 1}, nb, tmp_path / "r", tmp_path / "f") == {"SEED": 1}
+    nbf = nbformat.read(str(nb), as_version=4)
+    nbf.cells[0].source += '\nRESULTS_DIR = "../results"\nFIGURES_DIR = "../figures"'
+    nbformat.write(nbf, str(nb))
+    res, fig = rn._folder(None, "build/results", nb.parent), rn._folder(None, "build/figures", nb.parent)
+    assert res == tmp_path / "build" / "results"
+    params = rn._with_folders({"PROFILE": "quick"}, nb, res, fig)
+    assert params == {"PROFILE": "quick", "RESULTS_DIR": "../build/results", "FIGURES_DIR": "../build/figures"}
+    assert rn._with_folders({"RESULTS_DIR": "/abs"}, nb, res, fig)["RESULTS_DIR"] == "/abs"
+    assert rn._folder("../results", "build/results", nb.parent) == tmp_path / "results"
+    assert rn.RESULTS_DIR == "build/results" and rn.FIGURES_DIR == "build/figures"
+
+
+def test_paper_yaml_copied_into_a_run_folder_without_one(tmp_path):
+    source = tmp_path / "paper.yaml"
+    source.write_text("a.b: {value: 1.0, unit: '%', what: x, source: y}\n")
+    rn._copy_paper_yaml(tmp_path / "run", source)
+    assert (tmp_path / "run" / "paper.yaml").read_text() == source.read_text()
+    (tmp_path / "run" / "paper.yaml").write_text("kept")
+    rn._copy_paper_yaml(tmp_path / "run", source)  # an existing one is left alone
+    assert (tmp_path / "run" / "paper.yaml").read_text() == "kept"
+    assert rn.REFERENCE_PAPER.parent.name == "results"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_run_writes_to_its_build_folders_not_the_reference(tmp_path, monkeypatch):
+    """A notebook whose defaults are ../results and ../figures (the committed reference) writes its
+    results and figures, with or without an explicit folder, to the run's folders instead."""
+    monkeypatch.chdir(tmp_path)
+    nb = new_notebook(metadata={"kernelspec": KERNELSPEC})
+    nb.cells = [new_code_cell('PROFILE = "paper"\nRESULTS_DIR = "../results"\nFIGURES_DIR = "../figures"',
+                              metadata={"tags": ["parameters"]}),
+                new_code_cell("from pathlib import Path\nimport matplotlib\nmatplotlib.use('Agg')\n"
+                              "import matplotlib.pyplot as plt\nfrom camlib.core.viz import save_figure\n"
+                              "Path(RESULTS_DIR).mkdir(parents=True, exist_ok=True)\n"
+                              "Path(RESULTS_DIR, '01_w.txt').write_text(RESULTS_DIR)\n"
+                              "fig = plt.figure(figsize=(1, 1))\n"
+                              "save_figure(fig, 'explicit', FIGURES_DIR)\nsave_figure(fig, 'default')")]
+    (tmp_path / "notebooks").mkdir()
+    nbformat.write(nb, str(tmp_path / "notebooks" / "01_w.ipynb"))
+    assert main(["--profile", "quick", "--out", "build/notebooks", "notebooks/01_w.ipynb"]) == 0
+    assert (tmp_path / "build" / "results" / "01_w.txt").read_text() == "../build/results"
+    assert sorted(p.name for p in (tmp_path / "build" / "figures").iterdir()) == ["default.png", "explicit.png"]
+    assert (tmp_path / "build" / "results" / "paper.yaml").is_file()  # copied from the reference
+    assert not (tmp_path / "results").exists() and not (tmp_path / "figures").exists()
+    assert rn.FIGURES_ENV not in os.environ  # restored

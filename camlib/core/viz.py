@@ -7,6 +7,7 @@ Images are shown as (H, W, 3) uint8 or float in [0, 1]; maps as 2-D arrays at th
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -136,13 +137,18 @@ def plot_cam_grid(images, maps, titles: Sequence[str], pred_boxes=None, gt_boxes
     return fig
 
 
-def save_figure(fig: plt.Figure, name: str, folder: str | Path = "../figures") -> Path:
+def save_figure(fig: plt.Figure, name: str, folder: str | Path | None = None) -> Path:
     """Save a figure as ``<folder>/<name>.png`` (the one place figures are written; README links them).
+
+    ``folder`` None: ``$CAMLIB_FIGURES_DIR`` when set (``camlib.tools.run_notebooks`` sets it to the
+    run's figures folder, ``build/figures`` unless told otherwise), else ``../figures``.
 
     Always PNG at :data:`FIG_DPI`; the size is the ``figsize`` the figure was made with (every figure
     in camlib and the notebooks sets one), trimmed to its content. ``tests/test_viz.py`` checks that
     nothing else writes figures.
     """
+    if folder is None:
+        folder = os.environ.get("CAMLIB_FIGURES_DIR") or "../figures"
     path = Path(folder) / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=FIG_DPI, bbox_inches="tight")

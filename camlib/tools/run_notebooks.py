@@ -3,11 +3,23 @@
     python -m camlib.run_notebooks --profile quick --out build/notebooks notebooks/*.ipynb
     python -m camlib.run_notebooks --profile quick --jobs 2 --out build/notebooks notebooks/*.ipynb
     python -m camlib.run_notebooks --profile paper --out build/notebooks/paper --param SEED=1 notebooks/03_*.ipynb
+    python -m camlib.run_notebooks --profile quick --out build/notebooks --results-dir results \
+        --figures-dir figures notebooks/*.ipynb      # maintainers: regenerate the committed reference
 
-Each notebook runs in its own folder (so ``../results`` and ``../data`` resolve as in JupyterLab)
-with the parameters ``PROFILE`` plus every ``--param KEY=VALUE`` (VALUE read as JSON, else as a
-Python literal, else kept as a string). The executed copy goes to ``OUT/<name>.ipynb``. A failing
-notebook does not stop the others; the exit status is 1 when any failed, naming it and its cell error.
+Each notebook runs in its own folder (so ``../data`` resolves as in JupyterLab) with the parameters
+``PROFILE``, ``RESULTS_DIR`` and ``FIGURES_DIR`` plus every ``--param KEY=VALUE`` (VALUE read as
+JSON, else as a Python literal, else kept as a string). The executed copy goes to
+``OUT/<name>.ipynb``. A failing notebook does not stop the others; the exit status is 1 when any
+failed, naming it and its cell error.
+
+Reference vs your run: the committed ``results/*.json`` and ``figures/*.png`` are the reference
+(made by a maintainer with ``../shared`` present). A run writes its results to ``--results-dir``
+(default ``build/results``) and its figures to ``--figures-dir`` (default ``build/figures``), passed
+to each notebook as ``RESULTS_DIR`` / ``FIGURES_DIR`` (relative to the notebook's folder, so the
+recorded paths do not depend on where the checkout lies; a ``--param RESULTS_DIR=...`` still wins)
+and, for ``save_figure`` calls without a folder, as ``$CAMLIB_FIGURES_DIR``. So a user's run never
+rewrites the committed files. ``results/paper.yaml`` is copied into a results folder that has none,
+so that notebooks reading ``RESULTS_DIR/paper.yaml`` and ``write_results``'s paper_ref check work.
 
 ``--jobs N`` runs N notebooks at once, each kernel limited to ``--threads`` torch/OpenMP threads
 (default: the CPU count divided by N, at least 1), set through ``OMP_NUM_THREADS`` and
@@ -22,6 +34,7 @@ import argparse
 import ast
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -33,6 +46,10 @@ __all__ = ["NotebookRun", "main", "parse_param", "parse_params", "run_notebook",
 
 PROFILES = ("quick", "paper")
 KERNEL_NAME = "python3"
+RESULTS_DIR = "build/results"  #: default folder of a run's results files (the reference is results/)
+FIGURES_DIR = "build/figures"  #: default folder of a run's figures (the reference is figures/)
+REFERENCE_PAPER = Path(__file__).resolve().parents[2] / "results" / "paper.yaml"
+FIGURES_ENV = "CAMLIB_FIGURES_DIR"
 
 
 @dataclass(frozen=True)
@@ -131,12 +148,16 @@ def run_notebooks(
     timeout: float | None = None,
     jobs: int = 1,
     threads: int | None = None,
+    results_dir: str | Path = RESULTS_DIR,
+    figures_dir: str | Path = FIGURES_DIR,
 ) -> list[NotebookRun]:
     """Run every notebook (all of them, even after a failure); print one line each.
 
     ``jobs``: how many run at once (in the given order, the next starting when one ends); the returned
     list keeps the given order. ``threads``: torch/OpenMP threads per kernel (``None``: unchanged when
-    ``jobs == 1``, else ``cpu_count // jobs``, at least 1).
+    ``jobs == 1``, else ``cpu_count // jobs``, at least 1). ``results_dir`` / ``figures_dir``
+    (relative to the current folder): where the notebooks write, passed as ``RESULTS_DIR`` /
+    ``FIGURES_DIR`` unless ``params`` sets them.
     """
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
@@ -149,6 +170,11 @@ def run_notebooks(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     parameters = {"PROFILE": profile, **(params or {})}
+    base = paths[0].resolve().parent if paths else Path.cwd()
+    results_dir = _folder(parameters.get("RESULTS_DIR"), results_dir, base)
+    figures_dir = _folder(parameters.get("FIGURES_DIR"), figures_dir, base)
+    _copy_paper_yaml(results_dir)
+    per_notebook = [_with_folders(parameters, path, results_dir, figures_dir) for path in paths]
     if threads is None and jobs > 1:
         threads = max(1, (os.cpu_count() or 1) // jobs)
     n = len(paths)
@@ -158,21 +184,23 @@ def run_notebooks(
         print(f"[{i}/{n}] {run.notebook.name}: {status} in {run.seconds:.1f} s -> {run.output}", flush=True)
         return run
 
-    saved = {k: os.environ.get(k) for k in _THREAD_VARS}
+    saved = {k: os.environ.get(k) for k in (*_THREAD_VARS, FIGURES_ENV)}
     if threads is not None:  # the kernels papermill starts inherit this environment
         os.environ.update({k: str(threads) for k in _THREAD_VARS})
+    os.environ[FIGURES_ENV] = str(figures_dir)  # save_figure(fig, name) without a folder
     try:
         if jobs == 1:
             runs = []
             for i, path in enumerate(paths, 1):
                 print(f"[{i}/{n}] {path} ({profile}) ...", flush=True)
-                runs.append(done(i, run_notebook(path, out, parameters, log_output=log_output, timeout=timeout)))
+                runs.append(done(i, run_notebook(path, out, per_notebook[i - 1], log_output=log_output,
+                                                 timeout=timeout)))
             return runs
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         print(f"running {n} notebook(s), {jobs} at a time, {threads} thread(s) each", flush=True)
         with ProcessPoolExecutor(max_workers=min(jobs, n)) as pool:
-            futures = {pool.submit(run_notebook, path, out, parameters, log_output=log_output, timeout=timeout): i
+            futures = {pool.submit(run_notebook, path, out, per_notebook[i], log_output=log_output, timeout=timeout): i
                        for i, path in enumerate(paths)}
             results: dict[int, NotebookRun] = {}
             for fut in as_completed(futures):
@@ -188,6 +216,42 @@ def run_notebooks(
 
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _folder(param: Any, default: str | Path, base: Path) -> Path:
+    """The absolute folder a notebook will write to: a ``--param`` value (relative to the notebooks'
+    folder ``base``, as the notebook reads it) or else ``default`` (relative to the current folder)."""
+    if param is None:
+        return Path(default).resolve()
+    return (base / str(param)).resolve()
+
+
+def _declared(notebook: Path) -> set[str] | None:
+    """The names the notebook's ``parameters`` cell declares (None when it cannot be read)."""
+    try:
+        import papermill as pm
+
+        return set(pm.inspect_notebook(str(notebook)))
+    except Exception:  # missing or broken notebook: run_notebook reports it
+        return None
+
+
+def _with_folders(parameters: dict[str, Any], notebook: Path, results_dir: Path, figures_dir: Path) -> dict[str, Any]:
+    """``parameters`` plus RESULTS_DIR / FIGURES_DIR relative to ``notebook``'s folder, for the ones
+    its parameters cell declares (papermill warns about others) and ``parameters`` does not set."""
+    here = notebook.resolve().parent
+    folders = {"RESULTS_DIR": os.path.relpath(results_dir, here), "FIGURES_DIR": os.path.relpath(figures_dir, here)}
+    declared = _declared(notebook)
+    return {**{k: v for k, v in folders.items() if declared is None or k in declared}, **parameters}
+
+
+def _copy_paper_yaml(results_dir: Path, source: Path | None = None) -> None:
+    """Put the reference ``results/paper.yaml`` into a results folder that has none (a build folder)."""
+    source = REFERENCE_PAPER if source is None else source
+    target = results_dir / "paper.yaml"
+    if source.is_file() and not target.exists():
+        results_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
 
 
 def _check_unique_names(paths: Sequence[Path]) -> None:
@@ -227,6 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", "-j", type=int, default=1, help="notebooks run at once (default 1)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch/OpenMP threads per kernel (default: CPU count / jobs when jobs > 1)")
+    parser.add_argument("--results-dir", default=RESULTS_DIR,
+                        help=f"folder for the results files, passed as RESULTS_DIR (default {RESULTS_DIR}; "
+                             "the committed reference is results/)")
+    parser.add_argument("--figures-dir", default=FIGURES_DIR,
+                        help=f"folder for the figures, passed as FIGURES_DIR (default {FIGURES_DIR}; "
+                             "the committed reference is figures/)")
     parser.add_argument("notebooks", nargs="*", metavar="NOTEBOOK")
     return parser
 
@@ -246,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         params = parse_params(args.param)
         runs = run_notebooks(
             args.notebooks, args.out, args.profile, params, log_output=args.log_output, timeout=args.timeout,
-            jobs=args.jobs, threads=args.threads,
+            jobs=args.jobs, threads=args.threads, results_dir=args.results_dir, figures_dir=args.figures_dir,
         )
     except ValueError as exc:
         print(f"camlib.tools.run_notebooks: error: {exc}", file=sys.stderr)
