@@ -53,6 +53,7 @@ from camlib.core.features import SVMProbe, fit_linear_svm
 from camlib.datasets.download import DatasetNotFoundError
 
 __all__ = [
+    "CAMPass",
     "ImageFiles",
     "MiningResult",
     "centre_box",
@@ -243,6 +244,25 @@ def probe_cams(
     if features:
         return torch.cat(scores).numpy(), out_maps, torch.cat(pooled).numpy()
     return torch.cat(scores).numpy(), out_maps
+
+
+@dataclass(frozen=True)
+class CAMPass:
+    """:func:`probe_cams` with the network, head, map size and batching fixed: ``cams(probe, data,
+    targets)`` -> ``(scores, maps)`` (``features=True``: also the pooled features). What the section 4.2
+    protocols of :mod:`camlib.paper.discovery_study` call for every CAM they need."""
+
+    model: nn.Module
+    head: HeadSpec
+    size: tuple[int, int]
+    batch_size: int = 32
+    device: str | torch.device = "cpu"
+    num_workers: int = 0
+
+    def __call__(self, probe: SVMProbe | Sequence[SVMProbe], data, targets=None, *,
+                 features: bool = False) -> tuple[np.ndarray, ...]:
+        return probe_cams(self.model, probe, data, self.head, self.size, targets=targets, batch_size=self.batch_size,
+                          device=self.device, features=features, num_workers=self.num_workers)
 
 
 # --------------------------------------------------------------------------- 1. informative objects
