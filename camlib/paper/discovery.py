@@ -2,8 +2,8 @@
 
 The paper trains linear SVMs on the GAP features ``F_k = mean_{x,y} f_k(x, y)`` of its network and,
 since an SVM is linear in ``F``, reads each SVM's class activation map ``M_c(x, y) = sum_k w_k^c
-f_k(x, y)`` (:func:`camlib.core.features.svm_cam`; :func:`probe_cams` here runs it over a data set). Three
-uses, each with the numbers the paper only showed as pictures:
+f_k(x, y)`` (:func:`probe_cams` runs it over a data set with the building blocks of
+:mod:`camlib.core.cam`). Three uses, each with the numbers the paper only showed as pictures:
 
 1. **Informative objects in scenes** (Fig. 9). For every image of scene ``c``, the high-activation
    region ``R = {M_c >= fraction * max M_c}`` (the paper's box rule before the box) and every annotated
@@ -40,11 +40,20 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from camlib.core.boxes import NO_BOX, iou, paper_box
-from camlib.core.cam import CAM, CAMOptions, HeadSpec, postprocess
-from camlib.core.features import LinearOnFeatures, SVMProbe, _pool, fit_linear_svm
+from camlib.core.cam import (
+    CAMOptions,
+    HeadSpec,
+    capture,
+    eval_mode,
+    maps_from_features,
+    postprocess,
+    select_classes,
+)
+from camlib.core.features import SVMProbe, fit_linear_svm
 from camlib.datasets.download import DatasetNotFoundError
 
 __all__ = [
+    "CAMPass",
     "ImageFiles",
     "MiningResult",
     "centre_box",
@@ -151,6 +160,27 @@ def _batches(data, batch_size: int, num_workers: int = 0):
         yield item[0] if isinstance(item, (list, tuple)) else item
 
 
+def _gap(f: Tensor, head: HeadSpec) -> Tensor:
+    """The features the SVMs read: ``F_k = pool_{x,y} a(f_k(x, y))``, ``a`` = ReLU when ``head.relu``,
+    ``pool`` = mean (``head.pool == "avg"``) or max: what :func:`camlib.core.features.extract_features`
+    computes for the same layer (tests/test_discovery.py checks the two agree)."""
+    a = f.relu() if head.relu else f
+    if head.pool == "avg":
+        return a.mean((2, 3))
+    if head.pool == "max":
+        return a.amax((2, 3))
+    raise ValueError(f"HeadSpec.pool must be 'avg' or 'max', got {head.pool!r}")
+
+
+def _targets_of(targets, start: int, n: int) -> list[int] | list[list[int]] | None:
+    """The slice of ``targets`` (None, one int, one class per image or an (N, n) table) for one batch."""
+    if targets is None:
+        return None
+    if isinstance(targets, (int, np.integer)):
+        return [int(targets)] * n
+    return np.asarray(targets[start : start + n], dtype=np.int64).tolist()
+
+
 @torch.inference_mode()
 def probe_cams(
     model: nn.Module,
@@ -169,44 +199,70 @@ def probe_cams(
     """SVM decision values and CAMs for every image of ``data``, in ONE pass of the network.
 
     ``head`` names the feature layer (and its pooling / ReLU) the SVMs were trained on. Several probes
-    are stacked into one linear layer: their classes are numbered in order (a two-class probe has
+    are stacked into one linear layer (W, b): their classes are numbered in order (a two-class probe has
     two rows, ``(-s, s)``; see :meth:`camlib.core.features.SVMProbe.linear_weights`), so with probes
-    ``[p, q]`` of two classes each, class 3 is ``q``'s positive class. ``targets``: one int for all
-    images, one class per image, or an (N, n) table of classes per image; None = the top class.
-    Each chosen map is upsampled bilinearly to ``size`` = (H, W) and divided by its max (the paper's
-    "fraction of the max" scale; a map whose max is <= 0 becomes 0). Returns ``scores`` (N, C) and
-    ``maps`` (N, H, W), or (N, n, H, W) for a table of targets, and with ``features`` also the pooled
-    features (N, K) the SVMs read (as :func:`camlib.core.features.extract_features` gives them). ``data``: a
-    (N, 3, h, w) tensor of network inputs or a dataset of (input, ...) items.
+    ``[p, q]`` of two classes each, class 3 is ``q``'s positive class. Per image, with ``f`` the layer's
+    output (caught by :func:`camlib.core.cam.capture`, the model in :func:`camlib.core.cam.eval_mode`)::
+
+        s_c = sum_k W_ck F_k + b_c,   F_k = pool_{x,y} a(f_k(x, y))      (the SVM's decision value)
+        M_c(x, y) = sum_k W_ck a(f_k(x, y))                              (camlib.core.cam.maps_from_features)
+
+    ``targets`` (:func:`camlib.core.cam.select_classes`): one int for all images, one class per image,
+    or an (N, n) table of classes per image; None = the top class. Each chosen map is upsampled
+    bilinearly to ``size`` = (H, W) and divided by its max (:func:`camlib.core.cam.postprocess`; the
+    paper's "fraction of the max" scale; a map whose max is <= 0 becomes 0). Returns ``scores`` (N, C)
+    and ``maps`` (N, H, W), or (N, n, H, W) for a table of targets, and with ``features`` also the
+    pooled features ``F`` (N, K) the SVMs read. ``data``: a (N, 3, h, w) tensor of network inputs or a
+    dataset of (input, ...) items. The SVM weights are not a layer of ``model``, so they are passed to
+    ``maps_from_features`` directly rather than read with ``fc_weights``.
     """
     probes = [probe] if isinstance(probe, SVMProbe) else list(probe)
     weights = [p.linear_weights() for p in probes]
-    W, b = np.concatenate([w for w, _ in weights]), np.concatenate([c for _, c in weights])
-    wrapper = LinearOnFeatures(model, head, W, b).to(device)
-    cam = CAM(wrapper, feature_layer=wrapper.feature_layer, fc_layer="fc")
+    # row-major copies: BLAS sums in an order that depends on the memory layout (a multi-class SVM's
+    # weights come out column-major), and the decision values must not move with it
+    W = torch.tensor(np.ascontiguousarray(np.concatenate([w for w, _ in weights])), dtype=torch.float32, device=device)
+    b = torch.tensor(np.ascontiguousarray(np.concatenate([c for _, c in weights])), dtype=torch.float32, device=device)
     options = CAMOptions(upsample="bilinear", size=tuple(size), normalize="max")
     table = targets is not None and not isinstance(targets, (int, np.integer)) and np.ndim(targets) == 2
     scores, maps, pooled, start = [], [], [], 0
     total = -(-len(data) // batch_size) if hasattr(data, "__len__") else None
-    for x in tqdm(_batches(data, batch_size, num_workers), total=total, desc="CAMs", leave=False, disable=not progress):
-        n = len(x)
-        if targets is None:
-            t = None
-        elif isinstance(targets, (int, np.integer)):
-            t = [int(targets)] * n
-        else:
-            t = np.asarray(targets[start : start + n], dtype=np.int64).tolist()
-        out = cam(x.to(device), targets=t)
-        scores.append(out.logits.float().cpu())
-        m = postprocess(out.maps.float().cpu(), options)
-        maps.append(m if table else m[:, 0])
-        if features:
-            pooled.append(_pool(out.features.float(), head.pool, head.relu).cpu())
-        start += n
+    with eval_mode(model), capture(model, head.feature_layer) as seen:
+        for x in tqdm(_batches(data, batch_size, num_workers), total=total, desc="CAMs", leave=False,
+                      disable=not progress):
+            model(x.to(device))
+            f = seen[head.feature_layer]
+            F_ = _gap(f, head)
+            logits = torch.nn.functional.linear(F_, W, b)
+            classes = select_classes(logits, _targets_of(targets, start, len(x)))
+            m = postprocess(maps_from_features(f, W, b, classes, "linear", relu=head.relu).float().cpu(), options)
+            scores.append(logits.float().cpu())
+            maps.append(m if table else m[:, 0])
+            if features:
+                pooled.append(F_.float().cpu())
+            start += len(x)
     out_maps = torch.cat(maps).numpy().astype(np.float32)
     if features:
         return torch.cat(scores).numpy(), out_maps, torch.cat(pooled).numpy()
     return torch.cat(scores).numpy(), out_maps
+
+
+@dataclass(frozen=True)
+class CAMPass:
+    """:func:`probe_cams` with the network, head, map size and batching fixed: ``cams(probe, data,
+    targets)`` -> ``(scores, maps)`` (``features=True``: also the pooled features). What the section 4.2
+    protocols of :mod:`camlib.paper.discovery_study` call for every CAM they need."""
+
+    model: nn.Module
+    head: HeadSpec
+    size: tuple[int, int]
+    batch_size: int = 32
+    device: str | torch.device = "cpu"
+    num_workers: int = 0
+
+    def __call__(self, probe: SVMProbe | Sequence[SVMProbe], data, targets=None, *,
+                 features: bool = False) -> tuple[np.ndarray, ...]:
+        return probe_cams(self.model, probe, data, self.head, self.size, targets=targets, batch_size=self.batch_size,
+                          device=self.device, features=features, num_workers=self.num_workers)
 
 
 # --------------------------------------------------------------------------- 1. informative objects
