@@ -59,8 +59,9 @@ def is_image_file(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
-def list_images(root: str | Path, *, hint: str = "", allow_empty: bool = False) -> list[Path]:
-    """Every image file (:data:`IMAGE_SUFFIXES`) under ``root``, recursively, sorted by path.
+def list_images(root: str | Path, *, recursive: bool = True, hint: str = "", allow_empty: bool = False) -> list[Path]:
+    """Every image file (:data:`IMAGE_SUFFIXES`) under ``root`` (in sub-folders too when ``recursive``),
+    sorted by path.
 
     A missing folder raises ``FileNotFoundError`` (with ``hint``: how to provide the folder); so does a
     folder without images unless ``allow_empty``.
@@ -68,7 +69,8 @@ def list_images(root: str | Path, *, hint: str = "", allow_empty: bool = False) 
     root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist." + (f" {hint}" if hint else ""))
-    files = sorted(p for p in root.rglob("*") if is_image_file(p) and p.is_file())
+    found = root.rglob("*") if recursive else root.iterdir()
+    files = sorted(p for p in found if is_image_file(p) and p.is_file())
     if not files and not allow_empty:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}." + (f" {hint}" if hint else ""))
     return files

@@ -96,13 +96,6 @@ LAYOUT_HINT = (
     "ILSVRC/Data/CLS-LOC/val/*.JPEG."
 )
 
-ILSVRC_TRAIN_HINT = (
-    "Give the ILSVRC2012 *train* folder (ILSVRC_TRAIN parameter, or the environment variable "
-    "ILSVRC_TRAIN_ROOT): one sub-folder per class named by its WordNet id, holding that class's JPEGs, "
-    "i.e. <root>/n01440764/n01440764_10026.JPEG ... (1000 folders). Make it from ILSVRC2012_img_train.tar "
-    "(image-net.org): `mkdir train && tar -xf ILSVRC2012_img_train.tar -C train && cd train && for f in "
-    "*.tar; do mkdir ${f%.tar} && tar -xf $f -C ${f%.tar} && rm $f; done`."
-)
 
 
 def default_ilsvrc_root() -> Path | None:
@@ -413,6 +406,15 @@ def open_ilsvrc_val(
 
 
 # ------------------------------------------------------------------------------------- train folder
+ILSVRC_TRAIN_HINT = (
+    "Give the ILSVRC2012 *train* folder (ILSVRC_TRAIN parameter, or the environment variable "
+    "ILSVRC_TRAIN_ROOT): one sub-folder per class named by its WordNet id, holding that class's JPEGs, "
+    "i.e. <root>/n01440764/n01440764_10026.JPEG ... (1000 folders). Make it from ILSVRC2012_img_train.tar "
+    "(image-net.org): `mkdir train && tar -xf ILSVRC2012_img_train.tar -C train && cd train && for f in "
+    "*.tar; do mkdir ${f%.tar} && tar -xf $f -C ${f%.tar} && rm $f; done`."
+)
+
+
 def default_ilsvrc_train_root() -> Path | None:
     """``$ILSVRC_TRAIN_ROOT`` if set, else None (there is no embedded ILSVRC train data)."""
     env = os.environ.get("ILSVRC_TRAIN_ROOT")
