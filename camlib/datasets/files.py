@@ -21,6 +21,7 @@ An unreadable file (missing, truncated, not an image):
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -145,7 +146,7 @@ class ImageFiles(Dataset):
         display_size: int | tuple[int, int] | None = None,
         errors: Literal["raise", "skip"] = "raise",
     ) -> None:
-        self.items = [Path(p) if isinstance(p, str) else p for p in paths]
+        self.items = [Path(p) if isinstance(p, (str, os.PathLike)) else p for p in paths]
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64).reshape(-1)
         if self.labels is not None and len(self.labels) != len(self.items):
             raise ValueError(f"{len(self.labels)} labels for {len(self.items)} images")
