@@ -9,6 +9,15 @@ import pytest
 import torch
 from torch import nn
 
+from camlib.datasets.vqa import (
+    UNK,
+    Vocabulary,
+    VQADataError,
+    load_vqa_split,
+    normalize_answer,
+    process_punctuation,
+    tokenize,
+)
 from camlib.datasets.vqa_shapes import (
     ANSWER_TYPES,
     COLOURS,
@@ -19,29 +28,16 @@ from camlib.datasets.vqa_shapes import (
     make_vqa_sample,
 )
 from camlib.models.train import TrainConfig
-from camlib.paper.vqa import (
-    UNK,
-    BowGAPVQA,
-    Vocabulary,
-    VQADataError,
+from camlib.paper.vqa import BowGAPVQA, attach_head, gap_backbone, small_backbone
+from camlib.paper.vqa_eval import (
     accuracy_by_group,
-    answer_strings,
-    attach_head,
-    fit_vqa,
-    gap_backbone,
-    load_vqa_split,
-    normalize_answer,
     pointing_summary,
     points_in_boxes,
-    predict_vqa,
-    process_punctuation,
-    records_feature_set,
-    small_backbone,
-    tokenize,
     vqa_accuracy,
     vqa_cam_pointing,
     vqa_scores,
 )
+from camlib.paper.vqa_train import answer_strings, fit_vqa, predict_vqa, records_feature_set
 
 # ----------------------------------------------------------------------------- consensus metric
 
@@ -271,7 +267,7 @@ def test_load_tiny_vqa_folder_and_train_on_features(tmp_path):
     assert all(p.is_file() for p in recs.image_paths.values())
 
     from camlib.models import SmallGAPNet
-    from camlib.paper.vqa import extract_pooled_features
+    from camlib.paper.vqa_train import extract_pooled_features
 
     torch.manual_seed(0)
     backbone, k = gap_backbone(SmallGAPNet(4, channels=(8, 8), width=16).eval(), (32, 32))
@@ -298,6 +294,54 @@ def test_load_tiny_vqa_folder_and_train_on_features(tmp_path):
     q = ds.batch(np.arange(3))[1]
     res = full.cam(x, q)
     assert torch.equal(res.answers[:, 0], pred) and res.identity_error() < 1e-4
+
+
+def test_pooled_feature_cache_is_keyed_on_the_weights(tmp_path):
+    """The cache of extract_pooled_features keys on a hash of the backbone's WEIGHTS: other weights under
+    the same free-text cache_key are a miss (the old one-file cache returned the stale features)."""
+    from PIL import Image
+
+    from camlib.core.features import FeatureCache
+    from camlib.models import SmallGAPNet
+    from camlib.paper.vqa_train import extract_pooled_features
+
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / "img" / f"{i}.png")
+        paths[-1].parent.mkdir(exist_ok=True)
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(paths[-1])
+
+    def prep(im):
+        return torch.from_numpy(np.asarray(im.resize((16, 16)), dtype=np.float32).transpose(2, 0, 1) / 255)
+
+    torch.manual_seed(0)
+    net = SmallGAPNet(3, channels=(4, 4), width=8).eval()
+    backbone, _ = gap_backbone(net, (16, 16))
+    cache = FeatureCache(tmp_path / "cache")
+    kw = dict(cache=cache, cache_key="same name", preprocessing="16x16", progress=False)
+    a = extract_pooled_features(backbone, paths, prep, **kw)
+    b = extract_pooled_features(backbone, paths, prep, **kw)
+    assert (cache.misses, cache.hits) == (1, 1) and torch.equal(a, b)
+    with torch.no_grad():
+        net.cam_conv[0].weight.mul_(2.0)  # new weights, same cache_key
+    c = extract_pooled_features(backbone, paths, prep, **kw)
+    assert (cache.misses, cache.hits) == (2, 1) and not torch.allclose(a, c)
+    assert torch.allclose(c, backbone(torch.stack([prep(Image.open(p).convert("RGB")) for p in paths])).mean((2, 3)))
+    # the former one-file form: a .pt path stands for its folder
+    d = extract_pooled_features(backbone, paths, prep, cache=tmp_path / "cache" / "feats.pt", cache_key="same name",
+                                preprocessing="16x16", progress=False)
+    assert torch.equal(c, d) and len(list((tmp_path / "cache").glob("*.npz"))) == 2
+
+
+def test_paper_vqa_reexports_the_study():
+    import camlib.datasets.vqa as data
+    import camlib.paper.vqa as V
+    import camlib.paper.vqa_eval as ev
+    import camlib.paper.vqa_train as tr
+
+    assert V.Vocabulary is data.Vocabulary and V.load_vqa_split is data.load_vqa_split
+    assert V.fit_vqa is tr.fit_vqa and V.vqa_accuracy is ev.vqa_accuracy
+    assert all(hasattr(V, n) for n in V.__all__)
 
 
 # ----------------------------------------------------------------------------- the notebook

@@ -45,6 +45,7 @@ from tqdm.auto import tqdm
 
 from camlib.core.boxes import paper_boxes
 from camlib.core.cam import CAM, CAMOptions, CAMResult, HeadSpec, postprocess
+from camlib.core.digest import array_digest, model_fingerprint
 
 __all__ = [
     "FEATURES_VERSION",
@@ -70,27 +71,6 @@ __all__ = [
 
 #: Bumped when the way features are computed changes (part of every cache key).
 FEATURES_VERSION = 1
-
-
-# --------------------------------------------------------------------------- identities
-
-
-def model_fingerprint(model: nn.Module) -> str:
-    """SHA-256 (first 16 hex digits) of a model's ``state_dict``: names, dtypes, shapes and values."""
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        t = t.detach().cpu().contiguous().reshape(-1)
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()[:16]
-
-
-def array_digest(a) -> str:
-    """SHA-256 (16 hex digits) of an array's dtype, shape and bytes: names a set of boxes in a cache key."""
-    arr = np.ascontiguousarray(np.asarray(a))
-    h = hashlib.sha256(f"{arr.dtype}|{arr.shape}|".encode())
-    h.update(arr.tobytes())
-    return h.hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------- extraction

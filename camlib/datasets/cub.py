@@ -272,7 +272,7 @@ class CUBDataset(Dataset):
 
     def identity(self) -> str:
         """Names these images (and crops) in feature cache keys."""
-        from camlib.core.features import array_digest
+        from camlib.core.digest import array_digest
 
         crop = "full" if self.crop_boxes is None else f"crop:{array_digest(self.crop_boxes)}"
         return f"cub200_2011(split={self.split}, n={len(self)}, {crop})"

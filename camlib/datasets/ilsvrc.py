@@ -1,4 +1,5 @@
-"""ILSVRC validation images with classes and boxes, from any of the three common annotation formats.
+"""ILSVRC validation images with classes and boxes, from any of the three common annotation formats;
+and the ILSVRC *train* folder (:func:`ilsvrc_train_folder`: one sub-folder of JPEGs per WordNet id).
 
 Class indices are always torchvision's (the 1000 WordNet ids sorted; :func:`wnid_index`). Boxes are
 inclusive pixel boxes ``(x0, y0, x1, y1)`` (:mod:`camlib.core.boxes`), several per image, clipped to the
@@ -46,6 +47,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import os
 import warnings
 import xml.etree.ElementTree as ET
 from collections import defaultdict
@@ -58,17 +60,30 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from camlib.datasets.files import (
+    IMAGE_SUFFIXES,
+    ImageFiles,
+    TargetList,
+    collate_skipping,
+    image_folder,
+    is_image_file,
+    read_rgb,
+)
 from camlib.datasets.manifest import ImageRecord, ManifestError, check_box, read_rows, to_number, unique_keys
 from camlib.datasets.targets import Target
+from camlib.datasets.transforms import imagenet_train_transform
 
 __all__ = [
     "ILSVRCBoxDataset",
+    "ILSVRC_TRAIN_HINT",
     "SAMPLE_HINT",
     "TargetList",
     "WSOLManifestDataset",
     "WSOLMetadata",
     "collate_with_targets",
     "default_ilsvrc_root",
+    "default_ilsvrc_train_root",
+    "ilsvrc_train_folder",
     "make_loader",
     "open_ilsvrc_val",
     "parse_voc_xml",
@@ -94,7 +109,6 @@ LAYOUT_HINT = (
     "ILSVRC/Data/CLS-LOC/val/*.JPEG."
 )
 
-IMAGE_SUFFIXES = (".JPEG", ".jpeg", ".jpg", ".JPG", ".png", ".PNG")
 
 
 def default_ilsvrc_root() -> Path | None:
@@ -145,7 +159,7 @@ def parse_voc_xml(path: str | Path) -> tuple[str, tuple[int, int] | None, list[t
     path = Path(path)
     root = ET.parse(path).getroot()
     name = (root.findtext("filename") or path.stem).strip()
-    name = Path(name).stem if Path(name).suffix in IMAGE_SUFFIXES else name
+    name = Path(name).stem if is_image_file(name) else name
     size = None
     s = root.find("size")
     if s is not None and s.findtext("width") and s.findtext("height"):
@@ -184,9 +198,10 @@ def read_kaggle_solution(path: str | Path) -> dict[str, list[tuple[str, list[int
 
 def _find_image(folder: Path, image_id: str) -> Path:
     for suf in IMAGE_SUFFIXES:
-        p = folder / f"{image_id}{suf}"
-        if p.is_file():
-            return p
+        for s in (suf.upper(), suf):  # ILSVRC's .JPEG first
+            p = folder / f"{image_id}{s}"
+            if p.is_file():
+                return p
     return folder / f"{image_id}.JPEG"  # reported as missing when read
 
 
@@ -407,12 +422,7 @@ class ILSVRCBoxDataset(Dataset):
 
     def load_image(self, i: int) -> Image.Image:
         """The image as PIL RGB, fully decoded (raises on a missing or corrupt file)."""
-        path = self.image_path(i)
-        if not path.is_file():
-            raise FileNotFoundError(f"image {path} is missing")
-        with Image.open(path) as im:
-            im.load()  # decode now: a truncated file fails here, not later
-            return im.convert("RGB")
+        return read_rgb(self.image_path(i))
 
     def target(self, i: int, size: tuple[int, int] | None = None) -> dict:
         """The target of item ``i``; with the image's ``size`` (H, W) the boxes are clipped to it."""
@@ -500,29 +510,61 @@ def open_ilsvrc_val(
     raise FileNotFoundError(f"{root} holds no ILSVRC val annotations camlib recognises. {LAYOUT_HINT}")
 
 
-# ------------------------------------------------------------------------------------- batching
-class TargetList(list):
-    """The targets of a batch; ``skipped`` lists the items dropped because their image was unreadable."""
+# ------------------------------------------------------------------------------------- train folder
+ILSVRC_TRAIN_HINT = (
+    "Give the ILSVRC2012 *train* folder (ILSVRC_TRAIN parameter, or the environment variable "
+    "ILSVRC_TRAIN_ROOT): one sub-folder per class named by its WordNet id, holding that class's JPEGs, "
+    "i.e. <root>/n01440764/n01440764_10026.JPEG ... (1000 folders). Make it from ILSVRC2012_img_train.tar "
+    "(image-net.org): `mkdir train && tar -xf ILSVRC2012_img_train.tar -C train && cd train && for f in "
+    "*.tar; do mkdir ${f%.tar} && tar -xf $f -C ${f%.tar} && rm $f; done`."
+)
 
-    skipped: list[dict]
 
-    def __init__(self, items=(), skipped=()) -> None:
-        super().__init__(items)
-        self.skipped = list(skipped)
+def default_ilsvrc_train_root() -> Path | None:
+    """``$ILSVRC_TRAIN_ROOT`` if set, else None (there is no embedded ILSVRC train data)."""
+    env = os.environ.get("ILSVRC_TRAIN_ROOT")
+    return Path(env) if env else None
 
 
-def collate_with_targets(batch):
-    """Stack images, keep targets as a list (images have different sizes and box counts).
+def ilsvrc_train_folder(
+    root: str | Path | None,
+    transform: Callable | None = None,
+    *,
+    expect_classes: int | None = 1000,
+) -> ImageFiles:
+    """The ILSVRC train folder as an :class:`~camlib.datasets.files.ImageFiles` of (transformed image,
+    class index), with ``classes`` = the WordNet ids.
 
-    Items whose image could not be read (``x is None``) are dropped and listed in ``targets.skipped``;
-    if all are, the image tensor is empty (0 images).
+    Class indices follow the sorted folder names, i.e. torchvision's ImageNet order (the order of the
+    val manifests' ``class_labels.txt``); images are listed per class, sorted (torchvision
+    ``ImageFolder``'s order). ``transform`` defaults to
+    :func:`camlib.datasets.transforms.imagenet_train_transform`. A missing or malformed folder (no class
+    folders, a class folder without images, not ``expect_classes`` classes) raises with
+    :data:`ILSVRC_TRAIN_HINT` (where to put the data).
     """
-    kept = [(x, t) for x, t in batch if x is not None]
-    skipped = [{"image_id": t.get("image_id"), "error": t.get("error")} for x, t in batch if x is None]
-    if not kept:
-        return torch.empty(0), TargetList([], skipped)
-    xs, targets = zip(*kept, strict=True)
-    return torch.stack(list(xs)), TargetList(targets, skipped)
+    if root is None:
+        raise FileNotFoundError(f"no ILSVRC train folder given. {ILSVRC_TRAIN_HINT}")
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"ILSVRC train folder {root} does not exist. {ILSVRC_TRAIN_HINT}")
+    paths, labels, classes = image_folder(root)
+    if not classes:
+        raise FileNotFoundError(f"{root} holds no class sub-folders. {ILSVRC_TRAIN_HINT}")
+    if expect_classes is not None and len(classes) != expect_classes:
+        raise ValueError(
+            f"{root} holds {len(classes)} class folders, expected {expect_classes} "
+            f"(first: {classes[:3]}). {ILSVRC_TRAIN_HINT}"
+        )
+    empty = [c for c, n in zip(classes, np.bincount(labels, minlength=len(classes)), strict=True) if n == 0]
+    if empty:
+        raise FileNotFoundError(f"class folder(s) {empty[:3]} of {root} hold no image "
+                                f"({', '.join(IMAGE_SUFFIXES)}). {ILSVRC_TRAIN_HINT}")
+    transform = transform if transform is not None else imagenet_train_transform()
+    return ImageFiles(paths, labels, transform, classes=classes)
+
+
+# ------------------------------------------------------------------------------------- batching
+collate_with_targets = collate_skipping  # the ILSVRC name of the one collate that drops unreadable images
 
 
 def make_loader(dataset: Dataset, batch_size: int = 32, num_workers: int = 0, pin_memory: bool = False) -> DataLoader:

@@ -27,6 +27,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from camlib.datasets import files as _files
+from camlib.datasets.files import image_size
 from camlib.datasets.targets import Target
 
 __all__ = [
@@ -42,7 +44,6 @@ __all__ = [
     "unique_keys",
 ]
 
-IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png", ".bmp", ".gif", ".tif", ".tiff"})
 
 
 class ManifestError(ValueError):
@@ -131,12 +132,6 @@ def check_box(box: Sequence[float], size_hw: tuple[int, int] | None, path: str |
                                 "image", fix)
 
 
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(H, W) of an image file from its header (PIL opens lazily: no pixel is decoded)."""
-    with Image.open(path) as im:
-        return im.height, im.width
-
-
 class RecordDataset(Dataset):
     """``(preprocess(image), target)`` pairs over :class:`ImageRecord` s.
 
@@ -165,9 +160,7 @@ class RecordDataset(Dataset):
         return np.asarray([r.target.label for r in self.records], dtype=np.int64)
 
     def load_image(self, i: int) -> Image.Image:
-        with Image.open(self.records[i].path) as im:
-            im.load()
-            return im.convert("RGB")
+        return _files.read_rgb(self.records[i].path)
 
     def __getitem__(self, i: int):
         img = self.load_image(i)
@@ -180,5 +173,5 @@ class RecordDataset(Dataset):
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files directly in ``folder`` (by suffix, any case), sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    """Image files directly in ``folder`` (the data layer's one suffix list), sorted; [] when none."""
+    return _files.list_images(folder, recursive=False, allow_empty=True)

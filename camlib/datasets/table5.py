@@ -28,10 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from torch.utils.data import Dataset
 
 from camlib.datasets.download import REGISTRY, DatasetNotFoundError, default_data_root
+from camlib.datasets.files import ImageFiles, image_folder
+from camlib.datasets.splits import split_per_class, stratified_split
 
 __all__ = ["TABLE5_DATASETS", "TEXTURES", "QuickSet", "Table5Data", "open_table5", "quick_datasets", "split_per_class", "table5_probe"]
 
@@ -70,36 +71,9 @@ class Table5Data:
 
     def identity(self, part: str) -> str:
         idx = self.train if part == "train" else self.test
-        from camlib.core.features import array_digest
+        from camlib.core.digest import array_digest
 
         return f"{self.name}({part}, n={len(idx)}, {array_digest(idx)})"
-
-
-def split_per_class(labels, n_train: int, n_test: int | None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Per class: ``n_train`` random images for training, then ``n_test`` (None = all the rest) for test."""
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    train, test = [], []
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        if len(idx) <= n_train:
-            raise ValueError(f"class {c} has {len(idx)} images, not more than n_train={n_train}")
-        train.append(idx[:n_train])
-        test.append(idx[n_train:] if n_test is None else idx[n_train : n_train + n_test])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
-
-
-class _Files(Dataset):
-    def __init__(self, paths: list[Path], labels: np.ndarray, transform: Callable | None) -> None:
-        self.paths, self.labels, self.transform = paths, labels, transform
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int):
-        with Image.open(self.paths[i]) as im:
-            img = im.convert("RGB")
-        return (self.transform(img) if self.transform is not None else img), int(self.labels[i])
 
 
 class _RGB(Dataset):
@@ -115,20 +89,6 @@ class _RGB(Dataset):
         img, label = self.base[int(self.keep[i])]
         img = img.convert("RGB")
         return (self.transform(img) if self.transform is not None else img), int(label)
-
-
-_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff"}
-
-
-def _image_folder(folder: Path) -> tuple[list[Path], np.ndarray, list[str]]:
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
-    paths, labels = [], []
-    for c, name in enumerate(classes):
-        for f in sorted((folder / name).rglob("*")):
-            if f.suffix.lower() in _IMAGE_SUFFIXES:
-                paths.append(f)
-                labels.append(c)
-    return paths, np.asarray(labels, dtype=np.int64), classes
 
 
 def _torchvision(name: str, root: Path, transform, download: bool):
@@ -188,7 +148,7 @@ def open_table5(
         lists = [folder / "TrainImages.txt", folder / "TestImages.txt"]
         if not images.is_dir() or not all(p.is_file() for p in lists):
             raise DatasetNotFoundError(spec.where(root))
-        paths, labels, classes = _image_folder(images)
+        paths, labels, classes = image_folder(images)
         index = {p.relative_to(images).as_posix(): i for i, p in enumerate(paths)}
         parts = []
         for lst in lists:
@@ -197,7 +157,7 @@ def open_table5(
             if missing:
                 raise DatasetNotFoundError(f"{lst} lists images missing under {images}: {missing[:3]}")
             parts.append(np.asarray(sorted(index[n] for n in names), dtype=np.int64))
-        return Table5Data(name, _Files(paths, labels, transform), labels, classes, parts[0], parts[1], proto.note)
+        return Table5Data(name, ImageFiles(paths, labels, transform), labels, classes, parts[0], parts[1], proto.note)
     if proto.source == "action40":
         images, splits = folder / "JPEGImages", folder / "ImageSplits"
         if not images.is_dir() or not splits.is_dir():
@@ -216,15 +176,15 @@ def open_table5(
                         labels.append(c)
                         is_train.append(flag)
         labels_arr, flags = np.asarray(labels, np.int64), np.asarray(is_train)
-        return Table5Data(name, _Files(paths, labels_arr, transform), labels_arr, classes,
+        return Table5Data(name, ImageFiles(paths, labels_arr, transform), labels_arr, classes,
                           np.flatnonzero(flags), np.flatnonzero(~flags), proto.note)
     if not folder.is_dir():
         raise DatasetNotFoundError(spec.where(root))
-    paths, labels, classes = _image_folder(folder)
+    paths, labels, classes = image_folder(folder)
     if not paths:
         raise DatasetNotFoundError(f"no images under {folder}\n" + spec.where(root))
     train, test = split_per_class(labels, proto.n_train, proto.n_test, seed)
-    return Table5Data(name, _Files(paths, labels, transform), labels, classes, train, test, proto.note)
+    return Table5Data(name, ImageFiles(paths, labels, transform), labels, classes, train, test, proto.note)
 
 
 # --------------------------------------------------------------------------- the protocol for one network
@@ -287,16 +247,6 @@ def _resize(images: np.ndarray, size: int):
     return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
 
 
-def _stratified_halves(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    tr, te = [], []
-    for c in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == c))
-        tr.append(idx[: len(idx) // 2])
-        te.append(idx[len(idx) // 2 :])
-    return np.sort(np.concatenate(tr)), np.sort(np.concatenate(te))
-
-
 TEXTURES = ("brick", "grass", "gravel", "moon", "hubble_deep_field", "immunohistochemistry")
 
 
@@ -328,7 +278,7 @@ def quick_datasets(size: int = 32, seed: int = 0, per_class: int = 60) -> dict[s
     from sklearn.datasets import load_digits
 
     dg = load_digits()
-    a, b = _stratified_halves(dg.target, seed)
+    a, b = stratified_split(dg.target, seed)
     img = dg.images / 16.0
     out["digits"] = QuickSet("digits", _resize(img[a], size), dg.target[a], _resize(img[b], size), dg.target[b],
                              [str(i) for i in range(10)], "scikit-learn digits (8x8 grey, upsampled), halves per class")
@@ -336,7 +286,7 @@ def quick_datasets(size: int = 32, seed: int = 0, per_class: int = 60) -> dict[s
 
     faces = skd.lfw_subset()
     y = (np.arange(len(faces)) >= 100).astype(np.int64)  # the first 100 are faces
-    a, b = _stratified_halves(y, seed)
+    a, b = stratified_split(y, seed)
     out["faces"] = QuickSet("faces", _resize(faces[a], size), y[a], _resize(faces[b], size), y[b],
                             ["face", "non-face"], "scikit-image lfw_subset: faces vs non-faces (25x25 grey)")
     rng = np.random.default_rng(seed)

@@ -22,7 +22,7 @@ Sample ``i`` is a pure function of ``(seed, i, size)``; splits use the index ran
 :data:`camlib.datasets.procedural.SPLIT_OFFSETS` (even offsets, so pairs never straddle splits).
 
 Paper profile: :func:`read_svt` reads the SVT XML (``svt1/train.xml``, ``test.xml``; the archive is
-``REGISTRY["svt"]`` of :mod:`camlib.datasets.download`) and :func:`list_images` the negatives folder.
+``REGISTRY["svt"]`` of :mod:`camlib.datasets.download`) and :func:`camlib.datasets.files.list_images` the negatives folder.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import numpy as np
 
 from camlib.core.boxes import NO_BOX, box_of_mask
 from camlib.datasets import procedural as _P
+from camlib.datasets.files import list_images  # the negatives folder of the paper profile
 
 __all__ = [
     "BACKGROUNDS",
@@ -297,13 +298,3 @@ def read_svt(xml_path: str | Path) -> list[SVTImage]:
         out.append(SVTImage(xml_path.parent / name, size, np.asarray(boxes, dtype=np.int64).reshape(-1, 4), words))
     return out
 
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-
-
-def list_images(root: str | Path) -> list[Path]:
-    """Every image file (:data:`IMAGE_SUFFIXES`) under ``root``, recursively, sorted."""
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root} is not a folder of images")
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())

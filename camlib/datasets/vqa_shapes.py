@@ -19,7 +19,7 @@ Ground truth per sample: the image, the question, its answer, its type, and the 
 about, plus the shape, colour and box of every object of the scene.
 
 Vocabulary: :class:`VQAShapes` builds the question-word and answer vocabularies (a
-:class:`camlib.paper.vqa.Vocabulary`) from its own questions only when it is the ``train`` split; any other
+:class:`camlib.datasets.vqa.Vocabulary`) from its own questions only when it is the ``train`` split; any other
 split must be given the training split's vocabularies (``vocab=train.vocab,
 answers=train.answers``), so words never seen in training become ``<unk>``.
 
@@ -39,7 +39,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from camlib.datasets.procedural import check_count
-from camlib.paper.vqa import Vocabulary
+from camlib.datasets.vqa import Vocabulary
 
 __all__ = [
     "ANSWER_TYPES",
@@ -258,7 +258,7 @@ class VQAShapes(Dataset):
     ``dataset[i]`` is ``(image, question_bow, answer)``: a float32 ``(3, H, W)`` tensor in [0, 1], a
     float32 bag-of-words vector of length ``len(vocab)`` and the answer's index in ``answers``
     (-1 for an answer the training split never had). :meth:`batch` returns the same for many indices
-    at once (what :func:`camlib.paper.vqa.fit_vqa` uses).
+    at once (what :func:`camlib.paper.vqa_train.fit_vqa` uses).
 
     ``vocab`` / ``answers``: the question-word and answer vocabularies. Built from this split's own
     questions when ``split == "train"`` and none are given; any other split must receive the training

@@ -14,7 +14,7 @@ crops (:class:`TenCrop`, :func:`merge_ten_crops`), it feeds one set of maps per 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -38,6 +38,16 @@ from camlib.core.cam import (
     CAMOptions,
     postprocess,
     upsample_maps,
+)
+from camlib.datasets.transforms import (  # the input transforms live in the data layer; re-exported here
+    TEN_CROP,
+    TEN_CROP_SIZE,
+    PixelNormalize,
+    TenCrop,
+    WholeImage,
+    input_normalizer,
+    ten_crop_offsets,
+    whole_image_transform,
 )
 from camlib.evaluation.metrics import ClassificationEvaluator, LocalizationEvaluator
 from camlib.evaluation.wsol import (
@@ -242,90 +252,6 @@ def explain_image(
 # ================================================================================================
 # All protocols of Tables 2 and 3 and Choe et al., on one code path (CAM or backprop saliency)
 # ================================================================================================
-
-TEN_CROP_SIZE, TEN_CROP = 256, 224
-
-
-def ten_crop_offsets(size: int = TEN_CROP_SIZE, crop: int = TEN_CROP) -> list[tuple[int, int]]:
-    """(top, left) of the released code's five crops of a ``size`` x ``size`` image: the four corners
-    and the centre (Caffe's oversampling, ``prepare_image.m``); crops 6-10 are their mirror images."""
-    d = size - crop
-    return [(0, 0), (0, d), (d, 0), (d, d), (d // 2, d // 2)]
-
-
-class PixelNormalize:
-    """``(x / 255 if scale else x - mean) / std`` on a float (3, H, W) image with values 0..255
-    (a class, not a lambda, so DataLoader workers can pickle it on every platform)."""
-
-    def __init__(self, mean: Sequence[float], std: Sequence[float], scale: bool) -> None:
-        self.mean = torch.tensor([float(v) for v in mean]).view(-1, 1, 1)
-        self.std = torch.tensor([float(v) for v in std]).view(-1, 1, 1)
-        self.scale = bool(scale)
-
-    def __call__(self, x: Tensor) -> Tensor:
-        return ((x / 255.0) if self.scale else x).sub(self.mean).div(self.std)
-
-    def __repr__(self) -> str:
-        return f"PixelNormalize(mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}, scale={self.scale})"
-
-
-def input_normalizer(preprocess) -> PixelNormalize:
-    """The pixel normalisation inside a model's ``preprocess``, as a function of a float (3, H, W) image
-    with values 0..255. Understands torchvision's weight presets (``mean``/``std`` on [0, 1]) and
-    ``v2.Compose`` pipelines ending in ``ToDtype`` + ``Normalize`` (e.g. EfficientNet-Lite0's)."""
-    from torchvision.transforms import v2 as T
-
-    if hasattr(preprocess, "mean") and hasattr(preprocess, "std"):
-        return PixelNormalize(preprocess.mean, preprocess.std, scale=True)
-    steps = getattr(preprocess, "transforms", None)
-    if steps:
-        norm = next((s for s in steps if isinstance(s, T.Normalize)), None)
-        to_dtype = next((s for s in steps if isinstance(s, T.ToDtype)), None)
-        if norm is not None:
-            return PixelNormalize(norm.mean, norm.std, scale=bool(getattr(to_dtype, "scale", False)))
-    raise ValueError(f"cannot find the normalisation in {preprocess!r}; pass normalize= explicitly")
-
-
-class WholeImage:
-    """Network input of the WHOLE image resized to ``size`` x ``size`` (no crop, so the map covers the
-    image and upsamples onto its boxes), normalised by ``normalize``."""
-
-    def __init__(self, normalize: Callable[[Tensor], Tensor], size: int = 224) -> None:
-        from torchvision.transforms import v2 as T
-
-        self.normalize, self.size = normalize, size
-        self._resize = T.Compose([T.ToImage(), T.Resize((size, size), antialias=True), T.ToDtype(torch.float32, scale=False)])
-
-    def __call__(self, img) -> Tensor:
-        return self.normalize(self._resize(img))
-
-
-def whole_image_transform(preprocess, size: int = 224) -> WholeImage:
-    """:class:`WholeImage` with the normalisation of ``preprocess``. torchvision's own presets resize
-    to 256 and centre-crop 224, which would cut the image the boxes refer to."""
-    return WholeImage(input_normalizer(preprocess), size)
-
-
-class TenCrop:
-    """Preprocess for the released code's ten-crop setting: PIL image -> (10, 3, crop, crop).
-
-    The image is resized to ``size`` x ``size`` (bilinear), cut into :func:`ten_crop_offsets` crops and
-    their mirror images, each normalised by ``normalize`` (see :func:`input_normalizer`).
-    """
-
-    def __init__(self, normalize: Callable[[Tensor], Tensor], size: int = TEN_CROP_SIZE, crop: int = TEN_CROP) -> None:
-        from torchvision.transforms import v2 as T
-
-        self.size, self.crop, self.normalize = size, crop, normalize
-        self._resize = T.Compose([T.ToImage(), T.Resize((size, size), antialias=True), T.ToDtype(torch.float32, scale=False)])
-
-    def __call__(self, img) -> Tensor:
-        x = self._resize(img)
-        c = self.crop
-        crops = [x[:, t : t + c, s : s + c] for t, s in ten_crop_offsets(self.size, c)]
-        crops += [cr.flip(-1) for cr in crops]
-        return torch.stack([self.normalize(cr) for cr in crops])
-
 
 def merge_ten_crops(maps: Tensor, size: int = TEN_CROP_SIZE, crop: int = TEN_CROP) -> Tensor:
     """The released ``mergeTenCrop``: (B, 10, n, h, w) crop maps -> (B, n, size, size).

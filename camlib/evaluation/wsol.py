@@ -59,6 +59,7 @@ from skimage.measure import label as cc_label
 from skimage.measure import regionprops
 
 from camlib.core.boxes import iou, largest_component_box
+from camlib.datasets.splits import random_halves
 from camlib.evaluation.metrics import Mergeable
 
 __all__ = [
@@ -625,12 +626,6 @@ class PxAPEvaluator(Mergeable):
 
 
 # ------------------------------------------------------------------------------ choosing thresholds
-def random_halves(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A random split of ``range(n)`` into two halves (sorted indices), reproducible from ``seed``."""
-    perm = np.random.default_rng(seed).permutation(n)
-    return np.sort(perm[: n // 2]), np.sort(perm[n // 2 :])
-
-
 def held_out_threshold(hits: np.ndarray, thresholds, choose, report) -> dict:
     """Choose a threshold on some images, report it on others; show what choosing on the reported
     images themselves would have claimed.

@@ -36,7 +36,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from camlib.core.boxes import NO_BOX, iou, paper_box
@@ -50,7 +49,10 @@ from camlib.core.cam import (
     select_classes,
 )
 from camlib.core.features import SVMProbe, fit_linear_svm
+from camlib.datasets import files as _files
 from camlib.datasets.download import DatasetNotFoundError
+from camlib.datasets.splits import stratified_split as split_halves
+from camlib.datasets.transforms import OnUnitRange, WholeImage, lite0_input
 
 __all__ = [
     "CAMPass",
@@ -81,11 +83,6 @@ __all__ = [
 # --------------------------------------------------------------------------- inputs and data folders
 
 
-def lite0_input(x: Tensor) -> Tensor:
-    """Images in [0, 1] (N, 3, H, W) -> EfficientNet-Lite0's input scaling ``(255 x - 127) / 128``."""
-    return (x * 255.0 - 127.0) / 128.0
-
-
 def require_folder(root, what: str, layout: str, fetch: str) -> Path:
     """``Path(root)`` when it is an existing folder; otherwise :class:`DatasetNotFoundError` saying
     which parameter to set (``what``), the expected ``layout`` and how to get the data (``fetch``).
@@ -97,53 +94,15 @@ def require_folder(root, what: str, layout: str, fetch: str) -> Path:
                                f"How to get it: {fetch}")
 
 
-def split_halves(labels, seed: int = 0, train_share: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded stratified split of indices -> ``(train, test)``: in every class a random ``train_share``
-    (rounded down, at least one image when the class has two) goes to train, the rest to test."""
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    train, test = [], []
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        k = max(int(len(idx) * train_share), 1 if len(idx) > 1 else 0)
-        train.append(idx[:k])
-        test.append(idx[k:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
-
-
-class ImageFiles(Dataset):
-    """Image files as network inputs: item ``i`` is ``(x, label)`` with ``x`` the image resized to
-    ``size`` x ``size`` (no crop, bilinear), RGB, passed through ``normalize`` (default
-    :func:`lite0_input` of the [0, 1] image). :meth:`image` gives the resized uint8 picture and
-    :meth:`original_size` the file's (H, W) (read from its header)."""
-
-    def __init__(self, paths: Sequence[str | Path], size: int, labels: Sequence[int] | None = None,
-                 normalize: Callable[[Tensor], Tensor] = lite0_input) -> None:
-        self.paths = [Path(p) for p in paths]
-        self.size = int(size)
-        self.labels = np.zeros(len(self.paths), np.int64) if labels is None else np.asarray(labels, np.int64)
-        if len(self.labels) != len(self.paths):
-            raise ValueError(f"{len(self.labels)} labels for {len(self.paths)} images")
-        self.normalize = normalize
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def image(self, i: int) -> np.ndarray:
-        from PIL import Image
-
-        with Image.open(self.paths[i]) as im:
-            return np.asarray(im.convert("RGB").resize((self.size, self.size), Image.BILINEAR))
-
-    def original_size(self, i: int) -> tuple[int, int]:
-        from PIL import Image
-
-        with Image.open(self.paths[i]) as im:
-            return im.height, im.width
-
-    def __getitem__(self, i: int) -> tuple[Tensor, int]:
-        x = torch.from_numpy(np.ascontiguousarray(self.image(i).transpose(2, 0, 1))).float().div_(255.0)
-        return self.normalize(x[None])[0], int(self.labels[i])
+def ImageFiles(paths: Sequence[str | Path], size: int, labels: Sequence[int] | None = None,
+               normalize: Callable[[Tensor], Tensor] = lite0_input) -> _files.ImageFiles:
+    """Image files as network inputs: a :class:`camlib.datasets.files.ImageFiles` whose item ``i`` is
+    ``(x, label)`` with ``x`` the image resized to ``size`` x ``size`` (no crop, PIL bilinear), RGB,
+    in [0, 1], passed through ``normalize`` (default :func:`lite0_input`); labels default to 0.
+    Its :meth:`~camlib.datasets.files.ImageFiles.image` gives the resized uint8 picture and
+    :meth:`~camlib.datasets.files.ImageFiles.original_size` the file's (H, W) (read from its header)."""
+    labels = np.zeros(len(paths), np.int64) if labels is None else labels
+    return _files.ImageFiles(paths, labels, WholeImage(OnUnitRange(normalize), size, resample="pil"), display_size=size)
 
 
 # --------------------------------------------------------------------------- CAMs of a linear probe

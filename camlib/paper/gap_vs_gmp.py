@@ -8,13 +8,15 @@ Recipe (section 3.1 and the released GoogLeNet-CAM solver, see ``../shared/paper
 
 :func:`paper_config` turns an iteration budget into that schedule (the decay keeps the 4-step shape
 for a smaller budget), :func:`finetune` runs it through ``fit`` (checkpoints at every epoch end and
-every ``checkpoint_every`` steps, exact resume, tqdm with loss and accuracy), :func:`ilsvrc_train_folder`
-reads an ILSVRC2012 train folder (``ImageFolder``: one sub-folder per WordNet id, sorted = torchvision's
-class order) and :func:`evaluate_ilsvrc` scores a network on ILSVRC val with the one localization code
+every ``checkpoint_every`` steps, exact resume, tqdm with loss and accuracy) on the ILSVRC2012 train
+folder (:func:`camlib.datasets.ilsvrc.ilsvrc_train_folder`: one sub-folder per WordNet id, sorted =
+torchvision's class order), and :func:`evaluate_ilsvrc` scores a network on ILSVRC val with the one localization code
 path (:func:`camlib.evaluation.localize.evaluate_localization`): Table 1 classification and Table 2 localization.
 
-For 64 x 64-ish procedural images the paper's crop becomes :class:`PadCropFlip` (pad, random crop
-back to the same size, mirror), applied to whole batches inside ``fit``.
+For 64 x 64-ish procedural images the paper's crop becomes
+:class:`camlib.datasets.transforms.PadCropFlip` (pad, random crop back to the same size, mirror),
+applied to whole batches inside ``fit``. The input transforms, the ILSVRC train reader and
+``ILSVRC_TRAIN_HINT`` live in the data layer and are re-exported here.
 
 The second half holds the quick profile's GAP-vs-GMP study: train a :class:`~camlib.models.SmallGAPNet`
 with one pooling (:func:`train_pooling_run`), sweep the box threshold on a validation split, pick the
@@ -26,23 +28,28 @@ best fraction there and report it on the test split (never tuned on test), summa
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset, Subset
 
 from camlib.core.cam import CAM, CAMOptions, postprocess
+from camlib.datasets.ilsvrc import ILSVRC_TRAIN_HINT, default_ilsvrc_train_root, ilsvrc_train_folder
+from camlib.datasets.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PadCropFlip,
+    imagenet_eval_transform,
+    imagenet_train_transform,
+)
 from camlib.evaluation.localize import (
     PAPER_OPTIONS,
     array_batches,
     evaluate_localization,
-    whole_image_transform,
 )
 from camlib.models.train import TrainConfig, TrainState, fit
 
@@ -70,122 +77,6 @@ __all__ = [
     "sweep_curve",
     "train_pooling_run",
 ]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-# --------------------------------------------------------------------------- augmentation
-
-
-class PadCropFlip:
-    """Batch augmentation for small images: pad ``pad`` pixels, crop a random window of the original
-    size per image, mirror each image with probability 1/2 (``flip``).
-
-    Draws from the global torch RNG, which :func:`camlib.models.train.fit` seeds before every step, so an
-    interrupted and resumed run sees the same crops. ``mode`` is :func:`torch.nn.functional.pad`'s
-    (``"reflect"`` keeps the image statistics at the border; ``"constant"`` pads with zeros).
-    """
-
-    def __init__(self, pad: int = 4, flip: bool = True, mode: str = "reflect") -> None:
-        if pad < 0:
-            raise ValueError(f"pad must be >= 0, got {pad}")
-        self.pad, self.flip, self.mode = int(pad), bool(flip), mode
-
-    def __call__(self, x: Tensor) -> Tensor:
-        B, _, H, W = x.shape
-        out = x
-        if self.pad:
-            p = self.pad
-            padded = F.pad(x, (p, p, p, p), mode=self.mode)
-            oy = torch.randint(0, 2 * p + 1, (B,)).to(x.device)
-            ox = torch.randint(0, 2 * p + 1, (B,)).to(x.device)
-            rows = (oy[:, None] + torch.arange(H, device=x.device))[:, None, :, None]  # (B, 1, H, 1)
-            cols = (ox[:, None] + torch.arange(W, device=x.device))[:, None, None, :]  # (B, 1, 1, W)
-            b = torch.arange(B, device=x.device)[:, None, None, None]
-            c = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
-            out = padded[b, c, rows, cols]
-        if self.flip:
-            flip = torch.rand(B) < 0.5
-            out = torch.where(flip.to(x.device)[:, None, None, None], out.flip(-1), out)
-        return out
-
-    def __repr__(self) -> str:
-        return f"PadCropFlip(pad={self.pad}, flip={self.flip}, mode={self.mode!r})"
-
-
-def imagenet_train_transform(resize: int = 256, crop: int = 224):
-    """The paper's training augmentation: resize to ``resize`` x ``resize``, random ``crop``, mirror,
-    ImageNet normalisation. Its randomness comes from the torch RNG that ``fit`` seeds per step."""
-    from torchvision.transforms import v2 as T
-
-    return T.Compose([
-        T.ToImage(),
-        T.Resize((resize, resize), antialias=True),
-        T.RandomCrop(crop),
-        T.RandomHorizontalFlip(),
-        T.ToDtype(torch.float32, scale=True),
-        T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ])  # fmt: skip
-
-
-def imagenet_eval_transform(size: int = 224):
-    """Evaluation input: the WHOLE image resized to ``size`` x ``size`` (no crop, so the CAM covers the
-    image and upsamples back onto its ground-truth boxes) with ImageNet normalisation
-    (:func:`camlib.evaluation.localize.whole_image_transform`)."""
-    from torchvision.transforms import v2 as T
-
-    return whole_image_transform(T.Normalize(IMAGENET_MEAN, IMAGENET_STD), size)
-
-
-# --------------------------------------------------------------------------- ILSVRC train data
-
-ILSVRC_TRAIN_HINT = (
-    "Give the ILSVRC2012 *train* folder (ILSVRC_TRAIN parameter, or the environment variable "
-    "ILSVRC_TRAIN_ROOT): one sub-folder per class named by its WordNet id, holding that class's JPEGs, "
-    "i.e. <root>/n01440764/n01440764_10026.JPEG ... (1000 folders). Make it from ILSVRC2012_img_train.tar "
-    "(image-net.org): `mkdir train && tar -xf ILSVRC2012_img_train.tar -C train && cd train && for f in "
-    "*.tar; do mkdir ${f%.tar} && tar -xf $f -C ${f%.tar} && rm $f; done`."
-)
-
-
-def default_ilsvrc_train_root() -> Path | None:
-    """``$ILSVRC_TRAIN_ROOT`` if set, else None (there is no embedded ILSVRC train data)."""
-    env = os.environ.get("ILSVRC_TRAIN_ROOT")
-    return Path(env) if env else None
-
-
-def ilsvrc_train_folder(
-    root: str | Path | None,
-    transform: Callable | None = None,
-    *,
-    expect_classes: int | None = 1000,
-) -> Dataset:
-    """The ILSVRC train folder as a torchvision ``ImageFolder`` of (transformed image, class index).
-
-    Class indices follow the sorted folder names, i.e. torchvision's ImageNet order (the order of the
-    val manifests' ``class_labels.txt``). ``transform`` defaults to :func:`imagenet_train_transform`.
-    A missing or malformed folder raises with :data:`ILSVRC_TRAIN_HINT` (where to put the data).
-    """
-    from torchvision.datasets import ImageFolder
-
-    if root is None:
-        raise FileNotFoundError(f"no ILSVRC train folder given. {ILSVRC_TRAIN_HINT}")
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"ILSVRC train folder {root} does not exist. {ILSVRC_TRAIN_HINT}")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
-    if not classes:
-        raise FileNotFoundError(f"{root} holds no class sub-folders. {ILSVRC_TRAIN_HINT}")
-    if expect_classes is not None and len(classes) != expect_classes:
-        raise ValueError(
-            f"{root} holds {len(classes)} class folders, expected {expect_classes} "
-            f"(first: {classes[:3]}). {ILSVRC_TRAIN_HINT}"
-        )
-    try:
-        return ImageFolder(str(root), transform=transform if transform is not None else imagenet_train_transform())
-    except FileNotFoundError as exc:
-        raise FileNotFoundError(f"{exc}. {ILSVRC_TRAIN_HINT}") from exc
-
 
 # --------------------------------------------------------------------------- the recipe
 

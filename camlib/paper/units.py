@@ -31,9 +31,10 @@ import torch
 from torch import Tensor, nn
 
 from camlib.core.cam import CAM, HeadSpec, upsample_maps
+from camlib.datasets.files import ImageFiles, list_images
+from camlib.datasets.transforms import resize_preprocess
 
 __all__ = [
-    "IMAGE_EXTENSIONS",
     "ImageList",
     "PartHits",
     "ReservoirQuantile",
@@ -52,9 +53,6 @@ __all__ = [
     "resize_preprocess",
     "scan_units",
 ]
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-
 
 # --------------------------------------------------------------------------- 1. ranking
 
@@ -222,78 +220,18 @@ class ReservoirQuantile:
 
 
 def image_files(root: str | Path) -> list[Path]:
-    """All image files under ``root`` (recursive, sorted); a clear error when there are none."""
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise FileNotFoundError(
-            f"image folder {root} does not exist. Put the images (jpg/png, any sub-folders) in a folder "
-            f"and pass its path as the IMAGE_FOLDER parameter, e.g. papermill ... -p IMAGE_FOLDER /data/images"
-        )
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-    if not files:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {root}")
-    return files
+    """All image files under ``root`` (:func:`camlib.datasets.files.list_images`: recursive, sorted);
+    a clear error naming the IMAGE_FOLDER parameter when the folder is missing or holds no image."""
+    return list_images(root, hint="Put the images (jpg/png, any sub-folders) in a folder and pass its path as the "
+                                   "IMAGE_FOLDER parameter, e.g. papermill ... -p IMAGE_FOLDER /data/images")
 
 
-def resize_preprocess(model) -> Callable:
-    """PIL image -> network input for an :class:`camlib.models.ImageNetModel`, WITHOUT cropping.
-
-    Receptive fields are drawn on the whole image resized to the input size, so the network must see
-    exactly that: torchvision's resize + centre crop becomes a plain resize to ``input_size`` with the
-    same mean/std; other preprocessings (EfficientNet-Lite0 already resizes without crop) are kept.
-    """
-    pre = model.preprocess
-    if not (hasattr(pre, "crop_size") and hasattr(pre, "mean")):
-        return pre
-    from torchvision.transforms import v2 as T
-
-    return T.Compose([
-        T.ToImage(),
-        T.Resize(tuple(model.input_size), antialias=True),
-        T.ToDtype(torch.float32, scale=True),
-        T.Normalize(mean=list(pre.mean), std=list(pre.std)),
-    ])
-
-
-class ImageList(torch.utils.data.Dataset):
-    """Images given as file paths, PIL images or (H, W, 3) uint8 arrays, fed through ``preprocess``.
-
-    ``dataset[i]`` is ``(network input, i)``; :meth:`display` gives the image resized to ``size``
-    (the network input size, no crop) as uint8, for overlays at the map's geometry. Images are read
-    lazily from disk, so a long list of files costs no memory.
-    """
-
-    def __init__(self, items: Sequence, preprocess: Callable, names: Sequence[str] | None = None) -> None:
-        self.items, self.preprocess = list(items), preprocess
-        self.names = list(names) if names is not None else [
-            p.name if isinstance(p, Path) else (Path(p).name if isinstance(p, str) else f"image {i}")
-            for i, p in enumerate(self.items)
-        ]
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def pil(self, i: int):
-        from PIL import Image
-
-        item = self.items[i]
-        if isinstance(item, (str, Path)):
-            with Image.open(item) as im:
-                return im.convert("RGB")
-        if isinstance(item, Image.Image):
-            return item.convert("RGB")
-        a = np.asarray(item)
-        if a.ndim == 2:
-            a = np.repeat(a[..., None], 3, axis=2)
-        return Image.fromarray(a[..., :3].astype(np.uint8))
-
-    def __getitem__(self, i: int):
-        return self.preprocess(self.pil(i)), i
-
-    def display(self, i: int, size: tuple[int, int]) -> np.ndarray:
-        from PIL import Image
-
-        return np.asarray(self.pil(i).resize((size[1], size[0]), Image.BILINEAR))
+def ImageList(items: Sequence, preprocess: Callable, names: Sequence[str] | None = None) -> ImageFiles:
+    """Images given as file paths, PIL images or (H, W, 3) uint8 arrays, fed through ``preprocess``: a
+    :class:`camlib.datasets.files.ImageFiles` without labels, so ``dataset[i]`` is ``(network input, i)``;
+    its ``display(i, size)`` gives the image resized to ``size`` (the network input size, no crop) as
+    uint8, for overlays at the map's geometry. Files are read lazily, so a long list costs no memory."""
+    return ImageFiles(items, None, preprocess, names=names)
 
 
 # --------------------------------------------------------------------------- scanning a dataset

@@ -1,0 +1,259 @@
+"""Image files as a dataset: the ONE reader of "a list of image files (and labels)" in camlib.
+
+``ImageFiles(paths, labels, transform)[i]`` is ``(transform(image), label)`` where ``image`` is the
+file decoded to an RGB PIL image (grayscale, palette, CMYK and RGBA files converted; the file is fully
+decoded on read, so a truncated file fails here and not later). ``labels=None`` makes the label the
+item's index ``i`` (which image a batch row came from). Items may also be in-memory pictures (a PIL
+image or an (H, W[, 3]) uint8 array), so a list can mix files and photos.
+
+Which files are images: :data:`IMAGE_SUFFIXES`, compared case-insensitively (``.JPEG`` and ``.jpg``
+alike); :func:`list_images` lists them under a folder, recursively, sorted.
+
+An unreadable file (missing, truncated, not an image):
+
+- ``errors="raise"`` (default): :class:`UnreadableImageError` naming the file, the item and the fix;
+- ``errors="skip"``: as the ILSVRC reader (:mod:`camlib.datasets.ilsvrc`) does, NOT fatal: the item
+  comes back as ``(None, {"index", "path", "label", "error"})``, a warning is issued, the record is
+  appended to the dataset's :attr:`ImageFiles.skipped` (this process only) and
+  :func:`collate_skipping` drops it from its batch and lists it in the batch's ``targets.skipped``
+  (so a pipeline counts it even when DataLoader workers read the images).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "ImageFiles",
+    "TargetList",
+    "UnreadableImageError",
+    "collate_skipping",
+    "image_folder",
+    "image_size",
+    "is_image_file",
+    "list_images",
+    "read_rgb",
+]
+
+#: File name endings camlib treats as images (lower case; compared with ``suffix.lower()``).
+IMAGE_SUFFIXES: tuple[str, ...] = (
+    ".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp",
+)  # fmt: skip
+
+
+class UnreadableImageError(OSError):
+    """An image file that cannot be decoded (missing, truncated, not an image)."""
+
+
+def is_image_file(path: str | Path) -> bool:
+    """True when ``path``'s suffix (any case) is one of :data:`IMAGE_SUFFIXES`."""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def list_images(root: str | Path, *, recursive: bool = True, hint: str = "", allow_empty: bool = False) -> list[Path]:
+    """Every image file (:data:`IMAGE_SUFFIXES`) under ``root`` (in sub-folders too when ``recursive``),
+    sorted by path.
+
+    A missing folder raises ``FileNotFoundError`` (with ``hint``: how to provide the folder); so does a
+    folder without images unless ``allow_empty``.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} does not exist." + (f" {hint}" if hint else ""))
+    found = root.rglob("*") if recursive else root.iterdir()
+    files = sorted(p for p in found if is_image_file(p) and p.is_file())
+    if not files and not allow_empty:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}." + (f" {hint}" if hint else ""))
+    return files
+
+
+def image_folder(root: str | Path) -> tuple[list[Path], np.ndarray, list[str]]:
+    """A folder of class sub-folders (``<root>/<class>/**/<image>``, torchvision's ``ImageFolder``
+    layout) -> ``(paths, labels (int64), classes)``: classes are the sorted sub-folder names (class
+    index = position), each class's images listed by :func:`list_images` (a class may be empty)."""
+    root = Path(root)
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    paths: list[Path] = []
+    labels: list[int] = []
+    for c, name in enumerate(classes):
+        found = list_images(root / name, allow_empty=True)
+        paths += found
+        labels += [c] * len(found)
+    return paths, np.asarray(labels, dtype=np.int64), classes
+
+
+def read_rgb(path: str | Path) -> Image.Image:
+    """The image file as an RGB PIL image, fully decoded (raises on a missing or corrupt file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image {path} is missing")
+    with Image.open(path) as im:
+        im.load()  # decode now: a truncated file fails here, not later
+        return im.convert("RGB")
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(H, W) of an image file, read from its header (the pixels are not decoded)."""
+    with Image.open(path) as im:
+        return im.height, im.width
+
+
+def _as_pil(item: Any) -> Image.Image:
+    """An in-memory picture (PIL image, (H, W) or (H, W, 3|4) array) as an RGB PIL image."""
+    if isinstance(item, Image.Image):
+        return item.convert("RGB")
+    a = np.asarray(item)
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=2)
+    if a.ndim != 3 or a.shape[2] < 3:
+        raise ValueError(f"expected an image path, a PIL image or an (H, W[, 3]) array, got shape {a.shape}")
+    return Image.fromarray(a[..., :3].astype(np.uint8))
+
+
+def _pair(size: int | Sequence[int]) -> tuple[int, int]:
+    return (int(size), int(size)) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
+
+
+class ImageFiles(Dataset):
+    """Image files (or in-memory pictures) as ``(transform(RGB PIL image), label)`` items.
+
+    ``paths``: file paths (str / Path) or in-memory pictures (PIL images, (H, W[, 3]) uint8 arrays).
+    ``labels``: one int per item (kept as :attr:`labels`, int64), or None: the label of item ``i`` is
+    ``i`` (and :attr:`labels` is None). ``transform``: PIL RGB image -> network input (None: the PIL
+    image itself). ``names``: display names (default: the file names). ``classes``: optional class
+    names. ``display_size`` (int or (H, W)): the default size of :meth:`image`. ``errors``: see the
+    module docstring.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[Any],
+        labels: Sequence[int] | np.ndarray | None = None,
+        transform: Callable[[Image.Image], Any] | None = None,
+        *,
+        names: Sequence[str] | None = None,
+        classes: Sequence[str] | None = None,
+        display_size: int | tuple[int, int] | None = None,
+        errors: Literal["raise", "skip"] = "raise",
+    ) -> None:
+        self.items = [Path(p) if isinstance(p, (str, os.PathLike)) else p for p in paths]
+        self.labels = None if labels is None else np.asarray(labels, dtype=np.int64).reshape(-1)
+        if self.labels is not None and len(self.labels) != len(self.items):
+            raise ValueError(f"{len(self.labels)} labels for {len(self.items)} images")
+        if errors not in ("raise", "skip"):
+            raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
+        self.transform = transform
+        self.names = list(names) if names is not None else [
+            p.name if isinstance(p, Path) else f"image {i}" for i, p in enumerate(self.items)
+        ]
+        if len(self.names) != len(self.items):
+            raise ValueError(f"{len(self.names)} names for {len(self.items)} images")
+        self.classes = None if classes is None else list(classes)
+        self.display_size = None if display_size is None else _pair(display_size)
+        self.errors = errors
+        self.skipped: list[dict] = []
+
+    @property
+    def paths(self) -> list[Path | None]:
+        """The file of each item (None for an in-memory picture)."""
+        return [p if isinstance(p, Path) else None for p in self.items]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __repr__(self) -> str:
+        return (f"ImageFiles({len(self)} images, labels={'index' if self.labels is None else 'given'}, "
+                f"transform={self.transform!r})")
+
+    def label(self, i: int) -> int:
+        """The label of item ``i`` (its index when the dataset has no labels)."""
+        return int(i) if self.labels is None else int(self.labels[i])
+
+    def pil(self, i: int) -> Image.Image:
+        """Item ``i`` as an RGB PIL image, fully decoded; an unreadable file raises
+        :class:`UnreadableImageError` (whatever ``errors`` says: this is a direct request)."""
+        item = self.items[i]
+        if not isinstance(item, Path):
+            return _as_pil(item)
+        try:
+            return read_rgb(item)
+        except Exception as exc:  # noqa: BLE001 - reported with the file and the fix
+            raise UnreadableImageError(
+                f"{item}: cannot read image {i} of {len(self)} ({type(exc).__name__}: {exc}). Fix: replace or "
+                "remove the file, or open the data with errors='skip' and batch it with "
+                "camlib.datasets.files.collate_skipping, which drops and lists unreadable images"
+            ) from exc
+
+    def image(self, i: int, size: int | tuple[int, int] | None = None) -> np.ndarray:
+        """Item ``i`` as an (H, W, 3) uint8 array, resized (PIL bilinear, no crop) to ``size`` (int or
+        (H, W); default :attr:`display_size`; None: as stored). For overlays at a map's geometry."""
+        im = self.pil(i)
+        size = _pair(size) if size is not None else self.display_size
+        if size is not None:
+            im = im.resize((size[1], size[0]), Image.BILINEAR)
+        return np.asarray(im)
+
+    def display(self, i: int, size: int | tuple[int, int]) -> np.ndarray:
+        """:meth:`image` at ``size`` (int or (H, W))."""
+        return self.image(i, size)
+
+    def original_size(self, i: int) -> tuple[int, int]:
+        """(H, W) of item ``i`` as stored (for a file: read from its header)."""
+        item = self.items[i]
+        if isinstance(item, Path):
+            return image_size(item)
+        im = _as_pil(item)
+        return im.height, im.width
+
+    def __getitem__(self, i: int):
+        try:
+            img = self.pil(i)
+        except UnreadableImageError as exc:
+            if self.errors == "raise":
+                raise
+            cause = exc.__cause__ if exc.__cause__ is not None else exc
+            msg = f"{type(cause).__name__}: {cause}"
+            record = {"index": int(i), "path": str(self.items[i]), "label": self.label(i), "error": msg}
+            self.skipped.append(record)
+            warnings.warn(f"skipping unreadable image {self.items[i]} ({msg})", stacklevel=2)
+            return None, dict(record)
+        return (self.transform(img) if self.transform is not None else img), self.label(i)
+
+
+# ------------------------------------------------------------------------------------- batching
+class TargetList(list):
+    """The targets of a batch; ``skipped`` lists the items dropped because their image was unreadable."""
+
+    skipped: list[dict]
+
+    def __init__(self, items=(), skipped=()) -> None:
+        super().__init__(items)
+        self.skipped = list(skipped)
+
+
+_SKIP_KEYS = ("image_id", "index", "path", "error")
+
+
+def collate_skipping(batch) -> tuple[torch.Tensor, TargetList]:
+    """Stack images, keep targets as a :class:`TargetList` (they may be dicts of boxes, or labels).
+
+    Items whose image could not be read (``x is None``; their target a dict with ``error``) are
+    dropped and listed in ``targets.skipped`` (their ``image_id`` / ``index`` / ``path`` / ``error``);
+    if all are, the image tensor is empty (0 images).
+    """
+    kept = [(x, t) for x, t in batch if x is not None]
+    skipped = [{k: t[k] for k in _SKIP_KEYS if k in t} for x, t in batch if x is None]
+    if not kept:
+        return torch.empty(0), TargetList([], skipped)
+    xs, targets = zip(*kept, strict=True)
+    return torch.stack(list(xs)), TargetList(targets, skipped)
