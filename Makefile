@@ -17,21 +17,33 @@ PAPER_ARGS ?=
 LAB_DIR ?= notebooks
 LAB_ARGS ?=
 
-.PHONY: help setup quick reproduce report refresh-results test lint lab clean-notebooks student bench clean
+LOCK := requirements.lock
+# `make lock` resolves with uv (in its own throwaway venv, never .venv); LOCK_ARGS=--upgrade moves every pin
+UV_VERSION ?= 0.13.9
+LOCK_VENV ?= build/lock-tools
+LOCK_ARGS ?=
+
+.PHONY: help setup lock quick reproduce report refresh-results test lint lab clean-notebooks student bench clean
 STUDENT_OUT ?= build/student
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-setup: $(STAMP)  ## create .venv with torch+torchvision, camlib (editable), dev tools, a python3 kernel
+setup: $(STAMP)  ## create .venv from requirements.lock (torch pair: constraints.txt), camlib (editable), a python3 kernel
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q -r $(LOCK) -c constraints.txt
+	$(PY) -m pip install -q --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (camlib)" >/dev/null
 	$(PY) -m camlib.env --check
 	touch $(STAMP)
+
+lock:  ## refresh requirements.lock from pyproject.toml (+ dev extra) and constraints.txt (uv; LOCK_ARGS=--upgrade)
+	test -x $(LOCK_VENV)/bin/uv || ($(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/pip install -q uv==$(UV_VERSION))
+	$(LOCK_VENV)/bin/uv pip compile --no-config pyproject.toml --extra dev -c constraints.txt --universal --python-version 3.10 \
+		--custom-compile-command "make lock" $(LOCK_ARGS) -o $(LOCK)
 
 quick: setup  ## run every notebook (quick profile, CPU) into build/results + build/figures, then the report
 	$(PY) -m camlib.run_notebooks --profile quick --jobs $(JOBS) --out $(NB_OUT) --results-dir $(RESULTS) --figures-dir $(FIGURES) $(NOTEBOOKS)
@@ -66,8 +78,8 @@ student: setup  ## copies of the notebooks with exercise solutions removed, in b
 bench: $(VENV)/.camlib-bench  ## camlib vs torchcam / pytorch-grad-cam, sweep, cost growth -> results/bench.json, figures/bench_*.png
 	$(PY) benchmarks/bench.py
 
-$(VENV)/.camlib-bench: $(STAMP) pyproject.toml constraints.txt  # the comparison libraries (`bench` extra); make test never needs them
-	$(PY) -m pip install -q -c constraints.txt -e '.[bench]'
+$(VENV)/.camlib-bench: $(STAMP) pyproject.toml constraints.txt $(LOCK)  # the comparison libraries (`bench` extra); make test never needs them
+	$(PY) -m pip install -q -c constraints.txt -c $(LOCK) -e '.[bench]'
 	$(PY) -c "import torchcam, pytorch_grad_cam, cv2"
 	touch $@
 

@@ -188,3 +188,149 @@ def test_gmp_detected_even_with_tiny_logits():
         model.fc.weight.mul_(1e-9)
         model.fc.bias.zero_()
     assert CAM(model)(torch.rand(2, 3, 64, 64)).head.pool == "max"
+
+
+# -- input that used to be accepted and give silently wrong maps (issue 19) ---------------------------
+def test_normalize_maps_ignores_infinite_pixels_as_paper_box_does():
+    from camlib.core.boxes import paper_box
+
+    base = torch.tensor([[0.0, 1.0, 2.0], [3.0, 4.0, 2.0]])[None, None]
+    expected = normalize_maps(base, "minmax")  # finite map: [0, .25, .5; .75, 1, .5]
+    for bad in (-torch.inf, torch.inf, torch.nan):
+        m = base.clone()
+        m[..., 1, 2] = bad
+        for mode in ("minmax", "max"):
+            out = normalize_maps(m, mode)
+            assert torch.isnan(out[..., 1, 2]).all(), (bad, mode)  # no value, as paper_box leaves it out
+            ref = normalize_maps(base, mode)
+            keep = torch.ones_like(m, dtype=torch.bool)
+            keep[..., 1, 2] = False
+            assert torch.equal(out[keep], ref[keep]), (bad, mode)  # the other pixels: as if it were absent
+        # the box of the normalised map = the box of the raw map (paper_box drops non-finite pixels too)
+        assert (paper_box(normalize_maps(m, "max")[0, 0]) == paper_box(m[0, 0])).all()
+    assert expected[0, 0, 1, 1] == 1 and expected[0, 0, 0, 0] == 0
+    # one -Inf pixel: not a NaN map; one +Inf pixel: not a map of zeros (the old results)
+    neg = base.clone()
+    neg[..., 0, 0] = -torch.inf
+    assert torch.isfinite(normalize_maps(neg)).sum() == 5 and normalize_maps(neg)[0, 0, 1, 1] == 1
+    pos = base.clone()
+    pos[..., 1, 1] = torch.inf
+    assert normalize_maps(pos)[0, 0, 1, 0] == 1 and normalize_maps(pos, "max")[0, 0, 1, 0] == 1
+    # no finite pixel at all -> all NaN; the other map of the batch is unaffected
+    two = torch.stack([base[0, 0], torch.full((2, 3), torch.inf)])[None]
+    out = normalize_maps(two)
+    assert torch.isnan(out[0, 1]).all() and torch.equal(out[0, 0], expected[0, 0])
+
+
+@pytest.mark.parametrize("mode", ["minmax", "max"])
+def test_normalize_maps_subnormal_map_spans_zero_to_one(mode):
+    m = torch.tensor([[0.0, 1e-40], [2e-40, 4e-40]])[None, None]  # float32 subnormals
+    assert m.dtype == torch.float32 and 0 < m.max() < torch.finfo(torch.float32).tiny
+    out = normalize_maps(m, mode)
+    assert out.max() == 1 and out.min() == 0  # not 8.5e-5 (division by the smallest normal float)
+    assert torch.allclose(out, torch.tensor([[0.0, 0.25], [0.5, 1.0]]), atol=1e-4)
+
+
+def test_normalize_maps_regular_maps_unchanged_and_huge_range_does_not_overflow():
+    torch.manual_seed(0)
+    m = torch.randn(3, 2, 7, 7)
+    lo, hi = m.amin((-2, -1), keepdim=True), m.amax((-2, -1), keepdim=True)
+    assert torch.equal(normalize_maps(m, "minmax"), (m - lo) / (hi - lo))  # the plain formula, bit for bit
+    assert torch.equal(normalize_maps(m, "max"), m / hi)
+    huge = torch.tensor([[-3e38, 0.0], [1e38, 3e38]])[None, None]  # max - min overflows float32
+    out = normalize_maps(huge)
+    assert torch.isfinite(out).all() and out.min() == 0 and out.max() == 1 and abs(out[0, 0, 0, 1] - 0.5) < 1e-6
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"size": "foo"}, "size='foo'"),
+        ({"size": (224,)}, "size="),
+        ({"size": (224.5, 224)}, "size="),
+        ({"size": (0, 224)}, "size="),
+        ({"size": (True, 224)}, "size="),
+        ({"upsample": "nearest"}, "upsample='nearest'"),
+        ({"upsample": "Bilinear"}, "upsample="),
+        ({"normalize": "min-max"}, "normalize='min-max'"),
+        ({"normalize": None}, "normalize=None"),
+        ({"relu": "yes"}, "relu="),
+    ],
+)
+def test_cam_options_rejects_bad_values_at_construction(kwargs, match):
+    with pytest.raises(ValueError, match=match.replace("(", r"\(")) as err:
+        CAMOptions(**kwargs)
+    assert "must be" in str(err.value)
+
+
+def test_cam_options_accepts_sizes_as_any_integer_pair():
+    assert CAMOptions(size=[32, 48]).size == (32, 48)  # a list (e.g. from JSON) becomes a tuple
+    assert CAMOptions(size=torch.Size([32, 48])).size == (32, 48)
+    assert CAMOptions(size=(torch.tensor(32), 48)).size == (32, 48)
+    assert hash(CAMOptions(size=[32, 48])) == hash(CAMOptions(size=(32, 48)))
+    assert CAMOptions(size="original").to_dict()["size"] == "original"
+
+
+@pytest.mark.parametrize(
+    "targets",
+    [[1.0, 2.0], [0.7, 2.9], torch.tensor([1.0, 2.0]), 1.0, True, [True, False], torch.tensor([True, False])],
+)
+def test_float_and_bool_targets_rejected_not_coerced(targets):
+    from camlib.core.cam import select_classes
+
+    model = SmallGAPNet(4)
+    x = torch.rand(2, 3, 64, 64)
+    with pytest.raises(TargetError, match="integer class indices"):
+        CAM(model)(x, targets=targets)
+    with pytest.raises(TargetError, match="integer class indices"):
+        select_classes(torch.zeros(2, 4), targets)
+
+
+def test_integer_targets_of_any_integer_dtype_still_accepted():
+    import numpy as np
+
+    from camlib.core.cam import select_classes
+
+    logits = torch.zeros(2, 4)
+    for t in ([1, 3], torch.tensor([1, 3], dtype=torch.int32), np.array([1, 3]), torch.tensor([1, 3], dtype=torch.uint8)):
+        assert select_classes(logits, t).tolist() == [[1], [3]]
+    assert select_classes(logits, 2).tolist() == [[2], [2]]
+    with pytest.raises(TargetError, match="topk"):
+        select_classes(logits, topk=1.5)
+    with pytest.raises(TargetError, match="topk"):
+        select_classes(logits, topk=True)
+
+
+def _fresh_vit() -> nn.Module:
+    """torchvision's VisionTransformer, as ``vit_b_16(weights=None)`` builds it (zero head), only small."""
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    return VisionTransformer(image_size=32, patch_size=8, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=32,
+                             num_classes=10)
+
+
+def test_zero_classifier_cannot_be_decided():
+    vit = _fresh_vit()
+    assert torch.count_nonzero(vit.heads.head.weight) == 0  # what torchvision's init does
+    with pytest.raises(NotCAMCompatibleError, match=r"cannot decide.*W = 0") as err:
+        CAM(vit)(torch.randn(2, 3, 32, 32))
+    assert "trained weights" in str(err.value) and "Ways out" in str(err.value)
+    # naming the layers does not make the check any less vacuous
+    with pytest.raises(NotCAMCompatibleError, match="W = 0"):
+        CAM(vit, feature_layer="conv_proj", fc_layer="heads.head")(torch.randn(1, 3, 32, 32))
+    # once the head has weights, the ViT is recognised for what it is: not pooling -> linear
+    with torch.no_grad():
+        vit.heads.head.weight.normal_()
+    with pytest.raises(NotCAMCompatibleError, match="does not reproduce"):
+        CAM(vit)(torch.randn(2, 3, 32, 32))
+    # a real CAM network with a zeroed classifier: also undecidable (every map would be 0) ...
+    model = SmallGAPNet(3)
+    with torch.no_grad():
+        model.fc.weight.zero_()
+    with pytest.raises(NotCAMCompatibleError, match="W = 0"):
+        CAM(model)(torch.rand(1, 3, 64, 64))
+    # ... while one nonzero weight is enough to decide
+    with torch.no_grad():
+        model.fc.weight[0, 0] = 1.0
+    assert CAM(model)(torch.rand(1, 3, 64, 64)).head.fc_layer == "fc"

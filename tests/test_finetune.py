@@ -181,7 +181,18 @@ def test_train_pooling_run_chooses_the_threshold_on_val(shapes):
     assert m["best_fraction"] == best_fraction({"localization": {
         f: {"gt_known_loc_acc": v} for f, v in run["val_curve"].items()}})
     assert m["val_gt_known_loc_acc@best"] == max(run["val_curve"].values())
-    assert 0 <= m["cls_acc"] <= 100 and 0 <= m["top1_loc_acc@best"] <= m["gt_known_loc_acc@best"] + 100
+    x = torch.as_tensor(np.asarray(test.images))
+    x = x.permute(0, 3, 1, 2).float() / 255.0 if x.dtype == torch.uint8 else x.float()
+    with torch.no_grad():
+        right = run["model"].eval()(x).argmax(1).numpy() == np.asarray(test.labels)
+    assert m["cls_acc"] == pytest.approx(100.0 * right.mean())  # the model's own top-1 accuracy on test
+    # top-1 loc counts the test images whose top-1 class is right AND whose box (of that class's map, i.e. the
+    # GT class's, the one GT-known loc boxes) hits: the images counted by both cls_acc and GT-known loc. So it
+    # lies within Frechet's bounds of those two, and it is a whole number of the len(test) images.
+    for at in ("0.2", "best"):
+        top1, gt_known, cls = m[f"top1_loc_acc@{at}"], m[f"gt_known_loc_acc@{at}"], m["cls_acc"]
+        assert max(0.0, cls + gt_known - 100) - 1e-9 <= top1 <= min(cls, gt_known) + 1e-9, (at, top1, gt_known, cls)
+        assert top1 * len(test) / 100 == pytest.approx(round(top1 * len(test) / 100)), (at, top1)
     maps = gt_cams(run["model"], test.images[:3], test.labels[:3])
     assert maps.shape == (3, 32, 32) and np.nanmax(maps) <= 1.0 + 1e-6
     ext = cam_extent(run["model"], test, 0.2)

@@ -43,6 +43,7 @@ COVERAGE: dict[str, list[str]] = {
                                        "tests/test_run_notebooks.py::test_runs_notebooks_and_fails_clearly"],
     "python -m camlib.video": ["tests/test_video.py::test_cli_runs_lite0_on_a_tiny_clip"],
     "conda env create -f environment.yml": ["tests/test_packaging.py::test_same_packages"],
+    "make lock": ["tests/test_packaging.py::test_make_lock_command"],
     "apt-get install --no-install-recommends chromium": ["CI: .ci/run",
                                                          "tests/test_browser.py::test_ensure_chromium_respects_no_apt"],
 }

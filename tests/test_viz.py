@@ -6,6 +6,7 @@ import re
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pytest
 from PIL import Image
 
 from camlib.core.viz import FIG_DPI, save_figure
@@ -60,3 +61,65 @@ def test_cam_grid_draws_several_boxes_per_image_and_peaks():
     ax0, ax1 = fig.axes
     assert len(ax0.patches) == 3 and len(ax1.patches) == 1  # 2 predicted + 1 GT; no predicted + 1 GT
     assert [tuple(ln.get_xydata()[0]) for ln in (ax0.lines[0], ax1.lines[0])] == [(3, 4), (10, 10)]
+
+
+def _decodes(path) -> bool:
+    try:
+        with Image.open(path) as im:
+            im.load()
+        return True
+    except Exception:
+        return False
+
+
+def test_failing_savefig_leaves_the_previous_figure_intact(tmp_path):
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.imshow(np.eye(8))
+    path = save_figure(fig, "same", tmp_path)
+    before = path.read_bytes()
+    assert _decodes(path)
+
+    def half_then_fail(fname, **kwargs):  # writes part of a PNG, then dies (disk full, Ctrl-C, a bug)
+        with open(fname, "wb") as fh:
+            fh.write(before[: len(before) // 2])
+        raise OSError("disk full")
+
+    fig.savefig = half_then_fail
+    with pytest.raises(OSError, match="disk full"):
+        save_figure(fig, "same", tmp_path)
+    plt.close(fig)
+    assert path.read_bytes() == before and _decodes(path)  # the previous figure, byte for byte
+    assert [p.name for p in tmp_path.iterdir()] == ["same.png"]  # no temporary file left behind
+
+
+def test_save_figure_replaces_whole_files_only(tmp_path):
+    """Two runs saving the same name: the file is always one complete PNG, the last one written."""
+    sizes = []
+    for n in (4, 40):
+        fig, ax = plt.subplots(figsize=(2, 2))
+        ax.imshow(np.random.default_rng(n).random((n, n)))
+        sizes.append(len(save_figure(fig, "same", tmp_path).read_bytes()))
+        plt.close(fig)
+    assert _decodes(tmp_path / "same.png") and (tmp_path / "same.png").stat().st_size == sizes[-1]
+    assert [p.name for p in tmp_path.iterdir()] == ["same.png"]
+    assert oct((tmp_path / "same.png").stat().st_mode & 0o777) == oct(0o644)
+
+
+def test_atomic_helpers_replace_or_keep(tmp_path):
+    from camlib.core.io import atomic_path, atomic_write_bytes, atomic_write_text
+    from camlib.tools.results import atomic_write_text as results_writer
+
+    target = tmp_path / "sub" / "f.txt"
+    atomic_write_text(target, "one\n")
+    assert target.read_text() == "one\n"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(target) as tmp:
+            assert tmp.parent == target.parent and tmp.name.startswith(".") and tmp.suffix == ".txt"
+            tmp.write_text("half")
+            raise KeyboardInterrupt
+    assert target.read_text() == "one\n" and [p.name for p in target.parent.iterdir()] == ["f.txt"]
+    atomic_write_bytes(target, b"two")
+    assert target.read_bytes() == b"two"
+    results_writer(target, "three")  # results.py writes through the same helper
+    assert target.read_text() == "three"
+    assert "mkstemp" not in (REPO / "camlib/tools/results.py").read_text()  # one helper, not two copies

@@ -20,6 +20,7 @@ and :func:`postprocess`. Only the maps asked for are upsampled.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -76,6 +77,21 @@ class HeadSpec:
     kind: Literal["linear", "score_map"] = "linear"
 
 
+_UPSAMPLE_MODES = ("bilinear", "bicubic", "none")
+_NORMALIZE_MODES = ("minmax", "max", "none")
+
+
+def _is_positive_int(v: object) -> bool:
+    """An integer >= 1 (Python, numpy or 0-d integer tensor: anything ``operator.index`` takes); bools,
+    floats (even 224.0) and strings are not."""
+    if isinstance(v, bool) or (isinstance(v, Tensor) and (v.ndim > 0 or v.dtype == torch.bool)):
+        return False
+    try:
+        return operator.index(v) >= 1  # type: ignore[arg-type]
+    except TypeError:
+        return False
+
+
 @dataclass(frozen=True)
 class CAMOptions:
     """Post-processing of raw maps; recorded with every result (``asdict(options)``).
@@ -88,13 +104,46 @@ class CAMOptions:
       box rule works on the raw map).
     - ``normalize``: ``"minmax"`` -> (M - min) / (max - min) (default, Choe et al.); ``"max"`` ->
       M / max, the paper's "fraction of the max" scale; ``"none"``. Flat maps become all zeros
-      (``"minmax"``), maps whose max is <= 0 become all zeros (``"max"``). NaNs stay NaN.
+      (``"minmax"``), maps whose max is <= 0 become all zeros (``"max"``). Non-finite pixels (NaN,
+      +-Inf) are left out of min and max and come out NaN, as :func:`camlib.core.boxes.paper_box`
+      leaves them out of the box (see :func:`normalize_maps`).
+
+    Every field is checked when the options are made: a misspelt mode or size raises ``ValueError``
+    at once, not a silently different map later.
     """
 
     upsample: Literal["bilinear", "bicubic", "none"] = "bilinear"
     size: str | tuple[int, int] = "input"
     relu: bool = False
     normalize: Literal["minmax", "max", "none"] = "minmax"
+
+    def __post_init__(self) -> None:
+        if self.upsample not in _UPSAMPLE_MODES:
+            raise ValueError(f"CAMOptions(upsample={self.upsample!r}): must be one of {', '.join(map(repr, _UPSAMPLE_MODES))}")
+        if self.normalize not in _NORMALIZE_MODES:
+            raise ValueError(
+                f"CAMOptions(normalize={self.normalize!r}): must be one of {', '.join(map(repr, _NORMALIZE_MODES))}"
+            )
+        if not isinstance(self.relu, bool):
+            raise ValueError(f"CAMOptions(relu={self.relu!r}): must be True or False")
+        size = self.size
+        if isinstance(size, str):
+            if size not in ("input", "original"):
+                raise ValueError(
+                    f"CAMOptions(size={size!r}): must be 'input', 'original' or a (height, width) pair of "
+                    "positive integers, e.g. size=(224, 224)"
+                )
+            return
+        try:
+            pair = tuple(size)
+        except TypeError:
+            pair = ()
+        if len(pair) != 2 or not all(_is_positive_int(v) for v in pair):
+            raise ValueError(
+                f"CAMOptions(size={size!r}): must be 'input', 'original' or a (height, width) pair of positive "
+                "integers, e.g. size=(224, 224)"
+            )
+        object.__setattr__(self, "size", tuple(int(v) for v in pair))  # frozen: a list or torch.Size -> tuple
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -125,7 +174,21 @@ class CAMResult:
 
 
 def _check_targets(targets: Tensor | Sequence[int] | int, batch: int, num_classes: int) -> Tensor:
-    t = torch.as_tensor(targets, dtype=torch.long)
+    """Targets as a (B, n) long tensor, or :class:`TargetError` naming what is wrong.
+
+    Class indices must be integers: float targets (``2.7`` would silently become class 2) and bool
+    targets (``True`` would become class 1, a mask would become classes 0/1) are refused, not coerced.
+    """
+    try:
+        t = torch.as_tensor(targets)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise TargetError(f"targets must be integer class indices, got {targets!r} ({e})") from None
+    if t.numel() and (t.dtype == torch.bool or t.is_floating_point() or t.is_complex()):
+        raise TargetError(
+            f"targets must be integer class indices, got dtype {t.dtype} ({_preview(t)}). Convert on purpose, "
+            "e.g. targets.long() for whole-number floats or targets.nonzero() for a mask, so no class changes silently."
+        )
+    t = t.long()
     if t.ndim == 0:
         t = t.expand(batch)
     if t.ndim == 1:
@@ -140,6 +203,11 @@ def _check_targets(targets: Tensor | Sequence[int] | int, batch: int, num_classe
             f"target class out of range [0, {num_classes}): got {t.min().item()}..{t.max().item()}"
         )
     return t
+
+
+def _preview(t: Tensor, n: int = 6) -> str:
+    values = t.flatten()[:n].tolist()
+    return ", ".join(map(str, values)) + (", ..." if t.numel() > n else "")
 
 
 # Modules that pool, drop or pass features through: never "the feature layer" themselves.
@@ -251,6 +319,8 @@ def select_classes(
     B, C = logits.shape
     if targets is not None:
         return _check_targets(targets, B, C).to(logits.device)
+    if topk is not None and (isinstance(topk, bool) or not _is_positive_int(topk)):
+        raise TargetError(f"topk must be a positive integer, got {topk!r}")
     k = 1 if topk is None else int(topk)
     if not 1 <= k <= C:
         raise TargetError(f"topk must be in [1, {C}], got {topk}")
@@ -387,6 +457,15 @@ class CAM:
         fc = names[fc_name]
         w, _ = _fc_weight(fc)
         K = w.shape[1]
+        if not bool(w.detach().ne(0).any()):
+            # with W = 0 every candidate head predicts S = b whatever the features: the logit check
+            # below would pass for any model (a fresh torchvision ViT has a zero head), and every map is 0
+            raise NotCAMCompatibleError(
+                f"{type(self.model).__name__}: cannot decide whether the head is CAM-compatible: the weights "
+                f"of {fc_name!r} are all zero (W = 0), so S = b whatever the features and every class "
+                "activation map would be 0. Train the model or load its trained weights first, then call CAM "
+                f"again. If the model is not global pooling -> one linear layer, no weights will make it so. {_WAY_OUT}"
+            )
         kind = "score_map" if isinstance(fc, nn.Conv2d) else "linear"
         if feat_name is None:
             fc_pos = len(order) - 1 - order[::-1].index(fc_name) if fc_name in order else len(order)
@@ -496,33 +575,55 @@ def upsample_maps(maps: Tensor, size: tuple[int, int], mode: str = "bilinear") -
 
 
 def normalize_maps(maps: Tensor, mode: str = "minmax") -> Tensor:
-    """Per-map normalisation over the last two dims; see :class:`CAMOptions` for the edge cases."""
+    """Per-map normalisation over the last two dims (see :class:`CAMOptions`)::
+
+        "minmax":  N(x, y) = (M(x, y) - min M) / (max M - min M)   (a flat map, max = min, -> 0)
+        "max":     N(x, y) = M(x, y) / max M                        (a map with max M <= 0 -> 0)
+
+    Non-finite values follow :func:`camlib.core.boxes.paper_box`'s rule: min and max are taken over
+    the FINITE pixels only, and NaN, +Inf and -Inf pixels come out NaN ("no value": never part of a
+    box, shown transparent). So one -Inf pixel does not turn the whole map into NaN, nor does one +Inf
+    pixel squash every other pixel to 0; a map without a finite pixel comes out all NaN. Tiny
+    (subnormal) maps are divided by their true range, not by the smallest normal float, so a map of
+    values around 1e-40 still spans [0, 1]. Maps that are finite with a normal range (the usual case)
+    take a fast path whose result is bit-identical to the plain formula.
+    """
+    if mode not in _NORMALIZE_MODES:
+        raise ValueError(f"normalize must be 'minmax', 'max' or 'none', got {mode!r}")
     if mode == "none":
         return maps
-    if mode not in ("max", "minmax"):
-        raise ValueError(f"normalize must be 'minmax', 'max' or 'none', got {mode!r}")
+    if not maps.is_floating_point():
+        maps = maps.float()
     flat = maps.flatten(-2)
-    if flat.numel() and flat.shape[-1]:
-        # fast path: both extremes in one pass; maps without NaN (the usual case) need no masking
-        lo, hi = torch.aminmax(flat, dim=-1)  # a NaN anywhere in a map propagates to its lo / hi
-        if not (lo.isnan().any() or hi.isnan().any()):
-            lo, hi = lo[..., None, None], hi[..., None, None]
-            tiny = torch.finfo(maps.dtype).tiny if maps.is_floating_point() else torch.finfo(torch.float32).tiny
-            if mode == "max":
-                return torch.where(hi > 0, maps / hi.clamp_min(tiny), 0.0)
-            span = hi - lo
-            return torch.where(span > 0, (maps - lo) / span.clamp_min(tiny), 0.0)
-    hi = flat.nan_to_num(nan=-torch.inf).amax(-1)[..., None, None]
+    if not flat.numel():
+        return maps.clone()
+    tiny = torch.finfo(maps.dtype).tiny
+    # fast path: both extremes in one pass; finite maps with a normal range (the usual case) need no masking
+    lo, hi = torch.aminmax(flat, dim=-1)  # a NaN or Inf anywhere in a map shows in its lo / hi
+    span = hi - lo
     if mode == "max":
-        out = maps / hi.clamp_min(torch.finfo(maps.dtype).tiny)
-        return torch.where(hi > 0, out, torch.zeros_like(maps).masked_fill(maps.isnan(), torch.nan))
-    if mode == "minmax":
-        lo = flat.nan_to_num(nan=torch.inf).amin(-1)[..., None, None]
-        span = hi - lo
-        out = (maps - lo) / span.clamp_min(torch.finfo(maps.dtype).tiny)
-        flat_map = ~(span > 0)
-        return torch.where(flat_map, torch.zeros_like(maps).masked_fill(maps.isnan(), torch.nan), out)
-    raise ValueError(f"normalize must be 'minmax', 'max' or 'none', got {mode!r}")
+        regular = hi.isfinite() & lo.isfinite() & ((hi <= 0) | (hi >= tiny))
+    else:
+        regular = span.isfinite() & ((span == 0) | (span >= tiny))  # a NaN span fails both
+    if bool(regular.all()):
+        lo, hi, span = lo[..., None, None], hi[..., None, None], span[..., None, None]
+        if mode == "max":
+            return torch.where(hi > 0, maps / hi.clamp_min(tiny), 0.0)
+        return torch.where(span > 0, (maps - lo) / span.clamp_min(tiny), 0.0)
+    # slow path: statistics over the finite pixels (float64 only where max - min could overflow)
+    finite = maps.isfinite()
+    work = maps
+    if maps.dtype != torch.float64 and bool(maps.masked_fill(~finite, 0).abs().amax() > torch.finfo(maps.dtype).max / 2):
+        work = maps.double()
+    lo = work.masked_fill(~finite, torch.inf).flatten(-2).amin(-1)[..., None, None]
+    hi = work.masked_fill(~finite, -torch.inf).flatten(-2).amax(-1)[..., None, None]  # -inf: no finite pixel
+    if mode == "max":
+        out = torch.where(hi > 0, work / torch.where(hi > 0, hi, 1.0), 0.0)
+    else:
+        span = hi - lo  # -inf when no pixel is finite: not > 0
+        # divided by the true range (subnormal divisions are exact IEEE operations), never by a clamp
+        out = torch.where(span > 0, (work - lo) / torch.where(span > 0, span, 1.0), 0.0)
+    return out.masked_fill(~finite, torch.nan).to(maps.dtype)
 
 
 def postprocess(

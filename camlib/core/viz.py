@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from matplotlib.patches import Rectangle
 
+from camlib.core.io import atomic_path
+
 __all__ = [
     "FIG_DPI",
     "draw_box",
@@ -146,10 +148,15 @@ def save_figure(fig: plt.Figure, name: str, folder: str | Path | None = None) ->
     Always PNG at :data:`FIG_DPI`; the size is the ``figsize`` the figure was made with (every figure
     in camlib and the notebooks sets one), trimmed to its content. ``tests/test_viz.py`` checks that
     nothing else writes figures.
+
+    Written atomically (:func:`camlib.core.io.atomic_path`): the PNG goes to a temporary file in the
+    same folder, renamed over ``<name>.png`` only once it is complete, so a failing ``savefig`` or a
+    second run saving the same figure at the same time never leaves a PNG that does not decode, and a
+    failure leaves the previous figure as it was.
     """
     if folder is None:
         folder = os.environ.get("CAMLIB_FIGURES_DIR") or "../figures"
     path = Path(folder) / f"{name}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=FIG_DPI, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=FIG_DPI, bbox_inches="tight")
     return path

@@ -47,7 +47,6 @@ import os
 import platform
 import re
 import subprocess
-import tempfile
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -352,19 +351,14 @@ def _check_paper_refs(comparisons: list[dict], paper_yaml: Path) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``.
+
+    The one atomic writer is :func:`camlib.core.io.atomic_write_text` (figures use the same helper);
+    this name stays for the callers that import it from here.
+    """
+    from camlib.core.io import atomic_write_text as write
+
+    write(path, text)
 
 
 # --------------------------------------------------------------------------- reading / schema

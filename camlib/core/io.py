@@ -1,0 +1,79 @@
+"""Atomic file output: the one place camlib replaces a file it writes.
+
+A file is written to a temporary file in the SAME folder (so the final step is a rename on one file
+system, never a copy), flushed to disk, then renamed over the target with :func:`os.replace`. A
+reader, or a second run saving the same file at the same time, sees either the previous complete file
+or the new complete file, never a half-written one; when writing fails (an exception, Ctrl-C) the
+temporary file is removed and the previous file is left exactly as it was. Two concurrent writers each
+get their own temporary name (:func:`tempfile.mkstemp`); the last rename wins.
+
+Use :func:`atomic_path` for writers that want a file name (matplotlib's ``savefig``, a video encoder)
+and :func:`atomic_write_text` / :func:`atomic_write_bytes` for data already in memory.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text"]
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable where the platform allows it (POSIX); best effort elsewhere."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_path(path: str | Path, *, mode: int = 0o644) -> Iterator[Path]:
+    """Yield a fresh temporary path beside ``path``; on a clean exit it replaces ``path`` atomically.
+
+    The block writes the temporary file by name (it exists, empty, when the block starts). On a clean
+    exit the file is fsync'ed, given permissions ``mode`` and renamed onto ``path``; if the block raises,
+    the temporary file is deleted, ``path`` is untouched and the exception propagates. The temporary
+    name keeps ``path``'s suffix last (``.<name>.<random><suffix>``), so tools that infer the format
+    from the extension still see it, and starts with a dot, so it stays out of globs such as ``*.png``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        _fsync_file(tmp)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically as UTF-8 with ``\\n`` line ends (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+        fh.write(text)
