@@ -22,6 +22,8 @@ from camlib.datasets.files import (
     collate_skipping,
     image_folder,
     list_images,
+    read_rgb,
+    to_rgb,
 )
 from camlib.datasets.splits import random_halves, split_per_class, stratified_split
 from camlib.datasets.transforms import (
@@ -224,6 +226,61 @@ def test_ilsvrc_collate_is_the_one_collate():
 
 
 # ----------------------------------------------------------------------------- transforms
+
+
+def _png16(path, rows):
+    """A 16-bit PNG written byte by byte (PNG spec: IHDR bit depth 16; PIL cannot write 16-bit RGB):
+    ``rows`` is an (H, W) gray (colour type 0) or (H, W, 3) RGB (colour type 2) uint16 array."""
+    import struct
+    import zlib
+
+    a = np.asarray(rows, dtype=np.uint16)
+    color = 0 if a.ndim == 2 else 2
+    h, w = a.shape[:2]
+    raw = b"".join(b"\x00" + a[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, color, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_16bit_png_is_scaled_by_257_not_clipped_white(tmp_path):
+    """A 16-bit grayscale PNG (PIL mode I;16): PIL's convert("RGB") clips every value >= 255 to white.
+    read_rgb scales by round(v / 257): 0 -> 0, 257 -> 1, 32896 -> 128, 65535 -> 255; through the dataset too."""
+    values = np.array([[0, 257, 1000], [32896, 50000, 65535]], dtype=np.uint16)
+    path = _png16(tmp_path / "gray16.png", values)
+    with Image.open(path) as im:
+        assert im.mode == "I;16" and np.asarray(im.convert("RGB")).min() == 0
+        assert (np.asarray(im.convert("RGB"))[..., 0] == 255).sum() == 5  # the bug: 5 of 6 pixels white
+    want = np.array([[0, 1, 4], [128, 195, 255]], dtype=np.uint8)  # round(v / 257)
+    got = np.asarray(read_rgb(path))
+    assert got.shape == (2, 3, 3) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, np.repeat(want[..., None], 3, axis=2))
+    np.testing.assert_array_equal(ImageFiles([path]).image(0)[..., 1], want)
+    # an in-memory 16-bit picture (array or PIL image) reads the same
+    np.testing.assert_array_equal(ImageFiles([values]).image(0)[..., 2], want)
+    with Image.open(path) as im:
+        np.testing.assert_array_equal(np.asarray(to_rgb(im))[..., 0], want)
+    # a 16-bit RGB PNG: PIL already reduces it to 8 bits (high byte), within 1 of round(v / 257)
+    rgb = np.stack([values, values[::-1], np.full_like(values, 65535)], axis=2)
+    got = np.asarray(read_rgb(_png16(tmp_path / "rgb16.png", rgb))).astype(int)
+    assert np.abs(got - np.round(rgb / 257.0)).max() <= 1
+
+
+def test_32bit_and_float_images_are_refused_with_the_path(tmp_path):
+    big = tmp_path / "int32.tif"
+    Image.fromarray(np.array([[0, 70000]], dtype=np.int32)).save(big)
+    with pytest.raises(ValueError, match=r"int32.tif: integer samples in \[0, 70000\] do not fit 16 bits"):
+        read_rgb(big)
+    flt = tmp_path / "float.tif"
+    Image.fromarray(np.array([[0.5, 1.0]], dtype=np.float32)).save(flt)
+    with pytest.raises(ValueError, match=r"float.tif: floating-point image"):
+        read_rgb(flt)
+    with pytest.raises(UnreadableImageError, match="float.tif"):
+        ImageFiles([flt])[0]
 
 
 def _photo(shape=(37, 53)):

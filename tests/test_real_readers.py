@@ -212,6 +212,20 @@ def test_cub_with_boxes_and_validation(tmp_path):
         read_cub_metadata(folder)
 
 
+def test_cub_boxes_outside_the_image_are_refused_not_clipped(tmp_path):
+    """Images are 20 x 20. A box reaching x + width = 21 used to be clipped to the image; one starting at
+    x = 25 became a 1-pixel box on the edge. Both are now errors naming bounding_boxes.txt and the line."""
+    folder = _cub(tmp_path / "cub", boxes=True)
+    _lines(folder / "bounding_boxes.txt", ["1 1 2 10 8", "2 0 0 20 20", "3 5 5 4 4", "4 10 3 10 17"])
+    assert CUBDataset(folder, "test").gt_boxes().tolist() == [[0, 0, 19, 19], [10, 3, 19, 19]]  # on the edge: fine
+    for box, pattern in [("11 3 10 6", r"box \(11, 3, 21, 9\) lies outside the 20 x 20 image"),
+                         ("25 25 2 2", r"box \(25, 25, 27, 27\) lies outside")]:
+        _lines(folder / "bounding_boxes.txt", ["1 1 2 10 8", "2 0 0 20 20", "3 5 5 4 4", f"4 {box}"])
+        test = CUBDataset(folder, "test")
+        with pytest.raises(ManifestError, match=rf"bounding_boxes.txt:4: {pattern}.*b2.jpg is 20 x 20"):
+            test.gt_boxes()
+
+
 # ------------------------------------------------------------------------------------ Caltech-101
 def _caltech(root: Path, per_class: int = 35) -> Path:
     for c in ("BACKGROUND_Google", "ant", "bee"):

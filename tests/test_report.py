@@ -151,11 +151,48 @@ def test_reference_and_your_run(tmp_path):
     assert "Your run: Profile `quick`" in text
 
 
-def test_empty_run_folder_says_how_to_fill_it(tmp_path):
+def test_empty_or_mistyped_results_folder_is_an_error_and_the_page_stays(tmp_path, capsys):
+    """A mistyped --results used to replace the page with "No results yet" and exit 0."""
     _results(tmp_path / "results")
     (tmp_path / "run").mkdir()
-    assert _main(tmp_path, results="run") == 0
-    assert "No results yet" in (tmp_path / "README.md").read_text()
+    out = tmp_path / "README.md"
+    assert _main(tmp_path) == 0
+    page = out.read_bytes()
+    assert _main(tmp_path, results="run") == 1  # empty: says how to fill it
+    err = capsys.readouterr().err
+    assert f"results folder {tmp_path / 'run'}" in err and "holds no NN_*.json" in err and "make quick" in err
+    assert _main(tmp_path, results="resutls") == 1  # mistyped: does not exist
+    err = capsys.readouterr().err
+    assert f"results folder {tmp_path / 'resutls'} does not exist" in err and "Fix: check the --results" in err
+    assert _main(tmp_path, results="resutls", reference="resutls") == 1  # the reference page alone, too
+    assert _main(tmp_path, results="results", reference="nowhere") == 1  # a mistyped reference
+    assert "results folder " + str(tmp_path / "nowhere") in capsys.readouterr().err
+    assert out.read_bytes() == page  # left intact every time
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "paper.yaml", "results", "run"]  # no temp file
+
+
+@pytest.mark.parametrize("text, line, col, problem", [
+    ("a.b: {value: 1.0, unit: '%', what: x, source: y}\nc.d: {value: 2.0, unit: '%', what: x: y, source: z}\n",
+     2, 37, "flow mapping: expected ',' or '}', but got ':'"),  # an unquoted ':' inside a value
+    ("a.b: {value: 1.0, unit: '%', what: x, source: y\n", 2, 1, "but got '<stream end>'; it starts on line 1"),
+    ("a.b:\n  value: 1.0\n unit: '%'\n", 3, 2, "block mapping"),  # bad indentation
+])  # fmt: skip
+def test_malformed_paper_yaml_names_file_line_and_fix(tmp_path, capsys, text, line, col, problem):
+    _results(tmp_path / "results")
+    out = tmp_path / "README.md"
+    out.write_text("previous page")
+    (tmp_path / "paper.yaml").write_text(text)
+    with pytest.raises(ValueError, match=rf"paper.yaml:{line}:{col or ''}.*not valid YAML \(.*{problem}.*\)\. Fix: "
+                                         "each entry is one key per line"):
+        load_paper(tmp_path / "paper.yaml")
+    assert _main(tmp_path) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'paper.yaml'}:{line}:" in err and "Traceback" not in err
+    assert out.read_text() == "previous page"
+    # write_results checks paper_refs against the same file, with the same message
+    with pytest.raises(ValueError, match=rf"paper.yaml:{line}:.*not valid YAML"):
+        write_results("03_x", metrics={}, profile="quick", parameters={}, started=0.0, results_dir=tmp_path,
+                      comparisons=[{"metric": "m", "paper_ref": "a.b", "reproduced": 1.0, "setting": "s"}])
 
 
 def test_flatten():
@@ -202,13 +239,14 @@ def test_deterministic(tmp_path):
     assert build_report(list(reversed(records)), load_paper(paper)).encode() == first
 
 
-def test_empty_results_dir(tmp_path):
+def test_empty_results_dir(tmp_path, capsys):
     (tmp_path / "results").mkdir()
     paper = tmp_path / "paper.yaml"
     paper.write_text(PAPER)
     out = tmp_path / "README.md"
-    assert _main(tmp_path) == 0
-    text = out.read_text()
+    assert _main(tmp_path) == 1 and not out.exists()
+    assert "holds no NN_*.json" in capsys.readouterr().err
+    text = build_report([], load_paper(paper))  # the library's page for no records still says how to fill it
     assert "No results yet" in text and "make quick" in text
     assert "| Metric |" not in text
 

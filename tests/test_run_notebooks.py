@@ -68,15 +68,21 @@ def test_runs_notebooks_and_fails_clearly(tmp_path, capsys):
     assert "FAILED" in captured.err and "02_bad.ipynb" in captured.err
     assert "ValueError: boom: bad data" in captured.err
     assert (tmp_path / "other" / "ran.txt").read_text() == "quick"
-    assert {p.name for p in out.iterdir()} == {"01_good.ipynb", "02_bad.ipynb", "03_after.ipynb"}
+    # the failed copy is named (and its metadata says) so; the complete ones have the notebook's name
+    assert {p.name for p in out.iterdir()} == {"01_good.ipynb", "02_bad.failed.ipynb", "03_after.ipynb"}
     assert "3 notebook(s), 1 failed" in captured.out
+    assert "executed copy: " + str(out / "02_bad.failed.ipynb") in captured.err
     executed = nbformat.read(str(out / "01_good.ipynb"), as_version=4)
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
+    assert rn.RUN_METADATA not in executed.metadata
+    failed = nbformat.read(str(out / "02_bad.failed.ipynb"), as_version=4)
+    assert failed.metadata[rn.RUN_METADATA]["status"] == "failed"
+    assert "ValueError: boom" in failed.metadata[rn.RUN_METADATA]["error"]
 
 
 def test_missing_notebook_is_reported(tmp_path, capsys):
-    assert main(["--profile", "quick", "--out", str(tmp_path), "--results-dir", str(tmp_path / "res"),
-                 str(tmp_path / "nope.ipynb")]) == 1
+    assert main(["--profile", "quick", "--out", str(tmp_path / "out"), "--results-dir", str(tmp_path / "res"),
+                 str(tmp_path / "nb" / "nope.ipynb")]) == 1
     assert "notebook not found" in capsys.readouterr().err
 
 
@@ -98,7 +104,7 @@ def test_jobs_run_at_once_with_threads_per_kernel(tmp_path, capsys):
     assert "RuntimeError: boom" in out.err
     assert os.environ.get("OMP_NUM_THREADS") == before  # the caller's environment is restored
     with pytest.raises(SystemExit):
-        main(["--profile", "quick", "--jobs", "x", "--out", str(tmp_path), str(nbs[0])])
+        main(["--profile", "quick", "--jobs", "x", "--out", str(tmp_path / "ex"), str(nbs[0])])
 
 
 def test_folders_passed_relative_to_each_notebook(tmp_path, monkeypatch):
@@ -154,3 +160,77 @@ def test_a_run_writes_to_its_build_folders_not_the_reference(tmp_path, monkeypat
     assert (tmp_path / "build" / "results" / "paper.yaml").is_file()  # copied from the reference
     assert not (tmp_path / "results").exists() and not (tmp_path / "figures").exists()
     assert rn.FIGURES_ENV not in os.environ  # restored
+
+
+def test_out_in_the_notebooks_folder_is_refused_before_any_work(tmp_path, capsys):
+    """--out the notebooks' own folder (directly, inside it, or through a link) would overwrite the sources."""
+    nb = _notebook(tmp_path / "notebooks" / "01_x.ipynb", "x = 1")
+    source = nb.read_bytes()
+    (tmp_path / "link").symlink_to(tmp_path / "notebooks", target_is_directory=True)
+    for out in ("notebooks", "notebooks/executed", "link", "link/executed", "notebooks/../notebooks"):
+        rc = main(["--profile", "quick", "--out", str(tmp_path / out), "--results-dir", str(tmp_path / "res"), str(nb)])
+        err = capsys.readouterr().err
+        assert rc == 2 and f"--out {tmp_path / out}" in err and str(tmp_path / "notebooks") in err
+        assert "overwrite or mix with the source notebooks" in err and "Fix: pass a folder outside it" in err
+    assert nb.read_bytes() == source  # untouched
+    assert not (tmp_path / "notebooks" / "executed").exists() and not (tmp_path / "res").exists()  # no work done
+    assert rn.check_out_dir(tmp_path / "build", [nb]) == (tmp_path / "build").resolve()  # outside: fine
+
+
+def test_stopped_copy_is_marked_and_its_cells_tell_the_truth(tmp_path):
+    """A partial copy as papermill leaves it when interrupted (every cell "completed") becomes
+    <stem>.interrupted.ipynb: metadata says so, the cell that was stopped reads "interrupted", the one that
+    never ran "pending"; the previous complete copy is left as it was; a later complete run clears the marks."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "01_x.ipynb").write_text("previous complete copy")
+    nb = new_notebook(metadata={"kernelspec": KERNELSPEC})
+    ran = {"start_time": "t0", "end_time": "t1", "status": "completed", "exception": False}
+    nb.cells = [new_code_cell("x = 1", metadata={"papermill": dict(ran)}),
+                new_code_cell("sleep()", metadata={"papermill": dict(ran)},
+                              outputs=[nbformat.v4.new_output("error", ename="KeyboardInterrupt", evalue="",
+                                                              traceback=[])]),
+                new_code_cell("y = 2", metadata={"papermill": {**ran, "start_time": None, "end_time": None}})]
+    partial = rn.marked_copy(out / "01_x.ipynb", rn.INCOMPLETE)
+    nbformat.write(nb, str(partial))
+    marked = rn._finish_marked(partial, out / "01_x.ipynb", rn.INTERRUPTED, "interrupted (KeyboardInterrupt)")
+    assert marked == out / "01_x.interrupted.ipynb" and not partial.exists()
+    got = nbformat.read(str(marked), as_version=4)
+    assert got.metadata[rn.RUN_METADATA] == {"status": "interrupted", "error": "interrupted (KeyboardInterrupt)"}
+    assert [c.metadata.papermill["status"] for c in got.cells] == ["completed", "interrupted", "pending"]
+    assert (out / "01_x.ipynb").read_text() == "previous complete copy"
+    rn._clear_marks(out / "01_x.ipynb")  # what a complete run does after its rename
+    assert sorted(p.name for p in out.iterdir()) == ["01_x.ipynb"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_sigterm_leaves_a_marked_copy_and_the_previous_one(tmp_path):
+    """A real run stopped by SIGTERM: exit 130, OUT/<stem>.interrupted.ipynb, the old copy intact."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    nb = _notebook(tmp_path / "nb" / "01_slow.ipynb", "x = 1",
+                   'import time, pathlib\npathlib.Path("started").write_text("1")\ntime.sleep(120)', "y = 2")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "01_slow.ipynb").write_text("previous complete copy")
+    env = {**os.environ, "PYTHONPATH": str(Path(rn.__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, "-m", "camlib.tools.run_notebooks", "--profile", "quick", "--out",
+                             str(out), "--results-dir", str(tmp_path / "res"), str(nb)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not (nb.parent / "started").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted (signal SIGTERM)" in err
+    assert (out / "01_slow.ipynb").read_text() == "previous complete copy"
+    got = nbformat.read(str(out / "01_slow.interrupted.ipynb"), as_version=4)
+    assert got.metadata[rn.RUN_METADATA]["status"] == "interrupted"
+    assert [c.metadata.papermill["status"] for c in got.cells][-2:] == ["interrupted", "pending"]
+    assert not (out / "01_slow.incomplete.ipynb").exists()

@@ -16,7 +16,8 @@ the archive itself (see :data:`camlib.datasets.download.REGISTRY`'s layout):
 Class ids need not be contiguous (a 100-species subset keeps the official numbers): labels are the
 position of the class id among the sorted ids of ``classes.txt`` (0..199 for the full set, as
 ``id - 1``). The files are validated when read (parse errors, duplicate ids, unknown image or class
-ids, a split flag other than 0/1, boxes of non-positive size): a
+ids, a split flag other than 0/1, boxes of non-positive size; and, once the images' sizes are read
+by :meth:`CUBDataset.gt_boxes`, boxes reaching outside their image): a
 :class:`~camlib.datasets.manifest.ManifestError` names the file and line.
 """
 
@@ -31,7 +32,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from camlib.datasets.download import REGISTRY, DatasetNotFoundError, prepare
-from camlib.datasets.manifest import BoxesUnavailable, ImageRecord, ManifestError, to_number
+from camlib.datasets.files import read_rgb
+from camlib.datasets.manifest import BoxesUnavailable, ImageRecord, ManifestError, check_box, to_number
 from camlib.datasets.targets import Target
 
 __all__ = ["CUB_SPEC", "BoxesUnavailable", "CUBDataset", "CUBMetadata", "cub_folder", "cub_records",
@@ -78,12 +80,14 @@ class CUBMetadata:
     boxes_xywh: np.ndarray | None  # (N, 4) float, as written; None without bounding_boxes.txt
     classes: list[str]
     class_ids: list[int] = field(default_factory=list)  # the official class numbers, sorted (label k <-> class_ids[k])
+    box_lines: np.ndarray | None = None  # (N,) int: each image's line in bounding_boxes.txt (for errors)
 
     @property
     def has_boxes(self) -> bool:
         return self.boxes_xywh is not None
 
 
+_BOX_FIX = "boxes are '<id> x y width height' in pixels, inside the image: x + width <= W and y + height <= H"
 _CUB_FIX = "CUB text files hold '<id> <value ...>' per line, 1-based integer ids, each id once (see CUB_200_2011/README)"
 
 
@@ -143,7 +147,7 @@ def read_cub_metadata(folder: str | Path) -> CUBMetadata:
         if split[i][0] not in ("0", "1"):
             raise ManifestError(folder / "train_test_split.txt", split_lines[i], f"split flag {split[i][0]!r} is "
                                 "not 0 or 1", "1 = training image, 0 = test image")
-    boxes_xywh = None
+    boxes_xywh = box_lines = None
     if boxes_table is not None:
         table, lines = boxes_table
         path = folder / "bounding_boxes.txt"
@@ -152,7 +156,8 @@ def read_cub_metadata(folder: str | Path) -> CUBMetadata:
         bad = np.flatnonzero((boxes_xywh[:, 2] <= 0) | (boxes_xywh[:, 3] <= 0) | (boxes_xywh[:, :2] < 0).any(1))
         if len(bad):
             raise ManifestError(path, lines[ids[bad[0]]], f"box {boxes_xywh[bad[0]].tolist()} has a negative "
-                                "corner or a non-positive width / height", "boxes are '<id> x y width height'")
+                                "corner or a non-positive width / height", _BOX_FIX)
+        box_lines = np.asarray([lines[i] for i in ids], dtype=np.int64)
     return CUBMetadata(
         folder=folder,
         image_ids=np.asarray(ids, dtype=np.int64),
@@ -162,6 +167,7 @@ def read_cub_metadata(folder: str | Path) -> CUBMetadata:
         boxes_xywh=boxes_xywh,
         classes=[classes[c][0] for c in class_ids],
         class_ids=class_ids,
+        box_lines=box_lines,
     )
 
 
@@ -224,6 +230,7 @@ class CUBDataset(Dataset):
         self.image_ids = meta.image_ids[idx]
         self.labels = meta.labels[idx]
         self.boxes_xywh = meta.boxes_xywh[idx] if meta.has_boxes else None
+        self.box_lines = meta.box_lines[idx] if meta.box_lines is not None else None
         self.boxes = xywh_to_inclusive(self.boxes_xywh) if meta.has_boxes else None
         self.classes = meta.classes
         self._sizes: np.ndarray | None = None
@@ -241,8 +248,8 @@ class CUBDataset(Dataset):
         return self.meta.folder / "images" / self.paths[i]
 
     def image(self, i: int) -> Image.Image:
-        with Image.open(self.path(i)) as im:
-            return im.convert("RGB")
+        """Image ``i`` as RGB (:func:`camlib.datasets.files.read_rgb`, the data layer's one reader)."""
+        return read_rgb(self.path(i))
 
     def sizes(self) -> np.ndarray:
         """(N, 2) image sizes (H, W), read from the JPEG headers once."""
@@ -255,10 +262,19 @@ class CUBDataset(Dataset):
         return self._sizes
 
     def gt_boxes(self) -> np.ndarray:
-        """Ground-truth boxes clipped to the images (reads the sizes); :class:`BoxesUnavailable` without boxes."""
+        """Ground-truth boxes, inclusive, checked against the images' sizes (read from the headers): a box
+        reaching outside its image (``x + width > W`` or ``y + height > H``) is a
+        :class:`~camlib.datasets.manifest.ManifestError` naming ``bounding_boxes.txt`` and its line, not
+        a box clipped to a sliver. :class:`BoxesUnavailable` without boxes."""
         if self.boxes_xywh is None:
             raise BoxesUnavailable(f"{self.meta.folder}: {NO_BOXES}")
-        return xywh_to_inclusive(self.boxes_xywh, self.sizes())
+        sizes = self.sizes()
+        path = self.meta.folder / "bounding_boxes.txt"
+        for k, (x, y, w, h) in enumerate(self.boxes_xywh):
+            line = int(self.box_lines[k]) if self.box_lines is not None else None
+            check_box((x, y, x + w, y + h), (int(sizes[k, 0]), int(sizes[k, 1])), path, line,
+                      f"{_BOX_FIX} ({self.path(k)} is {sizes[k, 1]} x {sizes[k, 0]})")
+        return xywh_to_inclusive(self.boxes_xywh, sizes)
 
     def __getitem__(self, i: int):
         img = self.image(i)

@@ -4,7 +4,18 @@
 file decoded to an RGB PIL image (grayscale, palette, CMYK and RGBA files converted; the file is fully
 decoded on read, so a truncated file fails here and not later). ``labels=None`` makes the label the
 item's index ``i`` (which image a batch row came from). Items may also be in-memory pictures (a PIL
-image or an (H, W[, 3]) uint8 array), so a list can mix files and photos.
+image or an (H, W[, 3]) uint8 or uint16 array), so a list can mix files and photos.
+
+16-bit images (:func:`to_rgb`): a 16-bit grayscale PNG (PIL mode ``I;16``), a 16-bit PGM / TIFF
+(mode ``I`` / ``I;16``) or a uint16 array is scaled to 8 bits by ``v8 = round(v16 / 257)``
+(``= round(v16 * 255 / 65535)``, the PNG specification's sample-depth scaling and the exact inverse of
+8-to-16-bit replication ``v16 = 257 * v8``). We scale by the format's full range, not by each file's own
+min/max: a dark 16-bit image stays dark and two images keep their relative brightness, as their
+8-bit versions would (a per-file stretch is an auto-contrast, a preprocessing choice, not decoding).
+PIL's plain ``convert("RGB")`` clips these modes at 255 (almost every pixel white). PIL already reads
+16-bit RGB / RGBA / gray+alpha PNGs as 8-bit modes (high byte, at most 1 level from ``/ 257``). A
+32-bit integer image with values outside 0..65535, or a floating-point (mode ``F``) file, is refused
+with its path: there is no unambiguous 8-bit reading of it.
 
 Which files are images: :data:`IMAGE_SUFFIXES`, compared case-insensitively (``.JPEG`` and ``.jpg``
 alike); :func:`list_images` lists them under a folder, recursively, sorted.
@@ -43,6 +54,7 @@ __all__ = [
     "is_image_file",
     "list_images",
     "read_rgb",
+    "to_rgb",
 ]
 
 #: File name endings camlib treats as images (lower case; compared with ``suffix.lower()``).
@@ -92,14 +104,46 @@ def image_folder(root: str | Path) -> tuple[list[Path], np.ndarray, list[str]]:
     return paths, np.asarray(labels, dtype=np.int64), classes
 
 
+#: PIL modes holding more than 8 bits per sample, read as 16-bit (``I``: checked to lie in 0..65535).
+WIDE_MODES: tuple[str, ...] = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def _rgb16(a: np.ndarray, where: str) -> Image.Image:
+    """(H, W[, C]) 16-bit samples -> RGB PIL image by ``round(v / 257)`` (see the module docstring)."""
+    a = np.asarray(a)
+    if a.size and (a.min() < 0 or a.max() > 65535):
+        raise ValueError(f"{where}: integer samples in [{a.min()}, {a.max()}] do not fit 16 bits; no 8-bit "
+                         "reading of them is unambiguous. Fix: save the image as 8- or 16-bit (PNG, JPEG)")
+    v = ((a.astype(np.uint32) + 128) // 257).astype(np.uint8)  # round(v / 257) for v in 0..65535
+    if v.ndim == 2:
+        v = np.repeat(v[..., None], 3, axis=2)
+    return Image.fromarray(np.ascontiguousarray(v[..., :3]))
+
+
+def to_rgb(im: Image.Image, where: str = "image") -> Image.Image:
+    """A PIL image of any mode as RGB: 16-bit grayscale (``I;16*``, ``I``) scaled by ``round(v / 257)``,
+    every other 8-bit mode (L, P, CMYK, RGBA, ...) by PIL's ``convert("RGB")``; mode ``F`` refused.
+    ``where`` names the image in errors (e.g. its path)."""
+    if im.mode == "RGB":
+        return im
+    if im.mode in WIDE_MODES:
+        return _rgb16(np.asarray(im), where)
+    if im.mode == "F":
+        raise ValueError(f"{where}: floating-point image (PIL mode F) has no defined 8-bit range. Fix: save it as "
+                         "8- or 16-bit (PNG, JPEG)")
+    return im.convert("RGB")
+
+
 def read_rgb(path: str | Path) -> Image.Image:
-    """The image file as an RGB PIL image, fully decoded (raises on a missing or corrupt file)."""
+    """The image file as an RGB PIL image, fully decoded (raises on a missing or corrupt file); 16-bit
+    files scaled to 8 bits by :func:`to_rgb`."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image {path} is missing")
     with Image.open(path) as im:
         im.load()  # decode now: a truncated file fails here, not later
-        return im.convert("RGB")
+        out = to_rgb(im, str(path))
+        return out.copy() if out is im else out  # detached from the closed file
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
@@ -109,10 +153,15 @@ def image_size(path: str | Path) -> tuple[int, int]:
 
 
 def _as_pil(item: Any) -> Image.Image:
-    """An in-memory picture (PIL image, (H, W) or (H, W, 3|4) array) as an RGB PIL image."""
+    """An in-memory picture (PIL image, (H, W) or (H, W, 3|4) uint8 / uint16 array) as an RGB PIL image
+    (16-bit: :func:`to_rgb`'s ``round(v / 257)``)."""
     if isinstance(item, Image.Image):
-        return item.convert("RGB")
+        return to_rgb(item, "in-memory image")
     a = np.asarray(item)
+    if a.dtype == np.uint16:
+        if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] < 3):
+            raise ValueError(f"expected an image path, a PIL image or an (H, W[, 3]) array, got shape {a.shape}")
+        return _rgb16(a, "in-memory image")
     if a.ndim == 2:
         a = np.repeat(a[..., None], 3, axis=2)
     if a.ndim != 3 or a.shape[2] < 3:

@@ -34,13 +34,22 @@ Formats (``open_ilsvrc_val`` detects them from a root folder):
 3. **Kaggle** ``LOC_val_solution.csv`` (``ImageId,PredictionString`` with ``wnid x0 y0 x1 y1`` groups),
    :meth:`ILSVRCBoxDataset.from_kaggle_csv`.
 
-Formats 2 and 3 name classes by WordNet id and need the list of the 1000 wnids to turn them into
-torchvision's indices: ``LOC_synset_mapping.txt`` (``n01440764 tench, Tinca tinca``, shipped with the
-Kaggle data) or any file with one wnid per line (:func:`read_wnids`). Their coordinates are used as
-written (as wsolevaluation does when it builds its manifests from the XML files); a box that reaches
-past the image (ILSVRC's XML uses ``xmax == width`` at the right edge) is clipped to the last pixel.
-An image whose boxes name several classes takes the class of its first box and keeps that class's
-boxes (ILSVRC val images have one class each).
+Formats 2 and 3 name classes by WordNet id and need the list of ALL 1000 wnids to turn them into
+torchvision's indices (a class index is the wnid's position among the sorted 1000, so a partial list
+would shift every index: without tench, goldfish would become class 0): ``LOC_synset_mapping.txt``
+(``n01440764 tench, Tinca tinca``, shipped with the Kaggle data) or any file with one wnid per line
+(:func:`read_wnids`); a list of another length is refused, and so is one that puts a wnid of known
+index (:data:`~camlib.datasets.imagenette.IMAGENETTE_CLASSES`: tench 0, ..., parachute 701) elsewhere.
+Their coordinates are used as written (as wsolevaluation does when it builds its manifests from the
+XML files); a box on the image's edge (ILSVRC's XML uses ``xmax == width`` at the right edge) is
+clipped to the last pixel. They are validated when opened, through
+:mod:`camlib.datasets.manifest` as the wsolevaluation layout is, each error a
+:class:`~camlib.datasets.manifest.ManifestError` naming the file and line: XML / CSV parse errors,
+coordinates that are not numbers, duplicate image ids (two XML files for one image, two CSV rows),
+wnids not in the list, inverted or negative boxes, and boxes outside the image (the XML's
+``<size>``; for the Kaggle CSV, the image file's header when the file is there). An image whose boxes
+name several classes takes the class of its first box and keeps that class's boxes (ILSVRC val
+images have one class each).
 """
 
 from __future__ import annotations
@@ -49,7 +58,7 @@ import copy
 import csv
 import os
 import warnings
-import xml.etree.ElementTree as ET
+import xml.parsers.expat as expat
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -66,9 +75,11 @@ from camlib.datasets.files import (
     TargetList,
     collate_skipping,
     image_folder,
+    image_size,
     is_image_file,
     read_rgb,
 )
+from camlib.datasets.imagenette import IMAGENETTE_CLASSES
 from camlib.datasets.manifest import ImageRecord, ManifestError, check_box, read_rows, to_number, unique_keys
 from camlib.datasets.targets import Target
 from camlib.datasets.transforms import imagenet_train_transform
@@ -76,6 +87,7 @@ from camlib.datasets.transforms import imagenet_train_transform
 __all__ = [
     "ILSVRCBoxDataset",
     "ILSVRC_TRAIN_HINT",
+    "N_CLASSES",
     "SAMPLE_HINT",
     "TargetList",
     "WSOLManifestDataset",
@@ -90,9 +102,12 @@ __all__ = [
     "read_kaggle_solution",
     "read_wnids",
     "read_wsol_metadata",
+    "check_wnids",
     "wnid_index",
     "wsol_records",
 ]
+
+N_CLASSES = 1000  #: ILSVRC2012's classes: a wnid list must name them all
 
 SAMPLE_HINT = (
     "Expected a folder with images/ and the text manifests image_ids.txt, class_labels.txt and "
@@ -123,29 +138,54 @@ def default_ilsvrc_root() -> Path | None:
 
 
 # ------------------------------------------------------------------------------------- class ids
-def read_wnids(path: str | Path) -> list[str]:
-    """WordNet ids from ``LOC_synset_mapping.txt`` (``n01440764 tench, ...``) or a plain list.
+WNID_FIX = ("pass the list of all 1000 ILSVRC2012 wnids: LOC_synset_mapping.txt (Kaggle's ImageNet Object "
+            "Localization Challenge) or a file of the 1000 wnids, one per line ('n01440764' or 'n01440764 tench, ...')")
 
-    The first token of every non-empty line that looks like a wnid (``n`` + 8 digits) is taken;
-    returned sorted (torchvision's class order), duplicates refused.
+
+def read_wnids(path: str | Path, n_classes: int = N_CLASSES) -> list[str]:
+    """WordNet ids from ``LOC_synset_mapping.txt`` (``n01440764 tench, ...``) or a plain list, checked by
+    :func:`check_wnids` (all ``n_classes`` of them, no duplicate).
+
+    The first token of every non-empty line must be a wnid (``n`` + 8 digits); returned sorted
+    (torchvision's class order). Errors are :class:`~camlib.datasets.manifest.ManifestError` s naming
+    the file and line.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"wnid list {path} not found. {LAYOUT_HINT}")
-    wnids = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    wnids: list[tuple[str, int]] = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         tok = line.strip().replace(",", " ").split()
         if not tok:
             continue
         w = tok[0]
         if not (len(w) == 9 and w[0] == "n" and w[1:].isdigit()):
-            raise ValueError(f"{path}:{n}: {w!r} is not a WordNet id like n01440764")
-        wnids.append(w)
+            raise ManifestError(path, n, f"{w!r} is not a WordNet id like n01440764", WNID_FIX)
+        wnids.append((w, n))
+    unique_keys(wnids, path, WNID_FIX)  # a repeated wnid names both lines
+    return check_wnids([w for w, _ in wnids], path, n_classes)
+
+
+def check_wnids(wnids: Iterable[str], where: str | Path = "wnids", n_classes: int = N_CLASSES) -> list[str]:
+    """The sorted wnids, after checking that they are ``n_classes`` distinct ids and that every wnid of
+    known index (:data:`~camlib.datasets.imagenette.IMAGENETTE_CLASSES`) sits at that index.
+
+    Class ``k`` is the ``k``-th of the sorted list (torchvision's order), so a list missing one wnid
+    shifts every later index by one: it is refused rather than read.
+    """
+    wnids = sorted(wnids)
     if len(set(wnids)) != len(wnids):
-        raise ValueError(f"{path}: repeated wnids")
-    if not wnids:
-        raise ValueError(f"{path}: no wnids")
-    return sorted(wnids)
+        raise ManifestError(where, None, "repeated wnids", WNID_FIX)
+    if len(wnids) != n_classes:
+        raise ManifestError(where, None, f"{len(wnids)} wnids, expected all {n_classes}: class indices are positions "
+                            "among the sorted wnids, so a partial list shifts them (without n01440764 tench, "
+                            "n01443537 goldfish would become class 0)", WNID_FIX)
+    if n_classes == N_CLASSES:
+        for w, (name, k) in IMAGENETTE_CLASSES.items():
+            if w in wnids and wnids.index(w) != k:
+                raise ManifestError(where, None, f"{w} ({name}) would be class {wnids.index(w)}, but it is class "
+                                    f"{k} of ILSVRC2012: the list is not ILSVRC2012's 1000 wnids", WNID_FIX)
+    return wnids
 
 
 def wnid_index(wnids: Iterable[str]) -> dict[str, int]:
@@ -153,47 +193,149 @@ def wnid_index(wnids: Iterable[str]) -> dict[str, int]:
     return {w: i for i, w in enumerate(sorted(wnids))}
 
 
+def _wnid_index(wnids: str | Path | Sequence[str]) -> dict[str, int]:
+    """The checked index of a wnid list given as a file or as a sequence."""
+    if isinstance(wnids, (str, os.PathLike)):
+        return wnid_index(read_wnids(wnids))
+    return wnid_index(check_wnids(wnids, "the wnids argument"))
+
+
 # ------------------------------------------------------------------------------------- parsers
-def parse_voc_xml(path: str | Path) -> tuple[str, tuple[int, int] | None, list[tuple[str, list[int]]]]:
-    """One ILSVRC / PASCAL-VOC annotation file -> (image id, (width, height) or None, [(wnid, box)])."""
-    path = Path(path)
-    root = ET.parse(path).getroot()
-    name = (root.findtext("filename") or path.stem).strip()
+XML_FIX = ("an ILSVRC / PASCAL VOC annotation: <annotation><filename>ID</filename><size><width>W</width>"
+           "<height>H</height></size> and per box <object><name>WNID</name><bndbox><xmin>x0</xmin><ymin>y0</ymin>"
+           "<xmax>x1</xmax><ymax>y1</ymax></bndbox></object>, 0 <= x0 <= x1 <= W, 0 <= y0 <= y1 <= H")
+KAGGLE_FIX = ("LOC_val_solution.csv: header 'ImageId,PredictionString', then one row per image: ID,'WNID x0 y0 x1 y1 "
+              "WNID x0 y0 x1 y1 ...', each image once, boxes inside the image with x0 <= x1 and y0 <= y1")
+_BOX_TAGS = ("xmin", "ymin", "xmax", "ymax")
+
+
+@dataclass
+class _Annotation:
+    """One image's annotation as read: its id, (H, W) if known, ``[(wnid, box, line)]``, file and line."""
+
+    name: str
+    size_hw: tuple[int, int] | None
+    objects: list[tuple[str, list[int], int]]
+    path: Path
+    line: int | None
+
+
+def _read_voc_xml(path: Path) -> _Annotation:
+    """Parse one VOC XML file with expat, keeping the line of every element (for the errors)."""
+    parser = expat.ParserCreate()
+    stack: list[str] = []
+    text: list[str] = []
+    found: dict[str, tuple[str, int]] = {}  # "filename" / "width" / "height" -> (text, line)
+    objects: list[dict] = []
+
+    def start(tag: str, _attrs) -> None:
+        stack.append(tag)
+        text.clear()
+        line = parser.CurrentLineNumber
+        if tag == "object":
+            objects.append({"line": line, "name": None, "box": {}, "bndbox": None})
+        elif tag == "bndbox" and objects and "object" in stack[:-1]:
+            objects[-1]["bndbox"] = line
+
+    def end(tag: str) -> None:
+        value, line = "".join(text).strip(), parser.CurrentLineNumber
+        parent = stack[-2] if len(stack) > 1 else ""
+        if tag == "filename" and len(stack) == 2:
+            found["filename"] = (value, line)
+        elif tag in ("width", "height") and parent == "size" and len(stack) == 3:
+            found[tag] = (value, line)
+        elif tag == "name" and parent == "object" and objects:
+            objects[-1]["name"] = (value, line)
+        elif tag in _BOX_TAGS and parent == "bndbox" and objects:
+            objects[-1]["box"][tag] = (value, line)
+        stack.pop()
+        text.clear()
+
+    parser.StartElementHandler, parser.EndElementHandler = start, end
+    parser.CharacterDataHandler = text.append
+    try:
+        parser.Parse(path.read_bytes(), True)
+    except expat.ExpatError as exc:
+        raise ManifestError(path, exc.lineno, f"not valid XML ({expat.ErrorString(exc.code)}, column "
+                            f"{exc.offset + 1})", XML_FIX) from None
+    name, name_line = found.get("filename", (path.stem, None))
+    name = name or path.stem
     name = Path(name).stem if is_image_file(name) else name
-    size = None
-    s = root.find("size")
-    if s is not None and s.findtext("width") and s.findtext("height"):
-        size = (int(float(s.findtext("width"))), int(float(s.findtext("height"))))
-    objects = []
-    for obj in root.iter("object"):
-        wnid = (obj.findtext("name") or "").strip()
-        bb = obj.find("bndbox")
-        if bb is None:
-            continue
-        box = [int(float(bb.findtext(k))) for k in ("xmin", "ymin", "xmax", "ymax")]
-        objects.append((wnid, box))
-    return name, size, objects
+    size_hw = None
+    if "width" in found and "height" in found:
+        (w, wl), (h, hl) = found["width"], found["height"]
+        size_hw = (to_number(h, path, hl, XML_FIX, int), to_number(w, path, wl, XML_FIX, int))
+        if size_hw[0] <= 0 or size_hw[1] <= 0:
+            raise ManifestError(path, wl, f"image size {size_hw[1]} x {size_hw[0]} is not positive", XML_FIX)
+    out = []
+    for obj in objects:
+        if obj["bndbox"] is None:
+            continue  # an object without a box (none in ILSVRC val) names no box to use
+        if obj["name"] is None or not obj["name"][0]:
+            raise ManifestError(path, obj["line"], "<object> without a <name> (its wnid)", XML_FIX)
+        missing = [k for k in _BOX_TAGS if k not in obj["box"]]
+        if missing:
+            raise ManifestError(path, obj["bndbox"], f"<bndbox> lacks <{'>, <'.join(missing)}>", XML_FIX)
+        box = [int(to_number(obj["box"][k][0], path, obj["box"][k][1], XML_FIX)) for k in _BOX_TAGS]  # int(float(v))
+        out.append((obj["name"][0], box, obj["bndbox"]))
+    return _Annotation(name, size_hw, out, path, name_line)
+
+
+def parse_voc_xml(path: str | Path) -> tuple[str, tuple[int, int] | None, list[tuple[str, list[int]]]]:
+    """One ILSVRC / PASCAL-VOC annotation file -> (image id, (width, height) or None, [(wnid, box)]).
+
+    Parse errors and coordinates that are not numbers raise
+    :class:`~camlib.datasets.manifest.ManifestError` naming the file and line."""
+    a = _read_voc_xml(Path(path))
+    return a.name, None if a.size_hw is None else (a.size_hw[1], a.size_hw[0]), [(w, b) for w, b, _ in a.objects]
+
+
+def _read_kaggle(path: Path) -> list[_Annotation]:
+    """The rows of ``LOC_val_solution.csv`` as annotations (sizes unknown), duplicate ids refused."""
+    out: list[_Annotation] = []
+    seen: dict[str, int] = {}
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        try:
+            header = next(reader, None)
+            if not header or [h.strip() for h in header[:2]] != ["ImageId", "PredictionString"]:
+                raise ManifestError(path, 1, f"expected the header 'ImageId,PredictionString', got {header}",
+                                    KAGGLE_FIX)
+            for row in reader:
+                n = reader.line_num
+                if not row or not row[0].strip():
+                    continue
+                name = row[0].strip()
+                if name in seen:
+                    raise ManifestError(path, n, f"duplicate image id {name!r} (first on line {seen[name]})", KAGGLE_FIX)
+                seen[name] = n
+                tok = row[1].split() if len(row) > 1 else []
+                if len(tok) % 5:
+                    raise ManifestError(path, n, "PredictionString must hold groups of 'wnid x0 y0 x1 y1', got "
+                                        f"{len(tok)} fields", KAGGLE_FIX)
+                objects = [(tok[i], [int(to_number(v, path, n, KAGGLE_FIX)) for v in tok[i + 1 : i + 5]], n)
+                           for i in range(0, len(tok), 5)]
+                out.append(_Annotation(name, None, objects, path, n))
+        except csv.Error as exc:
+            raise ManifestError(path, reader.line_num, f"not valid CSV ({exc})", KAGGLE_FIX) from None
+    return out
 
 
 def read_kaggle_solution(path: str | Path) -> dict[str, list[tuple[str, list[int]]]]:
-    """``LOC_val_solution.csv`` -> {image id: [(wnid, box), ...]} in file order."""
-    path = Path(path)
-    out: dict[str, list[tuple[str, list[int]]]] = {}
-    with path.open(newline="") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if not header or [h.strip() for h in header[:2]] != ["ImageId", "PredictionString"]:
-            raise ValueError(f"{path}: expected the header 'ImageId,PredictionString', got {header}")
-        for n, row in enumerate(reader, 2):
-            if not row or not row[0].strip():
-                continue
-            tok = row[1].split() if len(row) > 1 else []
-            if len(tok) % 5:
-                raise ValueError(f"{path}:{n}: PredictionString must hold groups of 'wnid x0 y0 x1 y1'")
-            out[row[0].strip()] = [
-                (tok[i], [int(float(v)) for v in tok[i + 1 : i + 5]]) for i in range(0, len(tok), 5)
-            ]
-    return out
+    """``LOC_val_solution.csv`` -> {image id: [(wnid, box), ...]} in file order.
+
+    A bad header, a PredictionString that is not groups of five, a coordinate that is not a number
+    or a repeated image id raises :class:`~camlib.datasets.manifest.ManifestError` naming the line."""
+    return {a.name: [(w, b) for w, b, _ in a.objects] for a in _read_kaggle(Path(path))}
+
+
+def _header_size(path: Path) -> tuple[int, int] | None:
+    """(H, W) from an image file's header; None when the file is missing or not an image (reported when
+    the image is read)."""
+    try:
+        return image_size(path)
+    except (OSError, ValueError):
+        return None
 
 
 def _find_image(folder: Path, image_id: str) -> Path:
@@ -361,11 +503,8 @@ class ILSVRCBoxDataset(Dataset):
         files = sorted(annotations.glob("*.xml")) if annotations.is_dir() else []
         if not files:
             raise FileNotFoundError(f"no XML annotation files in {annotations}. {LAYOUT_HINT}")
-        index = wnid_index(read_wnids(wnids) if isinstance(wnids, (str, Path)) else wnids)
-        recs = []
-        for f in files:
-            name, _size, objects = parse_voc_xml(f)
-            recs.append((name, objects, f))
+        index = _wnid_index(wnids)
+        recs = [_read_voc_xml(f) for f in files]
         return cls._from_records(recs, images, index, preprocess, f"XML annotations {annotations}")
 
     @classmethod
@@ -375,35 +514,50 @@ class ILSVRCBoxDataset(Dataset):
         solution_csv: str | Path,
         wnids: str | Path | Sequence[str],
         preprocess: Callable[[Image.Image], torch.Tensor] | None = None,
+        *,
+        check_sizes: bool = True,
     ) -> ILSVRCBoxDataset:
-        """Images folder + Kaggle ``LOC_val_solution.csv`` + wnid list (``LOC_synset_mapping.txt``)."""
+        """Images folder + Kaggle ``LOC_val_solution.csv`` + wnid list (``LOC_synset_mapping.txt``).
+
+        The CSV gives no image sizes: with ``check_sizes`` each image's (H, W) is read from its file's
+        header (the pixels are not decoded) to check its boxes; a missing or unreadable file is left
+        to be reported (and skipped) when it is read."""
         images = Path(images)
         if not images.is_dir():
             raise FileNotFoundError(f"images folder {images} does not exist. {LAYOUT_HINT}")
         if not Path(solution_csv).is_file():
             raise FileNotFoundError(f"{solution_csv} not found. {LAYOUT_HINT}")
-        index = wnid_index(read_wnids(wnids) if isinstance(wnids, (str, Path)) else wnids)
-        table = read_kaggle_solution(solution_csv)
-        recs = [(k, table[k], Path(solution_csv)) for k in sorted(table)]
+        index = _wnid_index(wnids)
+        recs = sorted(_read_kaggle(Path(solution_csv)), key=lambda a: a.name)
+        if check_sizes:
+            for a in recs:
+                a.size_hw = _header_size(_find_image(images, a.name))
         return cls._from_records(recs, images, index, preprocess, f"Kaggle solution {solution_csv}")
 
     @classmethod
-    def _from_records(cls, recs, images: Path, index: dict[str, int], preprocess, source: str):
+    def _from_records(cls, recs: Sequence[_Annotation], images: Path, index: dict[str, int], preprocess, source: str):
+        """Validate the annotations (duplicate ids, boxes, wnids; errors name file and line) and build."""
         ids, paths, labels, boxes = [], [], [], []
-        for name, objects, where in recs:
-            if not objects:
-                raise ValueError(f"{where}: image {name} has no box")
-            unknown = sorted({w for w, _ in objects if w not in index})
-            if unknown:
-                raise ValueError(
-                    f"{where}: wnid(s) {unknown[:3]} of image {name} are not in the wnid list "
-                    f"({len(index)} wnids); pass the list of all 1000 ILSVRC wnids"
-                )
-            wnid = objects[0][0]
-            ids.append(name)
-            paths.append(_find_image(images, name))
+        first: dict[str, _Annotation] = {}
+        for a in recs:
+            fix = XML_FIX if a.path.suffix.lower() == ".xml" else KAGGLE_FIX
+            if a.name in first:
+                f = first[a.name]
+                raise ManifestError(a.path, a.line, f"duplicate image id {a.name!r} (first in {f.path}"
+                                    + (f":{f.line})" if f.line else ")"), fix)
+            first[a.name] = a
+            if not a.objects:
+                raise ManifestError(a.path, a.line, f"image {a.name} has no box", fix)
+            for wnid, box, line in a.objects:
+                if wnid not in index:
+                    raise ManifestError(a.path, line, f"wnid {wnid!r} of image {a.name} is not in the wnid list "
+                                        f"({len(index)} wnids)", WNID_FIX)
+                check_box(box, a.size_hw, a.path, line, fix)
+            wnid = a.objects[0][0]
+            ids.append(a.name)
+            paths.append(_find_image(images, a.name))
             labels.append(index[wnid])
-            boxes.append(np.array([b for w, b in objects if w == wnid], dtype=np.int64))
+            boxes.append(np.array([b for w, b, _ in a.objects if w == wnid], dtype=np.int64))
         return cls(ids, paths, labels, boxes, preprocess, source)
 
     def with_preprocess(self, preprocess: Callable[[Image.Image], torch.Tensor] | None) -> ILSVRCBoxDataset:

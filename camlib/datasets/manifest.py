@@ -7,7 +7,7 @@ message is ``<file>:<line>: <problem>. Fix: <what to do>``. Checked everywhere:
 - parse errors (too few fields, a number that is not one),
 - duplicate ids (the second occurrence is named, with the line of the first),
 - unknown ids / class ids (a line about an image or class the other files do not list),
-- boxes that are inverted (``x1 < x0`` or ``y1 < y0``) or outside the image
+- boxes that are inverted (``x1 < x0`` or ``y1 < y0``), negative, or outside the image
   (``0 <= x0 <= x1 <= W`` and ``0 <= y0 <= y1 <= H``, coordinates equal to ``W`` / ``H`` allowed:
   ILSVRC's annotations use them at the right / bottom edge; they are clipped to the last pixel).
 
@@ -121,10 +121,14 @@ def unique_keys(keys: Iterable[tuple[str, int]], path: str | Path, fix: str) -> 
 
 
 def check_box(box: Sequence[float], size_hw: tuple[int, int] | None, path: str | Path, line: int, fix: str) -> None:
-    """Refuse an inverted box, and (when the image's ``(H, W)`` is known) one outside ``[0, W] x [0, H]``."""
+    """Refuse an inverted box, one with a negative coordinate, and (when the image's ``(H, W)`` is known)
+    one outside ``[0, W] x [0, H]``."""
     x0, y0, x1, y1 = (float(v) for v in box)
     if x1 < x0 or y1 < y0:
         raise ManifestError(path, line, f"inverted box ({x0:g}, {y0:g}, {x1:g}, {y1:g}): x1 < x0 or y1 < y0", fix)
+    if x0 < 0 or y0 < 0:
+        raise ManifestError(path, line, f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) has a negative coordinate: it lies "
+                            "outside the image", fix)
     if size_hw is not None:
         h, w = size_hw
         if x0 < 0 or y0 < 0 or x1 > w or y1 > h:

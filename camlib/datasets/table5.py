@@ -31,7 +31,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from camlib.datasets.download import REGISTRY, DatasetNotFoundError, default_data_root
-from camlib.datasets.files import ImageFiles, image_folder
+from camlib.datasets.files import ImageFiles, image_folder, to_rgb
 from camlib.datasets.splits import split_per_class, stratified_split
 
 __all__ = ["TABLE5_DATASETS", "TEXTURES", "QuickSet", "Table5Data", "open_table5", "quick_datasets", "split_per_class", "table5_probe"]
@@ -77,7 +77,7 @@ class Table5Data:
 
 
 class _RGB(Dataset):
-    """A torchvision dataset whose PIL images may be grayscale: convert, then transform."""
+    """A torchvision dataset whose PIL images may be grayscale or 16-bit: :func:`~camlib.datasets.files.to_rgb`, then transform."""
 
     def __init__(self, base, transform: Callable | None, keep: np.ndarray) -> None:
         self.base, self.transform, self.keep = base, transform, keep
@@ -87,7 +87,7 @@ class _RGB(Dataset):
 
     def __getitem__(self, i: int):
         img, label = self.base[int(self.keep[i])]
-        img = img.convert("RGB")
+        img = to_rgb(img)
         return (self.transform(img) if self.transform is not None else img), int(label)
 
 

@@ -14,6 +14,12 @@ data and protocol as the paper's number); other rows show "—" and a footnote: 
 nothing about the paper's. A number with an interval is shown as ``value [low, high] (n=...)``. The
 page depends only on its inputs (sorted, no "generated at" time), so re-running it on the same files
 gives the same bytes.
+
+Bad inputs stop it before anything is written (exit 1, the previous page left as it was): a
+``--results`` or ``--reference`` folder that does not exist, a ``--results`` folder without any
+``NN_*.json`` (a mistyped or not-yet-filled folder; the message says how to fill it), a results file
+that is not valid, and a ``paper.yaml`` that is not valid YAML (named with its line and column and
+the usual fix) or whose entries lack a field. The page is written through the one atomic writer.
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ import yaml
 
 from camlib.tools.results import atomic_write_text, is_estimate, load_results
 
-__all__ = ["build_report", "collect_results", "flatten", "format_estimate", "load_paper", "main", "write_report"]
+__all__ = ["build_report", "collect_results", "flatten", "format_estimate", "load_paper", "main", "read_paper_yaml",
+           "write_report"]
 
 PAPER_FIELDS = ("value", "unit", "what", "source")
 MAX_LIST_ITEMS = 8
@@ -57,13 +64,38 @@ MISSING = "not run"
 # --------------------------------------------------------------------------- inputs
 
 
+PAPER_YAML_FIX = (
+    "each entry is one key per line, `table2.googlenet_gap.top1_loc_err: {value: 56.40, unit: '%', what: ..., "
+    "source: ...}` (or the same as an indented block); check the indentation, the braces and the quotes at that "
+    "line: a value holding ':', '#', '{' or a leading quote must be quoted"
+)
+
+
+def read_paper_yaml(path: str | Path) -> Any:
+    """The parsed YAML of ``paper.yaml``; a syntax error raises ValueError naming the file, the line and
+    column, YAML's own description and :data:`PAPER_YAML_FIX` (not a raw YAML traceback)."""
+    path = Path(path)
+    try:
+        with path.open(encoding="utf-8") as fh:
+            return yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        mark, start = getattr(exc, "problem_mark", None), getattr(exc, "context_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = ": ".join(str(x) for x in (getattr(exc, "context", None), getattr(exc, "problem", None)) if x)
+        if start is not None and mark is not None and start.line != mark.line:
+            problem += f"; it starts on line {start.line + 1}"
+        raise ValueError(f"{where}: not valid YAML ({problem or exc}). Fix: {PAPER_YAML_FIX}") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc}). Fix: save paper.yaml as UTF-8") from None
+
+
 def load_paper(path: str | Path) -> dict[str, dict[str, Any]]:
-    """Read paper.yaml: ``key -> {value, unit, what, source}``; raise ValueError on a bad entry."""
+    """Read paper.yaml: ``key -> {value, unit, what, source}``; raise ValueError on a bad entry or bad YAML
+    (:func:`read_paper_yaml`)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: paper numbers not found; pass --paper results/paper.yaml")
-    with path.open(encoding="utf-8") as fh:
-        paper = yaml.safe_load(fh) or {}
+    paper = read_paper_yaml(path) or {}
     if not isinstance(paper, dict):
         raise ValueError(f"{path}: expected a mapping of keys to {{value, unit, what, source}}")
     for key, entry in paper.items():
@@ -79,9 +111,18 @@ def _check_paper_entry(path: Path, key: Any, entry: Any) -> None:
         raise ValueError(f"{path}: {key}.value must be a finite number, got {value!r}")
 
 
-def collect_results(results_dir: str | Path) -> list[dict]:
-    """Every ``results_dir/*.json``, validated, sorted by notebook name."""
-    paths = sorted(Path(results_dir).glob("[0-9][0-9]_*.json"))  # notebook results only
+def collect_results(results_dir: str | Path, *, require: bool = False) -> list[dict]:
+    """Every ``results_dir/NN_*.json``, validated, sorted by notebook name.
+
+    A missing folder raises ValueError naming it; so does one without results files when ``require``."""
+    folder = Path(results_dir)
+    if not folder.is_dir():
+        raise ValueError(f"results folder {folder} does not exist ({folder.resolve()}). Fix: check the --results / "
+                         "--reference path; `make quick` writes build/results, the reference is results/")
+    paths = sorted(folder.glob("[0-9][0-9]_*.json"))  # notebook results only
+    if require and not paths:
+        raise ValueError(f"results folder {folder} ({folder.resolve()}) holds no NN_*.json results file. Fix: check the "
+                         "--results path, or run `make quick` (every notebook, quick profile) to write build/results")
     return [load_results(p) for p in paths]
 
 
@@ -348,12 +389,15 @@ def build_report(records: list[dict], paper: dict[str, dict], runs: list[dict] |
 def write_report(results_dir: str | Path, paper_path: str | Path, out: str | Path,
                  reference_dir: str | Path | None = None) -> Path:
     """Read the inputs, build the page and write it atomically to ``out``. ``reference_dir``: the
-    reference folder (None, or the same folder as ``results_dir``: the reference page alone)."""
+    reference folder (None, or the same folder as ``results_dir``: the reference page alone).
+
+    Every input is read and checked before ``out`` is touched: a missing folder, a ``results_dir`` without
+    results files, an invalid results file or ``paper.yaml`` raises ValueError and leaves ``out`` as it was."""
     paper = load_paper(paper_path)
     if reference_dir is None or Path(reference_dir).resolve() == Path(results_dir).resolve():
-        text = build_report(collect_results(results_dir), paper)
+        text = build_report(collect_results(results_dir, require=True), paper)
     else:
-        text = build_report(collect_results(reference_dir), paper, collect_results(results_dir))
+        text = build_report(collect_results(reference_dir), paper, collect_results(results_dir, require=True))
     out = Path(out)
     atomic_write_text(out, text)
     return out

@@ -338,10 +338,9 @@ def _started(started: float) -> float:
 def _check_paper_refs(comparisons: list[dict], paper_yaml: Path) -> None:
     if not comparisons or not paper_yaml.is_file():
         return
-    import yaml
+    from camlib.tools.report import read_paper_yaml  # bad YAML: file, line and fix
 
-    with paper_yaml.open(encoding="utf-8") as fh:
-        paper = yaml.safe_load(fh) or {}
+    paper = read_paper_yaml(paper_yaml) or {}
     unknown = sorted({row["paper_ref"] for row in comparisons} - set(paper))
     if unknown:
         raise ValueError(

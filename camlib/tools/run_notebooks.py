@@ -8,9 +8,21 @@
 
 Each notebook runs in its own folder (so ``../data`` resolves as in JupyterLab) with the parameters
 ``PROFILE``, ``RESULTS_DIR`` and ``FIGURES_DIR`` plus every ``--param KEY=VALUE`` (VALUE read as
-JSON, else as a Python literal, else kept as a string). The executed copy goes to
-``OUT/<name>.ipynb``. A failing notebook does not stop the others; the exit status is 1 when any
-failed, naming it and its cell error.
+JSON, else as a Python literal, else kept as a string). A failing notebook does not stop the others;
+the exit status is 1 when any failed, naming it and its cell error.
+
+Executed copies, never half-written, never over the sources:
+
+- ``OUT`` must lie outside every given notebook's folder (compared after resolving links): an ``OUT``
+  equal to or inside it is refused before anything runs (exit 2), since the executed copies would
+  overwrite the source notebooks or mix with them.
+- papermill writes each copy, cell by cell, to ``OUT/<stem>.incomplete.ipynb``; only a notebook that
+  ran to its end is renamed (``os.replace``) to ``OUT/<name>.ipynb``, so a previous good copy stays as
+  it was until a new one is complete. A notebook that fails is kept as ``OUT/<stem>.failed.ipynb``,
+  one stopped by Ctrl-C / SIGTERM as ``OUT/<stem>.interrupted.ipynb``; the FILE NAME says so, and so
+  does the notebook's metadata ``camlib_run = {"status": "failed" | "interrupted", "error": ...}`` (a
+  copy killed outright, e.g. ``kill -9``, keeps its ``.incomplete`` name). A later complete run
+  removes these marked copies of its notebook.
 
 Reference vs your run: the committed ``results/*.json`` and ``figures/*.png`` are the reference
 (made by a maintainer with ``../shared`` present). A run writes its results to ``--results-dir``
@@ -34,8 +46,9 @@ import argparse
 import ast
 import json
 import os
-import shutil
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,6 +63,8 @@ RESULTS_DIR = "build/results"  #: default folder of a run's results files (the r
 FIGURES_DIR = "build/figures"  #: default folder of a run's figures (the reference is figures/)
 REFERENCE_PAPER = Path(__file__).resolve().parents[2] / "results" / "paper.yaml"
 FIGURES_ENV = "CAMLIB_FIGURES_DIR"
+INCOMPLETE, FAILED, INTERRUPTED = "incomplete", "failed", "interrupted"  #: executed-copy name marks
+RUN_METADATA = "camlib_run"  #: notebook metadata key of a failed / interrupted copy's status
 
 
 @dataclass(frozen=True)
@@ -106,6 +121,58 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".strip()
 
 
+def marked_copy(output: Path, mark: str) -> Path:
+    """``OUT/<stem>.<mark>.ipynb``: where an executed copy that is ``incomplete``, ``failed`` or
+    ``interrupted`` lies (``output`` is the complete copy ``OUT/<name>.ipynb``)."""
+    return output.with_name(f"{output.stem}.{mark}{output.suffix}")
+
+
+def _finish_marked(partial: Path, output: Path, status: str, error: str) -> Path:
+    """Rename a partial executed copy to ``<stem>.<status>.ipynb`` with ``camlib_run`` metadata (through
+    the one atomic writer); return that path (absent when papermill wrote nothing)."""
+    import nbformat
+
+    from camlib.tools.results import atomic_write_text
+
+    target = marked_copy(output, status)
+    if not partial.is_file():
+        return target
+    try:
+        nb = nbformat.read(str(partial), as_version=4)
+    except Exception:  # noqa: BLE001 - a copy cut mid-write: keep its bytes, the name still says what it is
+        os.replace(partial, target)
+        return target
+    nb.metadata[RUN_METADATA] = {"status": status, "error": error}
+    _mark_cells(nb)
+    atomic_write_text(target, nbformat.writes(nb))
+    partial.unlink(missing_ok=True)
+    _clear_marks(output, keep=status)
+    return target
+
+
+def _mark_cells(nb) -> None:
+    """Correct papermill's per-cell status in a stopped copy: papermill marks EVERY cell "completed" when
+    interrupted. A cell that never started becomes "pending"; one that started without ending, or ended
+    in a KeyboardInterrupt, "interrupted" (with ``exception: true``)."""
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("papermill")
+        if cell.get("cell_type") != "code" or not isinstance(meta, dict):
+            continue
+        stopped = any(o.get("output_type") == "error" and o.get("ename") == "KeyboardInterrupt"
+                      for o in cell.get("outputs", []))
+        if meta.get("start_time") is None:
+            meta["status"] = "pending"
+        elif stopped or meta.get("end_time") is None:
+            meta.update(status=INTERRUPTED, exception=True)
+
+
+def _clear_marks(output: Path, keep: str | None = None) -> None:
+    """Remove the failed / interrupted / incomplete copies of this notebook but ``keep``."""
+    for mark in (FAILED, INTERRUPTED, INCOMPLETE):
+        if mark != keep:
+            marked_copy(output, mark).unlink(missing_ok=True)
+
+
 def run_notebook(
     notebook: Path,
     out_dir: Path,
@@ -114,18 +181,22 @@ def run_notebook(
     log_output: bool = False,
     timeout: float | None = None,
 ) -> NotebookRun:
-    """Execute one notebook into ``out_dir/<name>.ipynb``; never raises for a notebook error."""
+    """Execute one notebook into ``out_dir/<name>.ipynb`` through ``<stem>.incomplete.ipynb`` (renamed on
+    success; see the module docstring); never raises for a notebook error. An interruption
+    (KeyboardInterrupt, SystemExit) marks the copy ``interrupted`` and is re-raised."""
     import papermill as pm
 
     notebook = Path(notebook)
     output = Path(out_dir) / notebook.name
+    partial = marked_copy(output, INCOMPLETE)
     start = time.perf_counter()
     if not notebook.is_file():
         return NotebookRun(notebook, output, 0.0, f"notebook not found: {notebook}")
+    partial.unlink(missing_ok=True)
     try:
         pm.execute_notebook(
             str(notebook),
-            str(output.resolve()),
+            str(partial.resolve()),
             parameters=parameters,
             kernel_name=KERNEL_NAME,
             cwd=str(notebook.resolve().parent),
@@ -134,8 +205,30 @@ def run_notebook(
             execution_timeout=timeout,
         )
     except Exception as exc:  # papermill errors, a dead kernel, a bad notebook file
-        return NotebookRun(notebook, output, time.perf_counter() - start, describe_error(exc))
+        error = describe_error(exc)
+        return NotebookRun(notebook, _finish_marked(partial, output, FAILED, error), time.perf_counter() - start, error)
+    except BaseException as exc:  # Ctrl-C, SIGTERM (see main): mark the copy, then stop
+        _finish_marked(partial, output, INTERRUPTED, f"interrupted ({type(exc).__name__}) after "
+                       f"{time.perf_counter() - start:.1f} s")
+        raise
+    os.replace(partial, output)
+    _clear_marks(output)
     return NotebookRun(notebook, output, time.perf_counter() - start)
+
+
+def check_out_dir(out_dir: str | Path, notebooks: Sequence[str | Path]) -> Path:
+    """``out_dir`` resolved (links followed); ValueError when it is, or lies inside, the folder of one of
+    ``notebooks``: the executed copies would overwrite the sources (``--out notebooks``) or mix with them."""
+    out = Path(out_dir).expanduser().resolve()
+    for nb in notebooks:
+        folder = Path(nb).expanduser().resolve().parent
+        if out == folder or folder in out.parents:
+            where = "is" if out == folder else "lies inside"
+            raise ValueError(
+                f"--out {out_dir} ({out}) {where} the folder of {nb} ({folder}): the executed copies would "
+                f"overwrite or mix with the source notebooks. Fix: pass a folder outside it, e.g. --out build/notebooks"
+            )
+    return out
 
 
 def run_notebooks(
@@ -167,6 +260,7 @@ def run_notebooks(
         raise ValueError(f"profile {profile!r}: expected one of {', '.join(PROFILES)}")
     paths = [Path(nb) for nb in notebooks]
     _check_unique_names(paths)
+    check_out_dir(out_dir, paths)  # before any work
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     parameters = {"PROFILE": profile, **(params or {})}
@@ -246,12 +340,14 @@ def _with_folders(parameters: dict[str, Any], notebook: Path, results_dir: Path,
 
 
 def _copy_paper_yaml(results_dir: Path, source: Path | None = None) -> None:
-    """Put the reference ``results/paper.yaml`` into a results folder that has none (a build folder)."""
+    """Put the reference ``results/paper.yaml`` into a results folder that has none (a build folder),
+    through the one atomic writer."""
+    from camlib.tools.results import atomic_write_text
+
     source = REFERENCE_PAPER if source is None else source
     target = results_dir / "paper.yaml"
     if source.is_file() and not target.exists():
-        results_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
+        atomic_write_text(target, source.read_text(encoding="utf-8"))
 
 
 def _check_unique_names(paths: Sequence[Path]) -> None:
@@ -301,8 +397,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, _frame) -> None:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point; returns 0 when every notebook ran, 1 when one failed, 2 on bad arguments."""
+    """CLI entry point; returns 0 when every notebook ran, 1 when one failed, 2 on bad arguments, 130
+    when interrupted (Ctrl-C or SIGTERM: the running notebooks' copies are marked ``interrupted``)."""
     args = build_parser().parse_args(argv)
     if not args.notebooks:
         print(
@@ -312,6 +413,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there only
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None  # SIGTERM: as Ctrl-C
     try:
         params = parse_params(args.param)
         runs = run_notebooks(
@@ -321,6 +424,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"camlib.tools.run_notebooks: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        print(f"camlib.tools.run_notebooks: interrupted ({exc or 'Ctrl-C'}); the running notebooks' copies in "
+              f"{args.out} are named <notebook>.{INTERRUPTED}.ipynb", file=sys.stderr)
+        return 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     print("\n" + summary(runs))
     failed = [r for r in runs if not r.ok]
     for run in failed:
