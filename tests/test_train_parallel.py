@@ -164,7 +164,7 @@ def _finetune(tmp_path: Path, ckpt: str, procs: int, *extra: str) -> None:
     # 22 images in global batches of 7: 4 steps per epoch, the 4th holds ONE image (rank 1 gets none)
     common = ["-m", "camlib.finetune", "--train", str(tmp_path / "train"), "--arch", "alexnet_gap",
               "--weights", "none", "--expect-classes", "3", "--image-size", "48", "--iters", "7",
-              "--batch-size", "7", "--lr", "0.01", "--checkpoint-every", "100", "--threads", "1",
+              "--batch-size", "7", "--lr", "0.05", "--checkpoint-every", "100", "--threads", "1",
               "--device", "cpu", "--no-progress", "--checkpoint", ckpt, *extra]  # fmt: skip
     if procs == 1:
         _run([sys.executable, *common], tmp_path)
@@ -197,7 +197,8 @@ def test_two_torchrun_processes_train_the_one_process_weights_and_resume(tmp_pat
         torch.testing.assert_close(two["model"][k], v, rtol=1e-4, atol=1e-5, msg=f"2 processes vs 1: {k}")
         torch.testing.assert_close(resumed["model"][k], v, rtol=1e-4, atol=1e-5, msg=f"resumed vs 1: {k}")
     moved = max(float((one["model"][k] - v).abs().max()) for k, v in cut["model"].items())
-    assert moved > 1e-4  # steps 4-7 did change the weights (the comparison is not between untouched ones)
+    off = max(float((two["model"][k] - v).abs().max()) for k, v in one["model"].items())
+    assert moved > 1e-3 and off < moved / 100, (moved, off)  # steps 4-7 moved the weights far more than 2 vs 1 differ
     for h1, h2 in zip(s1["history"], s2["history"], strict=True):  # the same losses, merged over processes
         assert h1["loss"] == pytest.approx(h2["loss"], rel=1e-4) and h1["train_acc"] == h2["train_acc"]
 
