@@ -198,7 +198,7 @@ def test_two_torchrun_processes_train_the_one_process_weights_and_resume(tmp_pat
         torch.testing.assert_close(resumed["model"][k], v, rtol=1e-4, atol=1e-5, msg=f"resumed vs 1: {k}")
     moved = max(float((one["model"][k] - v).abs().max()) for k, v in cut["model"].items())
     off = max(float((two["model"][k] - v).abs().max()) for k, v in one["model"].items())
-    assert moved > 1e-3 and off < moved / 100, (moved, off)  # steps 4-7 moved the weights far more than 2 vs 1 differ
+    assert moved > 1e-4 and off < moved / 1000, (moved, off)  # steps 4-7 moved the weights far more than 2 vs 1 differ
     for h1, h2 in zip(s1["history"], s2["history"], strict=True):  # the same losses, merged over processes
         assert h1["loss"] == pytest.approx(h2["loss"], rel=1e-4) and h1["train_acc"] == h2["train_acc"]
 
