@@ -66,15 +66,18 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset, default_colla
 from tqdm.auto import tqdm
 
 __all__ = [
+    "SeededItems",
     "StepSampler",
     "TrainConfig",
     "TrainState",
     "classification_step",
     "convert_sync_bn",
+    "default_workers",
     "evaluate_logits",
     "fit",
     "hflip_augment",
     "reads_files",
+    "sample_seed",
     "seed_everything",
 ]
 
@@ -378,6 +381,8 @@ class _StopRequest:
 def _allreduce_grads(params: list[nn.Parameter], bucket_bytes: int = 64 << 20) -> None:
     """Sum the gradients of ``params`` over processes (bucketed flat all_reduce). A parameter without a
     gradient on some process counts as zero there; one without a gradient anywhere keeps ``None``."""
+    if not params:
+        return
     has = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=params[0].device)
     dist.all_reduce(has)
     live = [p for p, h in zip(params, has.tolist(), strict=True) if h > 0]
