@@ -128,8 +128,8 @@ WORK: tuple[Stage, ...] = (
     Stage("03_ilsvrc_localization", "all protocols, ResNet-50", "resnet50", "eval", ILSVRC_VAL, boxes=3),
     Stage("03_ilsvrc_localization", "all protocols, GoogLeNet-GAP (02's)", "googlenet_gap", "eval", ILSVRC_VAL,
           boxes=3),
-    Stage("03_ilsvrc_localization", "ten-crop, 3 networks (10 crops)", "googlenet_gap", "eval", 3 * ILSVRC_VAL,
-          passes=10, boxes=2),
+    *(Stage("03_ilsvrc_localization", f"ten-crop (10 crops), {net}", net, "eval", ILSVRC_VAL, passes=10, boxes=2)
+      for net in ("googlenet", "resnet50", "googlenet_gap")),
     Stage("03_ilsvrc_localization", "Backprop top-5, GoogLeNet", "googlenet", "backprop", ILSVRC_VAL, passes=5,
           boxes=2),
     Stage("04_fine_grained_cub", "full / CAM crop / GT crop + boxes, 2 nets", "googlenet_gap", "eval", 2 * CUB,
