@@ -56,6 +56,11 @@ reproduce: setup  ## run every notebook with the paper profile (real datasets, G
 	$(PY) -m camlib.run_notebooks --profile paper --out $(NB_OUT)/paper $(PAPER_ARGS) $(NOTEBOOKS)
 	$(MAKE) --no-print-directory report
 
+.PHONY: plan
+PLAN_ARGS ?=
+plan: setup  ## measure train/eval/decode here (~2 min) and project make reproduce: wall time, GPU-hours, disk per notebook
+	$(PY) -m camlib.tools.plan $(PLAN_ARGS)
+
 report: setup  ## paper | reference (results/) | your run (build/results) -> build/results/README.md
 	$(PY) -m camlib.report --results $(RESULTS) --reference results --paper results/paper.yaml --out $(RESULTS)/README.md
 

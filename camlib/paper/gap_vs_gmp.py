@@ -127,13 +127,15 @@ def finetune(
     device: str | torch.device = "cpu",
     stop_after: int | None = None,
     progress: bool = True,
+    **fit_options,
 ) -> TrainState:
     """Fine-tune with :func:`camlib.models.train.fit`, the new layers at ``config.head_lr_mult`` x the lr.
 
     ``head_prefixes`` default to ``model.head_prefixes`` (set by :mod:`camlib.models.gap`).
     ``augment`` is a batch augmentation (e.g. :class:`PadCropFlip`); ``None`` means none beyond the
     dataset's own transform (ImageNet: :func:`imagenet_train_transform` already crops and mirrors).
-    Resume: call again with the same ``checkpoint`` and config after an interruption.
+    Resume: call again with the same ``checkpoint`` and config after an interruption. ``fit_options``
+    go to ``fit`` as they are (``num_workers``, ``amp``, ``channels_last``, ...; DDP under torchrun).
     """
     head = tuple(head_prefixes) if head_prefixes is not None else tuple(getattr(model, "head_prefixes", ()))
     if config.head_lr_mult != 1.0 and not head:
@@ -143,7 +145,7 @@ def finetune(
         )
     return fit(
         model, dataset, config, checkpoint=checkpoint, device=device, augment=augment,
-        head_prefixes=head, stop_after=stop_after, progress=progress,
+        head_prefixes=head, stop_after=stop_after, progress=progress, **fit_options,
     )  # fmt: skip
 
 
