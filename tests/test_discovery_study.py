@@ -133,6 +133,9 @@ def test_informative_objects_hand_case_chooses_the_fraction_on_validation_only()
     assert np.array_equal(res.maps, maps[n_val:])
     m = res.metrics(["a", "b"], ["left", "right"])
     assert m["top_objects_cam"]["a"][0] == ("left", 1.0) and m["n_val"] == 6 and m["chance_acc"] == 50.0
+    # both objects are in every image of both scenes: the tf-idf baseline scores them 0, and says so in the results
+    assert res.rank["tfidf"].tolist() == [[0.0, 0.0], [0.0, 0.0]] and m["tfidf_ranking"]["spearman"] == 0.0
+    assert "tf-idf" in res.measured() and "tf-idf:" in res.summary(["a", "b"], ["left", "right"])
     assert res.ranking_at(_scene_split(n_test, n_val), 2, fraction=0.4, min_cover=0.5)["cam"].tolist() == [[1, 1], [1, 1]]
     assert "t = 0.5" in res.summary(["a", "b"], ["left", "right"]) and "Measured" in res.measured()
     # one fraction: used as given, no validation needed; several without validation: refused

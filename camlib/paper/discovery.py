@@ -64,6 +64,8 @@ __all__ = [
     "choose_fraction",
     "detect_boxes",
     "detection_scores",
+    "ignored_predictions",
+    "match_boxes",
     "mine_hard_negatives",
     "object_hits",
     "object_hits_batch",
@@ -76,6 +78,7 @@ __all__ = [
     "ranking_scores",
     "require_folder",
     "split_halves",
+    "tfidf_scores",
     "top_objects",
 ]
 
@@ -94,10 +97,11 @@ def require_folder(root, what: str, layout: str, fetch: str) -> Path:
                                f"How to get it: {fetch}")
 
 
-def ImageFiles(paths: Sequence[str | Path], size: int, labels: Sequence[int] | None = None,
+def ImageFiles(paths: Sequence[str | Path], size: int | tuple[int, int], labels: Sequence[int] | None = None,
                normalize: Callable[[Tensor], Tensor] = lite0_input) -> _files.ImageFiles:
     """Image files as network inputs: a :class:`camlib.datasets.files.ImageFiles` whose item ``i`` is
-    ``(x, label)`` with ``x`` the image resized to ``size`` x ``size`` (no crop, PIL bilinear), RGB,
+    ``(x, label)`` with ``x`` the image resized to ``size`` x ``size`` (or ``size = (H, W)``; no crop,
+    PIL bilinear), RGB,
     in [0, 1], passed through ``normalize`` (default :func:`lite0_input`); labels default to 0.
     Its :meth:`~camlib.datasets.files.ImageFiles.image` gives the resized uint8 picture and
     :meth:`~camlib.datasets.files.ImageFiles.original_size` the file's (H, W) (read from its header)."""
@@ -272,10 +276,27 @@ def object_hits_batch(maps, instances, types, n_types: int, *, fraction: float =
     return np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])
 
 
+def tfidf_scores(frequency: np.ndarray) -> np.ndarray:
+    """A frequency ranking that discounts objects present in every scene (tf-idf with one "document"
+    per scene): ``tfidf(o, c) = P(o | c) * log(C / df(o))`` with ``P(o | c)`` the share of scene ``c``'s
+    images containing ``o`` (``frequency``, (C, O)) and ``df(o) = sum_c' P(o | c')`` the number of
+    scenes containing ``o``, counted softly: an object in every image of every scene (sky, ground) has
+    ``df = C`` and scores 0; one in 90% of one scene's images and 8% of the others' has ``df ~ 1.1``.
+    (Counting a scene as soon as ONE of its images holds the object would give every object that
+    appears anywhere ``df = C``, hence 0.) Objects never seen (``df = 0``) score 0. Scenes without
+    images (a zero row) are left out of ``C``."""
+    f = np.asarray(frequency, float)
+    seen = f.sum(1) > 0
+    df = f[seen].sum(0)
+    idf = np.where(df > 0, np.log(max(int(seen.sum()), 1) / np.where(df > 0, df, 1.0)), 0.0)
+    return f * np.maximum(idf, 0.0)[None]
+
+
 def object_rankings(hits: np.ndarray, present: np.ndarray, labels: np.ndarray, n_classes: int) -> dict[str, np.ndarray]:
     """Per class ``c`` and object ``o`` (over the images labelled ``c``): ``"cam"`` = share of images in
-    which ``o`` overlaps the high-CAM region, ``"frequency"`` = share of images that contain ``o``;
-    both (n_classes, n_objects); ``"n"`` (n_classes,) images per class (a class without images: 0s)."""
+    which ``o`` overlaps the high-CAM region, ``"frequency"`` = share of images that contain ``o``,
+    ``"tfidf"`` = :func:`tfidf_scores` of the frequencies (objects present in every scene discounted);
+    all (n_classes, n_objects); ``"n"`` (n_classes,) images per class (a class without images: 0s)."""
     hits, present, labels = np.asarray(hits, float), np.asarray(present, float), np.asarray(labels)
     n = np.bincount(labels, minlength=n_classes)[:n_classes]
     cam = np.zeros((n_classes, hits.shape[1]))
@@ -284,7 +305,7 @@ def object_rankings(hits: np.ndarray, present: np.ndarray, labels: np.ndarray, n
         if n[c]:
             cam[c] = hits[labels == c].mean(0)
             freq[c] = present[labels == c].mean(0)
-    return {"cam": cam, "frequency": freq, "n": n}
+    return {"cam": cam, "frequency": freq, "tfidf": tfidf_scores(freq), "n": n}
 
 
 def _order(scores: np.ndarray) -> np.ndarray:
@@ -421,34 +442,78 @@ def detect_boxes(maps: np.ndarray, fire: np.ndarray, fraction: float) -> list[np
     return out
 
 
-def detection_scores(pred: Sequence[np.ndarray], gt: Sequence[np.ndarray], iou_threshold: float = 0.5) -> dict:
+def _boxes(b) -> np.ndarray:
+    b = np.asarray(b).reshape(-1, 4)
+    return b[b[:, 0] >= 0]
+
+
+def ignored_predictions(pred, gt, ignored, iou_threshold: float = 0.5, ignore_precision: float = 0.5) -> np.ndarray:
+    """Which predicted boxes of ONE image are set aside because of unreadable ("ignore") words -> (k,) bool.
+
+    mmocr's rule (``HmeanIOUMetric``): a prediction is dropped before matching when more than
+    ``ignore_precision`` of its area lies inside one ignored word, ``|P ∩ I| / |P| > ignore_precision``.
+    Added here: a prediction that reaches IoU >= ``iou_threshold`` with an ignored word and with no
+    readable word (``gt``) is dropped too (at IoU 0.5 mmocr's rule already covers it; at a looser IoU
+    it would otherwise count as a false positive for finding a word that is not scored)."""
+    p, g, ig = _boxes(pred), _boxes(gt), _boxes(ignored)
+    out = np.zeros(len(p), bool)
+    if len(p) == 0 or len(ig) == 0:
+        return out
+    ix = np.minimum(p[:, None, 2], ig[None, :, 2]) - np.maximum(p[:, None, 0], ig[None, :, 0]) + 1
+    iy = np.minimum(p[:, None, 3], ig[None, :, 3]) - np.maximum(p[:, None, 1], ig[None, :, 1]) + 1
+    area = ((p[:, 2] - p[:, 0] + 1) * (p[:, 3] - p[:, 1] + 1)).astype(float)
+    inside = (np.clip(ix, 0, None) * np.clip(iy, 0, None)) / area[:, None]
+    only_ignored = iou(p, ig).max(1) >= iou_threshold
+    if len(g):
+        only_ignored &= iou(p, g).max(1) < iou_threshold
+    return (inside > ignore_precision).any(1) | only_ignored
+
+
+def match_boxes(pred, gt, iou_threshold: float = 0.5) -> int:
+    """Matched pairs in ONE image: predicted and true boxes paired one-to-one greedily by decreasing IoU
+    (:func:`camlib.core.boxes.iou`) while IoU >= ``iou_threshold`` (rows with x0 < 0 are no box)."""
+    p, g = _boxes(pred), _boxes(gt)
+    if len(p) == 0 or len(g) == 0:
+        return 0
+    m, tp = iou(p, g), 0
+    while True:
+        i, j = np.unravel_index(np.argmax(m), m.shape)
+        if m[i, j] < iou_threshold or m[i, j] <= 0:
+            return tp
+        tp += 1
+        m[i, :], m[:, j] = -1.0, -1.0
+
+
+def detection_scores(pred: Sequence[np.ndarray], gt: Sequence[np.ndarray], iou_threshold: float = 0.5,
+                     ignored: Sequence[np.ndarray] | None = None) -> dict:
     """Precision and recall (%) of predicted boxes against true boxes, image by image.
 
-    In each image, pairs are matched one-to-one greedily by decreasing IoU (``camlib.core.boxes.iou``) while
-    IoU >= ``iou_threshold``. ``precision = matched / predicted``, ``recall = matched / true``, ``f1``
-    their harmonic mean (0 when undefined); also the counts ``tp``, ``n_pred``, ``n_gt``.
+    In each image, pairs are matched one-to-one by :func:`match_boxes` (greedy, decreasing IoU, IoU >=
+    ``iou_threshold``). ``precision = matched / predicted``, ``recall = matched / true``, ``f1`` their
+    harmonic mean (0 when undefined); also the counts ``tp``, ``n_pred``, ``n_gt``. With ``ignored``
+    (per image, the boxes of unreadable words): they are never misses (not in ``n_gt``), and the
+    predictions :func:`ignored_predictions` sets aside are neither hits nor false positives (not in
+    ``n_pred``; counted in ``n_pred_ignored``).
     """
-    if len(pred) != len(gt):
-        raise ValueError(f"{len(pred)} images of predictions for {len(gt)} images of ground truth")
-    tp = n_pred = n_gt = 0
-    for p, g in zip(pred, gt, strict=True):
-        p, g = np.asarray(p).reshape(-1, 4), np.asarray(g).reshape(-1, 4)
-        g = g[g[:, 0] >= 0]
+    if len(pred) != len(gt) or (ignored is not None and len(ignored) != len(gt)):
+        raise ValueError(f"{len(pred)} images of predictions for {len(gt)} images of ground truth"
+                         + ("" if ignored is None else f" and {len(ignored)} of ignored words"))
+    tp = n_pred = n_gt = n_ign = 0
+    for k, (p, g) in enumerate(zip(pred, gt, strict=True)):
+        p, g = _boxes(p), _boxes(g)
+        if ignored is not None:
+            drop = ignored_predictions(p, g, ignored[k], iou_threshold)
+            p, n_ign = p[~drop], n_ign + int(drop.sum())
         n_pred, n_gt = n_pred + len(p), n_gt + len(g)
-        if len(p) == 0 or len(g) == 0:
-            continue
-        m = iou(p, g)
-        while True:
-            i, j = np.unravel_index(np.argmax(m), m.shape)
-            if m[i, j] < iou_threshold or m[i, j] <= 0:
-                break
-            tp += 1
-            m[i, :], m[:, j] = -1.0, -1.0
+        tp += match_boxes(p, g, iou_threshold)
     precision = 100.0 * tp / n_pred if n_pred else 0.0
     recall = 100.0 * tp / n_gt if n_gt else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1, "tp": tp, "n_pred": n_pred, "n_gt": n_gt,
-            "iou_threshold": float(iou_threshold)}
+    out = {"precision": precision, "recall": recall, "f1": f1, "tp": tp, "n_pred": n_pred, "n_gt": n_gt,
+           "iou_threshold": float(iou_threshold)}
+    if ignored is not None:
+        out["n_pred_ignored"] = n_ign
+    return out
 
 
 def choose_fraction(maps: np.ndarray, fire: np.ndarray, gt: Sequence[np.ndarray], fractions: Sequence[float]) -> tuple[float, dict]:
@@ -465,16 +530,17 @@ def choose_fraction(maps: np.ndarray, fire: np.ndarray, gt: Sequence[np.ndarray]
 def plot_informative_objects(images, maps, class_names: Sequence[str], rows: dict[str, np.ndarray],
                              object_names: Sequence[str], k: int = 5):
     """Fig. 9: per class, example images with the class's CAM, then its top-``k`` objects by CAM overlap
-    next to the top-``k`` by frequency. ``images``/``maps``: per class a list of examples; ``rows``:
-    ``{"CAM overlap": (C, O), "frequency": (C, O)}``."""
+    next to the top-``k`` of each other ranking. ``images``/``maps``: per class a list of examples; ``rows``:
+    ``{"CAM overlap": (C, O), "frequency": (C, O), ...}``, one column each."""
     import matplotlib.pyplot as plt
 
     from camlib.core.viz import FIG_DPI, overlay
 
     n_ex = max(len(v) for v in images)
     C = len(class_names)
-    fig, axes = plt.subplots(C, n_ex + 1, figsize=(2.0 * n_ex + 3.6, 2.1 * C), dpi=FIG_DPI, squeeze=False,
-                             gridspec_kw={"width_ratios": [1] * n_ex + [1.8]})
+    text_w = 0.9 * max(len(rows), 2)  # one column of top objects per ranking
+    fig, axes = plt.subplots(C, n_ex + 1, figsize=(2.0 * n_ex + 2 * text_w, 2.1 * C), dpi=FIG_DPI, squeeze=False,
+                             gridspec_kw={"width_ratios": [1] * n_ex + [text_w]})
     for c in range(C):
         for j in range(n_ex):
             ax = axes[c, j]
@@ -487,7 +553,7 @@ def plot_informative_objects(images, maps, class_names: Sequence[str], rows: dic
         ax.axis("off")
         for col, (title, table) in enumerate(rows.items()):
             lines = [f"{n} {s:.2f}" for n, s in top_objects(table[c], object_names, k)]
-            ax.text(0.02 + 0.52 * col, 0.98, title + ":\n" + "\n".join(lines), va="top", fontsize=7.5,
+            ax.text(0.02 + 1.04 / max(len(rows), 2) * col, 0.98, title + ":\n" + "\n".join(lines), va="top", fontsize=7.5,
                     family="monospace", transform=ax.transAxes)
     fig.tight_layout()
     return fig

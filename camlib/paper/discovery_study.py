@@ -9,8 +9,10 @@ drift apart. Each data split is described by a small record (:class:`SceneSplit`
 
 1. :func:`informative_objects` (Fig. 9): a linear SVM per scene on GAP features; for each test image
    the high-CAM region ``R = {M_c >= t max M_c}`` of its own scene ``c``; an object overlaps ``R`` when
-   ``|R ∩ O| / |O| >= min_cover``; its score = share of the scene's images where it does, next to its
-   frequency; both rankings scored against the informativeness ``g(o, s)`` (precision at k, Spearman).
+   ``|R ∩ O| / |O| >= min_cover``; its score = share of the scene's images where it does, next to two
+   baselines: its frequency, and its frequency discounted for objects present in every scene (tf-idf,
+   :func:`~camlib.paper.discovery.tfidf_scores`); all three rankings scored against the
+   informativeness ``g(o, s)`` (precision at k, Spearman).
    ``t`` is chosen on validation images (largest Spearman) when several are given.
 2. :func:`concept_localization` (Fig. 10): per phrase, positives = images whose caption holds it,
    negatives = images whose caption has none of its words; a detector trained with hard-negative
@@ -19,7 +21,11 @@ drift apart. Each data split is described by a small record (:class:`SceneSplit`
    peak (baseline: the image centre) and the false-positive rate on confusers.
 3. :func:`text_detector` (Fig. 11): text vs no-text SVM; one paper box per image it calls text, at the
    box fraction with the best validation F1; precision/recall at IoU >= 0.5 (baseline: a centre box of
-   the mean training text size).
+   the mean training text size). On REAL photos (too few to train and validate on):
+   :func:`text_photo_detector`, leave one photo out, the paper's box rule at a fraction fixed in
+   advance, words found per photo at IoU 0.5 and 0.3 with mmocr's treatment of "ignore" words, CAM-peak
+   pointing, and the centre box / centre point beside them (data: :func:`text_photo_source`,
+   :func:`load_text_photos`: the scene-text photos vs ILSVRC val photos of classes that rarely show text).
 
 The building blocks (CAMs of a probe, object hits, rankings, mining, detection scores, figures) are
 in :mod:`camlib.paper.discovery`; this module only composes them. It is a module of its own because
@@ -40,8 +46,10 @@ from torch.utils.data import Dataset, Subset
 from camlib.core.features import SVMProbe, fit_linear_svm
 from camlib.datasets.captions import CONCEPTS, phrase_split
 from camlib.datasets.scenes import informativeness, rasterize_objects
+from camlib.evaluation.stats import Estimate, bootstrap_ci
 from camlib.paper.discovery import (
     CAMPass,
+    ImageFiles,
     MiningResult,
     cam_peaks,
     centre_box,
@@ -49,6 +57,8 @@ from camlib.paper.discovery import (
     choose_fraction,
     detect_boxes,
     detection_scores,
+    ignored_predictions,
+    match_boxes,
     mine_hard_negatives,
     object_hits,
     object_rankings,
@@ -66,21 +76,30 @@ __all__ = [
     "ConceptLocalization",
     "InformativeObjects",
     "SceneSplit",
+    "SCENE_TEXT_ORIGIN",
+    "TEXT_PRONE_CLASSES",
     "TextDetection",
+    "TextPhotoDetection",
+    "TextPhotoSource",
+    "TextPhotos",
     "TextSplit",
     "caption_files",
     "concept_localization",
     "fig9_comparisons",
     "informative_objects",
+    "load_text_photos",
     "plot_concept_examples",
     "plot_scene_examples",
     "plot_text_examples",
+    "plot_text_photos",
     "procedural_captions",
     "procedural_scenes",
     "procedural_text",
     "sun_scenes",
     "svt_text",
     "text_detector",
+    "text_photo_detector",
+    "text_photo_source",
     "train_concept_detectors",
     "training_informativeness",
 ]
@@ -154,8 +173,8 @@ def training_informativeness(present: np.ndarray, labels: np.ndarray, n_classes:
 class InformativeObjects:
     """The outcome of :func:`informative_objects`: the scene ``probe``, its test ``accuracy`` (%), the
     region ``fraction`` (and the validation Spearman of each one tried), ``rank`` = object_rankings of
-    the test images, ``scored`` = ranking_scores of the "cam" and "frequency" rankings, and the test
-    ``maps`` (N, S, S) when they were kept."""
+    the test images, ``scored`` = ranking_scores of the "cam", "frequency" and "tfidf" rankings, and
+    the test ``maps`` (N, S, S) when they were kept."""
 
     probe: SVMProbe
     accuracy: float
@@ -187,7 +206,7 @@ class InformativeObjects:
                          f"{ {f: round(v, 3) for f, v in self.val_spearman.items()} } -> t = {self.fraction}")
         width = max(len(c) for c in class_names)
         for s, scene in enumerate(class_names):
-            for label, key in (("CAM overlap", "cam"), ("frequency", "frequency")):
+            for label, key in (("CAM overlap", "cam"), ("frequency", "frequency"), ("tf-idf", "tfidf")):
                 objs = ", ".join(f"{n} {v:.2f}" for n, v in top_objects(self.rank[key][s], vocabulary, top))
                 lines.append(f"{scene if key == 'cam' else '':>{width}} {label + ':':<12} {objs}")
         for name, r in self.scored.items():
@@ -196,33 +215,48 @@ class InformativeObjects:
         return "\n".join(lines)
 
     def measured(self) -> str:
-        """The result in words, decided from the numbers."""
-        cam, freq = self.scored["cam"], self.scored["frequency"]
+        """The result in words, decided from the numbers (against both baselines)."""
+        cam, freq, tfidf = self.scored["cam"], self.scored["frequency"], self.scored["tfidf"]
         k = cam["k"]
         gain = cam["precision_at_k"] - freq["precision_at_k"]
+        gain_t = cam["precision_at_k"] - tfidf["precision_at_k"]
         drho = cam["spearman"] - freq["spearman"]
+        drho_t = cam["spearman"] - tfidf["spearman"]
         return (f"Measured: the CAM ranking puts {cam['precision_at_k']:.0f}% of the true informative objects in its top {k}, "
                 f"the frequency ranking {freq['precision_at_k']:.0f}% ({gain:+.0f} points): "
                 + ("as in the paper, the CAM finds the informative objects where frequency finds the ubiquitous ones. "
                    if gain > 0 else "unlike the paper's examples, the CAM ranking does NOT beat frequency at the top. ")
                 + f"Over the whole list, Spearman {cam['spearman']:.2f} vs {freq['spearman']:.2f} "
-                + ("(about equal: both put the other scenes' objects last, and the CAM leaves most objects tied at 0)."
-                   if abs(drho) < 0.05 else "(CAM higher)." if drho > 0
-                   else "(frequency higher: the CAM leaves most objects tied at 0)."))
+                + ("(about equal: both put the other scenes' objects last, and the CAM leaves most objects tied at 0). "
+                   if abs(drho) < 0.05 else "(CAM higher). " if drho > 0
+                   else "(frequency higher: the CAM leaves most objects tied at 0). ")
+                + f"The fair baseline, frequency discounted for objects present in every scene (tf-idf), puts "
+                f"{tfidf['precision_at_k']:.0f}% in its top {k} and reaches Spearman {tfidf['spearman']:.2f}: the CAM "
+                f"ranking {_versus(gain_t, 0.5)} it at the top ({gain_t:+.0f} points) and {_versus(drho_t, 0.05)} it over "
+                f"the whole list ({drho_t:+.2f})"
+                + (": counting objects per scene, once the ubiquitous ones are discounted, does as well as the CAM."
+                   if gain_t < 0.5 and drho_t < 0.05 else "."))
 
     def metrics(self, class_names: Sequence[str], vocabulary: Sequence[str]) -> dict:
         """The results-file entry (top objects: six, as the paper lists)."""
         out = {"classification_acc": self.accuracy, "chance_acc": 100.0 / len(class_names), "best_C": self.probe.best_C,
                "region_fraction": self.fraction, "min_cover": self.min_cover,
                "cam_ranking": self.scored["cam"], "frequency_ranking": self.scored["frequency"],
+               "tfidf_ranking": self.scored["tfidf"],
                "top_objects_cam": {s: top_objects(self.rank["cam"][i], vocabulary, 6) for i, s in enumerate(class_names)},
                "top_objects_frequency": {s: top_objects(self.rank["frequency"][i], vocabulary, 6)
                                          for i, s in enumerate(class_names)},
+               "top_objects_tfidf": {s: top_objects(self.rank["tfidf"][i], vocabulary, 6) for i, s in enumerate(class_names)},
                "n_train": self.n_train, "n_test": self.n_test}
         if self.n_val is not None:
             out["region_fraction_val_spearman"] = {str(k): v for k, v in self.val_spearman.items()}
             out["n_val"] = self.n_val
         return out
+
+
+def _versus(diff: float, tie: float) -> str:
+    """'beats' / 'ties with' (|diff| < tie) / 'loses to'."""
+    return "ties with" if abs(diff) < tie else "beats" if diff > 0 else "loses to"
 
 
 def _hits(maps, split: SceneSplit, index: range, n_objects: int, fractions: Sequence[float],
@@ -281,7 +315,7 @@ def informative_objects(
     image the CAM of its OWN scene (:class:`CAMPass`) and :func:`~camlib.paper.discovery.object_hits`.
     With several ``fractions`` the region fraction ``t`` maximizes the Spearman correlation of the CAM
     ranking with ``truth`` on ``val`` (ties: the smaller ``t``); with one it is used as given (decided
-    before looking at any result). On ``test``: ``rank`` (CAM overlap and frequency per scene and
+    before looking at any result). On ``test``: ``rank`` (CAM overlap, frequency and tf-idf per scene and
     object), both scored against ``truth`` (C, O) with :func:`~camlib.paper.discovery.ranking_scores` at
     ``k``, and the scene accuracy ``100 * mean(argmax_c s_c == label)``.
     """
@@ -300,7 +334,7 @@ def informative_objects(
         fraction = fractions[0]
     scores, hits, present, maps = _scene_pass(cams, probe, test, n_objects, [fraction], min_cover, chunk, keep_maps)
     rank = object_rankings(hits[fraction], present, test.labels, n_classes)
-    scored = {key: ranking_scores(rank[key], truth, k=k, names=class_names) for key in ("cam", "frequency")}
+    scored = {key: ranking_scores(rank[key], truth, k=k, names=class_names) for key in ("cam", "frequency", "tfidf")}
     accuracy = 100.0 * float(np.mean(scores.argmax(1) == test.labels))
     return InformativeObjects(probe, accuracy, fraction, val_rho, float(min_cover), rank, scored, len(X_train),
                               None if val is None else len(val), len(test), maps)
@@ -316,7 +350,8 @@ def plot_scene_examples(cams: CAMPass, result: InformativeObjects, test: SceneSp
     else:
         maps = [cams(result.probe, _take(test.inputs, e), test.labels[e])[1] for e in ex]
     return plot_informative_objects([[test.image(int(i)) for i in e] for e in ex], maps, class_names,
-                                    {"CAM overlap": result.rank["cam"], "frequency": result.rank["frequency"]}, vocabulary)
+                                    {"CAM overlap": result.rank["cam"], "frequency": result.rank["frequency"],
+                                     "tf-idf": result.rank["tfidf"]}, vocabulary)
 
 
 def fig9_comparisons(result: InformativeObjects, class_names: Sequence[str], vocabulary: Sequence[str],
@@ -782,3 +817,406 @@ def plot_text_examples(result: TextDetection, test: TextSplit, n: int = 12, ncol
               ("miss" if len(result.pred[i]) else "no text found") for i in show]
     return plot_text_detections([test.image(int(i)) for i in show], result.maps[show], [result.pred[i] for i in show],
                                 [test.boxes[i] for i in show], titles, ncols=ncols)
+
+
+# --------------------------------------------------------------------------- 3b. text detector on real photos
+
+#: ImageNet classes (torchvision index -> name) whose photos often show words: signs, shops, screens,
+#: keyboards, labelled bottles and boxes, lettered vehicles, jerseys. Images of these classes are left
+#: out of the "no text" negatives (a rule fixed before looking at any image; photos of other classes
+#: may still hold some text: a caveat of every number measured with these negatives).
+TEXT_PRONE_CLASSES: dict[int, str] = {
+    403: "aircraft carrier", 404: "airliner", 407: "ambulance", 415: "bakery", 424: "barbershop",
+    436: "beach wagon", 440: "beer bottle", 446: "binder", 453: "bookcase", 454: "bookshop", 466: "bullet train",
+    467: "butcher shop", 468: "cab", 478: "carton", 480: "cash machine", 481: "cassette", 487: "cellular telephone",
+    498: "cinema", 508: "computer keyboard", 509: "confectionery", 510: "container ship", 527: "desktop computer",
+    528: "dial telephone", 530: "digital clock", 531: "digital watch", 547: "electric locomotive", 549: "envelope",
+    554: "fireboat", 555: "fire engine", 565: "freight car", 569: "garbage truck", 571: "gas pump",
+    582: "grocery store", 590: "hand-held computer", 592: "hard disc", 598: "home theater", 605: "iPod", 609: "jeep",
+    610: "jersey", 612: "jinrikisha", 620: "laptop", 624: "library", 627: "limousine", 628: "liner", 637: "mailbox",
+    654: "minibus", 656: "minivan", 661: "Model T", 662: "modem", 664: "monitor", 665: "moped", 675: "moving van",
+    681: "notebook", 685: "odometer", 688: "oscilloscope", 692: "packet", 704: "parking meter", 705: "passenger car",
+    707: "pay-phone", 713: "photocopier", 717: "pickup", 720: "pill bottle", 734: "police van", 737: "pop bottle",
+    742: "printer", 751: "racer", 754: "radio", 757: "recreational vehicle", 761: "remote control",
+    762: "restaurant", 779: "school bus", 781: "scoreboard", 782: "screen", 788: "shoe shop", 800: "slot",
+    802: "snowmobile", 810: "space bar", 817: "sports car", 820: "steam locomotive", 826: "stopwatch",
+    829: "streetcar", 838: "sunscreen", 841: "sweatshirt", 848: "tape player", 851: "television",
+    860: "tobacco shop", 864: "tow truck", 865: "toyshop", 866: "tractor", 867: "trailer truck", 874: "trolleybus",
+    878: "typewriter keyboard", 886: "vending machine", 898: "water bottle", 907: "wine bottle", 916: "web site",
+    917: "comic book", 918: "crossword puzzle", 919: "street sign", 920: "traffic light", 921: "book jacket",
+    922: "menu", 981: "ballplayer",
+}
+
+SCENE_TEXT_ORIGIN = ("10 ICDAR 2015 incidental-scene-text test photos with mmocr word polygons, from the test "
+                     "fixtures of an Apache-2.0 text detection project (the project's ../shared/data/scene-text); "
+                     "the full ICDAR 2015 set needs a registration at rrc.cvc.uab.es")
+
+
+@dataclass(frozen=True)
+class TextPhotoSource:
+    """Where the real text-detector data were looked for: the scene-text photos (``text``) and the
+    ILSVRC val folder the negatives come from (``negatives``), both :class:`~camlib.datasets.roots.DataRoot`."""
+
+    text: object
+    negatives: object
+
+    def __bool__(self) -> bool:
+        return bool(self.text) and bool(self.negatives)
+
+    def message(self) -> str:
+        """The line a notebook prints first: which data part 3 uses, and how to get the real photos."""
+        if self:
+            return (f"Text detector data: REAL photos, scene-text from {self.text.path} (found via {self.text.kind}: "
+                    f"{self.text.info.n_images} photos) as positives, ILSVRC val photos from {self.negatives.path} "
+                    f"(via {self.negatives.kind}) as negatives; the procedural text set runs too (its validation "
+                    "images choose the 'tuned' box fraction).")
+        missing = [r for r in (self.text, self.negatives) if not r]
+        return ("Text detector data: the PROCEDURAL text set (camlib.datasets.text), because "
+                + " and ".join(r.message().rstrip(".") for r in missing)
+                + f". `make data` cannot fetch the scene-text photos: they are {SCENE_TEXT_ORIGIN}; put such a "
+                "folder (textdet_test.json + imgs/) in data/scene-text or point SCENE_TEXT_ROOT (or the notebook "
+                "parameter SCENE_TEXT_ROOT) at it.")
+
+
+def text_photo_source(text_root=None, negatives_root=None) -> TextPhotoSource:
+    """Resolve the scene-text folder and the ILSVRC val folder (:func:`camlib.datasets.roots.resolve_root`:
+    parameter -> ``SCENE_TEXT_ROOT`` / ``ILSVRC_ROOT`` -> ``data/`` -> ``../shared/data``)."""
+    from camlib.datasets.roots import resolve_root
+
+    return TextPhotoSource(resolve_root("scene-text", text_root), resolve_root("ilsvrc", negatives_root))
+
+
+def _scale_boxes(boxes: np.ndarray, src: tuple[int, int], dst: tuple[int, int]) -> np.ndarray:
+    """Inclusive boxes from an (H, W) image to an (h, w) one: ``floor(x * w / W)``, ``floor(y * h / H)``."""
+    (H, W), (h, w) = src, dst
+    return np.floor(np.asarray(boxes, float).reshape(-1, 4) * np.array([w / W, h / H] * 2)).astype(np.int64)
+
+
+@dataclass
+class TextPhotos:
+    """Real photos for the weakly supervised text detector: ``files`` (:class:`~camlib.paper.discovery.ImageFiles`
+    at ``size`` = (H, W), the positives first), ``labels`` (1 = text), per image the readable ``words`` and the
+    ``ignored`` words as inclusive boxes in input pixels (negatives: none), ``names`` (file names),
+    ``excluded`` (negatives left out as text-prone: id -> class name) and ``data`` (provenance rows for
+    :func:`camlib.tools.results.write_results`)."""
+
+    files: object
+    labels: np.ndarray
+    words: list[np.ndarray]
+    ignored: list[np.ndarray]
+    names: list[str]
+    excluded: dict[str, str]
+    data: list[dict]
+
+    @property
+    def n_pos(self) -> int:
+        return int((self.labels == 1).sum())
+
+    def identity(self) -> str:
+        """A feature-cache key of these images: the count, the input size and a digest of the file paths."""
+        import hashlib
+
+        digest = hashlib.sha1("\n".join(str(p) for p in self.files.paths).encode()).hexdigest()[:16]
+        return f"scene-text+negatives|{len(self.labels)}|{self.files.display_size[0]}x{self.files.display_size[1]}|{digest}"
+
+    def split(self) -> TextSplit:
+        """All images as a :class:`TextSplit` (boxes = the readable words)."""
+        return TextSplit(self.files, self.labels, self.words, self.files.image)
+
+    def describe(self) -> str:
+        """One paragraph: what the positives and negatives are."""
+        n_neg = len(self.labels) - self.n_pos
+        w = sum(len(b) for b in self.words)
+        ig = sum(len(b) for b in self.ignored)
+        return (f"{self.n_pos} street photos with {w} readable words (+ {ig} 'ignore' words) vs {n_neg} ILSVRC val "
+                f"photos without text ({len(self.excluded)} of the folder's images left out as text-prone: "
+                f"{', '.join(sorted(set(self.excluded.values())))}); inputs {self.files.display_size[1]} x {self.files.display_size[0]} "
+                "(W x H), the photos' aspect ratio.")
+
+
+def load_text_photos(source: TextPhotoSource, size: tuple[int, int], *, max_negatives: int = 100, seed: int = 0,
+                     exclude: Mapping[int, str] = TEXT_PRONE_CLASSES) -> TextPhotos:
+    """The scene-text photos (positives) and up to ``max_negatives`` ILSVRC val photos whose class is not
+    in ``exclude`` (a seeded random choice, kept in file order) as negatives, all resized to ``size``
+    (H, W), no crop. Word boxes go from the JSON's (height, width) to ``size`` (:func:`_scale_boxes`)."""
+    from camlib.datasets.ilsvrc import open_ilsvrc_val
+    from camlib.datasets.textdet import open_scene_text
+    from camlib.tools.results import DataSource
+
+    if not source:
+        raise FileNotFoundError(source.message())
+    pos = open_scene_text(source.text.path)
+    neg = open_ilsvrc_val(source.negatives.path)
+    keep = [i for i, c in enumerate(neg.labels) if c not in exclude]
+    excluded = {neg.ids[i]: exclude[c] for i, c in enumerate(neg.labels) if c in exclude}
+    if len(keep) > max_negatives:
+        keep = sorted(np.random.default_rng(seed).choice(keep, max_negatives, replace=False).tolist())
+    if len(keep) < len(pos):
+        raise ValueError(f"only {len(keep)} usable negatives in {source.negatives.path}; need at least {len(pos)}")
+    size = (int(size[0]), int(size[1]))
+    words = [_scale_boxes(r.target.boxes, r.target.size, size) for r in pos]
+    ignored = [_scale_boxes(r.target.extra["ignored_boxes"], r.target.size, size) for r in pos]
+    empty = np.zeros((0, 4), np.int64)
+    files = ImageFiles([r.path for r in pos] + [neg.paths[i] for i in keep], size, [1] * len(pos) + [0] * len(keep))
+    ti, ni = source.text.info, source.negatives.info
+    data = [DataSource("scene-text", source.text.kind, len(pos), ti.caveat).__dict__,
+            DataSource(f"{ni.name} ({Path(ni.root).name}), negatives", source.negatives.kind, len(keep),
+                       f"{len(keep)} of {len(neg)} images (text-prone classes left out: {len(excluded)}); "
+                       f"{ni.caveat}").__dict__]
+    return TextPhotos(files, np.asarray(files.labels), words + [empty] * len(keep), ignored + [empty] * len(keep),
+                      [Path(r.path).name for r in pos] + [neg.paths[i].name for i in keep], excluded, data)
+
+
+def _ratio_ci(num, den, seed: int = 0) -> Estimate:
+    """``100 * sum(num) / sum(den)`` over photos with a bootstrap interval resampling PHOTOS (the words
+    of one photo are not independent); a resample without any ``den`` counts as 0."""
+    num, den = np.asarray(num, float), np.asarray(den, float)
+
+    def ratio(idx: np.ndarray) -> float:
+        i = idx.astype(np.int64)
+        d = den[i].sum()
+        return float(num[i].sum() / d) if d > 0 else 0.0
+
+    return bootstrap_ci(np.arange(len(num)), ratio, seed=seed)
+
+
+def _in_any(point: np.ndarray, boxes: np.ndarray) -> bool:
+    b = np.asarray(boxes).reshape(-1, 4)
+    x, y = point
+    return bool(((b[:, 0] <= x) & (x <= b[:, 2]) & (b[:, 1] <= y) & (y <= b[:, 3])).any())
+
+
+def _found(box: np.ndarray, words: np.ndarray, ignored: np.ndarray, thr: float) -> tuple[int, bool]:
+    """(words matched, box set aside by the ignore rule) for one image's predicted ``box`` (0 or 1 rows)."""
+    drop = ignored_predictions(box, words, ignored, thr)
+    return match_boxes(box[~drop], words, thr), bool(drop.any())
+
+
+@dataclass
+class TextPhotoDetection:
+    """The outcome of :func:`text_photo_detector`: per positive photo a row of counts (``per_photo``),
+    the held-out decision values ``scores`` and ``maps`` of every image, the ``fold`` each image was
+    tested in, the box ``fraction`` (and ``tuned_fraction``), per-fold ``best_C``, the rates with
+    bootstrap CIs over photos (``rates``), the SVM's calls (``calls``) and the detector-mode scores
+    (``detector``: boxes only where the SVM says text, negatives included)."""
+
+    per_photo: list[dict]
+    scores: np.ndarray
+    maps: np.ndarray
+    fold: np.ndarray
+    boxes: list[np.ndarray]
+    fraction: float
+    tuned_fraction: float | None
+    best_C: list[float]
+    rates: dict[str, Estimate]
+    calls: dict
+    detector: dict
+    centre_wh: list[tuple[float, float]]
+    ious: tuple[float, ...]
+
+    def totals(self) -> dict:
+        """Sums of the per-photo counts."""
+        keys = [k for k, v in self.per_photo[0].items() if isinstance(v, (int, np.integer)) and not isinstance(v, bool)]
+        out = {k: int(sum(r[k] for r in self.per_photo)) for k in keys}
+        for k in ("pointing_hit", "centre_pointing_hit", "pointing_hit_any_word", "centre_pointing_hit_any_word"):
+            out[k] = int(sum(bool(r[k]) for r in self.per_photo if r[k] is not None))
+        out["photos_with_readable_words"] = int(sum(r["words"] > 0 for r in self.per_photo))
+        return out
+
+    def table(self) -> str:
+        """The per-photo counts as printable lines."""
+        a, b = self.ious
+        head = (f"{'photo':<11}{'words':>6}{'ignored':>8}{'SVM s':>7}  CAM found @{a}/@{b}  centre @{a}/@{b}  "
+                "peak in word  centre in word")
+        lines = [head]
+        for r in self.per_photo:
+            pt = "-" if r["pointing_hit"] is None else ("yes" if r["pointing_hit"] else "no")
+            cp = "-" if r["centre_pointing_hit"] is None else ("yes" if r["centre_pointing_hit"] else "no")
+            lines.append(f"{r['photo']:<11}{r['words']:>6}{r['ignored_words']:>8}{r['svm_score']:>7.2f}  "
+                         f"{r[f'cam_found_iou_{a}']:>8} / {r[f'cam_found_iou_{b}']:<6}  {r[f'centre_found_iou_{a}']:>5} / "
+                         f"{r[f'centre_found_iou_{b}']:<4}  {pt:>11}  {cp:>13}")
+        t = self.totals()
+        lines.append(f"{'total':<11}{t['words']:>6}{t['ignored_words']:>8}{'':>7}  {t[f'cam_found_iou_{a}']:>8} / "
+                     f"{t[f'cam_found_iou_{b}']:<6}  {t[f'centre_found_iou_{a}']:>5} / {t[f'centre_found_iou_{b}']:<4}  "
+                     f"{t['pointing_hit']:>7} of {t['photos_with_readable_words']}  "
+                     f"{t['centre_pointing_hit']:>8} of {t['photos_with_readable_words']}")
+        return "\n".join(lines)
+
+    def summary(self) -> str:
+        """The per-photo table, then the rates with their 95% intervals."""
+        c = self.calls
+        lines = [self.table(), "",
+                 f"SVM (leave one photo out, C per fold {sorted(set(self.best_C))}): {c['positives_called_text']} of "
+                 f"{c['n_positives']} held-out text photos called text, {c['negatives_called_text']} of "
+                 f"{c['n_negatives']} held-out negatives."]
+        for k, e in self.rates.items():
+            lines.append(f"{k:>36}: {e}")
+        for k, r in self.detector.items():
+            lines.append(f"{'detector (boxes where the SVM fires) ' + k:>36}: precision {r['tp']}/{r['n_pred']}, recall "
+                         f"{r['tp']}/{r['n_gt']} ({r['n_pred_ignored']} boxes set aside on 'ignore' words)")
+        return "\n".join(lines)
+
+    def measured(self) -> str:
+        """The result in words, from the counts."""
+        t, (a, b), c = self.totals(), self.ious, self.calls
+        n = t["photos_with_readable_words"]
+        svm_ok = c["positives_called_text"] / c["n_positives"] > c["negatives_called_text"] / max(c["n_negatives"], 1)
+        text = (f"Measured on {len(self.per_photo)} real photos ({t['words']} readable words): one CAM box per photo at "
+                f"{self.fraction} of the max finds {_n(t[f'cam_found_iou_{a}'], 'word')} at IoU {a} and "
+                f"{t[f'cam_found_iou_{b}']} at IoU {b}; the centre box {t[f'centre_found_iou_{a}']} and "
+                f"{t[f'centre_found_iou_{b}']}. The CAM peak lies on a readable word in {t['pointing_hit']} of {n} "
+                f"photos (the image centre: {t['centre_pointing_hit']} of {n}). The held-out SVMs call "
+                f"{c['positives_called_text']} of {c['n_positives']} photos and {c['negatives_called_text']} of "
+                f"{c['n_negatives']} negatives text")
+        if svm_ok and t["pointing_hit"] <= t["centre_pointing_hit"]:
+            text += (": they tell these photos from the negatives, but their CAMs do not point at the words, so what "
+                     "separates the two sets here is not (only) text: with 10 street photos against ordinary ImageNet "
+                     "photos, the scene itself differs")
+        return text + (". With so few photos, only a difference of several photos would mean anything; the intervals "
+                       "above say how wide the uncertainty is. The paper shows pictures of this experiment and gives no "
+                       "numbers.")
+
+    def metrics(self) -> dict:
+        """The results-file entry (rates as Estimate dicts)."""
+        return {"box_fraction": self.fraction, "box_fraction_rule": "paper rule, fixed in advance (not tuned on these photos)",
+                "tuned_box_fraction": self.tuned_fraction,
+                "tuned_box_fraction_source": None if self.tuned_fraction is None else
+                "best F1 on the PROCEDURAL text validation images (not on these photos)",
+                "per_photo": self.per_photo, "totals": self.totals(),
+                "rates": {k: e.to_dict() for k, e in self.rates.items()}, "svm_calls": self.calls,
+                "best_C_per_fold": self.best_C, "detector": self.detector,
+                "centre_box_wh_per_fold": [[float(w), float(h)] for w, h in self.centre_wh],
+                "ignore_rule": ("mmocr: 'ignore' words are never misses; a box more than half inside one ignore word is "
+                                "set aside (neither hit nor false positive), and so is a box reaching the IoU threshold "
+                                "with an ignore word and no readable word"),
+                "protocol": ("leave one photo out: fold i tests photo i and the i-th tenth of the negatives with an SVM "
+                             "trained on the other photos and negatives; every photo gets one paper box of its text CAM "
+                             "(localization given that the photo holds text); detector: boxes only where the SVM says "
+                             "text, on photos and negatives")}
+
+
+def _n(k: int, noun: str) -> str:
+    return f"{k} {noun}" + ("" if k == 1 else "s")
+
+
+def _folds(labels: np.ndarray, seed: int) -> np.ndarray:
+    """Fold of each image: positive ``j`` (in order) is fold ``j``; the negatives, in a seeded random
+    order, go round-robin to the folds, so each fold tests one positive and about ``1 / n_pos`` of them."""
+    labels = np.asarray(labels)
+    pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels != 1)
+    fold = np.empty(len(labels), np.int64)
+    fold[pos] = np.arange(len(pos))
+    fold[np.random.default_rng(seed).permutation(neg)] = np.arange(len(neg)) % len(pos)
+    return fold
+
+
+def text_photo_detector(
+    cams: CAMPass,
+    X: np.ndarray,
+    photos: TextPhotos,
+    *,
+    svm: Mapping,
+    fraction: float = 0.2,
+    tuned_fraction: float | None = None,
+    ious: tuple[float, float] = (0.5, 0.3),
+    balanced: bool = True,
+    seed: int = 0,
+) -> TextPhotoDetection:
+    """Fig. 11's weakly supervised text detector on real photos, leave one photo out.
+
+    Fold ``i`` (:func:`_folds`): the linear SVM ``fit_linear_svm(X[train], labels[train], **svm)``
+    (``balanced``: ``LinearSVC(class_weight="balanced")``, so the few positives weigh as much as the
+    negatives) is trained on every image NOT in fold ``i`` and scores the images in it (one positive
+    photo and its share of the negatives): decision value ``s``, text CAM ``M`` (:class:`CAMPass`,
+    upsampled to the input, divided by its max). No image is both trained on and tested by one SVM.
+
+    Per positive photo (localization given text): ONE paper box of ``M`` at ``fraction`` (the paper's
+    rule, fixed in advance) and, when given, at ``tuned_fraction`` (chosen elsewhere); words found =
+    :func:`~camlib.paper.discovery.match_boxes` at each IoU of ``ious`` after the ignore rule
+    (:func:`~camlib.paper.discovery.ignored_predictions`); pointing = the peak of ``M`` inside a
+    readable word box (photos without readable words: ``None``); baselines: a box of the mean readable
+    word size of the fold's TRAINING photos at the image centre, and the centre point. Rates (%, 95%
+    bootstrap over photos): recall = words found / words, pointing = hits / photos with words.
+    Detector mode: boxes only where ``s > 0``, on the photos AND negatives
+    (:func:`~camlib.paper.discovery.detection_scores` with the ignored words).
+    """
+    labels = np.asarray(photos.labels)
+    X = np.asarray(X)
+    if len(X) != len(labels):
+        raise ValueError(f"{len(X)} feature rows for {len(labels)} images: extract the features of photos.files")
+    if photos.n_pos < 3:
+        raise ValueError(f"leave-one-out needs at least 3 text photos, got {photos.n_pos}")
+    fold = _folds(labels, seed)
+    svm = dict(svm)
+    if balanced and "estimator" not in svm:
+        from sklearn.svm import LinearSVC
+
+        svm["estimator"] = LinearSVC(dual="auto", max_iter=5000, random_state=svm.get("seed", 0), class_weight="balanced")
+    H, W = cams.size
+    scores = np.zeros(len(labels))
+    maps = np.zeros((len(labels), H, W), np.float32)
+    best_C, centre_wh = [], []
+    for f in range(photos.n_pos):
+        test = np.flatnonzero(fold == f)
+        train = np.flatnonzero(fold != f)
+        probe = fit_linear_svm(X[train], labels[train], **svm)
+        s, m = cams(probe, Subset(photos.files, test.tolist()), 1)
+        scores[test], maps[test] = s[:, 1], m
+        best_C.append(float(probe.best_C))
+        wb = np.concatenate([photos.words[i] for i in train if labels[i] == 1] or [np.zeros((0, 4))])
+        centre_wh.append((float((wb[:, 2] - wb[:, 0] + 1).mean()), float((wb[:, 3] - wb[:, 1] + 1).mean()))
+                         if len(wb) else (W / 4, H / 10))
+    peaks = cam_peaks(maps)
+    centre = centre_points(1, (H, W))[0]
+    pos = np.flatnonzero(labels == 1)
+    boxes = detect_boxes(maps, np.ones(len(labels), bool), fraction)
+    tuned = detect_boxes(maps[pos], np.ones(len(pos), bool), tuned_fraction) if tuned_fraction is not None else None
+    rows = []
+    for j, i in enumerate(pos):
+        words, ign = photos.words[i], photos.ignored[i]
+        cbox = centre_box((H, W), centre_wh[fold[i]])[None]
+        row = {"photo": photos.names[i], "words": len(words), "ignored_words": len(ign), "svm_score": float(scores[i]),
+               "called_text": bool(scores[i] > 0), "cam_box": boxes[i][0].tolist() if len(boxes[i]) else None,
+               "cam_peak": peaks[i].tolist()}
+        for thr in ious:
+            row[f"cam_found_iou_{thr}"], row[f"cam_box_set_aside_iou_{thr}"] = _found(boxes[i], words, ign, thr)
+            row[f"centre_found_iou_{thr}"] = _found(cbox, words, ign, thr)[0]
+            if tuned is not None:
+                row[f"tuned_found_iou_{thr}"] = _found(tuned[j], words, ign, thr)[0]
+        row["pointing_hit"] = _in_any(peaks[i], words) if len(words) else None
+        row["centre_pointing_hit"] = _in_any(centre, words) if len(words) else None
+        row["pointing_hit_any_word"] = _in_any(peaks[i], np.r_[words.reshape(-1, 4), ign.reshape(-1, 4)])
+        row["centre_pointing_hit_any_word"] = _in_any(centre, np.r_[words.reshape(-1, 4), ign.reshape(-1, 4)])
+        rows.append(row)
+    n_words = [r["words"] for r in rows]
+    rates: dict[str, Estimate] = {}
+    for thr in ious:
+        for who in ("cam", "centre") + (("tuned",) if tuned is not None else ()):
+            rates[f"{who}_recall_iou_{thr}"] = _ratio_ci([r[f"{who}_found_iou_{thr}"] for r in rows], n_words, seed)
+    with_words = [r for r in rows if r["words"]]
+    if with_words:
+        rates["cam_pointing"] = bootstrap_ci([r["pointing_hit"] for r in with_words], seed=seed)
+        rates["centre_pointing"] = bootstrap_ci([r["centre_pointing_hit"] for r in with_words], seed=seed)
+    fire = scores > 0
+    neg = labels != 1
+    rates["svm_positives_called_text"] = bootstrap_ci(fire[pos], seed=seed)
+    rates["svm_negatives_called_text"] = bootstrap_ci(fire[neg], seed=seed)
+    calls = {"n_positives": int(len(pos)), "positives_called_text": int(fire[pos].sum()),
+             "n_negatives": int(neg.sum()), "negatives_called_text": int(fire[neg].sum())}
+    fired = [b if f else np.zeros((0, 4), np.int64) for b, f in zip(boxes, fire, strict=True)]
+    detector = {f"iou_{thr}": detection_scores(fired, photos.words, thr, ignored=photos.ignored) for thr in ious}
+    return TextPhotoDetection(rows, scores, maps, fold, boxes, float(fraction), tuned_fraction, best_C, rates, calls,
+                              detector, centre_wh, tuple(ious))
+
+
+def plot_text_photos(result: TextPhotoDetection, photos: TextPhotos, ncols: int = 5):
+    """Fig. 11 on the real photos: each text photo with its held-out text CAM, the CAM box (green), the
+    readable words (red) and the CAM peak (cross), titled with the words found at the first IoU."""
+    from camlib.core.viz import plot_cam_grid
+
+    pos = np.flatnonzero(np.asarray(photos.labels) == 1)
+    a = result.ious[0]
+    titles = [f"{r['photo']}: {r[f'cam_found_iou_{a}']}/{r['words']} @{a}" for r in result.per_photo]
+    return plot_cam_grid([photos.files.image(int(i)) for i in pos], result.maps[pos], titles,
+                         pred_boxes=[result.boxes[i] for i in pos], gt_boxes=[photos.words[i] for i in pos],
+                         ncols=ncols, peaks=cam_peaks(result.maps[pos]))
