@@ -61,7 +61,7 @@ _EXPORTS: dict[str, str] = {
     # data
     **dict.fromkeys(("ProceduralShapes",), "camlib.datasets"),
     # the notebook front door
-    **dict.fromkeys(("Run", "start_run"), "camlib.tools.run"),
+    **dict.fromkeys(("Run", "paper_values", "start_run"), "camlib.tools.run"),
     **dict.fromkeys(("write_results",), "camlib.tools.results"),
 }
 

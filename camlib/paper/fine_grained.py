@@ -222,11 +222,10 @@ def table4(train: Table4Split, test: Table4Split, features: Features, locate: Lo
 
 def paper_table4(paper_yaml: str | Path | None = None) -> dict[str, float]:
     """The paper's Table 4 numbers (%) from ``results/paper.yaml``: full, cam_crop, gt_crop, loc, chance."""
-    from camlib.tools.report import load_paper
+    from camlib.tools.run import paper_values
 
-    path = Path(paper_yaml) if paper_yaml is not None else Path(__file__).resolve().parents[2] / "results" / "paper.yaml"
-    paper = load_paper(path)
-    return {k: float(paper[key]["value"]) for k, key in PAPER_KEYS.items()}
+    values = paper_values(*PAPER_KEYS.values(), paper_yaml=paper_yaml)
+    return {k: values[key] for k, key in PAPER_KEYS.items()}
 
 
 def table4_comparisons(result: Table4Result, setting: str, tag: str = "") -> list[dict]:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
 
-__all__ = ["PROFILES", "Run", "find_notebook", "notebook_parameter_names", "start_run"]
+__all__ = ["PROFILES", "Run", "find_notebook", "notebook_parameter_names", "paper_values", "start_run"]
 
 PROFILES = ("quick", "paper")
 
@@ -166,3 +166,16 @@ def start_run(
     values = {n: copy.deepcopy(namespace[n]) for n in names}
     return Run(notebook=notebook.removesuffix(".ipynb"), profile=profile, seed=seed_value, parameters=values,
                started=started, results_dir=namespace.get("RESULTS_DIR", "../results"))
+
+
+def paper_values(*keys: str, paper_yaml: str | Path | None = None) -> dict[str, float]:
+    """The paper's numbers for ``keys`` of ``results/paper.yaml`` (the one place they are typed), so that a
+    sentence comparing with the paper never types them again; KeyError naming the unknown keys."""
+    from camlib.tools.report import load_paper
+
+    path = Path(paper_yaml) if paper_yaml is not None else Path(__file__).resolve().parents[2] / "results" / "paper.yaml"
+    paper = load_paper(path)
+    unknown = [k for k in keys if k not in paper]
+    if unknown:
+        raise KeyError(f"{path}: no paper number {', '.join(map(repr, unknown))}")
+    return {k: float(paper[k]["value"]) for k in keys}
