@@ -68,8 +68,9 @@ test: setup  ## unit tests + papermill smoke runs + the browser check (installs 
 	-$(PY) -m camlib.browser ensure
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-lint: setup  ## ruff
-	$(PY) -m ruff check camlib tests benchmarks
+lint: setup  ## ruff (package, tests, benchmarks and the notebooks) + the notebook rules (no outputs, short cells, ...)
+	$(PY) -m ruff check camlib tests benchmarks notebooks
+	$(PY) -m camlib.notebook_tools check $(NOTEBOOKS)
 
 lab: setup  ## open JupyterLab in the project environment
 	$(VENV)/bin/jupyter lab $(LAB_DIR) $(LAB_ARGS)

@@ -377,8 +377,8 @@ def test_table4_pipeline_runs_on_a_fake_cub(tmp_path):
     import torch
 
     from camlib.core.features import FeatureCache
-    from camlib.datasets.cub import table4_cub
     from camlib.models import SmallGAPNet
+    from camlib.paper.fine_grained import table4_cub
 
     folder = tmp_path / "CUB_200_2011"
     rng = np.random.default_rng(0)

@@ -29,14 +29,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "datasets": ("camlib.paper", "camlib.evaluation", "camlib.tools", "camlib.core.features", "camlib.core.probe"),
 }
 
-# KNOWN OFFENDERS, to be removed by the lead after merging: the two experiment protocols that still sit in
-# the data layer and are being moved to camlib/paper/ by another branch at the same time (table4_cub ->
-# camlib/paper/fine_grained.py, table5_probe -> camlib/paper/generic_features.py). Imports INSIDE these
-# functions are tolerated; once the functions are gone the entries match nothing and can be deleted.
-ALLOWED_FUNCTIONS: set[tuple[str, str]] = {
-    ("camlib/datasets/cub.py", "table4_cub"),
-    ("camlib/datasets/table5.py", "table5_probe"),
-}
+# No exceptions: every module of the data layer is data only.
+ALLOWED_FUNCTIONS: set[tuple[str, str]] = set()
 
 
 def _shims(package: Path) -> tuple[str, ...]:

@@ -10,7 +10,9 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from camlib.tools.notebook_tools import (
+    MAX_LOGIC_LINES,
     check_notebook,
+    logic_lines,
     main,
     notebook_from_py,
     notebook_to_py,
@@ -213,3 +215,38 @@ def test_student_copy_removes_solutions_only(tmp_path):
     assert cells[1].source == "x = 1"
     assert cells[2].source == PLACEHOLDER and "exercise" in cells[2].metadata["tags"]
     assert "answer" in read(src).cells[2].source  # the original is untouched
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("x = 1\ny = 2", 2),
+        ("# a comment\n\nx = 1  # trailing comment\n", 1),
+        ("import numpy as np\nfrom camlib.models import (\n    SmallGAPNet,\n    load_torchvision,\n)\nx = np.zeros(3)", 1),
+        ("f(\n    a,\n    b,\n)", 3),  # the lone closing bracket does not count, each argument line does
+        ("s = '''one\ntwo\nthree'''", 1),  # a multi-line string is one line of logic
+        ("%matplotlib inline\nx = 1", 2),  # a magic is not Python but still a line
+        ("def f(:\n", 0),  # does not parse: 0, ruff reports it
+    ],
+)
+def test_logic_lines(source, expected):
+    assert logic_lines(source) == expected
+
+
+def test_check_flags_long_cells_but_not_the_parameters_cell():
+    nb = _clean_notebook()
+    nb.cells[1].source = PARAMS + "".join(f"\nEXTRA_{i} = {i}" for i in range(20))  # 25 lines: exempt
+    assert check_notebook(nb) == []
+    nb.cells.append(new_code_cell("\n".join(f"x{i} = {i}" for i in range(MAX_LOGIC_LINES))))
+    assert check_notebook(nb) == []  # exactly the limit is fine
+    nb.cells[-1].source += "\n# a comment\nimport os\ny = 1"
+    (problem,) = check_notebook(nb)
+    assert f"cell 4 ('x0 = 0'...) has {MAX_LOGIC_LINES + 1} lines of logic" in problem
+    assert "camlib function" in problem
+
+
+@pytest.mark.parametrize("name", ["04_fine_grained_cub", "05_generic_features", "07_vqa"])
+def test_section_notebooks_follow_the_rules(name):
+    """04, 05 and 07 pass every rule, the short-cell rule included (the other notebooks follow as their
+    long cells move into camlib; `make lint` checks all of them)."""
+    assert check_notebook(nbformat.read(Path(__file__).parents[1] / "notebooks" / f"{name}.ipynb", 4)) == []

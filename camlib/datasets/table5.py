@@ -34,7 +34,7 @@ from camlib.datasets.download import REGISTRY, DatasetNotFoundError, default_dat
 from camlib.datasets.files import ImageFiles, image_folder, to_rgb
 from camlib.datasets.splits import split_per_class, stratified_split
 
-__all__ = ["TABLE5_DATASETS", "TEXTURES", "QuickSet", "Table5Data", "open_table5", "quick_datasets", "split_per_class", "table5_probe"]
+__all__ = ["TABLE5_DATASETS", "TEXTURES", "QuickSet", "Table5Data", "open_table5", "quick_datasets", "split_per_class"]
 
 
 @dataclass(frozen=True)
@@ -185,36 +185,6 @@ def open_table5(
         raise DatasetNotFoundError(f"no images under {folder}\n" + spec.where(root))
     train, test = split_per_class(labels, proto.n_train, proto.n_test, seed)
     return Table5Data(name, ImageFiles(paths, labels, transform), labels, classes, train, test, proto.note)
-
-
-# --------------------------------------------------------------------------- the protocol for one network
-
-
-def table5_probe(
-    model,
-    data: Table5Data,
-    *,
-    model_name: str,
-    preprocessing: str,
-    layer: str | None = None,
-    pool: str | None = None,
-    cache=None,
-    svm: dict | None = None,
-    **feature_kwargs,
-) -> dict:
-    """Table 5 for one (network, dataset): features of the protocol's train and test images (the CAM
-    feature layer when ``layer`` is None, else ``layer`` pooled with ``pool``), a linear SVM with C
-    chosen by CV on train, accuracy on test (:func:`camlib.core.features.linear_probe`'s dict)."""
-    from torch.utils.data import Subset
-
-    from camlib.core.features import cached_features, linear_probe
-
-    X = {}
-    for part, idx in (("train", data.train), ("test", data.test)):
-        X[part] = cached_features(model, Subset(data.dataset, idx.tolist()), model_name=model_name,
-                                  preprocessing=preprocessing, dataset=data.identity(part), cache=cache,
-                                  layer=layer, pool=pool, desc=f"{data.name} {part}", **feature_kwargs).X
-    return linear_probe(X["train"], data.labels[data.train], X["test"], data.labels[data.test], **(svm or {}))
 
 
 # --------------------------------------------------------------------------- quick-profile stand-ins

@@ -6,7 +6,9 @@
     python -m camlib.notebook_tools from-py IN.py OUT    # "percent" script -> notebook
 
 The rules (``check``): no outputs; exactly one cell tagged ``parameters`` holding only
-``NAME = <literal>`` lines, among them PROFILE, SEED, DEVICE and INTERACTIVE; kernelspec ``python3``.
+``NAME = <literal>`` lines, among them PROFILE, SEED, DEVICE and INTERACTIVE; kernelspec ``python3``;
+no code cell (the parameters cell aside) with more than :data:`MAX_LOGIC_LINES` lines of logic
+(:func:`logic_lines`): notebooks narrate and call, camlib computes.
 
 Percent scripts: ``# %%`` starts a code cell, ``# %% [markdown]`` a markdown cell whose lines are
 prefixed with ``# ``, ``# %% tags=["parameters"]`` the parameters cell; cells are separated by a
@@ -18,9 +20,11 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
+import io
 import json
 import re
 import sys
+import tokenize
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,8 +33,10 @@ from nbformat import NotebookNode
 
 __all__ = [
     "KERNELSPEC",
+    "MAX_LOGIC_LINES",
     "REQUIRED_PARAMETERS",
     "check_notebook",
+    "logic_lines",
     "main",
     "notebook_from_py",
     "notebook_to_py",
@@ -41,6 +47,7 @@ __all__ = [
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 LANGUAGE_INFO = {"name": "python"}
 REQUIRED_PARAMETERS = ("PROFILE", "SEED", "DEVICE", "INTERACTIVE")
+MAX_LOGIC_LINES = 15  # per code cell; the parameters cell is exempt (it only declares)
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"  # papermill's cell in executed copies
 KEPT_CELL_METADATA = ("tags",)
@@ -121,6 +128,52 @@ def parameter_names(source: str) -> list[str]:
     return names
 
 
+_NOT_LOGIC = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
+              tokenize.ENDMARKER}
+
+
+def logic_lines(source: str) -> int:
+    """Lines of logic in a code cell: lines holding a token other than comments, blank lines, import
+    statements (every line of a multi-line import) and lone closing brackets / commas.
+
+    A statement spread over several lines counts each line that carries code (a long call with one
+    argument per line is long). IPython magics (``%``/``!`` lines) are not Python and count as logic.
+    A cell that does not parse counts 0 (``check`` does not run code; ruff reports the syntax error).
+    """
+    lines = [line if not line.lstrip().startswith(("%", "!")) else "pass" for line in source.splitlines()]
+    text = "\n".join(lines) + "\n"
+    try:
+        tree = ast.parse(text)
+        tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    except (SyntaxError, tokenize.TokenError):
+        return 0
+    imports = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            imports.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
+    code = {
+        tok.start[0]
+        for tok in tokens
+        if tok.type not in _NOT_LOGIC and not (tok.type == tokenize.OP and tok.string in ")]},")
+    }
+    return len(code - imports)
+
+
+def _check_long_cells(nb: NotebookNode, limit: int = MAX_LOGIC_LINES) -> list[str]:
+    problems = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or PARAMETERS_TAG in _tags(cell):
+            continue
+        n = logic_lines(cell.source)
+        if n > limit:
+            first = next((line for line in cell.source.splitlines() if line.strip()), "")[:60]
+            problems.append(
+                f"cell {i} ({first!r}...) has {n} lines of logic, more than {limit}: move the computation "
+                "into a camlib function and call it"
+            )
+    return problems
+
+
 def check_notebook(nb: NotebookNode) -> list[str]:
     """Every rule ``nb`` breaks, as messages naming the fix; empty when the notebook is clean."""
     problems = []
@@ -133,6 +186,7 @@ def check_notebook(nb: NotebookNode) -> list[str]:
     if kernel != "python3":
         problems.append(f"kernelspec name is {kernel!r}, expected 'python3' (run `strip`)")
     problems += _check_parameters(nb)
+    problems += _check_long_cells(nb)
     return problems
 
 

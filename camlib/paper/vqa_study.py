@@ -1,0 +1,341 @@
+"""Notebook 07's experiment (section 4.2, Figure 12), built from the model and metrics of
+:mod:`camlib.paper.vqa` (imported from there, never copied).
+
+Quick profile: :func:`pretrain_backbone` (a SmallGAPNet learns which colour-shape pairs a scene
+holds: the stand-in for ImageNet), :func:`train_answer_layers` (the paper's additive answer layer and
+the gated variant, trained on the frozen pooled features), :func:`pointing_verdicts` (does the CAM of
+the true answer point at the asked-about object more often than the best baseline? decided by
+:func:`camlib.evaluation.stats.verdict` on a paired bootstrap interval over the questions) and
+:func:`plot_answer_cams` ("ask your own question"). Paper profile: :func:`load_paper_vqa` and
+:func:`train_paper_head` on a VQA v1/v2 folder.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from camlib.evaluation.stats import paired_diff_ci, verdict
+from camlib.paper.vqa import (
+    BowGAPVQA,
+    FeatureVQASet,
+    Vocabulary,
+    accuracy_by_group,
+    answer_strings,
+    attach_head,
+    extract_pooled_features,
+    fit_multilabel,
+    fit_vqa,
+    load_vqa_split,
+    points_in_boxes,
+    pool_features,
+    predict_vqa,
+    records_feature_set,
+    torchvision_gap_backbone,
+    vqa_scores,
+)
+
+__all__ = [
+    "BASELINES",
+    "AnswerModels",
+    "PaperVQA",
+    "Pretrained",
+    "demo_scene",
+    "load_paper_vqa",
+    "paper_results",
+    "plot_answer_cams",
+    "plot_questions",
+    "pointing_hits",
+    "pointing_verdicts",
+    "pretrain_backbone",
+    "quick_results",
+    "train_answer_layers",
+    "train_paper_head",
+    "verdict_lines",
+]
+
+BASELINES = ("cam_wrong_answer", "centre", "random_point")
+MODEL_NOTES = {"baseline": "paper: concat(GAP features, BoW) -> linear", "gated": "variant: sigmoid(G q) channel gate before GAP"}
+
+
+# --------------------------------------------------------------------------- quick profile: training
+
+
+@dataclass
+class Pretrained:
+    """The scene-content network, its training config and its test metrics (mAP, label accuracy, ...)."""
+
+    net: nn.Module
+    config: object  # TrainConfig
+    metrics: dict
+    all_negative_label_acc: float  # labels right when every logit says "absent" (the floor)
+
+
+def pretrain_backbone(train_set, test_set, *, epochs: int, seed: int, device: str = "cpu") -> Pretrained:
+    """Train a SmallGAPNet (conv blocks, extra 3x3 conv, GAP, linear) to say which of the 20
+    colour-shape pairs a scene contains (a sigmoid per label), never seeing a question, an answer or a
+    box; score it on the test scenes: macro mAP, labels right at logit 0, scenes with all 20 right (%)."""
+    from sklearn.metrics import average_precision_score
+
+    from camlib.datasets.vqa_shapes import PAIR_NAMES
+    from camlib.models import SmallGAPNet
+    from camlib.models.train import TrainConfig
+
+    torch.manual_seed(seed)
+    net = SmallGAPNet(len(PAIR_NAMES), channels=(16, 32), width=64)
+    cfg = TrainConfig(epochs=epochs, batch_size=64, lr=3e-3, weight_decay=1e-4, seed=seed)
+    t0 = time.time()
+    state = fit_multilabel(net, train_set.images, train_set.object_labels(), cfg, device=device)
+    seconds = time.time() - t0
+    with torch.no_grad():
+        net.eval()
+        logits = torch.cat([net(test_set.image_tensor(np.arange(s, min(s + 500, len(test_set)))).to(device)).cpu()
+                            for s in range(0, len(test_set), 500)])
+    truth = test_set.object_labels() > 0.5
+    ok = (logits > 0).numpy() == truth
+    metrics = {"label_acc": 100 * float(ok.mean()), "exact_scene_acc": 100 * float(ok.all(1).mean()),
+               "mAP": 100 * float(average_precision_score(truth, logits.numpy(), average="macro")),
+               "train_seconds": seconds, "steps": state.step}
+    return Pretrained(net, cfg, metrics, 100 * (1 - float(truth.mean())))
+
+
+@dataclass
+class AnswerModels:
+    """The frozen conv layers, the two full models (``baseline``, ``gated``), their histories, the answer
+    layers' config and the seconds spent."""
+
+    backbone: nn.Module
+    models: dict[str, BowGAPVQA]
+    histories: dict
+    config: object  # TrainConfig
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def train_answer_layers(net: nn.Module, train_set, *, epochs: int, seed: int, device: str = "cpu") -> AnswerModels:
+    """Freeze ``net``'s conv layers; train the paper's answer layer (``baseline``: one linear layer on
+    [GAP features, bag of words]) and the ``gated`` variant on the pooled training features alone
+    (``nn.Identity()`` backbone on 1 x 1 maps: seconds), then put the conv layers back under them."""
+    from camlib.models.train import TrainConfig
+
+    backbone = nn.Sequential(net.features, net.cam_conv).eval()
+    for p in backbone.parameters():
+        p.requires_grad_(False)
+    t0 = time.time()
+    feats = pool_features(backbone, train_set.images, device=device)
+    timings = {"pool_s": time.time() - t0}
+    data = FeatureVQASet(feats, np.arange(len(train_set)), [train_set.vocab.encode(q) for q in train_set.questions],
+                         train_set.labels, len(train_set.vocab))
+    cfg = TrainConfig(epochs=epochs, batch_size=64, lr=1e-2, weight_decay=0.0, seed=seed)
+    models, histories = {}, {}
+    for name, gate in (("baseline", False), ("gated", True)):
+        torch.manual_seed(seed)
+        head = BowGAPVQA(nn.Identity(), feats.shape[1], len(train_set.vocab), len(train_set.answers), question_gate=gate)
+        t0 = time.time()
+        histories[name] = fit_vqa(head, data, cfg, optimizer="adam", device=device)
+        timings[f"head_{name}_s"] = time.time() - t0
+        models[name] = attach_head(backbone, head).eval()
+    return AnswerModels(backbone, models, histories, cfg, timings)
+
+
+# --------------------------------------------------------------------------- pointing verdicts
+
+
+def pointing_hits(pointing: dict, boxes: np.ndarray, size: tuple[int, int],
+                  labels: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Per question, what :func:`camlib.paper.vqa.pointing_summary` averages: 1 when a map's peak (or the
+    centre pixel) lies in the asked-about box, and the box's share of the image for a random point.
+    Returns ``(hits, has)``; ``has`` marks the questions that count (a box, and a known answer)."""
+    boxes = np.asarray(boxes)
+    H, W = size
+    has = boxes[:, 0] >= 0
+    if labels is not None:
+        has &= np.asarray(labels) >= 0
+    hits = {
+        "cam_answer": points_in_boxes(pointing["peak_answer"], boxes),
+        "cam_predicted": points_in_boxes(pointing["peak_pred"], boxes),
+        "cam_wrong_answer": points_in_boxes(pointing["peak_wrong"], boxes),
+        "centre": points_in_boxes(np.tile([W // 2, H // 2], (len(boxes), 1)), boxes),
+        "random_point": (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1) / float(H * W),
+    }
+    return {k: np.asarray(v, dtype=np.float64) for k, v in hits.items()}, has
+
+
+def _claim(hits: dict, sel: np.ndarray, seed: int) -> dict:
+    best = max(BASELINES, key=lambda b: float(np.mean(hits[b][sel])))
+    est = paired_diff_ci(hits["cam_answer"][sel], hits[best][sel], seed=seed)
+    return {"best_baseline": best, "cam_answer": 100 * float(np.mean(hits["cam_answer"][sel])),
+            "baseline": 100 * float(np.mean(hits[best][sel])), "difference": est.to_dict(), "verdict": verdict(est, 1)}
+
+
+def pointing_verdicts(pointing: dict, test_set, size: tuple[int, int], *, seed: int = 0) -> dict[str, dict]:
+    """Does the CAM of the TRUE answer point at the asked-about object more often than the best of the
+    baselines (a wrong answer's CAM, the centre, a random point)? The paper shows it in Figure 12 without
+    a number; here ``verdict`` of the paired interval of (CAM hit - baseline hit) over the questions,
+    paper sign +1; overall (``"all"``) and per question type."""
+    hits, has = pointing_hits(pointing, test_set.boxes, size, test_set.labels)
+    groups = np.asarray(test_set.qtypes)
+    out = {"all": _claim(hits, has, seed)}
+    for t in sorted(set(groups[has].tolist())):
+        out[str(t)] = _claim(hits, has & (groups == t), seed)
+    return out
+
+
+def verdict_lines(name: str, verdicts: dict) -> list[str]:
+    """The verdicts of one model in words."""
+    lines = []
+    for group, v in verdicts.items():
+        d = v["difference"]
+        lines.append(f"{name} ({group}): the true answer's CAM {v['cam_answer']:.1f}% vs the best baseline, "
+                     f"{v['best_baseline']} {v['baseline']:.1f}%: {d['value']:+.1f} points, 95% CI "
+                     f"[{d['low']:+.1f}, {d['high']:+.1f}] -> {v['verdict'].upper()}")
+    return lines
+
+
+# --------------------------------------------------------------------------- figures and questions
+
+
+def plot_questions(test_set, n: int = 6):
+    """The first ``n`` test scenes with their question, answer and the asked-about object's box."""
+    import matplotlib.pyplot as plt
+
+    from camlib.core import viz
+
+    fig, axes = plt.subplots(1, n, figsize=(2 * n, 2.6))
+    for ax, i in zip(axes, range(n), strict=True):
+        ax.imshow(test_set.images[i])
+        viz.draw_box(ax, test_set.boxes[i], viz.GT_COLOR, lw=1.2)
+        ax.set_title(f"{test_set.questions[i]}\n-> {test_set.answer_texts[i]}", fontsize=7)
+        ax.axis("off")
+    return fig
+
+
+def demo_scene(test_set) -> tuple[int, list[str], list[str]]:
+    """The first test scene with 3+ objects: its index, its shapes and its colours (object order)."""
+    from camlib.datasets.vqa_shapes import COLOUR_NAMES, SHAPES
+
+    i = int(np.flatnonzero((test_set.object_shapes >= 0).sum(1) >= 3)[0])
+    return (i, [SHAPES[k] for k in test_set.object_shapes[i] if k >= 0],
+            [COLOUR_NAMES[k] for k in test_set.object_colours[i] if k >= 0])
+
+
+def plot_answer_cams(models: dict, vocab: Vocabulary, answers: Vocabulary, test_set, index: int, question: str,
+                     cam_view, topk: int = 3):
+    """One test scene, one free-text question: each model's ``topk`` answers with their softmax
+    probabilities and CAMs (words outside ``vocab`` become ``<unk>``)."""
+    import matplotlib.pyplot as plt
+
+    from camlib.core import viz
+    from camlib.core.cam import postprocess
+
+    x = test_set.image_tensor([index])
+    q = torch.from_numpy(vocab.bow([question]))
+    size = tuple(x.shape[-2:])
+    fig, axes = plt.subplots(1, 1 + topk * len(models), figsize=(2.0 * (1 + topk * len(models)), 2.4))
+    axes[0].imshow(test_set.images[index])
+    axes[0].set_title("\n".join([question[i:i + 26] for i in range(0, len(question), 26)]), fontsize=7)
+    for mi, (name, m) in enumerate(models.items()):
+        res = m.cam(x, q, topk=topk)
+        probs = res.logits.softmax(1)[0]
+        maps = postprocess(res.maps, cam_view, input_size=size)[0]
+        for j in range(topk):
+            a = res.answers[0, j].item()
+            ax = axes[1 + topk * mi + j]
+            ax.imshow(viz.overlay(test_set.images[index], maps[j]))
+            ax.set_title(f"{name}: {answers.tokens[a]} {probs[a]:.2f}", fontsize=7)
+    for ax in axes:
+        ax.axis("off")
+    return fig
+
+
+# --------------------------------------------------------------------------- paper profile
+
+
+@dataclass
+class PaperVQA:
+    """A VQA folder read for the paper profile: train/val records, vocabularies, the frozen backbone."""
+
+    train: object  # VQARecords
+    val: object
+    vocab: Vocabulary
+    answers: Vocabulary
+    backbone: nn.Module
+    feature_dim: int
+    preprocess: object
+    description: str
+
+
+def load_paper_vqa(root: str | Path, *, backbone: str, min_word_count: int, top_answers: int,
+                   max_train: int | None = None, max_val: int | None = None, device: str = "cpu") -> PaperVQA:
+    """train2014 and val2014 of the VQA folder ``root`` (a clear error with the layout when missing), the
+    question vocabulary (words seen ``min_word_count`` times in training), the ``top_answers`` most frequent
+    training answers and the torchvision GAP ``backbone``."""
+    train = load_vqa_split(root, "train2014", max_train)
+    val = load_vqa_split(root, "val2014", max_val)
+    vocab = Vocabulary.from_texts(train.questions, min_count=min_word_count)
+    answers = Vocabulary.from_labels(train.majority, top_k=top_answers)
+    net, K, preprocess, desc = torchvision_gap_backbone(backbone, device=device)
+    return PaperVQA(train, val, vocab, answers, net, K, preprocess, desc)
+
+
+def train_paper_head(data: PaperVQA, *, epochs: int, seed: int, feature_cache: str | Path | None = None,
+                     cache_name: str = "", num_workers: int = 0, device: str = "cpu"):
+    """Pooled features of every train and val image (cached in ``feature_cache`` when given), the
+    paper's answer layer trained on train2014, the official VQA accuracy on val2014 per answer type.
+    Returns ``(head, config, val feature set, accuracy, timings)``."""
+    from camlib.models.train import TrainConfig
+
+    feats, timings = {}, {}
+    for recs in (data.train, data.val):
+        ids = sorted(recs.image_paths)
+        cache = None if feature_cache is None else Path(feature_cache) / f"{cache_name}_{recs.split}.pt"
+        t0 = time.time()
+        feats[recs.split] = (ids, extract_pooled_features(data.backbone, [recs.image_paths[i] for i in ids],
+                                                          data.preprocess, device=device, num_workers=num_workers,
+                                                          cache=cache, cache_key=data.description))
+        timings[f"features_{recs.split}_s"] = time.time() - t0
+    train_fs = records_feature_set(data.train, *feats[data.train.split], data.vocab, data.answers)
+    val_fs = records_feature_set(data.val, *feats[data.val.split], data.vocab, data.answers)
+    torch.manual_seed(seed)
+    head = BowGAPVQA(nn.Identity(), data.feature_dim, len(data.vocab), len(data.answers))
+    cfg = TrainConfig(epochs=epochs, batch_size=256, lr=1e-3, weight_decay=0.0, seed=seed)
+    t0 = time.time()
+    fit_vqa(head, train_fs, cfg, optimizer="adam", device=device)
+    timings["head_s"] = time.time() - t0
+    predicted = answer_strings(predict_vqa(head, val_fs, device=device), data.answers)
+    accuracy = accuracy_by_group(vqa_scores(predicted, data.val.answers), data.val.answer_types)
+    return head, cfg, val_fs, accuracy, timings
+
+
+# --------------------------------------------------------------------------- results
+
+
+def quick_results(*, accuracy: dict, pointing: dict, verdicts: dict, identity_err: dict, timings: dict,
+                  train_set, test_set, cam_view, pretrain_config, head_config) -> tuple[dict, dict]:
+    """``(metrics, options)`` of the quick profile for ``results/07_vqa.json``."""
+    metrics = {"answer_accuracy": accuracy, "pointing": pointing, "pointing_verdicts": verdicts,
+               "identity_max_abs_err": identity_err, "timings_s": timings, "n_train": len(train_set),
+               "n_test": len(test_set), "n_pointing": pointing["baseline"]["n"]}
+    options = {"cam": cam_view.to_dict(), "pointing": "argmax of the raw map upsampled bilinearly to the image",
+               "pretrain": pretrain_config.to_dict(), "head": head_config.to_dict(),
+               "backbone": "SmallGAPNet(channels=(16, 32), width=64), frozen", "models": dict(MODEL_NOTES)}
+    return metrics, options
+
+
+def paper_results(data: PaperVQA, accuracy: dict, head_config, timings: dict, *, top_answers: int,
+                  min_word_count: int) -> tuple[dict, list[dict], dict]:
+    """``(metrics, comparisons, options)`` of the paper profile: the VQA accuracy row next to the paper's
+    (Open-Ended test-standard, ``vqa.open_ended_test_standard``; here trained on train2014 and scored on
+    val2014)."""
+    metrics = {"vqa_accuracy": accuracy, "n_train": len(data.train), "n_val": len(data.val), "timings_s": timings}
+    comparisons = [{"metric": "VQA accuracy, overall (%)", "paper_ref": "vqa.open_ended_test_standard",
+                    "reproduced": accuracy["overall"],
+                    "setting": f"{data.description} GAP features + BoW, linear answer layer ({len(data.answers)} answers); "
+                               f"trained on VQA {data.train.version} train2014, scored on val2014 (paper: test-standard)"}]
+    options = {"backbone": data.description, "head": head_config.to_dict(), "top_answers": top_answers,
+               "min_word_count": min_word_count, "metric": "official VQA accuracy (leave-one-out over 10 answers)"}
+    return metrics, comparisons, options
