@@ -170,6 +170,8 @@ def test_localization_records_on_a_hand_made_map():
     assert rec2.gt_known().tolist() == [False] and rec2.region_in_box[0] == 0.0
     with pytest.raises(ValueError, match="0.2"):
         ps.localization_records(m, np.array([True]), [_target((4, 5, 11, 9))], (0.5,))
+    # a box twice the GT box's area: log2 ratio +1; a missing box: -10 (1/1024)
+    np.testing.assert_allclose(ps._log2(np.array([2.0, 1.0, 0.0])), [1.0, 0.0, -10.0])
 
 
 def test_heldout_threshold_is_chosen_on_the_other_half():

@@ -671,8 +671,11 @@ def heldout_threshold_hits(rec: LocRecords, *, seed: int = 0) -> tuple[np.ndarra
 # --------------------------------------------------------------------------- runs, summaries, verdicts
 
 #: Per-image measures of a run, in percent (mean over images x 100); ``@t*``: threshold chosen on the other half.
-METRICS = ("cls_acc", "gt_known@0.2", "top1_loc@0.2", "gt_known@t*", "top1_loc@t*", "box_area_ratio",
+#: ``box_log2_area``: log2(box area / GT box area) per image, averaged (0 = same size, +1 = twice as large; the
+#: plain ratio's mean is ruled by the few images with a tiny GT box), reported as it is, not in percent.
+METRICS = ("cls_acc", "gt_known@0.2", "top1_loc@0.2", "gt_known@t*", "top1_loc@t*", "box_log2_area",
            "region_in_box")
+_SCALE = {"box_log2_area": 1.0}  # every other measure: x 100 (percent / points)
 #: The paper's sign of GAP - GMP for each measure it states (Tables 1-2: GAP localizes better, classifies
 #: 0.6 points better). The mechanism measures have no paper sign.
 PAPER_SIGNS = {"cls_acc": 1, "gt_known@0.2": 1, "top1_loc@0.2": 1, "gt_known@t*": 1, "top1_loc@t*": 1}
@@ -703,8 +706,13 @@ class PoolingRun:
         r = self.records
         return {"cls_acc": r.correct.astype(float), "gt_known@0.2": r.gt_known(0.2).astype(float),
                 "top1_loc@0.2": r.top1(0.2).astype(float), "gt_known@t*": self.heldout_hit.astype(float),
-                "top1_loc@t*": (r.correct & self.heldout_hit).astype(float), "box_area_ratio": r.area_ratio,
+                "top1_loc@t*": (r.correct & self.heldout_hit).astype(float), "box_log2_area": _log2(r.area_ratio),
                 "region_in_box": r.region_in_box}
+
+
+def _log2(ratio: np.ndarray) -> np.ndarray:
+    """log2 of box-area ratios; a missing box (ratio 0) counts as 1/1024 of the GT box (log2 = -10)."""
+    return np.log2(np.maximum(np.asarray(ratio, float), 2.0**-10))
 
 
 def _mean_std(values: Sequence[float]) -> dict:
@@ -755,14 +763,16 @@ def summarize_setup(runs: Sequence[PoolingRun], *, n_resamples: int = 2000) -> d
         out["per_pool"][p] = {}
         for m in METRICS:
             vals = np.stack([d[m] for d in per_img[p]])  # (seeds, N)
-            s = _mean_std(100.0 * vals.mean(1))
-            s["ci"] = bootstrap_ci(vals.mean(0), n_resamples=n_resamples).to_dict()
+            k = _SCALE.get(m, 100.0)
+            s = _mean_std(k * vals.mean(1))
+            s["ci"] = bootstrap_ci(vals.mean(0), scale=k, n_resamples=n_resamples).to_dict()
             out["per_pool"][p][m] = s
     for m in METRICS:
         a = np.stack([d[m] for d in per_img["avg"]])
         b = np.stack([d[m] for d in per_img["max"]])
-        ci = paired_diff_ci(a.mean(0), b.mean(0), n_resamples=n_resamples)
-        out["diff"][m] = {"ci": ci.to_dict(), "seeds": _mean_std(100.0 * (a - b).mean(1))}
+        k = _SCALE.get(m, 100.0)
+        ci = paired_diff_ci(a.mean(0), b.mean(0), scale=k, n_resamples=n_resamples)
+        out["diff"][m] = {"ci": ci.to_dict(), "seeds": _mean_std(k * (a - b).mean(1))}
     out.update(setup_verdict({m: d["ci"] for m, d in out["diff"].items()}))
     curves: dict = {"fractions": list(fr)}
     for p in by:
@@ -777,9 +787,10 @@ def _reference_summary(rec: LocRecords, heldout: np.ndarray, chosen: tuple[float
     hits = rec.iou >= 0.5
     est = [bootstrap_ci(hits[:, j], n_resamples=n_resamples) for j in range(len(rec.fractions))]
     vals = {"cls_acc": rec.correct, "gt_known@0.2": rec.gt_known(0.2), "top1_loc@0.2": rec.top1(0.2),
-            "gt_known@t*": heldout, "top1_loc@t*": rec.correct & heldout, "box_area_ratio": rec.area_ratio,
+            "gt_known@t*": heldout, "top1_loc@t*": rec.correct & heldout, "box_log2_area": _log2(rec.area_ratio),
             "region_in_box": rec.region_in_box}
-    return {"metrics": {m: bootstrap_ci(np.asarray(v, float), n_resamples=n_resamples).to_dict() for m, v in vals.items()},
+    return {"metrics": {m: bootstrap_ci(np.asarray(v, float), scale=_SCALE.get(m, 100.0), n_resamples=n_resamples).to_dict()
+                        for m, v in vals.items()},
             "chosen_t": list(chosen),
             "curve": {"fractions": list(rec.fractions), "value": [e.value for e in est], "low": [e.low for e in est],
                       "high": [e.high for e in est]}}
@@ -1105,7 +1116,7 @@ def plot_paired_differences(summary: dict):
     from camlib.core.viz import FIG_DPI
 
     setups = summary["setups"]
-    metrics = [m for m in METRICS if m in PAPER_SIGNS] + ["box_area_ratio", "region_in_box"]
+    metrics = [m for m in METRICS if m in PAPER_SIGNS] + ["region_in_box"]
     fig, axes = plt.subplots(1, len(setups), figsize=(4.4 * len(setups), 3.2), dpi=FIG_DPI, squeeze=False,
                              sharey=True)
     for ax, (name, s) in zip(axes[0], setups.items(), strict=True):
