@@ -116,7 +116,7 @@ class CUBDataset(Dataset):
 
     ``split``: ``"train"`` / ``"test"`` (official split) or ``"all"``. ``crop_boxes``: optional (N, 4)
     inclusive boxes, one per image of the split: each image is cropped to its box before ``transform``
-    (GT-box crops: ``crop_boxes=dataset.boxes``; CAM crops: boxes from :func:`camlib.core.features.cam_boxes`;
+    (GT-box crops: ``crop_boxes=dataset.boxes``; CAM crops: boxes from :func:`camlib.core.probe.cam_boxes`;
     (-1, -1, -1, -1) keeps the whole image). ``boxes`` are the ground-truth boxes (inclusive, clipped
     to the image on reading); ``sizes()`` gives the images' (H, W).
     """
@@ -224,19 +224,12 @@ def table4_cub(
        ground truth -> the localization number (paper: 41.0%);
     3. the same on ground-truth box crops -> "GT box".
 
-    Returns ``{"full", "cam_crop", "gt_crop"}`` (each :func:`camlib.core.features.linear_probe`'s dict)
+    Returns ``{"full", "cam_crop", "gt_crop"}`` (each :func:`camlib.core.probe.linear_probe`'s dict)
     plus ``"loc_iou50"`` (%), ``"mean_iou"``, ``"fraction"``, ``"cam_source"`` and the feature layer.
     """
-    from camlib.core.cam import CAM
-    from camlib.core.features import (
-        cached_features,
-        cam_boxes,
-        cam_boxes_of,
-        find_head,
-        fit_linear_svm,
-        linear_probe,
-        paired_iou,
-    )
+    from camlib.core.cam import CAM, find_head
+    from camlib.core.features import cached_features
+    from camlib.core.probe import cam_boxes, cam_boxes_of, fit_linear_svm, linear_probe, paired_iou
 
     if cam_source not in ("network", "svm"):
         raise ValueError(f"cam_source must be 'network' or 'svm', got {cam_source!r}")

@@ -244,10 +244,11 @@ def table5_probe(
 ) -> dict:
     """Table 5 for one (network, dataset): features of the protocol's train and test images (the CAM
     feature layer when ``layer`` is None, else ``layer`` pooled with ``pool``), a linear SVM with C
-    chosen by CV on train, accuracy on test (:func:`camlib.core.features.linear_probe`'s dict)."""
+    chosen by CV on train, accuracy on test (:func:`camlib.core.probe.linear_probe`'s dict)."""
     from torch.utils.data import Subset
 
-    from camlib.core.features import cached_features, linear_probe
+    from camlib.core.features import cached_features
+    from camlib.core.probe import linear_probe
 
     X = {}
     for part, idx in (("train", data.train), ("test", data.test)):

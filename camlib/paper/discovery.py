@@ -2,7 +2,7 @@
 
 The paper trains linear SVMs on the GAP features ``F_k = mean_{x,y} f_k(x, y)`` of its network and,
 since an SVM is linear in ``F``, reads each SVM's class activation map ``M_c(x, y) = sum_k w_k^c
-f_k(x, y)`` (:func:`camlib.core.features.svm_cam`; :func:`probe_cams` here runs it over a data set). Three
+f_k(x, y)`` (:func:`camlib.core.probe.svm_cam`; :func:`probe_cams` here runs it over a data set). Three
 uses, each with the numbers the paper only showed as pictures:
 
 1. **Informative objects in scenes** (Fig. 9). For every image of scene ``c``, the high-activation
@@ -41,7 +41,8 @@ from tqdm.auto import tqdm
 
 from camlib.core.boxes import NO_BOX, iou, paper_box
 from camlib.core.cam import CAM, CAMOptions, HeadSpec, postprocess
-from camlib.core.features import LinearOnFeatures, SVMProbe, _pool, fit_linear_svm
+from camlib.core.features import pool_features
+from camlib.core.probe import LinearOnFeatures, SVMProbe, fit_linear_svm
 from camlib.datasets.download import DatasetNotFoundError
 
 __all__ = [
@@ -170,7 +171,7 @@ def probe_cams(
 
     ``head`` names the feature layer (and its pooling / ReLU) the SVMs were trained on. Several probes
     are stacked into one linear layer: their classes are numbered in order (a two-class probe has
-    two rows, ``(-s, s)``; see :meth:`camlib.core.features.SVMProbe.linear_weights`), so with probes
+    two rows, ``(-s, s)``; see :meth:`camlib.core.probe.SVMProbe.linear_weights`), so with probes
     ``[p, q]`` of two classes each, class 3 is ``q``'s positive class. ``targets``: one int for all
     images, one class per image, or an (N, n) table of classes per image; None = the top class.
     Each chosen map is upsampled bilinearly to ``size`` = (H, W) and divided by its max (the paper's
@@ -201,7 +202,7 @@ def probe_cams(
         m = postprocess(out.maps.float().cpu(), options)
         maps.append(m if table else m[:, 0])
         if features:
-            pooled.append(_pool(out.features.float(), head.pool, head.relu).cpu())
+            pooled.append(pool_features(out.features.float(), head.pool, head.relu).cpu())
         start += n
     out_maps = torch.cat(maps).numpy().astype(np.float32)
     if features:
@@ -341,7 +342,7 @@ def mine_hard_negatives(
     negatives not yet used whose decision value is ``> -1`` (inside the margin or wrong: the "hard"
     ones), adds the ``per_round`` highest-scoring of them (default: ``n_initial``) and refits. Stops
     early when no hard negative is left. ``fit(X, y)`` returns an :class:`SVMProbe` (default:
-    :func:`camlib.core.features.fit_linear_svm`, C chosen by 3-fold CV on the current training set).
+    :func:`camlib.core.probe.fit_linear_svm`, C chosen by 3-fold CV on the current training set).
     """
     X_pos, X_pool = np.asarray(X_pos, np.float32), np.asarray(X_pool, np.float32)
     if len(X_pos) == 0 or len(X_pool) == 0:
