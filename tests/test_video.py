@@ -1,4 +1,5 @@
-"""camlib.paper.video: writer round trip, clear errors, streamed CAM processing and the command line."""
+"""Video: the writer (camlib.core.video_out), reading (camlib.datasets.video), streamed CAM processing and the
+command line (camlib.paper.video)."""
 
 from __future__ import annotations
 
@@ -11,20 +12,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from camlib.core.video_out import GifPreview, VideoError, VideoWriter, pick_codec
+from camlib.datasets.video import count_frames, iter_frames, probe, read_frames, synthesize_clip
 from camlib.models import ImageNetModel, SmallGAPNet
-from camlib.paper.video import (
-    GifPreview,
-    VideoError,
-    VideoWriter,
-    count_frames,
-    iter_frames,
-    main,
-    pick_codec,
-    probe,
-    process_video,
-    read_frames,
-    synthesize_clip,
-)
+from camlib.paper.video import main, process_video
 
 
 def _frames(n, h, w):
