@@ -13,7 +13,8 @@ from PIL import Image
 from torch import nn
 
 from camlib.core.cam import HeadSpec
-from camlib.core.features import extract_features, fit_linear_svm
+from camlib.core.features import extract_features
+from camlib.core.probe import fit_linear_svm
 from camlib.datasets.captions import (
     CONCEPTS,
     CONFUSERS,

@@ -12,7 +12,8 @@ from sklearn.metrics import average_precision_score
 from torch import nn
 
 from camlib.core.cam import CAM, HeadSpec
-from camlib.core.features import extract_features, fit_linear_svm
+from camlib.core.features import extract_features
+from camlib.core.probe import fit_linear_svm
 from camlib.datasets.scenes import SunImage
 from camlib.datasets.text import SVTImage
 from camlib.paper import discovery as D

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from camlib.core import features as FT
+from camlib.core import probe as PR
 from camlib.paper import fine_grained as fg
 
 PAPER = {"full": 63.0, "cam_crop": 67.8, "gt_crop": 70.5, "loc": 41.0, "chance": 5.5}
@@ -34,7 +34,7 @@ def _split(name, seed, n=30):
 
 def _features(split, boxes, setting):
     """Mean colour of the region: separates the classes well only when the crop is tight."""
-    x = FT.crop_resize(split.items, np.full((len(split), 4), -1) if boxes is None else boxes, 8)
+    x = PR.crop_resize(split.items, np.full((len(split), 4), -1) if boxes is None else boxes, 8)
     return x.mean(dim=(2, 3)).numpy()
 
 
@@ -44,7 +44,7 @@ def test_probe_with_hits_is_linear_probe_plus_the_hits():
     X[y == 1] += 1.0
     svm = dict(Cs=(0.01, 1.0), cv=3, seed=0)
     result, probe, hits = fg.probe_with_hits(X[:40], y[:40], X[40:], y[40:], **svm)
-    assert result == FT.linear_probe(X[:40], y[:40], X[40:], y[40:], **svm)
+    assert result == PR.linear_probe(X[:40], y[:40], X[40:], y[40:], **svm)
     assert np.array_equal(hits, probe.predict(X[40:]) == y[40:]) and result["acc"] == 100 * hits.mean()
 
 
@@ -53,7 +53,7 @@ def test_random_box_ious_is_the_quick_profiles_chance_rule():
     rng = np.random.default_rng(7)  # the rule notebook 04 used inline before
     wh = (gt[:, 2:] - gt[:, :2]).mean(0).astype(int)
     xy = rng.integers(0, 128 - wh, size=(len(gt), 2))
-    assert np.array_equal(fg.random_box_ious(gt, (128, 128), seed=7), FT.paired_iou(np.c_[xy, xy + wh], gt))
+    assert np.array_equal(fg.random_box_ious(gt, (128, 128), seed=7), PR.paired_iou(np.c_[xy, xy + wh], gt))
     per_image = fg.random_box_ious(gt, np.tile([128, 96], (len(gt), 1)), seed=7)  # (H, W) per image
     assert per_image.shape == (50,) and ((per_image >= 0) & (per_image <= 1)).all()
 

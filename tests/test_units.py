@@ -194,3 +194,31 @@ def test_image_folder_errors_are_clear(tmp_path):
     ds = ImageList(files, lambda im: torch.from_numpy(np.array(im)).permute(2, 0, 1).float())
     x, i = ds[0]
     assert x.shape == (3, 6, 10) and i == 0 and ds.display(0, (4, 4)).shape == (4, 4, 3)
+
+
+def test_class_units_shows_the_predicted_classes_and_their_top_units():
+    from torchvision.transforms import v2 as T
+
+    from camlib.models import ImageNetModel
+    from camlib.paper.units import class_units
+
+    torch.manual_seed(0)
+    net = TinyGAP(k=6, c=3).eval()
+    pre = T.Compose([T.ToImage(), T.Resize((16, 16), antialias=True), T.ToDtype(torch.float32, scale=True)])
+    model = ImageNetModel("tiny", net, pre, (16, 16), ["a", "b", "c"], "random init")
+    rng = np.random.default_rng(0)
+    ds = ImageList([rng.integers(0, 256, (20, 24, 3), dtype=np.uint8) for _ in range(7)], pre)
+    x = torch.stack([ds[i][0] for i in range(7)])
+    with torch.no_grad():
+        pred = net(x).argmax(1)
+    W, _, _ = head_weights(net, x[:1])
+    cu = class_units(model, ds, of_images=[0, 3], top_units=2, k=2, batch_size=3, progress=False)
+    assert [r[0] for r in cu.rows] == [model.classes[int(pred[i])] for i in (0, 3)]
+    for name, units, weights in cu.rows:
+        idx, w = rank_units(W, model.classes.index(name), 2)
+        assert units == idx.tolist() and weights == pytest.approx(w.tolist())
+    most = class_units(model, ds, n_classes=2, top_units=2, k=2, batch_size=3, progress=False)
+    counts = np.bincount(pred.numpy(), minlength=3)
+    assert [r[0] for r in most.rows] == [model.classes[c] for c in np.argsort(-counts, kind="stable")[:2]]
+    m = most.metrics()
+    assert m["n_images"] == 7 and m["n_units"] == 6 and list(m["top_units"]) == m["classes"]

@@ -1,4 +1,5 @@
-"""camlib.paper.video: writer round trip, clear errors, streamed CAM processing and the command line."""
+"""Video: the writer (camlib.core.video_out), reading (camlib.datasets.video), streamed CAM processing and the
+command line (camlib.paper.video)."""
 
 from __future__ import annotations
 
@@ -11,20 +12,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from camlib.core.video_out import GifPreview, VideoError, VideoWriter, pick_codec
+from camlib.datasets.video import count_frames, iter_frames, probe, read_frames, synthesize_clip
 from camlib.models import ImageNetModel, SmallGAPNet
-from camlib.paper.video import (
-    GifPreview,
-    VideoError,
-    VideoWriter,
-    count_frames,
-    iter_frames,
-    main,
-    pick_codec,
-    probe,
-    process_video,
-    read_frames,
-    synthesize_clip,
-)
+from camlib.paper.video import main, process_video
 
 
 def _frames(n, h, w):
@@ -147,3 +138,15 @@ def test_cli_missing_and_corrupt_input(tmp_path, capsys):
     done = subprocess.run([sys.executable, "-m", "camlib.video", str(bad), str(tmp_path / "o.mp4")],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "error:" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_label_segments_and_metrics():
+    from camlib.paper.video import VideoCAMStats, label_segments, label_switches, video_metrics
+
+    recs = [{"label": lab, "time_s": t / 10} for t, lab in enumerate("aabbba")]
+    assert label_segments(recs) == [("a", 0.0, 0.1), ("b", 0.2, 0.4), ("a", 0.5, 0.5)]
+    recs = [{**r, "class": ord(r["label"])} for r in recs]
+    st = VideoCAMStats("in", "out", "m", 6, 1.0, 6.0, 10.0, (4, 4), "mpeg4", 0.5, 2, records=recs)
+    m = video_metrics(st, st)
+    assert m["labels"] == ["a", "b", "a"] and m["label_switches"] == label_switches(recs) == 2
+    assert m["label_switches_unsmoothed"] == 2 and "label_switches_unsmoothed" not in video_metrics(st)

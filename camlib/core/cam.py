@@ -37,12 +37,15 @@ __all__ = [
     "RELEASED_OPTIONS",
     "CAMOptions",
     "CAMResult",
+    "Captured",
     "HeadSpec",
     "NotCAMCompatibleError",
     "TargetError",
     "capture",
     "eval_mode",
     "fc_weights",
+    "find_head",
+    "logits_from_features",
     "maps_from_features",
     "normalize_maps",
     "postprocess",
@@ -246,12 +249,26 @@ class _StateGuard:
             m.training = flag
 
 
+class Captured(dict):
+    """``{layer name: its latest tensor output}``, as :func:`capture` yields it; ``calls[name]``
+    counts how often the layer ran (a layer may serve twice in one forward pass)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: dict[str, int] = {}
+
+
+class _StopForward(Exception):
+    """Raised by a :func:`capture` hook with ``stop_after``: nothing after the layer needs to run."""
+
+
 class _Recorder:
     """Forward hooks that keep the latest output of some modules; removed by :meth:`remove`."""
 
-    def __init__(self, modules: dict[str, nn.Module]) -> None:
-        self.outputs: dict[str, Tensor] = {}
+    def __init__(self, modules: dict[str, nn.Module], stop_after: int | None = None) -> None:
+        self.outputs = Captured()
         self.order: list[str] = []
+        self.stop_after = stop_after
         self.handles = [m.register_forward_hook(self._hook(name)) for name, m in modules.items()]
 
     def _hook(self, name: str):
@@ -259,6 +276,9 @@ class _Recorder:
             if isinstance(output, Tensor):
                 self.outputs[name] = output
                 self.order.append(name)
+            calls = self.outputs.calls[name] = self.outputs.calls.get(name, 0) + 1
+            if self.stop_after is not None and calls >= self.stop_after:
+                raise _StopForward
 
         return hook
 
@@ -279,17 +299,39 @@ def eval_mode(model: nn.Module, enabled: bool = True) -> Iterator[nn.Module]:
         yield model
 
 
+def _submodule(model: nn.Module, name: str) -> nn.Module:
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        names = list(_modules_by_name(model))
+        raise ValueError(
+            f"{type(model).__name__} has no layer {name!r}; some it has: {', '.join(names[-8:])}"
+        ) from None
+
+
 @contextmanager
-def capture(model: nn.Module, layers: str | Sequence[str]) -> Iterator[dict[str, Tensor]]:
+def capture(
+    model: nn.Module, layers: str | Sequence[str], *, stop_after: int | None = None
+) -> Iterator[Captured]:
     """Forward hooks on the named submodules for the duration of a block; yields ``{name: output}``.
 
-    Each entry holds the latest tensor output of that layer (the features ``f_k(x, y)`` of CAM).
-    The hooks are removed when the block ends, also when it raises, so the model is left unchanged.
+    Each entry holds the latest tensor output of that layer (the features ``f_k(x, y)`` of CAM);
+    ``.calls[name]`` counts the layer's calls. The hooks are removed when the block ends, also when
+    it raises, so the model is left unchanged.
+
+    ``stop_after=n`` (one layer only) cuts the forward pass short right after the layer's n-th call:
+    nothing after the features runs, and the block ends there without an error (so put only the
+    forward call in it). A layer that serves twice in one pass (EfficientNet's shared swish) has
+    ``n = 2``: learn it from ``.calls`` after one full pass.
     """
     names = [layers] if isinstance(layers, str) else list(layers)
-    recorder = _Recorder({n: model.get_submodule(n) for n in names})
+    if stop_after is not None and len(names) != 1:
+        raise ValueError(f"stop_after needs exactly one layer, got {names}")
+    recorder = _Recorder({n: _submodule(model, n) for n in names}, stop_after)
     try:
         yield recorder.outputs
+    except _StopForward:
+        pass
     finally:
         recorder.remove()
 
@@ -365,17 +407,34 @@ def maps_from_features(
     return maps
 
 
+def logits_from_features(
+    features: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    *,
+    pool: Pool = "avg",
+    kind: Literal["linear", "score_map"] = "linear",
+    relu: bool = False,
+) -> Tensor:
+    """The class scores (B, C) a CAM head computes from features (B, K, h, w)::
+
+        S_c = sum_k w_k^c pool(a(f_k)) + b_c             kind="linear", a = ReLU if relu else identity
+        S_c = pool(relu(sum_k w_k^c f_k + b_c))          kind="score_map": the pooled maps
+
+    With the model's own features this reproduces its logits (what :class:`CAM` checks); on
+    modified features (e.g. averaged over video frames) it gives the scores those features imply.
+    """
+    if kind == "score_map":
+        maps = maps_from_features(features, weight, bias, None, "score_map")
+        return maps.mean((2, 3)) if pool == "avg" else maps.amax((2, 3))
+    a = features.relu() if relu else features
+    pooled = a.mean((2, 3)) if pool == "avg" else a.amax((2, 3))
+    return F.linear(pooled, weight, bias)
+
+
 def _head_logits(f: Tensor, fc: nn.Module, spec_pool: Pool, relu: bool, kind: str) -> Tensor:
     w, b = _fc_weight(fc)
-    if kind == "score_map":
-        maps = torch.einsum("bkhw,ck->bchw", f, w)
-        if b is not None:
-            maps = maps + b[None, :, None, None]
-        maps = maps.relu()
-        return maps.mean((2, 3)) if spec_pool == "avg" else maps.amax((2, 3))
-    a = f.relu() if relu else f
-    pooled = a.mean((2, 3)) if spec_pool == "avg" else a.amax((2, 3))
-    return F.linear(pooled, w, b)
+    return logits_from_features(f, w, b, pool=spec_pool, kind=kind, relu=relu)  # type: ignore[arg-type]
 
 
 def _matches(pred: Tensor, logits: Tensor) -> bool:
@@ -562,6 +621,17 @@ class CAM:
             maps = maps_from_features(features, w, b, classes, head.kind, relu=head.relu)
         scores = logits.gather(1, classes)
         return CAMResult(logits, features, classes, maps, scores, head)
+
+
+def find_head(
+    model: nn.Module, example: Tensor, feature_layer: str | None = None, fc_layer: str | None = None
+) -> HeadSpec:
+    """The CAM head of ``model`` (feature layer, pooling, classifier, kind), found by :class:`CAM` on
+    one forward pass of ``example[:1]`` (or checked, when the layer names are given)."""
+    cam = CAM(model, feature_layer, fc_layer)
+    cam(example[:1])
+    assert cam.head is not None
+    return cam.head
 
 
 # -- post-processing ----------------------------------------------------------------------------

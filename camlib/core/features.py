@@ -1,29 +1,16 @@
-"""Generic localizable deep features (paper section 4): pooled CAM features, a linear SVM, CAMs from it.
+"""Generic localizable deep features (paper section 4): the pooled CAM feature layer and its disk cache.
 
 The paper uses the layer CAM maps come from as a generic image descriptor: global-average-pool the last
-convolutional features ``f_k(x, y)`` into ``F_k`` (k = 1..K), train a linear SVM on ``F`` for a new
-task (Tables 4 and 5), and, because the SVM is linear in ``F``, read a class activation map out of its
-weights exactly as from a softmax layer: ``M_c(x, y) = sum_k w_k^c f_k(x, y)`` (Figures 9-11).
+convolutional features ``f_k(x, y)`` into ``F_k`` (k = 1..K) and train a linear classifier on ``F`` for a
+new task (Tables 4 and 5; the SVM probe and its CAMs are in :mod:`camlib.core.probe`).
 
-This module does the three steps, each once:
-
-- :func:`gap_features` / :func:`extract_features`: the pooled output of the feature layer that
-  :class:`camlib.core.cam.CAM` finds (or of any named layer: e.g. AlexNet's fc7 for Table 5), for a whole
-  dataset, in eval mode, stopping the forward pass right after that layer. :func:`cached_features`
-  stores them on disk under a key made of the model's name AND a hash of its weights
-  (:func:`model_fingerprint`), the layer and pooling, the preprocessing description and the
-  dataset's identity: change any of them and the cache misses.
-- :func:`fit_linear_svm`: scikit-learn's ``LinearSVC`` on standardised features, ``C`` chosen by
-  cross-validation (``GridSearchCV``, stratified folds) on the TRAINING features only; the test
-  features are touched once, by :meth:`SVMProbe.accuracy`.
-- :func:`svm_cam`: CAMs of the SVM's classes. The SVM's weights, folded back onto the raw pooled
-  features (:meth:`SVMProbe.linear_weights`), become the ``fc`` layer of :class:`LinearOnFeatures`,
-  a ``features -> pooling -> linear`` head on the backbone, and :class:`camlib.core.cam.CAM` computes the
-  maps with its own code (nothing re-derived here). :func:`cam_boxes` boxes them with the paper's rule.
-
-Crops for Table 4 (:func:`crop_resize`, :func:`square_boxes`): the region of a box, resampled to the
-network's input size (``torchvision.ops.roi_align``: bilinear, averaging 2 x 2 samples per output
-pixel, so downscaling is anti-aliased).
+- :func:`extract_features` / :func:`gap_features`: the pooled output of the feature layer that
+  :func:`camlib.core.cam.find_head` finds (or of any named layer: e.g. AlexNet's fc7 for Table 5), for a
+  whole dataset, in eval mode (:func:`camlib.core.cam.eval_mode`), the forward pass stopping right after
+  that layer (:func:`camlib.core.cam.capture` with ``stop_after``; :func:`layer_output`).
+- :class:`FeatureCache` / :func:`cached_features`: the one feature cache. Entries are keyed on the
+  model's name AND a hash of its weights (:func:`model_fingerprint`), the layer and pooling, the
+  preprocessing description and the dataset's identity: change any of them and the cache misses.
 """
 
 from __future__ import annotations
@@ -33,9 +20,8 @@ import json
 import os
 import tempfile
 import time
-import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,30 +29,22 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from camlib.core.boxes import paper_boxes
-from camlib.core.cam import CAM, CAMOptions, CAMResult, HeadSpec, postprocess
+from camlib.core.cam import HeadSpec, capture, eval_mode, find_head
 from camlib.core.digest import array_digest, model_fingerprint
 
 __all__ = [
     "FEATURES_VERSION",
     "FeatureCache",
     "FeatureSet",
-    "LinearOnFeatures",
-    "SVMProbe",
     "array_digest",
     "cached_features",
-    "cam_boxes",
-    "cam_boxes_of",
-    "crop_resize",
     "extract_features",
-    "find_head",
-    "fit_linear_svm",
+    "first_input",
     "gap_features",
-    "linear_probe",
+    "iter_batches",
+    "layer_output",
     "model_fingerprint",
-    "paired_iou",
-    "square_boxes",
-    "svm_cam",
+    "pool_features",
 ]
 
 #: Bumped when the way features are computed changes (part of every cache key).
@@ -76,48 +54,26 @@ FEATURES_VERSION = 1
 # --------------------------------------------------------------------------- extraction
 
 
-class _Stop(Exception):
-    """Raised by the capture hook: nothing after the feature layer needs to run."""
-
-
-def _module(model: nn.Module, name: str) -> nn.Module:
-    modules = dict(model.named_modules())
-    if name not in modules:
-        raise ValueError(f"{type(model).__name__} has no layer {name!r}; some it has: {', '.join(list(modules)[-8:])}")
-    return modules[name]
-
-
-def _capture(model: nn.Module, layer: nn.Module, x: Tensor, calls: int | None = None) -> tuple[Tensor, int]:
-    """The output of ``layer`` for input ``x`` and how often the layer ran.
+def layer_output(model: nn.Module, layer: str, x: Tensor, calls: int | None = None) -> tuple[Tensor, int]:
+    """The output of the submodule ``layer`` for input ``x``, and how often the layer ran.
 
     A layer may run several times in one forward pass (EfficientNet's ``_swish`` serves the stem AND the
-    head): the LAST output is the one that feeds the head, as in :class:`CAM`. With ``calls`` (the count
-    seen on an earlier full pass) the forward pass stops right after that call.
+    head): the LAST output is the one that feeds the head, as in :class:`camlib.core.cam.CAM`. With
+    ``calls`` (the count seen on an earlier full pass) the forward pass stops right after that call.
     """
-    box: dict[str, object] = {"n": 0}
-
-    def hook(_m, _i, out):
-        box["out"] = out
-        box["n"] = int(box["n"]) + 1
-        if calls is not None and box["n"] == calls:
-            raise _Stop
-
-    handle = layer.register_forward_hook(hook)
-    try:
+    with capture(model, layer, stop_after=calls) as out:
         model(x)
-    except _Stop:
-        pass
-    finally:
-        handle.remove()
-    if "out" not in box:
-        raise RuntimeError(f"layer {type(layer).__name__} was not called in the forward pass")
-    out = box["out"]
-    if not isinstance(out, Tensor):
-        raise TypeError(f"the layer returned {type(out).__name__}, not a tensor")
-    return out, int(box["n"])
+    n = out.calls.get(layer, 0)
+    if n == 0:
+        raise RuntimeError(f"layer {layer!r} of {type(model).__name__} was not called in the forward pass")
+    if layer not in out:
+        raise TypeError(f"layer {layer!r} returned something other than a tensor")
+    return out[layer], n
 
 
-def _pool(out: Tensor, pool: str, relu: bool) -> Tensor:
+def pool_features(out: Tensor, pool: str, relu: bool) -> Tensor:
+    """``F_k = pool_{x,y} a(f_k(x, y))`` of a (B, K, h, w) layer output (``a`` = ReLU when ``relu``,
+    ``pool`` "avg" or "max"); a (B, K) output (a fully connected layer) is returned as it is."""
     if relu:
         out = out.relu()
     if out.ndim == 4:
@@ -131,7 +87,7 @@ def _pool(out: Tensor, pool: str, relu: bool) -> Tensor:
     raise ValueError(f"expected a (B, K, h, w) or (B, K) layer output, got shape {tuple(out.shape)}")
 
 
-def _batches(data, batch_size: int, num_workers: int, pin_memory: bool = False):
+def iter_batches(data, batch_size: int, num_workers: int = 0, pin_memory: bool = False):
     """(x, y-or-None) batches of a (N, 3, H, W) tensor, or of a dataset of (x, y) pairs / tensors
     (loaded by ``num_workers`` worker processes, into pinned memory when ``pin_memory``)."""
     if isinstance(data, Tensor):
@@ -146,14 +102,6 @@ def _batches(data, batch_size: int, num_workers: int, pin_memory: bool = False):
             yield item[0], torch.as_tensor(item[1]) if len(item) > 1 and not isinstance(item[1], dict) else None
         else:
             yield item, None
-
-
-def find_head(model: nn.Module, example: Tensor) -> HeadSpec:
-    """The CAM head of ``model`` (feature layer, pooling, fc) found by :class:`CAM` on ``example``."""
-    cam = CAM(model)
-    cam(example[:1])
-    assert cam.head is not None
-    return cam.head
 
 
 @torch.inference_mode()
@@ -187,9 +135,6 @@ def extract_features(
 
     if shard:
         data = distributed.shard(data, block=batch_size)
-    target = _module(model, layer)
-    was = [(m, m.training) for m in model.modules()]
-    model.eval()
     feats, labels = [], []
     total = None
     try:
@@ -197,17 +142,14 @@ def extract_features(
     except TypeError:
         pass
     pin = torch.device(device).type == "cuda"
-    try:
+    with eval_mode(model):
         calls = None
-        for x, y in tqdm(_batches(data, batch_size, num_workers, pin), total=total, desc=desc, leave=False,
+        for x, y in tqdm(iter_batches(data, batch_size, num_workers, pin), total=total, desc=desc, leave=False,
                          disable=not progress):
-            out, calls = _capture(model, target, x.to(device, non_blocking=pin), calls)
-            feats.append(_pool(out.float(), pool, relu).cpu())
+            out, calls = layer_output(model, layer, x.to(device, non_blocking=pin), calls)
+            feats.append(pool_features(out.float(), pool, relu).cpu())
             if y is not None:
                 labels.append(y.reshape(-1).cpu())
-    finally:
-        for m, flag in was:
-            m.training = flag
     X = torch.cat(feats).numpy().astype(np.float32, copy=False) if feats else np.zeros((0, 0), np.float32)
     y_all = torch.cat(labels).numpy().astype(np.int64) if labels else None
     if shard:
@@ -216,7 +158,8 @@ def extract_features(
     return X, y_all
 
 
-def _first_input(data) -> Tensor:
+def first_input(data) -> Tensor:
+    """The first network input of ``data`` (a tensor of inputs or a dataset of (input, ...) items) as a batch of one."""
     if isinstance(data, Tensor):
         return data[:1]
     item = data[0]
@@ -226,9 +169,9 @@ def _first_input(data) -> Tensor:
 
 def gap_features(model: nn.Module, data, *, head: HeadSpec | None = None, **kwargs) -> tuple[np.ndarray, np.ndarray | None]:
     """The globally pooled CAM feature layer (the paper's GAP features): :func:`extract_features` on the
-    layer, pooling and ReLU of ``head`` (found by :func:`find_head` on the first image when None), so
+    layer, pooling and ReLU of ``head`` (found by :func:`camlib.core.cam.find_head` on the first image when None), so
     that ``model.fc(features) == logits``."""
-    head = head if head is not None else find_head(model, _first_input(data).to(kwargs.get("device", "cpu")))
+    head = head if head is not None else find_head(model, first_input(data).to(kwargs.get("device", "cpu")))
     return extract_features(model, data, head.feature_layer, pool=head.pool, relu=head.relu, **kwargs)
 
 
@@ -312,7 +255,7 @@ def cached_features(
     """
     t0 = time.perf_counter()
     if layer is None:
-        head = find_head(model, _first_input(data).to(kwargs.get("device", "cpu")))
+        head = find_head(model, first_input(data).to(kwargs.get("device", "cpu")))
         layer, pool, relu = head.feature_layer, head.pool, head.relu
     pool = pool or "avg"
     parts = {
@@ -336,289 +279,3 @@ def cached_features(
         store = cache if isinstance(cache, FeatureCache) else FeatureCache(cache)
         arrays, hit = store.get_or_compute(parts, compute)
     return FeatureSet(arrays["X"], arrays.get("y"), parts, hit, time.perf_counter() - t0)
-
-
-# --------------------------------------------------------------------------- the linear SVM
-
-
-@dataclass
-class SVMProbe:
-    """A fitted ``StandardScaler -> LinearSVC`` with ``C`` chosen by cross-validation on the train set.
-
-    ``best_C``; ``cv_scores``: mean CV accuracy (%) per C; ``search``: the ``GridSearchCV``.
-    """
-
-    search: object
-    best_C: float
-    cv_scores: dict[float, float]
-    n_train: int
-    classes: np.ndarray = field(repr=False)
-
-    @property
-    def pipeline(self):
-        return self.search.best_estimator_
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        return self.pipeline.predict(np.asarray(X, dtype=np.float32))
-
-    def decision_function(self, X: np.ndarray) -> np.ndarray:
-        return self.pipeline.decision_function(np.asarray(X, dtype=np.float32))
-
-    def accuracy(self, X: np.ndarray, y: np.ndarray) -> float:
-        """Accuracy (%) on held-out features: the one time test data meets the SVM."""
-        return float(100.0 * np.mean(self.predict(X) == np.asarray(y)))
-
-    def linear_weights(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(W (C, K), b (C,))`` on the RAW pooled features: ``F @ W.T + b == decision_function(F)``.
-
-        The scaler is folded in: ``W = coef / scale``, ``b = intercept - W @ mean``. A two-class SVM
-        (one score ``s``) becomes two rows ``(-s, s)`` so that every class has its own map.
-        """
-        scaler, svm = self.pipeline.named_steps["scale"], self.pipeline.named_steps["svm"]
-        coef = np.asarray(svm.coef_, dtype=np.float64)
-        intercept = np.asarray(svm.intercept_, dtype=np.float64)
-        W = coef / scaler.scale_[None, :]
-        b = intercept - W @ scaler.mean_
-        if W.shape[0] == 1 and len(self.classes) == 2:
-            W, b = np.concatenate([-W, W]), np.concatenate([-b, b])
-        return W.astype(np.float32), b.astype(np.float32)
-
-
-def fit_linear_svm(
-    X_train: np.ndarray,
-    y_train: np.ndarray,
-    *,
-    Cs: Sequence[float] = (0.001, 0.01, 0.1, 1.0),
-    cv: int = 3,
-    seed: int = 0,
-    max_iter: int = 5000,
-    n_jobs: int | None = None,
-    estimator=None,
-) -> SVMProbe:
-    """Linear SVM on TRAINING features, ``C`` picked by ``cv``-fold stratified cross-validation on them.
-
-    The pipeline standardises each feature (mean 0, variance 1, fitted inside each fold) and fits
-    ``LinearSVC(C, squared hinge, one-vs-rest)``; the best ``C`` is refitted on all training features.
-    Test features never enter this function. ``estimator`` replaces ``LinearSVC`` (tests pass a spy).
-    """
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.model_selection import GridSearchCV, StratifiedKFold
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import LinearSVC
-
-    X = np.asarray(X_train, dtype=np.float32)
-    y = np.asarray(y_train)
-    if X.ndim != 2 or len(X) != len(y):
-        raise ValueError(f"expected X (N, K) and y (N,), got {X.shape} and {y.shape}")
-    counts = np.unique(y, return_counts=True)[1]
-    if len(counts) < 2:
-        raise ValueError("need at least two classes in the training labels")
-    if counts.min() < cv:
-        raise ValueError(f"every class needs at least cv={cv} training examples; the smallest has {counts.min()}")
-    svm = estimator if estimator is not None else LinearSVC(dual="auto", max_iter=max_iter, random_state=seed)
-    pipe = Pipeline([("scale", StandardScaler()), ("svm", svm)])
-    search = GridSearchCV(
-        pipe,
-        {"svm__C": [float(c) for c in Cs]},
-        cv=StratifiedKFold(n_splits=cv, shuffle=True, random_state=seed),
-        scoring="accuracy",
-        n_jobs=n_jobs,
-        refit=True,
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        search.fit(X, y)
-    scores = {float(c): 100.0 * float(s) for c, s in zip(search.cv_results_["param_svm__C"],
-                                                         search.cv_results_["mean_test_score"], strict=True)}
-    return SVMProbe(search, float(search.best_params_["svm__C"]), scores, len(y), np.unique(y))
-
-
-# --------------------------------------------------------------------------- CAMs from the SVM
-
-
-class LinearOnFeatures(nn.Module):
-    """``model``'s CAM feature layer -> the same global pooling -> a NEW linear layer ``fc`` (W, b).
-
-    With the SVM's :meth:`SVMProbe.linear_weights` as (W, b) its logits are the SVM's decision values,
-    and :class:`camlib.core.cam.CAM` (``feature_layer="model." + head.feature_layer``, ``fc_layer="fc"``)
-    gives the SVM's class activation maps. The backbone stops right after the feature layer.
-    """
-
-    def __init__(self, model: nn.Module, head: HeadSpec, weight, bias) -> None:
-        super().__init__()
-        W = torch.as_tensor(np.asarray(weight), dtype=torch.float32)
-        b = torch.as_tensor(np.asarray(bias), dtype=torch.float32)
-        if W.ndim != 2 or b.shape != (W.shape[0],):
-            raise ValueError(f"weight must be (C, K) and bias (C,), got {tuple(W.shape)} and {tuple(b.shape)}")
-        self.model = model
-        self.head = head
-        self.fc = nn.Linear(W.shape[1], W.shape[0])
-        with torch.no_grad():
-            self.fc.weight.copy_(W)
-            self.fc.bias.copy_(b)
-        self._layer = _module(model, head.feature_layer)
-        self._calls: int | None = None  # calls of the layer per forward pass, learnt on the first one
-
-    @property
-    def feature_layer(self) -> str:
-        return f"model.{self.head.feature_layer}"
-
-    def forward(self, x: Tensor) -> Tensor:
-        f, self._calls = _capture(self.model, self._layer, x, self._calls)
-        return self.fc(_pool(f, self.head.pool, self.head.relu))
-
-
-def svm_cam(model: nn.Module, probe: SVMProbe, x: Tensor, head: HeadSpec | None = None, **cam_kwargs) -> CAMResult:
-    """CAMs of the SVM's classes for the images ``x``: ``M_c(x, y) = sum_k W_ck f_k(x, y)``.
-
-    ``cam_kwargs`` go to the :class:`CAM` call (``targets=``, ``topk=``, ``all_classes=True``; none =
-    the SVM's top class). ``result.logits`` are the SVM's decision values.
-    """
-    head = head if head is not None else find_head(model, x[:1])
-    W, b = probe.linear_weights()
-    wrapper = LinearOnFeatures(model, head, W, b)
-    return CAM(wrapper, feature_layer=wrapper.feature_layer, fc_layer="fc")(x, **cam_kwargs)
-
-
-def cam_boxes_of(
-    cam: CAM,
-    data,
-    *,
-    sizes: Sequence[tuple[int, int]] | tuple[int, int],
-    targets: Sequence[int] | None = None,
-    fractions: Sequence[float] = (0.2,),
-    batch_size: int = 64,
-    device: str | torch.device = "cpu",
-    progress: bool = True,
-) -> tuple[dict[float, np.ndarray], np.ndarray]:
-    """Paper boxes of one CAM per image -> ``({fraction: boxes (N, 4)}, classes (N,))``.
-
-    The map of ``targets[i]`` (or of the top-scoring class when None) is upsampled bilinearly to
-    ``sizes[i]`` (H, W) (one size for all images, or one per image: where the boxes will be used),
-    divided by its max and boxed at each ``fraction`` of the max (largest connected component).
-    """
-    options = CAMOptions(upsample="bilinear", size="original", relu=False, normalize="max")
-    one_size = isinstance(sizes, tuple) and len(sizes) == 2 and all(isinstance(s, (int, np.integer)) for s in sizes)
-    boxes: dict[float, list[np.ndarray]] = {float(f): [] for f in fractions}
-    classes = []
-    start = 0
-    total = None
-    try:
-        total = -(-len(data) // batch_size)
-    except TypeError:
-        pass
-    for x, _ in tqdm(_batches(data, batch_size, 0), total=total, desc="CAM boxes", leave=False, disable=not progress):
-        B = len(x)
-        t = None if targets is None else [int(v) for v in targets[start : start + B]]
-        out = cam(x.to(device), targets=t)
-        for i in range(B):
-            size = sizes if one_size else sizes[start + i]
-            m = postprocess(out.maps[i : i + 1, :1].float().cpu(), options, original_size=tuple(int(s) for s in size))
-            for f in boxes:
-                boxes[f].append(paper_boxes(m[0, 0], f))
-        classes.append(out.classes[:, 0].cpu())
-        start += B
-    return {f: np.stack(b).astype(np.int64) for f, b in boxes.items()}, torch.cat(classes).numpy()
-
-
-def cam_boxes(
-    model: nn.Module,
-    probe: SVMProbe,
-    data,
-    *,
-    sizes: Sequence[tuple[int, int]] | tuple[int, int],
-    targets: Sequence[int] | None = None,
-    fraction: float = 0.2,
-    batch_size: int = 64,
-    device: str | torch.device = "cpu",
-    progress: bool = True,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Paper boxes of the SVM's CAMs (:func:`svm_cam`) -> ``(boxes (N, 4), classes (N,))``; the class is
-    ``targets[i]`` or, when None, the SVM's prediction. See :func:`cam_boxes_of`."""
-    head = find_head(model, _first_input(data).to(device))
-    W, b = probe.linear_weights()
-    wrapper = LinearOnFeatures(model, head, W, b).to(device)
-    cam = CAM(wrapper, feature_layer=wrapper.feature_layer, fc_layer="fc")
-    boxes, classes = cam_boxes_of(cam, data, sizes=sizes, targets=targets, fractions=(fraction,),
-                                  batch_size=batch_size, device=device, progress=progress)
-    return boxes[float(fraction)], classes
-
-
-def linear_probe(X_train, y_train, X_test, y_test, **svm_kwargs) -> dict:
-    """:func:`fit_linear_svm` on the training features, then accuracy (%) on the test features once.
-
-    Returns ``{"acc", "best_C", "cv_acc" (mean CV accuracy per C), "n_train", "n_test", "dim"}``.
-    """
-    probe = fit_linear_svm(X_train, y_train, **svm_kwargs)
-    return {
-        "acc": probe.accuracy(X_test, y_test),
-        "best_C": probe.best_C,
-        "cv_acc": {f"{c:g}": v for c, v in probe.cv_scores.items()},
-        "n_train": int(len(y_train)),
-        "n_test": int(len(y_test)),
-        "dim": int(np.asarray(X_train).shape[1]),
-    }
-
-
-def paired_iou(pred, gt) -> np.ndarray:
-    """IoU of ``pred[i]`` with ``gt[i]`` for every i (inclusive boxes; NO_BOX rows give 0)."""
-    from camlib.core.boxes import iou
-
-    p, g = np.asarray(pred).reshape(-1, 4), np.asarray(gt).reshape(-1, 4)
-    if len(p) != len(g):
-        raise ValueError(f"{len(p)} predicted boxes for {len(g)} ground-truth boxes")
-    return np.array([iou(a, b)[0, 0] for a, b in zip(p, g, strict=True)], dtype=np.float64)
-
-
-# --------------------------------------------------------------------------- crops
-
-
-def square_boxes(boxes, image_size: tuple[int, int] | Sequence[tuple[int, int]], margin: float = 0.0) -> np.ndarray:
-    """Grow inclusive boxes to squares of side ``max(w, h) * (1 + margin)`` around their centres, shifted
-    (and if need be shrunk) to stay inside the image (H, W). :data:`camlib.core.boxes.NO_BOX` rows become
-    the whole image."""
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    sizes = np.broadcast_to(np.asarray(image_size, dtype=np.float64).reshape(-1, 2), (len(b), 2))
-    out = np.empty((len(b), 4), dtype=np.int64)
-    for i, ((x0, y0, x1, y1), (H, W)) in enumerate(zip(b, sizes, strict=True)):
-        if x0 < 0 or x1 < x0 or y1 < y0:
-            out[i] = (0, 0, W - 1, H - 1)
-            continue
-        side = min(max(x1 - x0 + 1, y1 - y0 + 1) * (1.0 + margin), H, W)
-        cx, cy = (x0 + x1 + 1) / 2.0, (y0 + y1 + 1) / 2.0
-        nx0 = int(round(min(max(cx - side / 2, 0.0), W - side)))
-        ny0 = int(round(min(max(cy - side / 2, 0.0), H - side)))
-        s = int(round(side))
-        out[i] = (nx0, ny0, min(nx0 + s - 1, int(W) - 1), min(ny0 + s - 1, int(H) - 1))
-    return out
-
-
-def crop_resize(images, boxes, size: int | tuple[int, int], *, batch_size: int = 256) -> Tensor:
-    """The regions of inclusive ``boxes`` of ``images`` resampled to ``size`` -> (N, 3, h, w) float in [0, 1].
-
-    ``images``: (N, H, W, 3) uint8 or (N, 3, H, W) float; ``boxes``: (N, 4) (NO_BOX rows = the whole
-    image). ``torchvision.ops.roi_align`` with ``aligned=True`` on the box's pixel extent
-    ``[x0, x1 + 1) x [y0, y1 + 1)`` and 2 x 2 samples per output pixel.
-    """
-    from torchvision.ops import roi_align
-
-    size = (int(size), int(size)) if isinstance(size, (int, np.integer)) else tuple(int(s) for s in size)
-    imgs = torch.as_tensor(np.asarray(images)) if not isinstance(images, Tensor) else images
-    if imgs.dtype == torch.uint8:
-        imgs = imgs.permute(0, 3, 1, 2)
-    b = torch.as_tensor(np.asarray(boxes), dtype=torch.float32).reshape(-1, 4).clone()
-    if len(b) != len(imgs):
-        raise ValueError(f"{len(imgs)} images but {len(b)} boxes")
-    H, W = imgs.shape[-2:]
-    bad = (b[:, 0] < 0) | (b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1])
-    b[bad] = torch.tensor([0.0, 0.0, W - 1.0, H - 1.0])
-    b[:, 2:] += 1.0
-    out = []
-    for s in range(0, len(imgs), batch_size):
-        chunk = imgs[s : s + batch_size].float()
-        if imgs.dtype == torch.uint8:
-            chunk = chunk / 255.0
-        rois = torch.cat([torch.arange(len(chunk), dtype=torch.float32)[:, None], b[s : s + batch_size]], 1)
-        out.append(roi_align(chunk, rois, size, spatial_scale=1.0, sampling_ratio=2, aligned=True))
-    return torch.cat(out).clamp_(0.0, 1.0)

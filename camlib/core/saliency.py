@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from camlib.core.cam import TargetError, _check_targets, _StateGuard
+from camlib.core.cam import TargetError, eval_mode, select_classes
 
 __all__ = ["BackpropSaliency", "SaliencyResult"]
 
@@ -77,21 +77,14 @@ class BackpropSaliency:
             raise TargetError(f"expected a (B, 3, H, W) image tensor, got {type(x).__name__}")
         B = x.shape[0]
         inp = x.detach().clone().requires_grad_(True)
-        with _StateGuard(self.model, self.eval_mode), torch.enable_grad():
+        with eval_mode(self.model, self.eval_mode), torch.enable_grad():
             logits = self.model(inp)
             if not isinstance(logits, Tensor) or logits.ndim != 2:
                 raise TargetError(f"the model returned {type(logits).__name__}, not (B, C) logits")
-            C = logits.shape[1]
-            if targets is not None:
-                classes = _check_targets(targets, B, C).to(logits.device)
-            else:
-                k = 1 if topk is None else int(topk)
-                if not 1 <= k <= C:
-                    raise TargetError(f"topk must be in [1, {C}], got {topk}")
-                classes = logits.detach().topk(k, dim=1).indices
+            # the same target selection as CAM: targets, else the top-k (top-1) classes
+            classes = select_classes(logits.detach(), targets, topk=topk)
             if extra_targets is not None:
-                extra = _check_targets(extra_targets, B, C).to(logits.device)
-                classes = torch.cat([classes, extra], dim=1)
+                classes = torch.cat([classes, select_classes(logits.detach(), extra_targets)], dim=1)
             n = classes.shape[1]
             maps = torch.empty(B, n, *x.shape[-2:], dtype=torch.float32, device=x.device)
             for i in range(n):

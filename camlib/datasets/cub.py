@@ -204,7 +204,7 @@ class CUBDataset(Dataset):
 
     ``split``: ``"train"`` / ``"test"`` (official split) or ``"all"``. ``crop_boxes``: optional (N, 4)
     inclusive boxes, one per image of the split: each image is cropped to its box before ``transform``
-    (GT-box crops: ``crop_boxes=dataset.boxes``; CAM crops: boxes from :func:`camlib.core.features.cam_boxes`;
+    (GT-box crops: ``crop_boxes=dataset.boxes``; CAM crops: boxes from :func:`camlib.core.probe.cam_boxes`;
     (-1, -1, -1, -1) keeps the whole image). ``boxes`` are the ground-truth boxes (inclusive, clipped
     to the image on reading; None for a copy without ``bounding_boxes.txt``, where :meth:`gt_boxes`
     raises :class:`BoxesUnavailable`); ``sizes()`` gives the images' (H, W).

@@ -48,7 +48,8 @@ from camlib.core.cam import (
     postprocess,
     select_classes,
 )
-from camlib.core.features import SVMProbe, fit_linear_svm
+from camlib.core.features import pool_features
+from camlib.core.probe import SVMProbe, fit_linear_svm
 from camlib.datasets import files as _files
 from camlib.datasets.download import DatasetNotFoundError
 from camlib.datasets.splits import stratified_split as split_halves
@@ -123,18 +124,6 @@ def _batches(data, batch_size: int, num_workers: int = 0):
         yield item[0] if isinstance(item, (list, tuple)) else item
 
 
-def _gap(f: Tensor, head: HeadSpec) -> Tensor:
-    """The features the SVMs read: ``F_k = pool_{x,y} a(f_k(x, y))``, ``a`` = ReLU when ``head.relu``,
-    ``pool`` = mean (``head.pool == "avg"``) or max: what :func:`camlib.core.features.extract_features`
-    computes for the same layer (tests/test_discovery.py checks the two agree)."""
-    a = f.relu() if head.relu else f
-    if head.pool == "avg":
-        return a.mean((2, 3))
-    if head.pool == "max":
-        return a.amax((2, 3))
-    raise ValueError(f"HeadSpec.pool must be 'avg' or 'max', got {head.pool!r}")
-
-
 def _targets_of(targets, start: int, n: int) -> list[int] | list[list[int]] | None:
     """The slice of ``targets`` (None, one int, one class per image or an (N, n) table) for one batch."""
     if targets is None:
@@ -163,7 +152,7 @@ def probe_cams(
 
     ``head`` names the feature layer (and its pooling / ReLU) the SVMs were trained on. Several probes
     are stacked into one linear layer (W, b): their classes are numbered in order (a two-class probe has
-    two rows, ``(-s, s)``; see :meth:`camlib.core.features.SVMProbe.linear_weights`), so with probes
+    two rows, ``(-s, s)``; see :meth:`camlib.core.probe.SVMProbe.linear_weights`), so with probes
     ``[p, q]`` of two classes each, class 3 is ``q``'s positive class. Per image, with ``f`` the layer's
     output (caught by :func:`camlib.core.cam.capture`, the model in :func:`camlib.core.cam.eval_mode`)::
 
@@ -194,7 +183,7 @@ def probe_cams(
                       disable=not progress):
             model(x.to(device))
             f = seen[head.feature_layer]
-            F_ = _gap(f, head)
+            F_ = pool_features(f, head.pool, head.relu)
             logits = torch.nn.functional.linear(F_, W, b)
             classes = select_classes(logits, _targets_of(targets, start, len(x)))
             m = postprocess(maps_from_features(f, W, b, classes, "linear", relu=head.relu).float().cpu(), options)
@@ -377,7 +366,7 @@ def mine_hard_negatives(
     negatives not yet used whose decision value is ``> -1`` (inside the margin or wrong: the "hard"
     ones), adds the ``per_round`` highest-scoring of them (default: ``n_initial``) and refits. Stops
     early when no hard negative is left. ``fit(X, y)`` returns an :class:`SVMProbe` (default:
-    :func:`camlib.core.features.fit_linear_svm`, C chosen by 3-fold CV on the current training set).
+    :func:`camlib.core.probe.fit_linear_svm`, C chosen by 3-fold CV on the current training set).
     """
     X_pos, X_pool = np.asarray(X_pos, np.float32), np.asarray(X_pool, np.float32)
     if len(X_pos) == 0 or len(X_pool) == 0:

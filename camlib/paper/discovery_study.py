@@ -43,7 +43,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
-from camlib.core.features import SVMProbe, fit_linear_svm
+from camlib.core.probe import SVMProbe, fit_linear_svm
 from camlib.datasets.captions import CONCEPTS, phrase_split
 from camlib.datasets.scenes import informativeness, rasterize_objects
 from camlib.evaluation.stats import Estimate, bootstrap_ci

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from camlib.core import features as FT
+from camlib.core import probe as PR
 from camlib.core.cam import CAM, CAMOptions, postprocess
 from camlib.evaluation.stats import paired_diff_ci, verdict
 
@@ -96,13 +97,13 @@ class Table4Split:
 
 
 Features = Callable[[Table4Split, "np.ndarray | None", str], np.ndarray]  # (split, boxes | None, setting) -> X
-Locate = Callable[[Table4Split, FT.SVMProbe], np.ndarray]  # (split, SVM on full-image features) -> boxes
+Locate = Callable[[Table4Split, PR.SVMProbe], np.ndarray]  # (split, SVM on full-image features) -> boxes
 
 
-def probe_with_hits(X_train, y_train, X_test, y_test, **svm_kwargs) -> tuple[dict, FT.SVMProbe, np.ndarray]:
-    """:func:`camlib.core.features.linear_probe` (the same dict) plus the fitted probe and the per-test-image
+def probe_with_hits(X_train, y_train, X_test, y_test, **svm_kwargs) -> tuple[dict, PR.SVMProbe, np.ndarray]:
+    """:func:`camlib.core.probe.linear_probe` (the same dict) plus the fitted probe and the per-test-image
     hits ``predict(X_test) == y_test`` (0/1), which paired bootstrap intervals need."""
-    probe = FT.fit_linear_svm(X_train, y_train, **svm_kwargs)
+    probe = PR.fit_linear_svm(X_train, y_train, **svm_kwargs)
     hits = (probe.predict(X_test) == np.asarray(y_test)).astype(np.float64)
     result = {
         "acc": float(100.0 * np.mean(hits)),
@@ -124,7 +125,7 @@ def random_box_ious(gt_boxes: np.ndarray, sizes, seed: int = 0) -> np.ndarray:
     wh = (gt[:, 2:] - gt[:, :2]).mean(0).astype(int)
     high = np.asarray(sizes)[..., ::-1] - wh
     xy = rng.integers(0, np.maximum(high, 1), size=(len(gt), 2))
-    return FT.paired_iou(np.c_[xy, xy + wh], gt)
+    return PR.paired_iou(np.c_[xy, xy + wh], gt)
 
 
 @dataclass
@@ -137,7 +138,7 @@ class Table4Result:
     boxes: dict[str, np.ndarray]
     ious: np.ndarray
     chance_ious: np.ndarray
-    full_probe: FT.SVMProbe = field(repr=False)
+    full_probe: PR.SVMProbe = field(repr=False)
     seed: int = 0
 
     @property
@@ -203,7 +204,7 @@ def table4(train: Table4Split, test: Table4Split, features: Features, locate: Lo
            seed: int = 0) -> Table4Result:
     """The Table 4 protocol (see the module doc) for one (feature network, CAM network, data set).
 
-    ``svm``: keyword arguments of :func:`camlib.core.features.fit_linear_svm` (``Cs``, ``cv``, ``seed``,
+    ``svm``: keyword arguments of :func:`camlib.core.probe.fit_linear_svm` (``Cs``, ``cv``, ``seed``,
     ...). ``seed`` seeds the random boxes and the bootstrap intervals.
     """
     splits = (train, test)
@@ -216,7 +217,7 @@ def table4(train: Table4Split, test: Table4Split, features: Features, locate: Lo
         X = {s.name: features(s, crop[s.name], setting) for s in splits}
         probes[setting], _, hits[setting] = probe_with_hits(X[train.name], train.labels, X[test.name],
                                                             test.labels, **svm)
-    return Table4Result(probes, hits, boxes, FT.paired_iou(boxes[test.name], test.gt_boxes),
+    return Table4Result(probes, hits, boxes, PR.paired_iou(boxes[test.name], test.gt_boxes),
                         random_box_ious(test.gt_boxes, test.sizes, seed), full_probe, seed)
 
 
@@ -265,7 +266,7 @@ class Lite0CropFeatures:
         from camlib.datasets.transforms import lite0_input
 
         boxes = _whole(len(images)) if boxes is None else boxes
-        return lite0_input(FT.crop_resize(images, boxes, self.input_size))
+        return lite0_input(PR.crop_resize(images, boxes, self.input_size))
 
     def __call__(self, split: Table4Split, boxes: np.ndarray | None, setting: str) -> np.ndarray:
         ds = split.items
@@ -297,12 +298,12 @@ class BirdDetector:
     boxes_at: dict[str, dict[float, np.ndarray]] = field(default_factory=dict)
 
     def inputs(self, images: np.ndarray) -> torch.Tensor:
-        return FT.crop_resize(images, _whole(len(images)), self.input_size)
+        return PR.crop_resize(images, _whole(len(images)), self.input_size)
 
     def boxes(self, images: np.ndarray, fractions=FRACTIONS) -> dict[float, np.ndarray]:
         """``{fraction: (N, 4) boxes}`` at the render size, from the CAM of class 1 ("bird")."""
         x = self.inputs(images)
-        return FT.cam_boxes_of(CAM(self.model), x, sizes=(self.render, self.render), targets=[1] * len(x),
+        return PR.cam_boxes_of(CAM(self.model), x, sizes=(self.render, self.render), targets=[1] * len(x),
                                fractions=fractions)[0]
 
     def maps(self, images: np.ndarray) -> torch.Tensor:
@@ -329,17 +330,17 @@ def train_bird_detector(seed: int, *, render: int = 128, input_size: int = 64, n
     det = make_detection_arrays(n_train, seed=seed, size=render, split="train")
     val = make_detection_arrays(n_val, seed=seed, size=render, split="val")
     model = SmallGAPNet(2, channels=(16, 32, 64), width=64)
-    x = FT.crop_resize(det["images"], _whole(len(det["images"])), input_size)
+    x = PR.crop_resize(det["images"], _whole(len(det["images"])), input_size)
     cfg = TrainConfig(epochs=4, batch_size=64, lr=0.05, lr_step_every=48, seed=seed)
     state = fit(model, torch.utils.data.TensorDataset(x, torch.as_tensor(det["labels"])), cfg, device=device)
     model.eval()
     with torch.no_grad():
-        logits = model(FT.crop_resize(val["images"], _whole(len(val["images"])), input_size))
+        logits = model(PR.crop_resize(val["images"], _whole(len(val["images"])), input_size))
     acc = 100.0 * float((logits.argmax(1).numpy() == val["labels"]).mean())
     out = BirdDetector(model, render, input_size, acc, state.step, len(det["labels"]), {}, 0.2, device)
     pos = val["labels"] == 1
     boxes = out.boxes(val["images"][pos], fractions)
-    out.fraction_val_iou50 = {f: 100.0 * float(np.mean(FT.paired_iou(b, val["boxes"][pos]) >= 0.5))
+    out.fraction_val_iou50 = {f: 100.0 * float(np.mean(PR.paired_iou(b, val["boxes"][pos]) >= 0.5))
                               for f, b in boxes.items()}
     out.fraction = max(fractions, key=lambda f: (out.fraction_val_iou50[f], -f))
     return out
@@ -347,12 +348,12 @@ def train_bird_detector(seed: int, *, render: int = 128, input_size: int = 64, n
 
 def svm_cam_loc_iou50(features: Lite0CropFeatures, result: Table4Result, test: Table4Split, n: int = 64) -> float:
     """The paper's own CAM route with Lite0: CAMs of the full-image SVM (its weights folded onto Lite0's
-    pooled features, :func:`camlib.core.features.cam_boxes`) on the first ``n`` test images, boxed at 0.2;
+    pooled features, :func:`camlib.core.probe.cam_boxes`) on the first ``n`` test images, boxed at 0.2;
     the share with IoU >= 0.5 (%)."""
     sub = np.arange(n)
     x = features.inputs(test.items.images, None)[sub]
-    boxes, _ = FT.cam_boxes(features.lite0.model, result.full_probe, x, sizes=test.sizes, device=features.device)
-    return 100.0 * float(np.mean(FT.paired_iou(boxes, test.gt_boxes[sub]) >= 0.5))
+    boxes, _ = PR.cam_boxes(features.lite0.model, result.full_probe, x, sizes=test.sizes, device=features.device)
+    return 100.0 * float(np.mean(PR.paired_iou(boxes, test.gt_boxes[sub]) >= 0.5))
 
 
 def smallnet_feature_probes(detector: BirdDetector, train: Table4Split, test: Table4Split, *, svm: dict) -> dict:
@@ -360,10 +361,10 @@ def smallnet_feature_probes(detector: BirdDetector, train: Table4Split, test: Ta
     its input size): how weak a feature extractor the small network is next to Lite0."""
     out = {}
     for name in ("full", "gt_crop"):
-        f = {s.name: FT.gap_features(detector.model, FT.crop_resize(
+        f = {s.name: FT.gap_features(detector.model, PR.crop_resize(
             s.items.images, _whole(len(s)) if name == "full" else s.gt_boxes, detector.input_size),
             progress=False)[0] for s in (train, test)}
-        out[name] = FT.linear_probe(f[train.name], train.labels, f[test.name], test.labels, **svm)["acc"]
+        out[name] = PR.linear_probe(f[train.name], train.labels, f[test.name], test.labels, **svm)["acc"]
     return out
 
 
@@ -371,7 +372,7 @@ def procedural_metrics(result: Table4Result, detector: BirdDetector, train: Tabl
                        **extra) -> dict:
     """``metrics["procedural"]`` of notebook 04 (quick profile); ``extra`` (e.g. the roads not taken) is
     merged in."""
-    paper_rule = 100.0 * float(np.mean(FT.paired_iou(detector.boxes_at[test.name][0.2], test.gt_boxes) >= 0.5))
+    paper_rule = 100.0 * float(np.mean(PR.paired_iou(detector.boxes_at[test.name][0.2], test.gt_boxes) >= 0.5))
     return {
         "accuracy": result.accuracy, "svm": {k: result.probes[k] for k in SETTINGS},
         "loc_iou50": {"chosen": result.loc_iou50, "paper_rule_0.2": paper_rule},
@@ -433,13 +434,13 @@ def cam_locator(model: nn.Module, cam_source: str = "network", *, fraction: floa
     if cam_source not in ("network", "svm"):
         raise ValueError(f"cam_source must be 'network' or 'svm', got {cam_source!r}")
 
-    def locate(split: Table4Split, probe: FT.SVMProbe) -> np.ndarray:
+    def locate(split: Table4Split, probe: PR.SVMProbe) -> np.ndarray:
         sizes = [tuple(int(v) for v in hw) for hw in np.asarray(split.sizes).reshape(-1, 2)]
         if cam_source == "network":
-            return FT.cam_boxes_of(CAM(model), split.items, sizes=sizes, fractions=(fraction,), batch_size=batch_size,
+            return PR.cam_boxes_of(CAM(model), split.items, sizes=sizes, fractions=(fraction,), batch_size=batch_size,
                                    device=device, progress=progress)[0][float(fraction)]
         targets = list(split.labels) if split.name == "train" else None
-        return FT.cam_boxes(model, probe, split.items, sizes=sizes, targets=targets, fraction=fraction,
+        return PR.cam_boxes(model, probe, split.items, sizes=sizes, targets=targets, fraction=fraction,
                             batch_size=batch_size, device=device, progress=progress)[0]
 
     return locate
@@ -531,7 +532,7 @@ def plot_crops_vs_gt(detector: BirdDetector, result: Table4Result, test: Table4S
     ds, cam_boxes = test.items, result.boxes[test.name]
     show = np.argsort(-result.ious)[:: max(1, len(ds) // n)][:n]
     maps = detector.maps(ds.images[show])
-    crops = {k: FT.crop_resize(ds.images[show], b, crop_size) for k, b in
+    crops = {k: PR.crop_resize(ds.images[show], b, crop_size) for k, b in
              (("CAM crop", cam_boxes[show]), ("GT crop", test.gt_boxes[show]))}
     fig, axes = plt.subplots(3, len(show), figsize=(2.1 * len(show), 6.6))
     for j, i in enumerate(show):

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from camlib.core import features as FT
+from camlib.core import probe as PR
 from camlib.evaluation.stats import paired_diff_ci, verdict
 from camlib.paper.fine_grained import probe_with_hits
 
@@ -67,7 +68,7 @@ def table5_probe(
     """Table 5 for one (network, :class:`~camlib.datasets.table5.Table5Data`): features of the protocol's
     train and test images (the CAM feature layer when ``layer`` is None, else ``layer`` pooled with
     ``pool``), a linear SVM with C chosen by CV on train, accuracy on test
-    (:func:`camlib.core.features.linear_probe`'s dict)."""
+    (:func:`camlib.core.probe.linear_probe`'s dict)."""
     from torch.utils.data import Subset
 
     X = {}
@@ -75,7 +76,7 @@ def table5_probe(
         X[part] = FT.cached_features(model, Subset(data.dataset, idx.tolist()), model_name=model_name,
                                      preprocessing=preprocessing, dataset=data.identity(part), cache=cache,
                                      layer=layer, pool=pool, desc=f"{data.name} {part}", **feature_kwargs).X
-    return FT.linear_probe(X["train"], data.labels[data.train], X["test"], data.labels[data.test], **(svm or {}))
+    return PR.linear_probe(X["train"], data.labels[data.train], X["test"], data.labels[data.test], **(svm or {}))
 
 
 # --------------------------------------------------------------------------- verdicts

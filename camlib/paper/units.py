@@ -7,7 +7,7 @@ the paper shows the receptive fields of the top-ranked units on their top-activa
 
 This module does that in three steps, with memory bounded whatever the dataset's size:
 
-1. :func:`head_weights` + :func:`rank_units`: the ``(C, K)`` weights found by :class:`camlib.core.cam.CAM`
+1. :func:`head_weights` + :func:`rank_units`: the ``(C, K)`` weights of the head :func:`camlib.core.cam.find_head` finds
    and the units of one class sorted by ``w_k^c``.
 2. :func:`scan_units`: ONE streamed pass over a dataset. For every tracked unit, a size-``k`` heap
    (:class:`TopKPerUnit`, ``heapq``) keeps the ``k`` images with the highest maximum activation and
@@ -30,21 +30,26 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from camlib.core.cam import CAM, HeadSpec, upsample_maps
+from camlib.core.cam import CAM, HeadSpec, fc_weights, find_head, upsample_maps
 from camlib.datasets.files import ImageFiles, list_images
 from camlib.datasets.transforms import resize_preprocess
 
 __all__ = [
+    "ClassUnits",
     "ImageList",
     "PartHits",
+    "PartStudy",
     "ReservoirQuantile",
     "TopKPerUnit",
     "UnitScan",
+    "class_units",
     "head_weights",
     "image_files",
+    "image_list",
     "live_units",
     "mean_ci",
     "mean_diff_ci",
+    "part_hit_study",
     "part_hits",
     "plot_class_units",
     "random_units",
@@ -69,15 +74,9 @@ def head_weights(
     ``example`` is any input batch the model accepts (one forward pass resolves the head). For a 1x1
     convolution classifier the kernel is returned as (C, K). The tensors are detached copies.
     """
-    cam = CAM(model, feature_layer, fc_layer)
-    cam(example[:1])
-    assert cam.head is not None
-    fc = dict(model.named_modules())[cam.head.fc_layer]
-    w = fc.weight.detach().float().clone()
-    if w.ndim == 4:
-        w = w[:, :, 0, 0]
-    b = None if fc.bias is None else fc.bias.detach().float().clone()
-    return w, b, cam.head
+    head = find_head(model, example, feature_layer, fc_layer)
+    w, b = fc_weights(model, head)
+    return w.detach().float().clone(), None if b is None else b.detach().float().clone(), head
 
 
 def rank_units(weights: Tensor, class_index: int, k: int | None = None, *, lowest: bool = False) -> tuple[Tensor, Tensor]:
@@ -232,6 +231,23 @@ def ImageList(items: Sequence, preprocess: Callable, names: Sequence[str] | None
     its ``display(i, size)`` gives the image resized to ``size`` (the network input size, no crop) as
     uint8, for overlays at the map's geometry. Files are read lazily, so a long list costs no memory."""
     return ImageFiles(items, None, preprocess, names=names)
+
+
+def image_list(model, photos: Sequence[str] = (), folder: str | Path | None = None) -> ImageList:
+    """An :class:`ImageList` for ``model`` (:func:`resize_preprocess`): the ``skimage.data`` ``photos``
+    (by name), then every image file under ``folder`` (:func:`image_files`: a clear error when the
+    folder is missing or holds no image). Names: the photo names, then the file names."""
+    from camlib.datasets.photos import load_photo
+
+    items: list = [load_photo(p) for p in photos]
+    names = list(photos)
+    if folder is not None:
+        files = image_files(folder)
+        items += files
+        names += [f.name for f in files]
+    if not items:
+        raise ValueError("image_list needs photos=... or folder=...")
+    return ImageList(items, resize_preprocess(model), names)
 
 
 # --------------------------------------------------------------------------- scanning a dataset
@@ -471,6 +487,177 @@ def mean_diff_ci(a, b, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -
     d = a[rng.integers(0, a.size, (n_boot, a.size))].mean(1) - b[rng.integers(0, b.size, (n_boot, b.size))].mean(1)
     lo, hi = np.quantile(d, [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(a.mean() - b.mean()), float(lo), float(hi)
+
+
+# --------------------------------------------------------------------------- the notebook's two studies
+
+
+@dataclass
+class PartStudy:
+    """:func:`part_hit_study`'s outcome: ``metrics`` (the numbers notebook 08 reports), the
+    (class, unit) ``pairs`` of the top units, the ``random_units`` drawn as baseline and the hits."""
+
+    metrics: dict
+    pairs: list[tuple[str, int]]
+    random_units: np.ndarray
+    hits: PartHits
+    n_live: int
+
+    @property
+    def verdict(self) -> str:
+        """Top vs random units, read from the 95% interval of the difference (not written in advance)."""
+        d = self.metrics["part_hit_rate"]
+        diff, (lo, _) = d["top_minus_random"], d["top_minus_random_ci95"]
+        if lo > 0:
+            return "higher than that of random units, and the 95% interval of the difference excludes 0"
+        if diff > 0:
+            return "higher than that of random units, but the 95% interval of the difference includes 0: not conclusive"
+        return "NOT higher than that of random units"
+
+    def report(self) -> str:
+        """The study as printed lines: rates with intervals, region areas, per class, the verdict."""
+        d, a = self.metrics["part_hit_rate"], self.metrics["region_area_fraction"]
+        (tl, th), (rl, rh), (dl, dh) = d["top_units_ci95"], d["random_units_ci95"], d["top_minus_random_ci95"]
+        n_top = len({c for c, _ in self.pairs})
+        lines = [
+            f"part-hit rate, top-{len(self.pairs) // max(n_top, 1)} units of each class: {d['top_units']:.3f}  (95% CI {tl:.3f}-{th:.3f})",
+            f"part-hit rate, {d['n_random_units']} random live units:        {d['random_units']:.3f}  (95% CI {rl:.3f}-{rh:.3f})",
+            f"part-hit rate, all {self.n_live} live units:             {d['all_live_units']:.3f}",
+            f"top - random: {d['top_minus_random']:+.3f}  (95% bootstrap CI over units {dl:+.3f} to {dh:+.3f})",
+            f"mean region area (fraction of the image): top {a['top_units']:.3f}, random {a['random_units']:.3f}",
+        ]
+        for c, v in self.metrics["per_class"].items():
+            lines.append(f"  {c:9s} {v['part_hit_rate']:.2f}  parts {v['most_hit_part']}  class purity {v['class_purity']:.2f}")
+        lines.append(f"-> the top units' part-hit rate is {self.verdict}")
+        return "\n".join(lines)
+
+
+def part_hit_study(
+    scan: UnitScan,
+    weights: Tensor,
+    top_units: dict[str, tuple[Tensor, Tensor]],
+    labels: np.ndarray,
+    part_masks: np.ndarray,
+    class_names: Sequence[str],
+    part_names: dict[str, Sequence[str]],
+    *,
+    min_fraction: float = 0.5,
+    seed: int = 0,
+) -> PartStudy:
+    """Are the top units of each class part detectors? Their part-hit rate (:func:`part_hits`) against
+    as many random live units (:func:`random_units`, ``seed``) and all live units.
+
+    ``top_units``: class name -> (units, weights) from :func:`rank_units`; ``labels`` and ``part_masks``
+    (N, H, W): the scanned images' classes and part maps; ``part_names[class]``: names of part ids 1, 2, ...
+    Reported per group: the mean hit rate with a bootstrap 95% interval over units (:func:`mean_ci`), the
+    top - random difference (:func:`mean_diff_ci`), the mean region area, and the class purity (the
+    fraction of a unit's top images that show the class; for a random unit, the class it weighs most).
+    """
+    hits = part_hits(scan, part_masks, min_fraction)
+    live = live_units(scan)
+    pairs = [(c, int(u)) for c, (idx, _) in top_units.items() for u in idx]
+    n_random = len(pairs)
+    rand = random_units(live, n_random, seed=seed)
+    labels = np.asarray(labels)
+
+    def purity(u: int, c: str) -> float:  # fraction of the unit's top images that show class c
+        return float((labels[scan.image_ids[scan.row(u)]] == list(class_names).index(c)).mean())
+
+    def area(units) -> float:
+        return float(np.mean([hits.area[scan.row(int(u))] for u in units]))
+
+    per_class = {}
+    for c, (idx, w) in top_units.items():
+        rows = [scan.row(int(u)) for u in idx]
+        per_class[c] = {
+            "units": [int(u) for u in idx],
+            "weights": [float(v) for v in w],
+            "part_hit_rate": float(hits.hit_rate[rows].mean()),
+            "most_hit_part": [part_names[c][p - 1] if p else "none" for p in hits.top_part[rows]],
+            "class_purity": float(np.mean([purity(int(u), c) for u in idx])),
+        }
+    top_rates = [hits.rate([u]) for _, u in pairs]
+    rand_rates = [hits.rate([u]) for u in rand]
+    top_rate, top_lo, top_hi = mean_ci(top_rates, seed=seed)
+    rand_rate, rand_lo, rand_hi = mean_ci(rand_rates, seed=seed)
+    diff, diff_lo, diff_hi = mean_diff_ci(top_rates, rand_rates, seed=seed)
+    W = torch.as_tensor(weights)
+    best_class = [class_names[int(W[:, int(u)].argmax())] for u in rand]  # the class a random unit weighs most
+    metrics = {
+        "n_units": int(W.shape[1]), "n_live_units": int(len(live)),
+        "part_hit_rate": {"top_units": top_rate, "top_units_ci95": [top_lo, top_hi],
+                          "random_units": rand_rate, "random_units_ci95": [rand_lo, rand_hi],
+                          "top_minus_random": diff, "top_minus_random_ci95": [diff_lo, diff_hi],
+                          "all_live_units": hits.rate(live), "n_top_pairs": len(pairs), "n_random_units": n_random,
+                          "random_unit_ids": [int(u) for u in rand]},
+        "region_area_fraction": {"top_units": area([u for _, u in pairs]), "random_units": area(rand)},
+        "class_purity": {"top_units": float(np.mean([purity(u, c) for c, u in pairs])),
+                         "random_units": float(np.mean([purity(int(u), c) for u, c in zip(rand, best_class, strict=True)]))},
+        "per_class": per_class,
+    }
+    return PartStudy(metrics, pairs, rand, hits, int(len(live)))
+
+
+@dataclass
+class ClassUnits:
+    """:func:`class_units`'s outcome: the scan, the head and its weights, and one row per shown class
+    ``(class name, its top units, their weights w_k^c)``."""
+
+    scan: UnitScan
+    head: HeadSpec
+    weights: Tensor
+    rows: list[tuple[str, list[int], list[float]]]
+    dataset: ImageList
+    display_size: tuple[int, int]
+
+    def metrics(self) -> dict:
+        return {
+            "n_images": len(self.dataset), "feature_layer": self.head.feature_layer,
+            "n_units": int(self.weights.shape[1]), "classes": [r[0] for r in self.rows],
+            "top_units": {r[0]: r[1] for r in self.rows},
+        }
+
+    def figure(self, n_images: int = 3):
+        """Figure 13's layout (:func:`plot_class_units`) on the dataset's images at the network's input size."""
+        return plot_class_units(self.scan, lambda i: self.dataset.display(i, self.display_size), self.rows, n_images)
+
+
+def class_units(
+    model,
+    dataset: ImageList,
+    *,
+    of_images: Sequence[int] | None = None,
+    n_classes: int = 4,
+    top_units: int = 3,
+    k: int = 8,
+    quantile: float = 0.99,
+    batch_size: int = 32,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> ClassUnits:
+    """The units classes are built from, on a folder of images (the paper's Figure 13).
+
+    ``model``: a :class:`camlib.models.ImageNetModel`; ``dataset``: e.g. :func:`image_list`. One
+    :func:`scan_units` pass (top-``k`` images per unit, the ``quantile`` threshold), then for each shown
+    class its ``top_units`` units by ``w_k^c`` (:func:`rank_units`). Shown classes: the top-1 classes of
+    the images ``of_images``, else the ``n_classes`` classes the network predicts most often on the dataset.
+    """
+    net = model.model
+    scan = scan_units(net, dataset, k=k, quantile=quantile, batch_size=batch_size, seed=seed, device=device,
+                      progress=progress)
+    W, _, head = head_weights(net, dataset[0][0][None].to(device))
+    if of_images is not None:
+        x = torch.stack([dataset[i][0] for i in of_images])
+        with torch.inference_mode():
+            shown = net(x.to(device)).argmax(1).tolist()
+    else:
+        shown = np.argsort(-scan.pred_counts, kind="stable")[:n_classes].tolist()
+    rows = []
+    for c in shown:
+        idx, w = rank_units(W, int(c), top_units)
+        rows.append((model.classes[int(c)], idx.tolist(), w.tolist()))
+    return ClassUnits(scan, head, W, rows, dataset, tuple(model.input_size))
 
 
 # --------------------------------------------------------------------------- figure

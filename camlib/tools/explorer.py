@@ -2,9 +2,10 @@
 
 Pick an image, a model, a class from the top-k list, the threshold, the box rule and the upsampling
 mode; the overlay, the box and the top-5 strip update at once. The forward pass runs once per
-(model, image): the logits and features are cached, and a class's map is recomputed from them
-(``M_c = sum_k w_k^c f_k``, an einsum of a few thousand numbers), so moving a slider never touches the
-network.
+(model, image): the logits and features are cached, and a class's map is recomputed from them by
+:func:`camlib.core.cam.maps_from_features` (``M_c = sum_k w_k^c f_k``, or ``relu(W_c f + b_c)`` for a
+1x1-conv classifier: exactly :class:`~camlib.core.cam.CAM`'s map), so moving a slider never touches
+the network.
 
 With ``interactive=False`` (papermill, exported notebooks) or without a widget front end,
 :meth:`CAMExplorer.show` draws one static figure with the current settings instead.
@@ -30,7 +31,7 @@ import torch
 from torch import nn
 
 from camlib.core.boxes import paper_box
-from camlib.core.cam import CAM, CAMOptions, postprocess
+from camlib.core.cam import CAM, CAMOptions, fc_weights, maps_from_features, postprocess
 from camlib.core.viz import GT_COLOR, draw_box, overlay
 from camlib.models.imagenet import ImageNetModel
 
@@ -78,7 +79,7 @@ class ExplorerState:
 @dataclass
 class _Cached:
     logits: torch.Tensor  # (C,)
-    features: torch.Tensor  # (K, h, w), after the head's own ReLU if any
+    features: torch.Tensor  # (1, K, h, w), the feature layer's output as CAM saw it
     top: list[int] = field(default_factory=list)
 
 
@@ -105,6 +106,7 @@ class CAMExplorer:
         self.compare = compare
         self.last_figure: plt.Figure | None = None  # the static view :meth:`show` drew last
         self._models: dict[str, tuple[ImageNetModel, CAM]] = {}
+        self._fc: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}  # the classifier (W, b), float on CPU
         self._cache: dict[tuple[str, str], _Cached] = {}
         self.forward_passes = 0
         self.state = ExplorerState(image=next(iter(images)), model=next(iter(models)))
@@ -153,9 +155,21 @@ class CAMExplorer:
             x = net.preprocess(self.images[image])[None].to(device)
             out = cam(x, topk=1)
             self.forward_passes += 1
-            f = out.features[0].relu() if out.head.relu else out.features[0]
-            self._cache[key] = _Cached(out.logits[0].detach().float().cpu().clone(), f.detach().float().cpu().clone())
+            if model not in self._fc:
+                w, b = fc_weights(net.model, out.head)
+                self._fc[model] = (w.detach().float().cpu().clone(), None if b is None else b.detach().float().cpu().clone())
+            self._cache[key] = _Cached(out.logits[0].detach().float().cpu().clone(),
+                                       out.features.detach().float().cpu().clone())
         return self._cache[key]
+
+    def raw_map(self, image: str, model: str, c: int) -> torch.Tensor:
+        """The raw (1, 1, h, w) CAM of class ``c`` from the cached features, exactly as :class:`CAM`
+        computes it (:func:`~camlib.core.cam.maps_from_features` with the head's kind: a 1x1-conv
+        classifier's map includes its bias and ReLU)."""
+        cached = self._features(image, model)
+        head = self._model(model)[1].head
+        w, b = self._fc[model]
+        return maps_from_features(cached.features, w, b, torch.tensor([[int(c)]]), head.kind, relu=head.relu)
 
     def add_image(self, name: str, image) -> None:
         """Add an image (e.g. an uploaded file decoded with PIL) to the choices."""
@@ -164,14 +178,12 @@ class CAMExplorer:
     def compute(self, state: ExplorerState | None = None) -> dict:
         """Everything one view shows: top-k names/probabilities, the selected class's map and box."""
         s = state or self.state
-        net, cam = self._model(s.model)
+        net = self._model(s.model)[0]
         cached = self._features(s.image, s.model)
         probs = cached.logits.softmax(0)
         top = probs.topk(min(s.topk, len(probs))).indices.tolist()
         c = top[min(s.rank, len(top) - 1)]
-        fc = net.model.get_submodule(cam.head.fc_layer)
-        w = fc.weight.detach().reshape(fc.weight.shape[0], -1)[c].float().cpu()
-        raw = torch.einsum("khw,k->hw", cached.features, w)[None, None]
+        raw = self.raw_map(s.image, s.model, c)
         img = self.images[s.image]
         opts = CAMOptions(upsample=s.upsample, size="original", normalize="max")
         m = postprocess(raw, opts, original_size=img.shape[:2])[0, 0].numpy()
