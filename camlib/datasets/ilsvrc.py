@@ -51,6 +51,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from camlib.datasets.targets import Target
+
 __all__ = [
     "ILSVRCBoxDataset",
     "SAMPLE_HINT",
@@ -190,7 +192,7 @@ def _find_image(folder: Path, image_id: str) -> Path:
 
 # ------------------------------------------------------------------------------------- datasets
 class ILSVRCBoxDataset(Dataset):
-    """(image tensor, target) pairs; target = {"label", "boxes" (n, 4) int64, "size" (H, W), "image_id"}.
+    """(image tensor, target) pairs; target: a :class:`~camlib.datasets.targets.Target` (label, boxes (n, 4) int64, size (H, W), image_id).
 
     Build with :meth:`from_xml`, :meth:`from_kaggle_csv` or :class:`WSOLManifestDataset` (or
     :func:`open_ilsvrc_val`, which picks one). ``preprocess`` maps a PIL RGB image to the network input
@@ -305,15 +307,15 @@ class ILSVRCBoxDataset(Dataset):
             im.load()  # decode now: a truncated file fails here, not later
             return im.convert("RGB")
 
-    def target(self, i: int, size: tuple[int, int] | None = None) -> dict:
-        """The target of item ``i``; with the image's ``size`` (H, W) the boxes are clipped to it."""
+    def target(self, i: int, size: tuple[int, int] | None = None) -> Target:
+        """The :class:`~camlib.datasets.targets.Target` of item ``i``; with the image's ``size`` (H, W)
+        the boxes are clipped to it."""
         boxes = self.boxes[i].copy()
-        t = {"label": self.labels[i], "boxes": boxes, "size": size, "image_id": self.ids[i]}
         if size is not None:
             h, w = size
             boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w - 1)
             boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h - 1)
-        return t
+        return Target(label=self.labels[i], boxes=boxes, size=size, image_id=self.ids[i])
 
     def __getitem__(self, i: int):
         try:

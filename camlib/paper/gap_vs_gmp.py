@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset, Subset
 
 from camlib.core.cam import CAM, CAMOptions, postprocess
+from camlib.evaluation.batch import ByFraction
 from camlib.evaluation.localize import (
     PAPER_OPTIONS,
     array_batches,
@@ -319,8 +320,9 @@ def localization_sweep(
 
 def sweep_curve(result: dict, key: str = "gt_known_loc_acc") -> tuple[list[float], list[float]]:
     """(fractions, values of ``key``) of a :func:`localization_sweep` result, fractions ascending."""
-    fr = sorted(result["localization"])
-    return [float(f) for f in fr], [float(result["localization"][f][key]) for f in fr]
+    loc = ByFraction(result["localization"])
+    fr = loc.fractions()
+    return fr, [float(loc[f][key]) for f in fr]
 
 
 def best_fraction(result: dict, key: str = "gt_known_loc_acc") -> float:
@@ -379,7 +381,7 @@ def train_pooling_run(
         "state": state,
         "head": cam.head,
         "metrics": metrics,
-        "val_curve": dict(zip(*sweep_curve(val_res, select_key), strict=True)),
+        "val_curve": ByFraction(zip(*sweep_curve(val_res, select_key), strict=True)),
         "seconds": {"train": t1 - t0, "eval": time.time() - t1},
     }
 
