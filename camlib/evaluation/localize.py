@@ -49,11 +49,13 @@ __all__ = [
     "array_batches",
     "class_maps",
     "comparison_rows",
+    "evaluate_ilsvrc_val",
     "evaluate_localization",
     "evaluate_protocols",
     "explain_image",
     "input_normalizer",
     "load_gap_checkpoint",
+    "localization_table",
     "mask_batches",
     "merge_ten_crops",
     "protocol_rows",
@@ -107,6 +109,50 @@ def evaluate_localization(
     if keep_predictions:
         out["predictions"] = res.predictions
     return out
+
+
+def evaluate_ilsvrc_val(
+    source: nn.Module | CAM,
+    root: str | Path,
+    preprocess: Callable,
+    *,
+    fractions: Sequence[float] = (0.2,),
+    options: CAMOptions = PAPER_OPTIONS,
+    topk: int = 5,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    device: str | torch.device = "cpu",
+    limit: int | None = None,
+    keep_predictions: bool = False,
+) -> tuple:
+    """:func:`evaluate_localization` on an ILSVRC val folder in any layout
+    :func:`camlib.datasets.ilsvrc.open_ilsvrc_val` reads (the 100-image sample or the full 50,000), with
+    ``preprocess`` making the network input; ``limit`` keeps the first ``limit`` images.
+
+    Returns ``(dataset, result)``: the dataset (for showing its images) and the result dict.
+    """
+    from torch.utils.data import Subset
+
+    from camlib.datasets.ilsvrc import make_loader, open_ilsvrc_val
+
+    data = open_ilsvrc_val(root, preprocess)
+    if limit is not None:
+        data = Subset(data, range(min(limit, len(data))))
+    loader = make_loader(data, batch_size=batch_size, num_workers=num_workers, pin_memory=torch.device(device).type == "cuda")
+    result = evaluate_localization(source, loader, fractions=fractions, options=options, topk=topk, device=device,
+                                   total=len(loader), keep_predictions=keep_predictions)  # fmt: skip
+    return data, result
+
+
+def localization_table(result: dict) -> str:
+    """An :func:`evaluate_localization` result as text: classification, then per fraction GT-known and the
+    top-1 / top-5 localization error (percent)."""
+    c = result["classification"]
+    lines = ["classification: " + ", ".join(f"top-{k[3:-4]} {v:.0f}%" for k, v in c.items() if k.endswith("_acc"))]
+    for f, lo in ByFraction(result["localization"]).items():
+        errs = "  ".join(f"top-{k[3:-8]} loc err {v:5.1f}%" for k, v in lo.items() if k.endswith("_loc_err"))
+        lines.append(f"t = {float(f):.1f}: GT-known {lo['gt_known_loc_acc']:5.1f}%  {errs}")
+    return "\n".join(lines)
 
 
 def array_batches(images, labels, boxes, batch_size: int = 128, masks=None):
