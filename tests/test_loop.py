@@ -180,3 +180,21 @@ def test_both_configurations_agree_image_by_image(shapes, net):
     for a, b in zip(loc["predictions"], prot["predictions"], strict=True):
         assert a["boxes"]["paper@0.4"] == b["boxes"]["paper@0.4"]
         assert a["gt_known_box"]["paper@0.2"] == b["gt_known_box"]["paper@0.2"]
+
+
+def test_localization_study_runs_every_setting_through_the_loop(shapes, net):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from camlib.datasets import CLASSES
+    from camlib.evaluation.study import LocalizationStudy
+
+    study = LocalizationStudy("quick", {"small": net}, {"small": "SmallGAPNet, test"}, test=shapes, batch_size=8)
+    assert study.data == "procedural"
+    assert [run for run, *_ in study.settings()] == ["small/cam", "small/backprop"]  # no ten crops without ILSVRC
+    res = study.run(Protocols(topk=3, fractions=(0.2,)), keep_maps=6)
+    assert set(res) == {"small/cam", "small/backprop"} and res["small/cam"]["n_images"] == 20
+    assert "pxap" in res["small/cam"] and len(res["small/cam"]["gt_maps"]) == 6 and res["small/backprop"].get("gt_maps") is None
+    assert study.comparisons() == []  # procedural numbers are never set against the paper's
+    fig = study.example_grid("small/cam", CLASSES, n_each=2)
+    assert 1 <= len([ax for ax in fig.axes if ax.images]) <= 4
