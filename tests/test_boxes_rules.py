@@ -168,8 +168,8 @@ def test_heuristic_scoring_with_repeated_classes_and_several_gt_boxes():
     boxes = np.array([[[0, 0, 5, 5], [0, 0, 9, 9], [20, 20, 22, 22], [10, 10, 30, 30], [0, 0, 1, 1]]])
     gts = [np.array([[50, 50, 60, 60], [11, 11, 29, 31]])]
     ev = LocalizationEvaluator((5,))
-    ev.accumulate(classes, boxes, [3], gts)
+    ev.update(classes, boxes, [3], gts)
     assert ev.compute()["top5_loc_err"] == 0.0
     ev = LocalizationEvaluator((5,))
-    ev.accumulate(classes, boxes, [7], gts)  # class 7's boxes do not match: error
+    ev.update(classes, boxes, [7], gts)  # class 7's boxes do not match: error
     assert ev.compute()["top5_loc_err"] == 100.0

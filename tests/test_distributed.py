@@ -47,7 +47,7 @@ def test_without_torchrun_everything_is_one_process(monkeypatch):
     assert distributed.gather_list([1, 2]) == [1, 2]
     assert distributed.all_sum(3) == 3
     ev = ClassificationEvaluator((1,))
-    ev.accumulate(torch.eye(3), [0, 1, 0])
+    ev.update(torch.eye(3), [0, 1, 0])
     distributed.sync_evaluators(ev, None)  # no group: unchanged
     assert ev.compute()["top1_acc"] == pytest.approx(200 / 3)
 
@@ -80,11 +80,11 @@ def test_every_evaluator_merges_to_the_single_pass_result():
     gk = rng.integers(0, 16, (12, 4)) + np.array([0, 0, 10, 10])
 
     cases = [
-        (lambda: ClassificationEvaluator((1, 5)), lambda e, s: e.accumulate(logits[s], labels[s])),
+        (lambda: ClassificationEvaluator((1, 5)), lambda e, s: e.update(logits[s], labels[s])),
         (lambda: LocalizationEvaluator((1, 5)),
-         lambda e, s: e.accumulate(pred[s], pboxes[s], labels[s], boxes[s], gk[s])),
-        (lambda: BoxAccSweep(np.linspace(0, 0.95, 20), keep_per_image=True), lambda e, s: e.accumulate(maps[s], boxes[s])),
-        (lambda: PxAPEvaluator(np.linspace(0, 0.95, 20)), lambda e, s: e.accumulate(maps[s], masks[s])),
+         lambda e, s: e.update(pred[s], pboxes[s], labels[s], boxes[s], gk[s])),
+        (lambda: BoxAccSweep(np.linspace(0, 0.95, 20), keep_per_image=True), lambda e, s: e.update(maps[s], boxes[s])),
+        (lambda: PxAPEvaluator(np.linspace(0, 0.95, 20)), lambda e, s: e.update(maps[s], masks[s])),
     ]  # fmt: skip
     for make, feed in cases:
         whole, merged = _split_equals_whole(make, feed)

@@ -277,3 +277,22 @@ def test_notebook_02_paper_profile_without_data_says_where_to_put_it(tmp_path, m
         _run_notebook_02(tmp_path, PROFILE="paper")
     with pytest.raises(pm.PapermillExecutionError, match="n01440764"):
         _run_notebook_02(tmp_path, PROFILE="paper", ILSVRC_VAL=str(tmp_path))
+
+
+def test_pooling_study_and_its_sweep_figure(shapes):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from camlib.paper.gap_vs_gmp import plot_threshold_sweep, pooling_study
+
+    val = ProceduralShapes(8, seed=0, size=32, split="val")
+    test = ProceduralShapes(8, seed=0, size=32, split="test")
+    fractions = (0.2, 0.5)
+    runs, options = pooling_study(shapes, val, test, seeds=[0], epochs=1, batch_size=8, lr=0.01, fractions=fractions,
+                                  pad=2, width=8)  # fmt: skip
+    assert [len(runs[p]) for p in ("avg", "max")] == [1, 1]
+    assert runs["avg"][0]["head"].pool == "avg" and runs["max"][0]["head"].pool == "max"
+    assert options["train"]["seed"] == "SEED + i" and "SmallGAPNet" in options["model"]
+    assert set(runs["avg"][0]["val_curve"]) == {"0.2", "0.5"} and "mask_coverage" in runs["avg"][0]["extent"]
+    fig = plot_threshold_sweep(runs, fractions)
+    assert len(fig.axes[0].lines) >= 4  # two mean curves, one chosen threshold per run, the paper's line

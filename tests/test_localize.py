@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from camlib.core.cam import CAM
@@ -14,24 +13,25 @@ from camlib.evaluation.localize import (
     array_batches,
     evaluate_localization,
     explain_image,
-    localize_batch,
 )
 from camlib.models import SmallGAPNet, load_efficientnet_lite0
 
 
-def test_localize_batch_shapes_and_gt_known_consistency():
+def test_kept_predictions_shapes_and_gt_known_consistency():
     torch.manual_seed(0)
     ds = ProceduralShapes(16, seed=1, split="val")
     model = SmallGAPNet(6)
-    x, targets = next(array_batches(ds.images, ds.labels, ds.boxes, 16))
-    labels = [t["label"] for t in targets]
-    r = localize_batch(CAM(model), x, sizes=[t["size"] for t in targets], gt_labels=labels, topk=3, fractions=(0.2, 0.5))
-    assert r["pred_classes"].shape == (16, 3) and r["boxes"][0.5].shape == (16, 3, 4)
-    same = r["pred_classes"][:, 0].numpy() == np.array(labels)
-    # where the top-1 class is the true class, its box IS the GT-known box
-    assert np.array_equal(r["boxes"][0.2][same, 0], r["gt_known_boxes"][0.2][same])
-    with pytest.raises(ValueError, match="sizes"):
-        localize_batch(CAM(model), x, sizes=[(64, 64)], gt_labels=labels)
+    r = evaluate_localization(CAM(model), array_batches(ds.images, ds.labels, ds.boxes, 8), topk=3,
+                              fractions=(0.2, 0.5), keep_predictions=True)  # fmt: skip
+    preds = r["predictions"]
+    assert len(preds) == 16 and r["n_images"] == 16
+    assert set(preds[0]["boxes"]) == {"paper@0.2", "paper@0.5"} and np.shape(preds[0]["boxes"]["paper@0.5"]) == (3, 4)
+    same = [p for p in preds if p["pred_classes"][0] == p["label"]]
+    assert same, "the test needs at least one image whose top-1 class is right"
+    for p in same:  # where the top-1 class is the true class, its box IS the GT-known box
+        assert p["boxes"]["paper@0.2"][0] == p["gt_known_box"]["paper@0.2"]
+    # fractions are keyed one way: the string key, reachable with the float too
+    assert list(r["localization"]) == ["0.2", "0.5"] and r["localization"][0.5] is r["localization"]["0.5"]
 
 
 def test_evaluate_localization_on_procedural_ranges():

@@ -12,8 +12,8 @@ from camlib.evaluation.metrics import ClassificationEvaluator, LocalizationEvalu
 def test_classification_topk():
     ev = ClassificationEvaluator((1, 2))
     logits = torch.tensor([[3.0, 2.0, 1.0], [1.0, 3.0, 2.0], [1.0, 2.0, 3.0]])
-    ev.accumulate(logits, [0, 2, 0])  # right, top-2, wrong
-    ev.accumulate(logits[:1], [1])  # top-2
+    ev.update(logits, [0, 2, 0])  # right, top-2, wrong
+    ev.update(logits[:1], [1])  # top-2
     r = ev.compute()
     assert r["n"] == 4 and r["top1_acc"] == 25.0 and r["top2_acc"] == 75.0 and r["top1_err"] == 75.0
 
@@ -21,11 +21,11 @@ def test_classification_topk():
 def test_classification_guards():
     ev = ClassificationEvaluator((1, 5))
     with pytest.raises(ValueError, match="B, C"):
-        ev.accumulate(torch.zeros(2, 3), [0])
+        ev.update(torch.zeros(2, 3), [0])
     with pytest.raises(ValueError, match="5 asked"):
-        ev.accumulate(torch.zeros(2, 3), [0, 1])
+        ev.update(torch.zeros(2, 3), [0, 1])
     with pytest.raises(ValueError, match="class indices"):
-        ClassificationEvaluator((1,)).accumulate(torch.zeros(1, 3), [3])
+        ClassificationEvaluator((1,)).update(torch.zeros(1, 3), [3])
     with pytest.raises(ValueError, match="no samples"):
         ClassificationEvaluator().compute()
 
@@ -36,7 +36,7 @@ GOOD, BAD = [10, 10, 29, 29], [50, 50, 60, 60]
 
 def test_localization_needs_class_and_box():
     ev = LocalizationEvaluator((1, 2))
-    ev.accumulate(
+    ev.update(
         pred_classes=[[1, 2], [2, 1], [1, 2], [3, 1]],
         pred_boxes=[[GOOD, BAD], [BAD, GOOD], [BAD, GOOD], [GOOD, BAD]],
         gt_labels=[1, 1, 1, 1],
@@ -54,28 +54,28 @@ def test_localization_any_gt_box_counts_and_iou_edge():
     ev = LocalizationEvaluator((1,))
     two = np.array([[0, 0, 9, 9], [10, 10, 29, 29]])
     half = [0, 0, 4, 9]  # IoU exactly 0.5 with the first GT box: counts (>=)
-    ev.accumulate([[0], [0]], [[GOOD], [half]], [0, 0], [two, two])
+    ev.update([[0], [0]], [[GOOD], [half]], [0, 0], [two, two])
     assert ev.compute()["top1_loc_acc"] == 100.0
 
 
 def test_localization_guards():
     ev = LocalizationEvaluator((1, 5))
     with pytest.raises(ValueError, match="at least 5"):
-        ev.accumulate([[0]], [[GOOD]], [0], [GT])
+        ev.update([[0]], [[GOOD]], [0], [GT])
     ev = LocalizationEvaluator((1,))
     with pytest.raises(ValueError, match="gt_boxes has 1"):
-        ev.accumulate([[0], [0]], [[GOOD], [GOOD]], [0, 0], [GT])
+        ev.update([[0], [0]], [[GOOD], [GOOD]], [0, 0], [GT])
     with pytest.raises(ValueError, match="no ground-truth box"):
-        ev.accumulate([[0]], [[GOOD]], [0], [np.zeros((0, 4))])
+        ev.update([[0]], [[GOOD]], [0], [np.zeros((0, 4))])
     with pytest.raises(ValueError, match="expected"):
-        ev.accumulate([[0]], [GOOD], [0], [GT])
+        ev.update([[0]], [GOOD], [0], [GT])
 
 
 def test_repeated_k_counts_once():
     ev = LocalizationEvaluator((1, 1))
-    ev.accumulate([[0]], [[GOOD]], [0], [GT], [GOOD])
+    ev.update([[0]], [[GOOD]], [0], [GT], [GOOD])
     r = ev.compute()
     assert r["top1_loc_acc"] == 100.0 and r["top1_loc_acc"] <= r["gt_known_loc_acc"]
     c = ClassificationEvaluator((1, 1))
-    c.accumulate(torch.tensor([[1.0, 0.0]]), [0])
+    c.update(torch.tensor([[1.0, 0.0]]), [0])
     assert c.compute()["top1_acc"] == 100.0

@@ -152,8 +152,8 @@ def test_box_acc_sweep_compute_and_subsets():
     m2[0:4, 0:4] = 0.9
     gts = [np.array([[2, 2, 7, 7]]), np.array([[0, 0, 3, 3]])]
     ev = BoxAccSweep([0.1, 0.5, 0.8], (0.3, 0.5, 0.7), keep_per_image=True)
-    ev.accumulate([m1], gts[:1])
-    ev.accumulate([m2], gts[1:])
+    ev.update([m1], gts[:1])
+    ev.update([m2], gts[1:])
     r = ev.compute()
     # m1 hits (exactly) at 0.1 and 0.5; m2 only at 0.5 and 0.8 -> BoxAcc at IoU 0.5 = 50, 100, 50
     assert r["curves"]["largest"]["0.5"] == [50.0, 100.0, 50.0]
@@ -182,7 +182,7 @@ def test_pxap_counts_match_the_loop_and_known_values():
     masks = [rng.random((8, 9)) > 0.6 for _ in range(3)]
     thr = np.linspace(0, 1, 11)
     ev = PxAPEvaluator(thr)
-    ev.accumulate(maps, masks)
+    ev.update(maps, masks)
     tp, fp = ev.counts()
     rtp, rfp = reference_pxap_counts(maps, masks, thr)
     np.testing.assert_array_equal(tp, rtp)
@@ -190,21 +190,21 @@ def test_pxap_counts_match_the_loop_and_known_values():
     # a map equal to its mask is perfect; its negation finds foreground only when everything is
     # predicted (t = 0): AP = precision there x recall 1 = the foreground fraction
     perfect = PxAPEvaluator(thr)
-    perfect.accumulate([masks[0].astype(np.float32)], [masks[0]])
+    perfect.update([masks[0].astype(np.float32)], [masks[0]])
     assert perfect.compute()["pxap"] == pytest.approx(100.0)
     assert perfect.compute()["best_piou"] == pytest.approx(100.0)
     worst = PxAPEvaluator(thr)
-    worst.accumulate([1.0 - masks[0].astype(np.float32)], [masks[0]])
+    worst.update([1.0 - masks[0].astype(np.float32)], [masks[0]])
     assert worst.compute()["pxap"] == pytest.approx(100.0 * masks[0].mean())
 
 
 def test_pxap_needs_foreground():
     ev = PxAPEvaluator([0.5])
-    ev.accumulate([np.zeros((3, 3))], [np.zeros((3, 3), bool)])
+    ev.update([np.zeros((3, 3))], [np.zeros((3, 3), bool)])
     with pytest.raises(ValueError, match="foreground"):
         ev.compute()
     with pytest.raises(ValueError, match="shape"):
-        ev.accumulate([np.zeros((3, 3))], [np.zeros((3, 4), bool)])
+        ev.update([np.zeros((3, 3))], [np.zeros((3, 4), bool)])
 
 
 # ----------------------------------------------------------------------------- the protocol pipeline
@@ -263,7 +263,7 @@ def test_protocols_on_procedural_data_with_masks():
     assert r["gt_known_sweep"]["curves"]["largest"]["0.5"][i] == r["paper"]["0.2"]["gt_known_loc_acc"]
     # the heuristic's five boxes are the paper rule's tight and loose boxes of the top-3 classes
     p = r["predictions"][0]
-    assert p["heuristic_boxes"][1] == p["paper_boxes"]["0.2"][0]
+    assert p["boxes"]["heuristic"][1] == p["boxes"]["paper@0.2"][0]
     # GT-known can never be below top-1 localization (same box, one more condition on the latter)
     pa = r["paper"]["0.2"]
     assert pa["gt_known_loc_acc"] >= pa["top1_loc_acc"]

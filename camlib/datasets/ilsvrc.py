@@ -456,7 +456,7 @@ def wsol_records(root: str | Path) -> list[ImageRecord]:
 
 # ------------------------------------------------------------------------------------- datasets
 class ILSVRCBoxDataset(Dataset):
-    """(image tensor, target) pairs; target = {"label", "boxes" (n, 4) int64, "size" (H, W), "image_id"}.
+    """(image tensor, target) pairs; target: a :class:`~camlib.datasets.targets.Target` (label, boxes (n, 4) int64, size (H, W), image_id).
 
     Build with :meth:`from_xml`, :meth:`from_kaggle_csv` or :class:`WSOLManifestDataset` (or
     :func:`open_ilsvrc_val`, which picks one). ``preprocess`` maps a PIL RGB image to the network input
@@ -578,15 +578,15 @@ class ILSVRCBoxDataset(Dataset):
         """The image as PIL RGB, fully decoded (raises on a missing or corrupt file)."""
         return read_rgb(self.image_path(i))
 
-    def target(self, i: int, size: tuple[int, int] | None = None) -> dict:
-        """The target of item ``i``; with the image's ``size`` (H, W) the boxes are clipped to it."""
+    def target(self, i: int, size: tuple[int, int] | None = None) -> Target:
+        """The :class:`~camlib.datasets.targets.Target` of item ``i``; with the image's ``size`` (H, W)
+        the boxes are clipped to it."""
         boxes = self.boxes[i].copy()
-        t = {"label": self.labels[i], "boxes": boxes, "size": size, "image_id": self.ids[i]}
         if size is not None:
             h, w = size
             boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w - 1)
             boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h - 1)
-        return t
+        return Target(label=self.labels[i], boxes=boxes, size=size, image_id=self.ids[i])
 
     def __getitem__(self, i: int):
         try:

@@ -32,13 +32,14 @@ import torch
 from torch.utils.data import Dataset
 
 from camlib.core import distributed
+from camlib.datasets.targets import Target
 from camlib.evaluation.localize import PAPER_OPTIONS, Protocols, evaluate_protocols, summarize_protocols
 
 __all__ = ["LabelView", "ProceduralTargets", "build", "main"]
 
 
 class ProceduralTargets(Dataset):
-    """:class:`camlib.datasets.ProceduralShapes` as ``(x, target)`` items for
+    """:class:`camlib.datasets.ProceduralShapes` as ``(x, Target)`` items for
     :func:`camlib.datasets.ilsvrc.make_loader` (label, box, size, image id and mask)."""
 
     def __init__(self, shapes) -> None:
@@ -50,8 +51,8 @@ class ProceduralTargets(Dataset):
     def __getitem__(self, i: int):
         x, label = self.shapes[i]
         s = self.shapes
-        return x, {"label": int(label), "boxes": s.boxes[i].reshape(1, 4), "size": tuple(x.shape[-2:]),
-                   "image_id": int(i), "mask": s.masks[i]}  # fmt: skip
+        return x, Target(label=int(label), boxes=s.boxes[i].reshape(1, 4), size=tuple(x.shape[-2:]), image_id=int(i),
+                         mask=s.masks[i])  # fmt: skip
 
 
 class LabelView(Dataset):
@@ -65,7 +66,7 @@ class LabelView(Dataset):
 
     def __getitem__(self, i: int):
         x, t = self.dataset[i]
-        return x, int(t["label"])
+        return x, int(t.label)
 
 
 def build(args: argparse.Namespace):

@@ -1,35 +1,24 @@
-"""The localization pipeline: model -> CAMs -> boxes -> evaluators, one code path for every dataset.
+"""Configurations of the one evaluation loop, and what notebooks 01-03 need around it.
 
-For each image: one forward pass gives the maps of all classes at feature resolution; only the maps
-of the top-k predicted classes and of the ground-truth class are upsampled (to the image's own size
-by default, where the ground-truth boxes live), normalised and boxed with the paper's rule at each
-threshold fraction asked for.
-
-:func:`evaluate_protocols` is the full version used for Tables 2 and 3 (notebook 03): for a CAM or a
-:class:`camlib.core.saliency.BackpropSaliency` (same call shape), single-crop or the released code's ten
-crops (:class:`TenCrop`, :func:`merge_ten_crops`), it feeds one set of maps per image to every box rule
-(the paper's, the released code's, the five-box heuristic) and to Choe et al.'s threshold sweeps
-(:mod:`camlib.evaluation.wsol`), and counts unreadable images.
+:func:`evaluate_localization` (the paper's rule at some fractions: notebooks 01, 02,
+:mod:`camlib.paper.gap_vs_gmp`) and :func:`evaluate_protocols` (every protocol of Tables 2 and 3 and
+Choe et al.'s: notebook 03, the ``camlib.evaluate`` CLI) both run
+:func:`camlib.evaluation.loop.run_evaluation`: batches -> map source (CAM, Backprop, ten crops) -> maps ->
+boxes -> every evaluator. They only choose the evaluators and the map options. Threshold fractions are
+keyed by :func:`camlib.evaluation.batch.fraction_key` strings (``"0.2"``) in every result.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-from camlib.core.boxes import (
-    HEURISTIC_LOOSE,
-    HEURISTIC_TIGHT,
-    nth_box,
-    paper_boxes,
-    released_boxes,
-)
+from camlib.core.boxes import HEURISTIC_LOOSE, HEURISTIC_TIGHT, paper_boxes
 from camlib.core.cam import (
     CAM,
     DISPLAY_OPTIONS,
@@ -39,6 +28,7 @@ from camlib.core.cam import (
     postprocess,
     upsample_maps,
 )
+from camlib.datasets.targets import Target
 from camlib.datasets.transforms import (  # the input transforms live in the data layer; re-exported here
     TEN_CROP,
     TEN_CROP_SIZE,
@@ -49,13 +39,14 @@ from camlib.datasets.transforms import (  # the input transforms live in the dat
     ten_crop_offsets,
     whole_image_transform,
 )
+from camlib.evaluation.batch import ByFraction, box_key, fraction_key
+from camlib.evaluation.loop import class_maps, fraction_keys, run_evaluation
 from camlib.evaluation.metrics import ClassificationEvaluator, LocalizationEvaluator
 from camlib.evaluation.wsol import (
     CHOE_IOU_THRESHOLDS,
     CHOE_THRESHOLDS,
     BoxAccSweep,
     PxAPEvaluator,
-    largest_component_boxes,
 )
 
 __all__ = [
@@ -64,66 +55,29 @@ __all__ = [
     "PixelNormalize",
     "Protocols",
     "TenCrop",
+    "WholeImage",
     "array_batches",
     "class_maps",
     "comparison_rows",
+    "evaluate_ilsvrc_val",
     "evaluate_localization",
     "evaluate_protocols",
     "explain_image",
     "input_normalizer",
     "load_gap_checkpoint",
-    "localize_batch",
+    "localization_table",
     "mask_batches",
     "merge_ten_crops",
     "protocol_rows",
     "summarize_protocols",
-    "WholeImage",
     "ten_crop_offsets",
     "whole_image_transform",
 ]
 
 
-
-def localize_batch(
-    cam: CAM,
-    x: Tensor,
-    *,
-    sizes: Sequence[tuple[int, int]] | None = None,
-    gt_labels: Sequence[int] | Tensor | None = None,
-    topk: int = 5,
-    fractions: Sequence[float] = (0.2,),
-    options: CAMOptions = PAPER_OPTIONS,
-) -> dict:
-    """Boxes for the top-k classes (and the ground-truth class) of every image of a batch.
-
-    Returns ``{"logits", "pred_classes" (B, k), "boxes": {f: (B, k, 4)}, "gt_known_boxes": {f: (B, 4)}}``.
-    ``sizes`` are the (H, W) the maps are upsampled to when ``options.size == "original"``.
-    """
-    B = x.shape[0]
-    if sizes is not None and len(sizes) != B:
-        raise ValueError(f"{len(sizes)} sizes for a batch of {B}")
-    if gt_labels is not None and len(gt_labels) != B:
-        raise ValueError(f"{len(gt_labels)} ground-truth labels for a batch of {B}")
-    out = cam(x, all_classes=True)
-    pred = out.logits.topk(topk, dim=1).indices
-    wanted = pred if gt_labels is None else torch.cat([pred, torch.as_tensor(gt_labels).view(B, 1)], 1)
-    boxes = {f: np.zeros((B, topk, 4), np.int64) for f in fractions}
-    gt_known = {f: np.zeros((B, 4), np.int64) for f in fractions}
-    for i in range(B):
-        maps = out.maps[i, wanted[i]][None]  # (1, n, h, w): only these get upsampled
-        size = sizes[i] if sizes is not None else None
-        m = postprocess(maps, options, input_size=tuple(x.shape[-2:]), original_size=size)[0]
-        for f in fractions:
-            b = paper_boxes(m, f)
-            boxes[f][i] = b[:topk]
-            if gt_labels is not None:
-                gt_known[f][i] = b[topk]
-    return {"logits": out.logits, "pred_classes": pred, "boxes": boxes, "gt_known_boxes": gt_known}
-
-
 def evaluate_localization(
     model: nn.Module | CAM,
-    batches: Iterable[tuple[Tensor, list[dict]]],
+    batches: Iterable[tuple[Tensor, Sequence[Target]]],
     *,
     fractions: Sequence[float] = (0.2,),
     options: CAMOptions = PAPER_OPTIONS,
@@ -133,70 +87,90 @@ def evaluate_localization(
     keep_predictions: bool = False,
     sync: bool = False,
 ) -> dict:
-    """Classification and localization metrics over batches of ``(images, targets)``.
+    """Classification and the paper's localization protocol over batches of ``(images, targets)``: the
+    paper's rule at each fraction, as a configuration of :func:`camlib.evaluation.loop.run_evaluation`.
 
-    ``targets[i]`` holds ``label``, ``boxes`` (n, 4) and ``size`` (H, W) as made by
-    :class:`camlib.datasets.ilsvrc.WSOLManifestDataset`. Returns
-    ``{"classification": {...}, "localization": {fraction: {...}}, "options": {...}}`` and, with
-    ``keep_predictions``, the per-image classes and boxes (for figures).
+    ``targets[i]`` is a :class:`~camlib.datasets.targets.Target` (label, boxes, size (H, W)) as made by
+    the ILSVRC readers or :func:`array_batches`. Maps are post-processed by ``options`` (normalised as
+    it says) and boxed with the paper's rule. Returns ``{"classification": {...}, "localization":
+    {fraction: {...}} (a :class:`~camlib.evaluation.batch.ByFraction`), "options", "head", "n_images",
+    "n_skipped", "skipped"}`` and, with ``keep_predictions``, the per-image classes and boxes
+    (``boxes["paper@0.2"]``, ``gt_known_box["paper@0.2"]``; for figures).
 
     ``sync=True`` under ``torch.distributed`` (:mod:`camlib.core.distributed`): ``batches`` are this
     process's shard; counts and kept predictions of all processes are merged, so every process
     returns the metrics of the whole dataset.
     """
     cam = model if isinstance(model, CAM) else CAM(model)
-    cls = ClassificationEvaluator((1, topk))
-    loc = {f: LocalizationEvaluator((1, topk)) for f in fractions}
-    kept: list[dict] = []
-    for x, targets in tqdm(batches, total=total, desc="localize", leave=False):
-        labels = [t["label"] for t in targets]
-        res = localize_batch(
-            cam,
-            x.to(device, non_blocking=True),
-            sizes=[t["size"] for t in targets],
-            gt_labels=labels,
-            topk=topk,
-            fractions=fractions,
-            options=options,
-        )
-        cls.accumulate(res["logits"], labels)
-        gts = [t["boxes"] for t in targets]
-        for f in fractions:
-            loc[f].accumulate(res["pred_classes"], res["boxes"][f], labels, gts, res["gt_known_boxes"][f])
-        if keep_predictions:
-            for i, t in enumerate(targets):
-                kept.append(
-                    {
-                        "image_id": t.get("image_id"),
-                        "label": t["label"],
-                        "pred_classes": res["pred_classes"][i].tolist(),
-                        "scores": res["logits"][i].softmax(0)[res["pred_classes"][i]].tolist(),
-                        "boxes": {f: res["boxes"][f][i].tolist() for f in fractions},
-                        "gt_known_box": {f: res["gt_known_boxes"][f][i].tolist() for f in fractions},
-                        "gt_boxes": np.asarray(t["boxes"]).tolist(),
-                    }
-                )
-    if sync:
-        from camlib.core import distributed
-
-        distributed.sync_evaluators(cls, *loc.values())
-        kept = distributed.gather_list(kept)
-    result = {
-        "classification": cls.compute(),
-        "localization": {f: loc[f].compute() for f in fractions},
+    keys = fraction_keys(fractions)
+    evs: dict = {"classification": ClassificationEvaluator((1, topk))}
+    evs.update({f: LocalizationEvaluator((1, topk), boxes=box_key("paper", f)) for f in keys})
+    res = run_evaluation(cam, batches, evs, options=options, topk=topk, device=device, channels_last=False,
+                         keep_predictions=keep_predictions, total=total, desc="localize", sync=sync)  # fmt: skip
+    out = {
+        "classification": res.metrics["classification"],
+        "localization": ByFraction((f, res.metrics[f]) for f in keys),
         "options": options.to_dict(),
-        "head": cam.head.__dict__ if cam.head is not None else None,
+        "head": res.head,
+        "n_images": res.n_images,
+        "n_skipped": len(res.skipped),
+        "skipped": res.skipped,
     }
     if keep_predictions:
-        result["predictions"] = kept
-    return result
+        out["predictions"] = res.predictions
+    return out
 
 
-def array_batches(images, labels, boxes, batch_size: int = 128):
-    """Yield ``(x, targets)`` batches, the format of :func:`evaluate_localization`, from in-memory arrays.
+def evaluate_ilsvrc_val(
+    source: nn.Module | CAM,
+    root: str | Path,
+    preprocess: Callable,
+    *,
+    fractions: Sequence[float] = (0.2,),
+    options: CAMOptions = PAPER_OPTIONS,
+    topk: int = 5,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    device: str | torch.device = "cpu",
+    limit: int | None = None,
+    keep_predictions: bool = False,
+) -> tuple:
+    """:func:`evaluate_localization` on an ILSVRC val folder in any layout
+    :func:`camlib.datasets.ilsvrc.open_ilsvrc_val` reads (the 100-image sample or the full 50,000), with
+    ``preprocess`` making the network input; ``limit`` keeps the first ``limit`` images.
+
+    Returns ``(dataset, result)``: the dataset (for showing its images) and the result dict.
+    """
+    from torch.utils.data import Subset
+
+    from camlib.datasets.ilsvrc import make_loader, open_ilsvrc_val
+
+    data = open_ilsvrc_val(root, preprocess)
+    if limit is not None:
+        data = Subset(data, range(min(limit, len(data))))
+    loader = make_loader(data, batch_size=batch_size, num_workers=num_workers, pin_memory=torch.device(device).type == "cuda")
+    result = evaluate_localization(source, loader, fractions=fractions, options=options, topk=topk, device=device,
+                                   total=len(loader), keep_predictions=keep_predictions)  # fmt: skip
+    return data, result
+
+
+def localization_table(result: dict) -> str:
+    """An :func:`evaluate_localization` result as text: classification, then per fraction GT-known and the
+    top-1 / top-5 localization error (percent)."""
+    c = result["classification"]
+    lines = ["classification: " + ", ".join(f"top-{k[3:-4]} {v:.0f}%" for k, v in c.items() if k.endswith("_acc"))]
+    for f, lo in ByFraction(result["localization"]).items():
+        errs = "  ".join(f"top-{k[3:-8]} loc err {v:5.1f}%" for k, v in lo.items() if k.endswith("_loc_err"))
+        lines.append(f"t = {float(f):.1f}: GT-known {lo['gt_known_loc_acc']:5.1f}%  {errs}")
+    return "\n".join(lines)
+
+
+def array_batches(images, labels, boxes, batch_size: int = 128, masks=None):
+    """Yield ``(x, targets)`` batches (:class:`~camlib.datasets.targets.Target` records) from in-memory arrays.
 
     ``images``: (N, H, W, 3) uint8 or (N, 3, H, W) float in [0, 1]; ``labels``: (N,); ``boxes``: (N, 4)
-    (one box per image, e.g. :class:`camlib.datasets.ProceduralShapes`) or a list of (n_i, 4) arrays.
+    (one box per image, e.g. :class:`camlib.datasets.ProceduralShapes`) or a list of (n_i, 4) arrays;
+    ``masks``: optional (N, H, W) object masks (then PxAP can be measured).
     Images are fed as float [0, 1] tensors at their own size, so maps are upsampled to (H, W).
     """
     imgs = torch.as_tensor(np.asarray(images))
@@ -205,15 +179,19 @@ def array_batches(images, labels, boxes, batch_size: int = 128):
     n = len(imgs)
     if len(labels) != n or len(boxes) != n:
         raise ValueError(f"{n} images but {len(labels)} labels and {len(boxes)} boxes")
+    if masks is not None:
+        masks = np.asarray(masks, dtype=bool)
+        if len(masks) != n:
+            raise ValueError(f"{len(masks)} masks for {n} images")
     H, W = imgs.shape[-2:]
     for s in range(0, n, batch_size):
-        sl = range(s, min(n, s + batch_size))
         targets = [
-            {"label": int(labels[i]), "boxes": np.asarray(boxes[i]).reshape(-1, 4), "size": (int(H), int(W)),
-             "image_id": i}
-            for i in sl
-        ]
+            Target(label=int(labels[i]), boxes=np.asarray(boxes[i]).reshape(-1, 4), size=(int(H), int(W)), image_id=i,
+                   mask=None if masks is None else masks[i])
+            for i in range(s, min(n, s + batch_size))
+        ]  # fmt: skip
         yield imgs[s : s + batch_size], targets
+
 
 
 def explain_image(
@@ -271,42 +249,6 @@ def merge_ten_crops(maps: Tensor, size: int = TEN_CROP_SIZE, crop: int = TEN_CRO
     return out
 
 
-def class_maps(source, x: Tensor, *, topk: int = 5, gt_labels: Sequence[int] | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """Logits (B, C), top-k classes (B, k) and raw maps (B, k [+1], h, w) of the top-k classes followed
-    by the ground-truth class, from a :class:`~camlib.core.cam.CAM` or a
-    :class:`~camlib.core.saliency.BackpropSaliency`. ``x`` (B, 10, 3, H, W) is the ten-crop setting (CAM
-    only): class scores are the softmax averaged over the crops (returned as its log), maps are merged
-    with :func:`merge_ten_crops`.
-    """
-    B = x.shape[0]
-    gt = None if gt_labels is None else torch.as_tensor(list(gt_labels), device=x.device).view(B, 1)
-    # channels-last inputs: faster convolutions on CPU when the model is channels-last too
-    cl = torch.channels_last
-    if x.ndim == 5:
-        if not isinstance(source, CAM):
-            raise ValueError("the ten-crop setting is implemented for CAM only")
-        K = x.shape[1]
-        out = source(x.flatten(0, 1).contiguous(memory_format=cl), all_classes=True)
-        probs = out.logits.float().softmax(1).view(B, K, -1).mean(1)
-        logits = probs.clamp_min(1e-30).log()
-        pred = logits.topk(topk, dim=1).indices
-        wanted = pred if gt is None else torch.cat([pred, gt], dim=1)
-        fm = out.maps.view(B, K, *out.maps.shape[1:])
-        rows = torch.arange(B, device=fm.device)[:, None, None]
-        crops = torch.arange(K, device=fm.device)[None, :, None]
-        sel = fm[rows, crops, wanted[:, None, :]]  # (B, K, n, h, w), one gather
-        return logits, pred, merge_ten_crops(sel)
-    x = x.contiguous(memory_format=cl)
-    if isinstance(source, CAM):
-        out = source(x, all_classes=True)
-        pred = out.logits.topk(topk, dim=1).indices
-        wanted = pred if gt is None else torch.cat([pred, gt], dim=1)
-        maps = out.maps[torch.arange(B, device=wanted.device)[:, None], wanted]  # (B, n, h, w), one gather
-        return out.logits, pred, maps
-    out = source(x, topk=topk, extra_targets=None if gt is None else gt[:, 0])
-    return out.logits, out.classes[:, :topk], out.maps
-
-
 @dataclass(frozen=True)
 class Protocols:
     """What :func:`evaluate_protocols` measures (recorded with the results).
@@ -337,20 +279,9 @@ class Protocols:
         return d
 
 
-def _minmax(m: np.ndarray) -> np.ndarray:
-    """Min-max normalisation as :func:`camlib.core.cam.normalize_maps` (flat maps -> 0, NaN kept), in numpy."""
-    finite = np.isfinite(m)
-    if not finite.any():
-        return m.copy()
-    lo, hi = m[finite].min(), m[finite].max()
-    if not hi > lo:
-        return np.where(np.isnan(m), m, 0).astype(m.dtype)
-    return ((m - lo) / (hi - lo)).astype(m.dtype)
-
-
 def evaluate_protocols(
     source,
-    batches: Iterable[tuple[Tensor, list[dict]]],
+    batches: Iterable[tuple[Tensor, Sequence[Target]]],
     *,
     options: CAMOptions = PAPER_OPTIONS,
     protocols: Protocols = Protocols(),
@@ -361,152 +292,72 @@ def evaluate_protocols(
     desc: str = "localize",
     sync: bool = False,
 ) -> dict:
-    """Every localization protocol of the paper and of Choe et al. in one pass over ``batches``.
+    """Every localization protocol of the paper and of Choe et al. in one pass over ``batches``: a
+    configuration of :func:`camlib.evaluation.loop.run_evaluation`.
 
     ``source``: a :class:`~camlib.core.cam.CAM` (or a model, wrapped in one) or a
     :class:`~camlib.core.saliency.BackpropSaliency`. ``batches``: ``(x, targets)`` as made by
     :func:`camlib.datasets.ilsvrc.collate_with_targets` or :func:`array_batches`; ``x`` (B, 10, 3, H, W)
     selects the released ten-crop setting (use :data:`RELEASED_OPTIONS`). A target may carry a
-    boolean ``"mask"`` (H, W): then PxAP is measured too. Batches' ``targets.skipped`` (unreadable
+    boolean ``mask`` (H, W): then PxAP is measured too. Batches' ``targets.skipped`` (unreadable
     images) are counted and listed.
 
-    Maps are upsampled per ``options`` (to the image's size by default); the paper's rule, the released
-    rule and the heuristic box the map as it is (scale-free), MaxBoxAcc/V2 and PxAP use its min-max
-    normalisation. Returns a dict: ``classification``; ``paper`` {fraction: top-1/top-5 loc error and
-    GT-known}; ``released`` and ``heuristic_released`` (with ``protocols.released``); ``heuristic``
-    (top-5 loc error from five boxes); ``wsol`` (MaxBoxAcc, MaxBoxAccV2, curves); ``gt_known_sweep``;
-    ``pxap`` (if masks); ``n_images``, ``n_skipped``, ``skipped``; ``seconds``; the options; and
-    ``evaluators`` (the sweep evaluators, whose per-image tables allow held-out threshold choices).
+    Maps are upsampled per ``options`` (to the image's size by default) and NOT normalised: the paper's
+    rule, the released rule and the heuristic box the map as it is (scale-free), MaxBoxAcc/V2 and PxAP
+    use its min-max normalisation (the ``"gt_minmax"`` role). Returns a dict: ``classification``;
+    ``paper`` {fraction: top-1/top-5 loc error and GT-known} (:class:`~camlib.evaluation.batch.ByFraction`);
+    ``released`` and ``heuristic_released`` (with ``protocols.released``); ``heuristic`` (top-5 loc error
+    from five boxes); ``wsol`` (MaxBoxAcc, MaxBoxAccV2, curves); ``gt_known_sweep``; ``pxap`` (if masks);
+    ``n_images``, ``n_skipped``, ``skipped``; ``seconds``; the options; and ``evaluators`` (the sweep
+    evaluators, whose per-image tables allow held-out threshold choices).
 
-    ``sync=True`` under ``torch.distributed`` (:mod:`camlib.core.distributed`): ``batches`` are this
-    process's contiguous shard (:func:`camlib.core.distributed.shard`); after the pass the counts of all
-    processes are summed and the per-image lists gathered in rank order, so every process returns
-    what one process would have over the whole dataset.
+    ``sync=True`` under ``torch.distributed``: see :func:`camlib.evaluation.loop.run_evaluation`.
     """
-    import time as _time
-
-    t0 = _time.time()
-    if isinstance(source, nn.Module):
-        source = CAM(source)
     p = protocols
     k = p.topk
     if k < 3:
         raise ValueError("the five-box heuristic needs topk >= 3")
-    opts = replace(options, normalize="none")
-    cls = ClassificationEvaluator((1, k))
-    paper = {f: LocalizationEvaluator((1, k)) for f in p.fractions}
-    heur = LocalizationEvaluator((5,))
-    rel = LocalizationEvaluator((1, k)) if p.released else None
-    heur_rel = LocalizationEvaluator((5,)) if p.released else None
-    wsol = BoxAccSweep(p.sweep_thresholds, p.iou_thresholds, scale="absolute", keep_per_image=True)
-    gts_sweep = BoxAccSweep(p.gt_known_fractions, (0.5,), scale="max", keep_per_image=True)
-    pxap = PxAPEvaluator(p.sweep_thresholds)
-    skipped: list[dict] = []
-    kept: list[dict] = []
-    maps_kept: list[np.ndarray] = []
-    n_images = 0
-    for x, targets in tqdm(batches, total=total, desc=desc, leave=False):
-        skipped.extend(getattr(targets, "skipped", []))
-        if len(targets) == 0:
-            continue
-        B = len(targets)
-        labels = [int(t["label"]) for t in targets]
-        with torch.no_grad() if isinstance(source, CAM) else torch.enable_grad():
-            logits, pred, raw = class_maps(source, x.to(device, non_blocking=True), topk=k, gt_labels=labels)
-        cls.accumulate(logits.detach().float().cpu(), labels)
-        pred_np = pred.cpu().numpy()
-        in_size = tuple(raw.shape[-2:]) if x.ndim == 5 else tuple(x.shape[-2:])
-        boxes = {f: np.zeros((B, k, 4), np.int64) for f in p.fractions}
-        gtk = {f: np.zeros((B, 4), np.int64) for f in p.fractions}
-        rel_boxes, rel_gtk = np.zeros((B, k, 4), np.int64), np.zeros((B, 4), np.int64)
-        rel_five = np.zeros((B, 5, 4), np.int64)
-        gt_raw, gt_mm, masks, mask_maps, all_maps = [], [], [], [], []
-        for i, t in enumerate(targets):
-            size = tuple(t["size"]) if t.get("size") is not None else None
-            m = postprocess(raw[i][None].detach(), opts, input_size=in_size, original_size=size)[0]
-            m = m.float().cpu().numpy()
-            all_maps.extend(m)
-            if p.released:
-                rb = [released_boxes(m[c], max_boxes=2) for c in range(k + 1)]  # only boxes 1 and 2 are used
-                rel_boxes[i] = [nth_box(rb[c], 0) for c in range(k)]
-                rel_gtk[i] = nth_box(rb[k], 0)
-                rel_five[i] = [nth_box(rb[0], 0), nth_box(rb[0], 1), nth_box(rb[1], 0), nth_box(rb[1], 1),
-                               nth_box(rb[2], 0)]  # fmt: skip
-            gt_raw.append(m[k])
-            gt_mm.append(_minmax(m[k]))
-            if t.get("mask") is not None:
-                masks.append(np.asarray(t["mask"], bool))
-                mask_maps.append(gt_mm[-1])
-            if len(maps_kept) < keep_maps:
-                maps_kept.append(m[k].astype(np.float16))
-        # the paper's rule at every fraction (and the heuristic's tight/loose) for all maps at once:
-        # identical to camlib.core.boxes.paper_box (tests/test_wsol.py), one batched pass
-        fr = (*p.fractions, p.heuristic_tight, p.heuristic_loose)
-        multi = largest_component_boxes(all_maps, fr, scale="max").reshape(B, k + 1, len(fr), 4)
-        for j, f in enumerate(p.fractions):
-            boxes[f], gtk[f] = multi[:, :k, j], multi[:, k, j]
-        tight, loose = multi[:, :3, -2], multi[:, :3, -1]
-        heur_boxes = np.stack([tight[:, 0], loose[:, 0], tight[:, 1], loose[:, 1], loose[:, 2]], axis=1)
-        heur_cls = pred_np[:, [0, 0, 1, 1, 2]]
-        gts = [np.asarray(t["boxes"]).reshape(-1, 4) for t in targets]
-        for f in p.fractions:
-            paper[f].accumulate(pred_np, boxes[f], labels, gts, gtk[f])
-        heur.accumulate(heur_cls, heur_boxes, labels, gts)
-        if p.released:
-            rel.accumulate(pred_np, rel_boxes, labels, gts, rel_gtk)
-            heur_rel.accumulate(heur_cls, rel_five, labels, gts)
-        wsol.accumulate(gt_mm, gts)
-        gts_sweep.accumulate(gt_raw, gts)
-        if masks:
-            pxap.accumulate(mask_maps, masks)
-        n_images += B
-        if keep_predictions:
-            probs = logits.detach().float().softmax(1).cpu()
-            for i, t in enumerate(targets):
-                kept.append({
-                    "image_id": t.get("image_id"), "label": labels[i], "pred_classes": pred_np[i].tolist(),
-                    "probs": probs[i, pred_np[i]].tolist(), "gt_boxes": gts[i].tolist(), "size": list(t["size"]),
-                    "paper_boxes": {f"{f:g}": boxes[f][i].tolist() for f in p.fractions},
-                    "gt_known_box": {f"{f:g}": gtk[f][i].tolist() for f in p.fractions},
-                    "released_boxes": rel_boxes[i].tolist() if p.released else None,
-                    "released_gt_known_box": rel_gtk[i].tolist() if p.released else None,
-                    "heuristic_boxes": heur_boxes[i].tolist(),
-                })  # fmt: skip
-    if sync:
-        from camlib.core import distributed
-
-        distributed.sync_evaluators(cls, *paper.values(), heur, rel, heur_rel, wsol, gts_sweep, pxap)
-        skipped, kept = distributed.gather_list(skipped), distributed.gather_list(kept)
-        maps_kept = distributed.gather_list(maps_kept)[:keep_maps]
-        n_images = distributed.all_sum(n_images)
-    if n_images == 0:
-        raise ValueError(f"no image could be evaluated ({len(skipped)} skipped)")
+    keys = fraction_keys(p.fractions)
+    evs: dict = {"classification": ClassificationEvaluator((1, k))}
+    evs.update({f: LocalizationEvaluator((1, k), boxes=box_key("paper", f)) for f in keys})
+    evs["heuristic"] = LocalizationEvaluator((5,), boxes="heuristic")
+    if p.released:
+        evs["released"] = LocalizationEvaluator((1, k), boxes="released")
+        evs["heuristic_released"] = LocalizationEvaluator((5,), boxes="heuristic_released")
+    evs["wsol"] = BoxAccSweep(p.sweep_thresholds, p.iou_thresholds, scale="absolute", keep_per_image=True)
+    evs["gt_known_sweep"] = BoxAccSweep(p.gt_known_fractions, (0.5,), scale="max", keep_per_image=True)
+    evs["pxap"] = PxAPEvaluator(p.sweep_thresholds)
+    res = run_evaluation(source, batches, evs, options=replace(options, normalize="none"), topk=k, device=device,
+                         heuristic=(p.heuristic_tight, p.heuristic_loose), keep_predictions=keep_predictions,
+                         keep_maps=keep_maps, total=total, desc=desc, sync=sync)  # fmt: skip
+    m = res.metrics
     out: dict = {
-        "classification": cls.compute(),
-        "paper": {f"{f:g}": paper[f].compute() for f in p.fractions},
-        "heuristic": heur.compute(),
-        "wsol": wsol.compute(),
-        "gt_known_sweep": gts_sweep.compute(),
-        "n_images": n_images,
-        "n_skipped": len(skipped),
-        "skipped": skipped,
-        "seconds": _time.time() - t0,
-        "source": type(source).__name__,
+        "classification": m["classification"],
+        "paper": ByFraction((f, m[f]) for f in keys),
+        "heuristic": m["heuristic"],
+        "wsol": m["wsol"],
+        "gt_known_sweep": m["gt_known_sweep"],
+        "n_images": res.n_images,
+        "n_skipped": len(res.skipped),
+        "skipped": res.skipped,
+        "seconds": res.seconds,
+        "source": res.source,
         "options": options.to_dict(),
         "protocols": p.to_dict(),
-        "head": getattr(getattr(source, "head", None), "__dict__", None),
-        "evaluators": {"wsol": wsol, "gt_known_sweep": gts_sweep},
+        "head": res.head,
+        "evaluators": {"wsol": evs["wsol"], "gt_known_sweep": evs["gt_known_sweep"]},
     }
     if p.released:
-        out["released"] = rel.compute()
-        out["heuristic_released"] = heur_rel.compute()
-    if pxap.n:
-        out["pxap"] = pxap.compute()
+        out["released"] = m["released"]
+        out["heuristic_released"] = m["heuristic_released"]
+    if "pxap" in m:
+        out["pxap"] = m["pxap"]
     if keep_predictions:
-        out["predictions"] = kept
+        out["predictions"] = res.predictions
     if keep_maps:
-        out["gt_maps"] = maps_kept
+        out["gt_maps"] = res.gt_maps
     return out
+
 
 
 def load_gap_checkpoint(arch: str, path: str | Path, *, pool: str = "avg", device: str | torch.device = "cpu") -> nn.Module:
@@ -532,7 +383,7 @@ def load_gap_checkpoint(arch: str, path: str | Path, *, pool: str = "avg", devic
 def protocol_rows(result: dict, fraction: float = 0.2) -> dict[str, dict[str, float]]:
     """The headline numbers of an :func:`evaluate_protocols` result, one row per box rule."""
     c = result["classification"]
-    pa = result["paper"][f"{fraction:g}"]
+    pa = ByFraction(result["paper"])[fraction]
     rows = {
         "classification": {"top1_err": c["top1_err"], "top5_err": c["top5_err"]},
         f"paper rule (t={fraction:g})": {"top1_loc_err": pa["top1_loc_err"], "top5_loc_err": pa["top5_loc_err"],
@@ -552,15 +403,10 @@ def protocol_rows(result: dict, fraction: float = 0.2) -> dict[str, dict[str, fl
 
 
 def mask_batches(images, labels, boxes, masks, batch_size: int = 128):
-    """:func:`array_batches` with each target's ground-truth ``"mask"`` (H, W) bool, so that
+    """:func:`array_batches` with each target's ground-truth ``mask`` (H, W) bool, so that
     :func:`evaluate_protocols` also measures PxAP (e.g. :class:`camlib.datasets.ProceduralShapes`)."""
-    masks = np.asarray(masks, dtype=bool)
-    if len(masks) != len(labels):
-        raise ValueError(f"{len(masks)} masks for {len(labels)} images")
-    for x, targets in array_batches(images, labels, boxes, batch_size):
-        for t in targets:
-            t["mask"] = masks[t["image_id"]]
-        yield x, targets
+    return array_batches(images, labels, boxes, batch_size, masks=masks)
+
 
 
 def comparison_rows(
@@ -585,7 +431,7 @@ def comparison_rows(
     run and is completed with the rule.
     """
     if rule == "paper":
-        loc, how = result["paper"][f"{fraction:g}"], f"paper rule (largest component >= {fraction:g} max)"
+        loc, how = ByFraction(result["paper"])[fraction], f"paper rule (largest component >= {fraction:g} max)"
         five = result["heuristic"]
     elif rule == "released":
         loc, how = result["released"], "released code's box rule (bbox1)"
@@ -638,7 +484,7 @@ def summarize_protocols(result: dict) -> dict:
         "maxboxacc_threshold": w["maxboxacc_threshold"],
         "maxboxacc_v2": w["maxboxacc_v2"],
         "maxboxacc_v2_by_iou": w["maxboxacc_v2_by_iou"],
-        "gt_known_by_fraction": {f"{t:g}": a for t, a in zip(g["thresholds"], g["curves"]["largest"]["0.5"], strict=True)},
+        "gt_known_by_fraction": {fraction_key(t): a for t, a in zip(g["thresholds"], g["curves"]["largest"]["0.5"], strict=True)},
     }
     if "released" in result:
         out["released_rule"] = {k: result["released"][k] for k in pick if k in result["released"]}

@@ -1,4 +1,10 @@
-"""Evaluators in ``accumulate(...)`` / ``compute()`` form (the wsolevaluation style).
+"""Evaluators in ``accumulate(batch)`` / ``compute()`` form (the wsolevaluation style).
+
+One interface (:class:`Evaluator`): ``accumulate(batch)`` takes ONE :class:`camlib.evaluation.batch.Batch`
+(logits, predicted classes, maps by role, boxes by rule and fraction, targets) and reads what it needs;
+``box_sets`` names the box sets it reads, so the loop (:mod:`camlib.evaluation.loop`) computes only
+those; ``compute()`` returns the metrics. ``update(...)`` is the same count on plain arrays (for tests
+and for code without a loop).
 
 All rates are returned in percent (0-100), as in the paper's tables, together with the count ``n``.
 
@@ -23,8 +29,9 @@ import numpy as np
 import torch
 
 from camlib.core.boxes import iou
+from camlib.evaluation.batch import Batch, box_key, parse_box_key
 
-__all__ = ["ClassificationEvaluator", "LocalizationEvaluator", "Mergeable", "merge_states"]
+__all__ = ["ClassificationEvaluator", "Evaluator", "LocalizationEvaluator", "Mergeable", "merge_states"]
 
 
 def _np(a) -> np.ndarray:
@@ -89,7 +96,34 @@ class Mergeable:
         return self
 
 
-class ClassificationEvaluator(Mergeable):
+class Evaluator(Mergeable):
+    """The evaluator interface: ``accumulate(batch)``, ``compute()``, ``state()`` / ``merge()``.
+
+    Subclasses implement ``_accumulate(batch)`` (read the :class:`~camlib.evaluation.batch.Batch`, call
+    their array-level ``update``), list the box sets they read in ``box_sets`` and keep their image
+    count in ``n`` (0: nothing to compute).
+    """
+
+    box_sets: tuple[str, ...] = ()
+    n: int = 0
+
+    def accumulate(self, batch: Batch) -> None:
+        """Add one batch record (:class:`camlib.evaluation.batch.Batch`)."""
+        if not isinstance(batch, Batch):
+            raise TypeError(
+                f"{type(self).__name__}.accumulate takes one camlib.evaluation.batch.Batch (got "
+                f"{type(batch).__name__}); for plain arrays call {type(self).__name__}.update(...)"
+            )
+        self._accumulate(batch)
+
+    def _accumulate(self, batch: Batch) -> None:
+        raise NotImplementedError
+
+    def compute(self) -> dict:
+        raise NotImplementedError
+
+
+class ClassificationEvaluator(Evaluator):
     """Top-k classification accuracy; ``compute()`` -> ``{"top1_acc", "top1_err", ..., "n"}``."""
 
     def __init__(self, ks: Sequence[int] = (1, 5)) -> None:
@@ -112,7 +146,12 @@ class ClassificationEvaluator(Mergeable):
     def _correct(self, v) -> None:
         self.correct = {k: int(c) for k, c in zip(self.ks, np.asarray(v).ravel(), strict=True)}
 
-    def accumulate(self, logits, targets) -> None:
+    def _accumulate(self, batch: Batch) -> None:
+        self.update(batch.logits, batch.labels)
+
+    def update(self, logits, targets) -> None:
+        """Count (B, C) ``logits`` against (B,) ``targets``: correct at k when the target is among the k
+        highest logits (ties: lower index first)."""
         logits, targets = _np(logits), _np(targets).astype(np.int64)
         if logits.ndim != 2 or targets.ndim != 1 or len(logits) != len(targets):
             raise ValueError(
@@ -139,10 +178,12 @@ class ClassificationEvaluator(Mergeable):
         return out
 
 
-class LocalizationEvaluator(Mergeable):
+class LocalizationEvaluator(Evaluator):
     """Top-k localization error and GT-known localization accuracy at an IoU threshold.
 
-    ``accumulate(pred_classes, pred_boxes, gt_labels, gt_boxes, gt_known_boxes=None)``:
+    ``accumulate(batch)`` reads the box set ``boxes`` (:func:`camlib.evaluation.batch.box_key`, default
+    the paper's rule at 0.2: ``"paper@0.2"``; ``"heuristic"`` for the five-box heuristic with ks=(5,)).
+    ``update(pred_classes, pred_boxes, gt_labels, gt_boxes, gt_known_boxes=None)`` on arrays:
 
     - ``pred_classes``: (B, k) predicted classes, best first (k >= max of ``ks``);
     - ``pred_boxes``: (B, k, 4) the box of each predicted class's map (NO_BOX rows allowed);
@@ -151,10 +192,13 @@ class LocalizationEvaluator(Mergeable):
     - ``gt_known_boxes``: optional (B, 4), the box of the ground-truth class's map.
     """
 
-    def __init__(self, ks: Sequence[int] = (1, 5), iou_threshold: float = 0.5) -> None:
+    def __init__(self, ks: Sequence[int] = (1, 5), iou_threshold: float = 0.5, boxes: str = box_key("paper", 0.2)) -> None:
         if not ks or any(k < 1 for k in ks):
             raise ValueError(f"ks must be positive integers, got {ks}")
+        parse_box_key(boxes)  # a clear error for a misspelt box set
         self.ks = tuple(sorted(set(ks)))  # (1, 1) must not count twice
+        self.boxes = boxes
+        self.box_sets = (boxes,)
         self.iou_threshold = float(iou_threshold)
         self.loc_correct = dict.fromkeys(self.ks, 0)
         self.gt_known_correct = 0
@@ -164,7 +208,7 @@ class LocalizationEvaluator(Mergeable):
     _COUNTS = ("_loc_correct", "gt_known_correct", "gt_known_n", "n")
 
     def _config(self) -> dict:
-        return {"evaluator": "localization", "ks": list(self.ks), "iou_threshold": self.iou_threshold}
+        return {"evaluator": "localization", "ks": list(self.ks), "iou_threshold": self.iou_threshold, "boxes": self.boxes}
 
     @property
     def _loc_correct(self) -> np.ndarray:
@@ -174,7 +218,13 @@ class LocalizationEvaluator(Mergeable):
     def _loc_correct(self, v) -> None:
         self.loc_correct = {k: int(c) for k, c in zip(self.ks, np.asarray(v).ravel(), strict=True)}
 
-    def accumulate(self, pred_classes, pred_boxes, gt_labels, gt_boxes, gt_known_boxes=None) -> None:
+    def _accumulate(self, batch: Batch) -> None:
+        bs = batch.box_set(self.boxes)
+        self.update(bs.classes, bs.boxes, batch.labels, batch.gt_boxes, bs.gt_known)
+
+    def update(self, pred_classes, pred_boxes, gt_labels, gt_boxes, gt_known_boxes=None) -> None:
+        """Count one batch given as arrays (see the class docstring): top-k correct when one of the first
+        k classes is the label AND its box has IoU >= ``iou_threshold`` with a ground-truth box."""
         pc, pb, gl = _np(pred_classes), _np(pred_boxes), _np(gt_labels)
         if pc.ndim != 2 or pb.shape != (*pc.shape, 4) or gl.shape != (pc.shape[0],):
             raise ValueError(

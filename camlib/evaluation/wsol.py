@@ -60,7 +60,8 @@ from skimage.measure import regionprops
 
 from camlib.core.boxes import iou, largest_component_box
 from camlib.datasets.splits import random_halves
-from camlib.evaluation.metrics import Mergeable
+from camlib.evaluation.batch import Batch
+from camlib.evaluation.metrics import Evaluator
 
 __all__ = [
     "CHOE_IOU_THRESHOLDS",
@@ -423,10 +424,13 @@ def reference_box_hits(
 
 
 # ------------------------------------------------------------------------------------ evaluators
-class BoxAccSweep(Mergeable):
+class BoxAccSweep(Evaluator):
     """MaxBoxAcc and MaxBoxAccV2 in ``accumulate`` / ``compute`` form.
 
-    ``accumulate(maps, gt_boxes)``: maps (B, H, W) or a list of 2-D maps at the resolution of the
+    ``accumulate(batch)`` sweeps the maps of role ``maps`` (:meth:`camlib.evaluation.batch.Batch.role`;
+    default ``"gt_minmax"``, Choe et al.'s min-max normalised map of the true class, for
+    ``scale="absolute"``, and ``"gt"``, the map as boxed, for ``scale="max"``).
+    ``update(maps, gt_boxes)`` on arrays: maps (B, H, W) or a list of 2-D maps at the resolution of the
     boxes; ``gt_boxes`` B arrays (n_i, 4). ``compute()`` ->
 
     - ``maxboxacc``: max over thresholds of BoxAcc with the largest component at IoU 0.5 (needs 0.5
@@ -448,7 +452,7 @@ class BoxAccSweep(Mergeable):
     def _config(self) -> dict:
         return {"evaluator": "box_acc_sweep", "thresholds": self.thresholds.tolist(),
                 "iou_thresholds": list(self.iou_thresholds), "scale": self.scale,
-                "keep_per_image": self.keep_per_image}  # fmt: skip
+                "keep_per_image": self.keep_per_image, "maps": self.maps}  # fmt: skip
 
     def __init__(
         self,
@@ -456,9 +460,13 @@ class BoxAccSweep(Mergeable):
         iou_thresholds: Sequence[float] = CHOE_IOU_THRESHOLDS,
         scale: Scale = "absolute",
         keep_per_image: bool = False,
+        maps: str | None = None,
     ) -> None:
         if scale not in ("absolute", "max"):
             raise ValueError(f"scale must be 'absolute' or 'max', got {scale!r}")
+        self.maps = maps if maps is not None else ("gt_minmax" if scale == "absolute" else "gt")
+        if self.maps not in ("gt", "gt_minmax"):
+            raise ValueError(f"maps must be the role 'gt' or 'gt_minmax', got {self.maps!r}")
         self.thresholds = _thresholds(thresholds)
         self.iou_thresholds = tuple(float(d) for d in iou_thresholds)
         if not self.iou_thresholds or any(not 0 < d <= 1 for d in self.iou_thresholds):
@@ -472,7 +480,11 @@ class BoxAccSweep(Mergeable):
         self._largest: list[np.ndarray] = []
         self._any: list[np.ndarray] = []
 
-    def accumulate(self, maps, gt_boxes) -> None:
+    def _accumulate(self, batch: Batch) -> None:
+        self.update(batch.role(self.maps), batch.gt_boxes)
+
+    def update(self, maps, gt_boxes) -> None:
+        """Add per-threshold hits of ``maps`` against ``gt_boxes`` (see the class docstring)."""
         largest, anyhit = box_hits(maps, gt_boxes, self.thresholds, self.iou_thresholds, self.scale)
         self.largest_correct += largest.sum(axis=0)
         self.any_correct += anyhit.sum(axis=0)
@@ -550,10 +562,11 @@ def reference_pxap_counts(maps, masks, thresholds=CHOE_THRESHOLDS) -> tuple[np.n
     return tp, fp
 
 
-class PxAPEvaluator(Mergeable):
+class PxAPEvaluator(Evaluator):
     """Pixel average precision against ground-truth masks (Choe et al.'s PxAP), thresholds at once.
 
-    ``accumulate(maps, masks)``: maps (B, H, W) (min-max normalised for Choe et al.'s setting; thresholds
+    ``accumulate(batch)``: the maps of role ``maps`` (default ``"gt_minmax"``) of the images whose
+    target has a ``mask`` (images without one are not counted). ``update(maps, masks)``: maps (B, H, W) (min-max normalised for Choe et al.'s setting; thresholds
     absolute) and boolean masks of the same sizes. Pixel counts per threshold are summed over the whole
     dataset (as wsolevaluation does), then ``compute()`` -> ``{"pxap", "best_piou", "precision",
     "recall", "thresholds", "n"}``: AP = sum over thresholds (high to low) of precision x recall gain,
@@ -565,9 +578,12 @@ class PxAPEvaluator(Mergeable):
     _COUNTS = ("fg_hist", "bg_hist", "n")
 
     def _config(self) -> dict:
-        return {"evaluator": "pxap", "thresholds": self.thresholds.tolist()}
+        return {"evaluator": "pxap", "thresholds": self.thresholds.tolist(), "maps": self.maps}
 
-    def __init__(self, thresholds=CHOE_THRESHOLDS) -> None:
+    def __init__(self, thresholds=CHOE_THRESHOLDS, maps: str = "gt_minmax") -> None:
+        if maps not in ("gt", "gt_minmax"):
+            raise ValueError(f"maps must be the role 'gt' or 'gt_minmax', got {maps!r}")
+        self.maps = maps
         self.thresholds = _thresholds(thresholds)
         self.order = np.argsort(self.thresholds, kind="stable")
         T = self.thresholds.size
@@ -575,7 +591,14 @@ class PxAPEvaluator(Mergeable):
         self.bg_hist = np.zeros(T + 1, np.int64)
         self.n = 0
 
-    def accumulate(self, maps, masks) -> None:
+    def _accumulate(self, batch: Batch) -> None:
+        with_mask = [i for i, m in enumerate(batch.masks) if m is not None]
+        if with_mask:
+            maps = batch.role(self.maps)
+            self.update([maps[i] for i in with_mask], [batch.masks[i] for i in with_mask])
+
+    def update(self, maps, masks) -> None:
+        """Add the pixel counts of ``maps`` against boolean ``masks`` of the same sizes."""
         ms = _maps_list(maps)
         gts = _mask_list(masks, len(ms))
         T = self.thresholds.size

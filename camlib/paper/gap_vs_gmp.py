@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
 from camlib.core.cam import CAM, CAMOptions, postprocess
 from camlib.datasets.ilsvrc import ILSVRC_TRAIN_HINT, default_ilsvrc_train_root, ilsvrc_train_folder
@@ -46,9 +46,11 @@ from camlib.datasets.transforms import (
     imagenet_eval_transform,
     imagenet_train_transform,
 )
+from camlib.evaluation.batch import ByFraction
 from camlib.evaluation.localize import (
     PAPER_OPTIONS,
     array_batches,
+    evaluate_ilsvrc_val,
     evaluate_localization,
 )
 from camlib.models.train import TrainConfig, TrainState, fit
@@ -57,6 +59,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "ILSVRC_TRAIN_HINT",
+    "POOL_NAMES",
     "PadCropFlip",
     "best_fraction",
     "cam_extent",
@@ -71,6 +74,9 @@ __all__ = [
     "localization_sweep",
     "paper_comparisons",
     "paper_config",
+    "paper_pooling_study",
+    "plot_threshold_sweep",
+    "pooling_study",
     "pooling_verdict",
     "quick_comparisons",
     "summarize_runs",
@@ -168,15 +174,10 @@ def evaluate_ilsvrc(
     upsampled to each image's own size. ``limit`` keeps the first ``limit`` images (smoke tests).
     Returns evaluate_localization's dict plus ``"n_images"``.
     """
-    from camlib.datasets.ilsvrc import make_loader, open_ilsvrc_val
-
-    data: Dataset = open_ilsvrc_val(val_root, imagenet_eval_transform(input_size))
-    if limit is not None:
-        data = Subset(data, range(min(limit, len(data))))
-    loader = make_loader(data, batch_size=batch_size, num_workers=num_workers)
     model.to(device)
-    out = evaluate_localization(model, loader, fractions=fractions, options=PAPER_OPTIONS, topk=5,
-                                device=device, total=len(loader))
+    data, out = evaluate_ilsvrc_val(model, val_root, imagenet_eval_transform(input_size), fractions=fractions,
+                                    options=PAPER_OPTIONS, topk=5, batch_size=batch_size, num_workers=num_workers,
+                                    device=device, limit=limit)  # fmt: skip
     out["n_images"] = len(data)
     return out
 
@@ -212,8 +213,9 @@ def localization_sweep(
 
 def sweep_curve(result: dict, key: str = "gt_known_loc_acc") -> tuple[list[float], list[float]]:
     """(fractions, values of ``key``) of a :func:`localization_sweep` result, fractions ascending."""
-    fr = sorted(result["localization"])
-    return [float(f) for f in fr], [float(result["localization"][f][key]) for f in fr]
+    loc = ByFraction(result["localization"])
+    fr = loc.fractions()
+    return fr, [float(loc[f][key]) for f in fr]
 
 
 def best_fraction(result: dict, key: str = "gt_known_loc_acc") -> float:
@@ -272,9 +274,89 @@ def train_pooling_run(
         "state": state,
         "head": cam.head,
         "metrics": metrics,
-        "val_curve": dict(zip(*sweep_curve(val_res, select_key), strict=True)),
+        "val_curve": ByFraction(zip(*sweep_curve(val_res, select_key), strict=True)),
         "seconds": {"train": t1 - t0, "eval": time.time() - t1},
     }
+
+
+POOL_NAMES = {"avg": "GAP", "max": "GMP"}
+
+
+def pooling_study(
+    train,
+    val,
+    test,
+    *,
+    seeds: Sequence[int],
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    fractions: Sequence[float],
+    pad: int = 3,
+    width: int = 64,
+    device: str | torch.device = "cpu",
+) -> tuple[dict[str, list[dict]], dict]:
+    """Notebook 02's quick profile: for each seed, a :class:`~camlib.models.SmallGAPNet` with GAP and one
+    with GMP, same initial weights, data order, crops (:class:`PadCropFlip` ``pad``) and schedule (lr x0.1
+    after 3/4 of the steps); each through :func:`train_pooling_run` (threshold chosen on ``val``) plus
+    :func:`cam_extent` on ``test`` at 0.2. Prints one line per run.
+
+    Returns ``({"avg": [run per seed], "max": [...]}, options)``, ``options`` recording the training
+    config and the model.
+    """
+    from tqdm.auto import tqdm
+
+    from camlib.datasets import CLASSES
+    from camlib.models import SmallGAPNet
+
+    runs: dict[str, list[dict]] = {"avg": [], "max": []}
+    config = None
+    for seed in tqdm(list(seeds), desc="seeds"):
+        steps_per_epoch = -(-len(train) // batch_size)
+        config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr,
+                             lr_step_every=max(1, steps_per_epoch * epochs * 3 // 4), seed=seed)  # fmt: skip
+        for pool in ("avg", "max"):
+            def make_model(pool=pool, seed=seed):
+                torch.manual_seed(seed)
+                return SmallGAPNet(len(CLASSES), pool=pool, width=width)
+
+            run = train_pooling_run(make_model, train, val, test, config, fractions=fractions, augment=PadCropFlip(pad),
+                                    device=device)  # fmt: skip
+            run["extent"] = cam_extent(run["model"], test, 0.2)
+            runs[pool].append(run)
+            m = run["metrics"]
+            print(f"seed {seed} {POOL_NAMES[pool]}: acc {m['cls_acc']:.1f}%  GT-known@0.2 {m['gt_known_loc_acc@0.2']:.1f}%  "
+                  f"best t={m['best_fraction']:.2f} (val) -> GT-known {m['gt_known_loc_acc@best']:.1f}%  "
+                  f"[train {run['seconds']['train']:.0f} s, eval {run['seconds']['eval']:.0f} s, head {run['head'].pool}]")
+    if config is None:
+        raise ValueError("no seeds given")
+    options = {"train": config.to_dict() | {"seed": "SEED + i", "augment": repr(PadCropFlip(pad))},
+               "model": repr(runs["avg"][0]["model"]).replace("\n", " ")}  # fmt: skip
+    return runs, options
+
+
+def plot_threshold_sweep(runs: dict[str, list[dict]], fractions: Sequence[float], *, paper_fraction: float = 0.2):
+    """GT-known localization on the validation split against the threshold, per pooling: mean over seeds
+    (band: min-max over seeds), the fraction chosen on it per seed (markers), the paper's 0.2 (dotted).
+    Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    from camlib.core import viz
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.8), dpi=viz.FIG_DPI)
+    for pool, colour in (("avg", "tab:blue"), ("max", "tab:red")):
+        curves = np.array([[r["val_curve"][f] for f in fractions] for r in runs[pool]])
+        ax.plot(fractions, curves.mean(0), color=colour, label=f"{POOL_NAMES[pool]} (mean of {len(curves)} seeds)")
+        ax.fill_between(fractions, curves.min(0), curves.max(0), color=colour, alpha=0.2)
+        for r in runs[pool]:
+            best = r["metrics"]["best_fraction"]
+            ax.plot(best, r["val_curve"][best], "o", color=colour, ms=5)
+    ax.axvline(paper_fraction, ls=":", color="gray", label=f"paper's threshold {paper_fraction:g}")
+    ax.set_xlabel("threshold (fraction of the CAM's max)")
+    ax.set_ylabel("GT-known localization, val (%)")
+    ax.set_title("Box threshold sweep: GAP vs GMP")
+    ax.legend(fontsize=8)
+    return fig
 
 
 def summarize_runs(runs: Sequence[dict]) -> dict[str, dict[str, float | list[float]]]:
@@ -432,6 +514,47 @@ def finetune_and_evaluate(
     row.update(classification=ev["classification"], localization=ev["localization"][0.2], head=ev["head"],
                n_images=ev["n_images"], seconds={"train": t1 - t0, "eval": time.time() - t1})
     return row
+
+
+def paper_pooling_study(
+    archs: Sequence[str],
+    pools: Sequence[str],
+    train_root: str | Path | None,
+    val_root: str | Path | None,
+    *,
+    iters: int,
+    batch_size: int = 64,
+    weights: str | None = "DEFAULT",
+    checkpoint_dir: str | Path = "build/checkpoints",
+    resume: bool = True,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    num_workers: int = 0,
+) -> list[dict]:
+    """Notebook 02's paper profile: :func:`finetune_and_evaluate` for every architecture and pooling
+    (originals ``googlenet`` / ``resnet50`` with average pooling only, as loaded), checkpoints at
+    ``checkpoint_dir/<arch>_<pool>.pt``. The train folder is opened only when some network needs
+    training. Prints one line per network; returns the rows."""
+    from camlib.models.gap import ORIGINAL_ARCHS
+
+    if val_root is None:
+        raise FileNotFoundError("PROFILE='paper' needs ILSVRC val: set ILSVRC_VAL (or $ILSVRC_ROOT) to a folder "
+                                "in one of the layouts of data/README.md (e.g. images/ + the wsolevaluation manifests)")
+    needs_training = iters > 0 and any(a not in ORIGINAL_ARCHS for a in archs)
+    train_data = ilsvrc_train_folder(train_root) if needs_training else None
+    if train_data is not None:
+        print(f"ILSVRC train: {len(train_data)} images in {len(train_data.classes)} classes at {train_root}")
+    rows = []
+    for arch in archs:
+        for pool in (["avg"] if arch in ORIGINAL_ARCHS else pools):
+            row = finetune_and_evaluate(arch, pool, train_data, val_root, iters=iters, batch_size=batch_size,
+                                        weights=weights, checkpoint=Path(checkpoint_dir) / f"{arch}_{pool}.pt",
+                                        resume=resume, device=device, seed=seed, num_workers=num_workers)  # fmt: skip
+            rows.append(row)
+            c, lo = row["classification"], row["localization"]
+            print(f"{row['description']}: {row['steps']} steps; top-1/top-5 err {c['top1_err']:.2f}/{c['top5_err']:.2f}; "
+                  f"top-1/top-5 loc err {lo['top1_loc_err']:.2f}/{lo['top5_loc_err']:.2f} on {row['n_images']} val images")
+    return rows
 
 
 def quick_comparisons(summary: dict[str, dict], setting: str) -> list[dict]:

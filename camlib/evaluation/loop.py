@@ -1,0 +1,286 @@
+"""THE evaluation loop: batches -> map source -> maps -> boxes -> every evaluator.
+
+For each batch of ``(x, targets)`` (``targets``: :class:`camlib.datasets.targets.Target` records):
+
+1. **map source** (:func:`class_maps`): a :class:`~camlib.core.cam.CAM`, a
+   :class:`~camlib.core.saliency.BackpropSaliency` (same call shape) or, for ``x`` of shape
+   (B, 10, 3, H, W), the released code's ten crops merged by
+   :func:`camlib.evaluation.localize.merge_ten_crops`, gives the logits, the top-k classes and the raw
+   maps of the top-k classes followed by the ground-truth class (one gather, nothing else upsampled);
+2. **maps**: each image's k + 1 maps are upsampled / normalised by the ``options``
+   (:func:`camlib.core.cam.postprocess`; to the image's own size by default, where its boxes live);
+3. **boxes** (:func:`make_boxes`): only the box sets the evaluators ask for (``box_sets``): the paper's
+   rule at every fraction asked for (largest component of ``M >= f max M``, all maps and fractions in
+   one pass, :func:`camlib.evaluation.wsol.largest_component_boxes`, identical to
+   :func:`camlib.core.boxes.paper_box`), the released code's first box per class
+   (:func:`camlib.core.boxes.released_boxes`) and the five-box heuristic
+   (:func:`camlib.core.boxes.five_box_heuristic`) with either rule;
+4. **every evaluator**: ``accumulate(batch)`` with the one :class:`~camlib.evaluation.batch.Batch` record.
+
+Unreadable images (``targets.skipped``, :func:`camlib.datasets.ilsvrc.collate_with_targets`) are counted and
+listed. ``sync=True`` under ``torch.distributed`` (:mod:`camlib.core.distributed`): ``batches`` are this
+process's contiguous shard; after the pass the counts of all processes are summed and the per-image
+lists (kept predictions, maps, skipped images) gathered in rank order, so every process returns what
+one process would have over the whole dataset.
+
+:func:`camlib.evaluation.localize.evaluate_localization` (notebooks 01, 02) and
+:func:`camlib.evaluation.localize.evaluate_protocols` (notebook 03, the ``camlib.evaluate`` CLI) are
+configurations of :func:`run_evaluation`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from camlib.core.boxes import HEURISTIC_LOOSE, HEURISTIC_TIGHT, five_box_heuristic, nth_box, released_boxes
+from camlib.core.cam import CAM, PAPER_OPTIONS, CAMOptions, postprocess
+from camlib.datasets.targets import Target
+from camlib.evaluation.batch import Batch, BoxSet, box_key, fraction_key, parse_box_key
+from camlib.evaluation.metrics import Evaluator
+from camlib.evaluation.wsol import largest_component_boxes
+
+__all__ = ["LoopResult", "class_maps", "make_boxes", "run_evaluation"]
+
+
+# ------------------------------------------------------------------------------------- map source
+def class_maps(
+    source,
+    x: Tensor,
+    *,
+    topk: int = 5,
+    gt_labels: Sequence[int] | None = None,
+    channels_last: bool = True,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Logits (B, C), top-k classes (B, k) and raw maps (B, k [+1], h, w) of the top-k classes followed
+    by the ground-truth class, from a :class:`~camlib.core.cam.CAM` or a
+    :class:`~camlib.core.saliency.BackpropSaliency`. ``x`` (B, 10, 3, H, W) is the ten-crop setting (CAM
+    only): class scores are the softmax averaged over the crops (returned as its log), maps are merged
+    with :func:`camlib.evaluation.localize.merge_ten_crops`. ``channels_last``: feed channels-last inputs
+    (faster CPU convolutions when the model is channels-last too).
+    """
+    B = x.shape[0]
+    gt = None if gt_labels is None else torch.as_tensor(list(gt_labels), device=x.device).view(B, 1)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    if x.ndim == 5:
+        from camlib.evaluation.localize import merge_ten_crops
+
+        if not isinstance(source, CAM):
+            raise ValueError("the ten-crop setting is implemented for CAM only")
+        K = x.shape[1]
+        out = source(x.flatten(0, 1).contiguous(memory_format=fmt), all_classes=True)
+        probs = out.logits.float().softmax(1).view(B, K, -1).mean(1)
+        logits = probs.clamp_min(1e-30).log()
+        pred = logits.topk(topk, dim=1).indices
+        wanted = pred if gt is None else torch.cat([pred, gt], dim=1)
+        fm = out.maps.view(B, K, *out.maps.shape[1:])
+        rows = torch.arange(B, device=fm.device)[:, None, None]
+        crops = torch.arange(K, device=fm.device)[None, :, None]
+        sel = fm[rows, crops, wanted[:, None, :]]  # (B, K, n, h, w), one gather
+        return logits, pred, merge_ten_crops(sel)
+    x = x.contiguous(memory_format=fmt)
+    if isinstance(source, CAM):
+        out = source(x, all_classes=True)
+        pred = out.logits.topk(topk, dim=1).indices
+        wanted = pred if gt is None else torch.cat([pred, gt], dim=1)
+        maps = out.maps[torch.arange(B, device=wanted.device)[:, None], wanted]  # (B, n, h, w), one gather
+        return out.logits, pred, maps
+    out = source(x, topk=topk, extra_targets=None if gt is None else gt[:, 0])
+    return out.logits, out.classes[:, :topk], out.maps
+
+
+# ------------------------------------------------------------------------------------------ boxes
+def make_boxes(
+    maps: Sequence[np.ndarray],
+    pred: np.ndarray,
+    keys: Iterable[str],
+    *,
+    tight: float = HEURISTIC_TIGHT,
+    loose: float = HEURISTIC_LOOSE,
+) -> dict[str, BoxSet]:
+    """The box sets named ``keys`` (:func:`camlib.evaluation.batch.box_key`) for one batch.
+
+    ``maps``: per image (k + 1, H, W), the top-k classes' maps then the ground-truth class's; ``pred``
+    (B, k). ``"paper@f"``: classes ``pred``, boxes of the top-k maps, GT-known box of the last map, all
+    fractions in one pass; ``"released"``: the released generator's first box per map;
+    ``"heuristic"`` / ``"heuristic_released"``: :func:`camlib.core.boxes.five_box_heuristic` on the
+    top-3 maps with the paper's rule (``tight`` / ``loose``) or the released one. The released boxes of
+    the top-3 classes come from the heuristic's when both are asked (its boxes 1, 3, 5 are the first
+    box of classes 1, 2, 3), so no map is boxed twice.
+    """
+    keys = set(keys)
+    B, k = pred.shape
+    out: dict[str, BoxSet] = {}
+    parsed = {key: parse_box_key(key) for key in keys}
+    fractions = sorted({f for rule, f in parsed.values() if rule == "paper"})
+    if fractions:
+        flat = [m for per_image in maps for m in per_image]
+        multi = largest_component_boxes(flat, fractions, scale="max").reshape(B, k + 1, len(fractions), 4)
+        for j, f in enumerate(fractions):
+            out[box_key("paper", f)] = BoxSet(pred, multi[:, :k, j], multi[:, k, j])
+    if ("heuristic" in keys or "heuristic_released" in keys) and k < 3:
+        raise ValueError(f"the five-box heuristic needs topk >= 3, got topk={k}")
+    if "heuristic" in keys:
+        five = np.zeros((B, 5, 4), np.int64)
+        cls = np.zeros((B, 5), np.int64)
+        for i, m in enumerate(maps):
+            which, five[i] = five_box_heuristic(m[:3], tight, loose, rule="paper")
+            cls[i] = pred[i, which]
+        out["heuristic"] = BoxSet(cls, five)
+    if "released" in keys or "heuristic_released" in keys:
+        first = np.zeros((B, k + 1, 4), np.int64)
+        five = np.zeros((B, 5, 4), np.int64)
+        cls = np.zeros((B, 5), np.int64)
+        for i, m in enumerate(maps):
+            start = 0
+            if "heuristic_released" in keys:
+                which, five[i] = five_box_heuristic(m[:3], rule="released")
+                cls[i] = pred[i, which]
+                first[i, :3] = five[i, [0, 2, 4]]
+                start = 3
+            if "released" in keys:
+                for c in range(start, k + 1):
+                    first[i, c] = nth_box(released_boxes(m[c], max_boxes=2), 0)  # only box 1 is used
+        if "released" in keys:
+            out["released"] = BoxSet(pred, first[:, :k], first[:, k])
+        if "heuristic_released" in keys:
+            out["heuristic_released"] = BoxSet(cls, five)
+    return out
+
+
+# ------------------------------------------------------------------------------------------- loop
+@dataclass
+class LoopResult:
+    """What :func:`run_evaluation` returns: the evaluators (merged over processes under ``sync``) and
+    their ``metrics`` (``compute()`` of each evaluator that saw at least one image), the image counts,
+    the skipped images, the kept predictions / maps, the seconds and the map source's head."""
+
+    evaluators: dict[str, Evaluator]
+    metrics: dict[str, dict]
+    n_images: int
+    skipped: list[dict]
+    seconds: float
+    head: dict | None
+    source: str
+    predictions: list[dict] = field(default_factory=list)
+    gt_maps: list[np.ndarray] = field(default_factory=list)
+
+
+def _prediction(batch: Batch, i: int, probs: Tensor) -> dict:
+    """The per-image record kept by ``keep_predictions`` (figures, error analysis)."""
+    t = batch.targets[i]
+    pred = batch.pred[i]
+    return {
+        "image_id": t.image_id,
+        "label": t.label,
+        "size": None if t.size is None else list(t.size),
+        "pred_classes": pred.tolist(),
+        "probs": probs[i, pred].tolist(),
+        "gt_boxes": t.boxes.tolist(),
+        "boxes": {key: bs.boxes[i].tolist() for key, bs in batch.boxes.items()},
+        "gt_known_box": {key: bs.gt_known[i].tolist() for key, bs in batch.boxes.items() if bs.gt_known is not None},
+    }
+
+
+def _check_targets(targets) -> list[Target]:
+    bad = next((t for t in targets if not isinstance(t, Target)), None)
+    if bad is not None:
+        raise TypeError(
+            f"targets must be camlib.datasets.targets.Target records, got {type(bad).__name__}; build them with "
+            "Target(label=..., boxes=..., size=(H, W)) (the ILSVRC readers, array_batches and mask_batches do)"
+        )
+    return list(targets)
+
+
+def run_evaluation(
+    source,
+    batches: Iterable[tuple[Tensor, Sequence[Target]]],
+    evaluators: Mapping[str, Evaluator],
+    *,
+    options: CAMOptions = PAPER_OPTIONS,
+    topk: int = 5,
+    device: str | torch.device = "cpu",
+    heuristic: tuple[float, float] = (HEURISTIC_TIGHT, HEURISTIC_LOOSE),
+    channels_last: bool = True,
+    keep_predictions: bool = False,
+    keep_maps: int = 0,
+    total: int | None = None,
+    desc: str = "evaluate",
+    sync: bool = False,
+) -> LoopResult:
+    """One pass of ``batches`` through the map source, the boxes and every evaluator (module docstring).
+
+    ``source``: a :class:`~camlib.core.cam.CAM` (a plain model is wrapped in one) or a
+    :class:`~camlib.core.saliency.BackpropSaliency`; ``evaluators``: name -> evaluator (their
+    ``box_sets`` decide which boxes are made); ``options``: how raw maps become the maps that are boxed;
+    ``heuristic``: the five-box heuristic's (tight, loose) fractions; ``keep_predictions``: keep every
+    image's classes, probabilities and boxes; ``keep_maps``: keep the ground-truth class's map (float16)
+    of the first ``keep_maps`` images.
+    """
+    t0 = time.time()
+    if isinstance(source, nn.Module):
+        source = CAM(source)
+    needed = sorted({key for ev in evaluators.values() for key in ev.box_sets})
+    skipped: list[dict] = []
+    kept: list[dict] = []
+    maps_kept: list[np.ndarray] = []
+    n_images = 0
+    for x, targets in tqdm(batches, total=total, desc=desc, leave=False):
+        skipped.extend(getattr(targets, "skipped", []))
+        if len(targets) == 0:
+            continue
+        targets = _check_targets(targets)
+        labels = [t.label for t in targets]
+        with torch.no_grad() if isinstance(source, CAM) else torch.enable_grad():
+            logits, pred, raw = class_maps(source, x.to(device, non_blocking=True), topk=topk, gt_labels=labels,
+                                           channels_last=channels_last)  # fmt: skip
+        in_size = tuple(raw.shape[-2:]) if x.ndim == 5 else tuple(x.shape[-2:])
+        maps = [
+            postprocess(raw[i][None].detach(), options, input_size=in_size, original_size=t.size)[0].float().cpu().numpy()
+            for i, t in enumerate(targets)
+        ]
+        pred_np = pred.cpu().numpy()
+        batch = Batch(targets, logits.detach().float().cpu(), pred_np, maps)
+        batch.boxes = make_boxes(maps, pred_np, needed, tight=heuristic[0], loose=heuristic[1])
+        for ev in evaluators.values():
+            ev.accumulate(batch)
+        n_images += len(batch)
+        if keep_predictions:
+            probs = batch.logits.softmax(1)
+            kept.extend(_prediction(batch, i, probs) for i in range(len(batch)))
+        for m in batch.role("gt")[: max(0, keep_maps - len(maps_kept))]:
+            maps_kept.append(m.astype(np.float16))
+    if sync:
+        from camlib.core import distributed
+
+        distributed.sync_evaluators(*evaluators.values())
+        skipped, kept = distributed.gather_list(skipped), distributed.gather_list(kept)
+        maps_kept = distributed.gather_list(maps_kept)[:keep_maps]
+        n_images = distributed.all_sum(n_images)
+    if n_images == 0:
+        raise ValueError(f"no image could be evaluated ({len(skipped)} skipped)")
+    return LoopResult(
+        evaluators=dict(evaluators),
+        metrics={name: ev.compute() for name, ev in evaluators.items() if ev.n},
+        n_images=n_images,
+        skipped=skipped,
+        seconds=time.time() - t0,
+        head=getattr(getattr(source, "head", None), "__dict__", None),
+        source=type(source).__name__,
+        predictions=kept,
+        gt_maps=maps_kept,
+    )
+
+
+def fraction_keys(fractions: Sequence[float]) -> list[str]:
+    """:func:`camlib.evaluation.batch.fraction_key` of each fraction, refusing duplicates."""
+    keys = [fraction_key(f) for f in fractions]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"duplicate fractions in {list(fractions)}")
+    return keys
