@@ -61,7 +61,8 @@ _EXPORTS: dict[str, str] = {
     # data
     **dict.fromkeys(("ProceduralShapes",), "camlib.datasets"),
     # the notebook front door
-    **dict.fromkeys(("Run", "paper_values", "start_run"), "camlib.tools.run"),
+    **dict.fromkeys(("Run", "start_run"), "camlib.tools.run"),
+    "paper_values": "camlib.evaluation.paper_numbers",
     **dict.fromkeys(("write_results",), "camlib.tools.results"),
 }
 

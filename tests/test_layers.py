@@ -27,6 +27,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "core": ("camlib.datasets", "camlib.paper", "camlib.evaluation", "camlib.tools"),
     "models": ("camlib.datasets", "camlib.paper", "camlib.evaluation", "camlib.tools"),
     "datasets": ("camlib.paper", "camlib.evaluation", "camlib.tools", "camlib.core.features", "camlib.core.probe"),
+    "evaluation": ("camlib.paper", "camlib.tools"),
+    "paper": ("camlib.tools",),
 }
 
 # No exceptions: every module of the data layer is data only.

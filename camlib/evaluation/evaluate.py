@@ -85,8 +85,8 @@ def build(args: argparse.Namespace):
             model.load_state_dict(torch.load(args.checkpoint, map_location="cpu", weights_only=True))
         return model.eval(), ProceduralTargets(data), f"SmallGAPNet on {args.num_images} procedural test images"
     from camlib.datasets.ilsvrc import open_ilsvrc_val
+    from camlib.datasets.transforms import imagenet_eval_transform
     from camlib.evaluation.localize import load_gap_checkpoint, whole_image_transform
-    from camlib.paper.gap_vs_gmp import imagenet_eval_transform
 
     if not args.root:
         raise SystemExit("--data ilsvrc needs --root (the ILSVRC2012 val folder; see data/README.md)")

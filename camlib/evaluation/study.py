@@ -120,7 +120,7 @@ def model_of(net) -> nn.Module:
 
 def preprocess_of(net, profile: str) -> Callable:
     """The whole image resized to 224 x 224 with the network's normalisation (no centre crop)."""
-    from camlib.paper.gap_vs_gmp import imagenet_eval_transform
+    from camlib.datasets.transforms import imagenet_eval_transform
 
     if not hasattr(net, "preprocess"):  # a -GAP checkpoint: ImageNet normalisation
         return imagenet_eval_transform(224)

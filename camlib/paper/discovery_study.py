@@ -941,7 +941,6 @@ def load_text_photos(source: TextPhotoSource, size: tuple[int, int], *, max_nega
     (H, W), no crop. Word boxes go from the JSON's (height, width) to ``size`` (:func:`_scale_boxes`)."""
     from camlib.datasets.ilsvrc import open_ilsvrc_val
     from camlib.datasets.textdet import open_scene_text
-    from camlib.tools.results import DataSource
 
     if not source:
         raise FileNotFoundError(source.message())
@@ -959,10 +958,11 @@ def load_text_photos(source: TextPhotoSource, size: tuple[int, int], *, max_nega
     empty = np.zeros((0, 4), np.int64)
     files = ImageFiles([r.path for r in pos] + [neg.paths[i] for i in keep], size, [1] * len(pos) + [0] * len(keep))
     ti, ni = source.text.info, source.negatives.info
-    data = [DataSource("scene-text", source.text.kind, len(pos), ti.caveat).__dict__,
-            DataSource(f"{ni.name} ({Path(ni.root).name}), negatives", source.negatives.kind, len(keep),
-                       f"{len(keep)} of {len(neg)} images (text-prone classes left out: {len(excluded)}); "
-                       f"{ni.caveat}").__dict__]
+    # write_results' data rows (camlib.tools.results.DATA_KEYS)
+    data = [{"name": "scene-text", "root_kind": source.text.kind, "n_images": len(pos), "caveat": ti.caveat},
+            {"name": f"{ni.name} ({Path(ni.root).name}), negatives", "root_kind": source.negatives.kind,
+             "n_images": len(keep), "caveat": f"{len(keep)} of {len(neg)} images (text-prone classes left out: "
+                                                f"{len(excluded)}); {ni.caveat}"}]
     return TextPhotos(files, np.asarray(files.labels), words + [empty] * len(keep), ignored + [empty] * len(keep),
                       [Path(r.path).name for r in pos] + [neg.paths[i].name for i in keep], excluded, data)
 

@@ -223,7 +223,7 @@ def table4(train: Table4Split, test: Table4Split, features: Features, locate: Lo
 
 def paper_table4(paper_yaml: str | Path | None = None) -> dict[str, float]:
     """The paper's Table 4 numbers (%) from ``results/paper.yaml``: full, cam_crop, gt_crop, loc, chance."""
-    from camlib.tools.run import paper_values
+    from camlib.evaluation.paper_numbers import paper_values
 
     values = paper_values(*PAPER_KEYS.values(), paper_yaml=paper_yaml)
     return {k: values[key] for k, key in PAPER_KEYS.items()}

@@ -338,7 +338,7 @@ def _started(started: float) -> float:
 def _check_paper_refs(comparisons: list[dict], paper_yaml: Path) -> None:
     if not comparisons or not paper_yaml.is_file():
         return
-    from camlib.tools.report import read_paper_yaml  # bad YAML: file, line and fix
+    from camlib.evaluation.paper_numbers import read_paper_yaml  # bad YAML: file, line and fix
 
     paper = read_paper_yaml(paper_yaml) or {}
     unknown = sorted({row["paper_ref"] for row in comparisons} - set(paper))

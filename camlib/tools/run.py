@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
 
+from camlib.evaluation.paper_numbers import paper_values  # noqa: F401  (re-exported: camlib.paper_values)
+
 __all__ = ["PROFILES", "Run", "find_notebook", "notebook_parameter_names", "paper_values", "start_run"]
 
 PROFILES = ("quick", "paper")
@@ -171,14 +173,3 @@ def start_run(
                started=started, results_dir=namespace.get("RESULTS_DIR", "../results"))
 
 
-def paper_values(*keys: str, paper_yaml: str | Path | None = None) -> dict[str, float]:
-    """The paper's numbers for ``keys`` of ``results/paper.yaml`` (the one place they are typed), so that a
-    sentence comparing with the paper never types them again; KeyError naming the unknown keys."""
-    from camlib.tools.report import load_paper
-
-    path = Path(paper_yaml) if paper_yaml is not None else Path(__file__).resolve().parents[2] / "results" / "paper.yaml"
-    paper = load_paper(path)
-    unknown = [k for k in keys if k not in paper]
-    if unknown:
-        raise KeyError(f"{path}: no paper number {', '.join(map(repr, unknown))}")
-    return {k: float(paper[k]["value"]) for k in keys}
