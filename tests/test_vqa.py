@@ -333,15 +333,18 @@ def test_pooled_feature_cache_is_keyed_on_the_weights(tmp_path):
     assert torch.equal(c, d) and len(list((tmp_path / "cache").glob("*.npz"))) == 2
 
 
-def test_paper_vqa_reexports_the_study():
+def test_each_vqa_name_has_one_home():
+    """The VQA study's modules re-export nothing: every public name is defined where it is listed."""
     import camlib.datasets.vqa as data
     import camlib.paper.vqa as V
     import camlib.paper.vqa_eval as ev
     import camlib.paper.vqa_train as tr
 
-    assert V.Vocabulary is data.Vocabulary and V.load_vqa_split is data.load_vqa_split
-    assert V.fit_vqa is tr.fit_vqa and V.vqa_accuracy is ev.vqa_accuracy
-    assert all(hasattr(V, n) for n in V.__all__)
+    for module in (data, V, ev, tr):
+        for name in module.__all__:
+            obj = getattr(module, name)
+            assert getattr(obj, "__module__", module.__name__) == module.__name__, f"{module.__name__}.{name}"
+    assert not hasattr(V, "fit_vqa") and not hasattr(V, "Vocabulary")
 
 
 # ----------------------------------------------------------------------------- the notebook

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from camlib.paper import vqa_study as vs
-from camlib.paper.vqa import pointing_summary
+from camlib.paper.vqa_eval import pointing_summary
 
 
 def _case(n: int = 120, seed: int = 0, cam_good: bool = True):

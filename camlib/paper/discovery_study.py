@@ -68,7 +68,7 @@ from camlib.paper.discovery import (
     ranking_scores,
     top_objects,
 )
-from camlib.paper.vqa import points_in_boxes
+from camlib.paper.vqa_eval import points_in_boxes
 
 __all__ = [
     "CaptionSplit",

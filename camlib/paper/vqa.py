@@ -29,7 +29,7 @@ The pieces of the study live in four modules, one subject each:
   layer's training and prediction;
 - :mod:`camlib.paper.vqa_eval`: the official VQA accuracy, CAM pointing, the Figure-12 plot.
 
-Their public names are re-exported here, so ``from camlib.paper.vqa import ...`` gives the whole study.
+Each name is imported from the module that defines it (no re-exports: the three modules form no circle).
 """
 
 from __future__ import annotations
@@ -42,38 +42,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from camlib.core.cam import CAM, NotCAMCompatibleError, capture, eval_mode, maps_from_features
-from camlib.datasets.vqa import (
-    UNK,
-    VQA_DOWNLOAD,
-    Vocabulary,
-    VQADataError,
-    VQARecords,
-    find_vqa_split,
-    load_vqa_split,
-    normalize_answer,
-    process_digit_article,
-    process_punctuation,
-    tokenize,
-)
-from camlib.paper.vqa_eval import (
-    accuracy_by_group,
-    plot_vqa_cams,
-    pointing_summary,
-    points_in_boxes,
-    vqa_accuracy,
-    vqa_cam_pointing,
-    vqa_scores,
-)
-from camlib.paper.vqa_train import (
-    FeatureVQASet,
-    answer_strings,
-    extract_pooled_features,
-    fit_multilabel,
-    fit_vqa,
-    pool_features,
-    predict_vqa,
-    records_feature_set,
-)
 
 __all__ = [
     # the model (defined here)
@@ -84,35 +52,6 @@ __all__ = [
     "gap_backbone",
     "small_backbone",
     "torchvision_gap_backbone",
-    # re-exported from camlib.datasets.vqa
-    "UNK",
-    "VQA_DOWNLOAD",
-    "VQADataError",
-    "VQARecords",
-    "Vocabulary",
-    "find_vqa_split",
-    "load_vqa_split",
-    "normalize_answer",
-    "process_digit_article",
-    "process_punctuation",
-    "tokenize",
-    # re-exported from camlib.paper.vqa_train
-    "FeatureVQASet",
-    "answer_strings",
-    "extract_pooled_features",
-    "fit_multilabel",
-    "fit_vqa",
-    "pool_features",
-    "predict_vqa",
-    "records_feature_set",
-    # re-exported from camlib.paper.vqa_eval
-    "accuracy_by_group",
-    "plot_vqa_cams",
-    "pointing_summary",
-    "points_in_boxes",
-    "vqa_accuracy",
-    "vqa_cam_pointing",
-    "vqa_scores",
 ]
 
 

@@ -20,24 +20,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from camlib.datasets.vqa import Vocabulary, load_vqa_split
 from camlib.evaluation.stats import paired_diff_ci, verdict
-from camlib.paper.vqa import (
-    BowGAPVQA,
+from camlib.paper.vqa import BowGAPVQA, attach_head, torchvision_gap_backbone
+from camlib.paper.vqa_eval import accuracy_by_group, points_in_boxes, vqa_scores
+from camlib.paper.vqa_train import (
     FeatureVQASet,
-    Vocabulary,
-    accuracy_by_group,
     answer_strings,
-    attach_head,
     extract_pooled_features,
     fit_multilabel,
     fit_vqa,
-    load_vqa_split,
-    points_in_boxes,
     pool_features,
     predict_vqa,
     records_feature_set,
-    torchvision_gap_backbone,
-    vqa_scores,
 )
 
 __all__ = [
