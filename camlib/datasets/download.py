@@ -45,6 +45,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
+from camlib.datasets.roots import DatasetNotFoundError
+
 __all__ = [
     "REGISTRY",
     "ChecksumError",
@@ -72,10 +74,6 @@ class ChecksumError(ValueError):
 
 class UnsafeArchiveError(ValueError):
     """An archive member would be written outside the target folder (or is a link/device leading there)."""
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """The dataset is not on disk and could not be fetched; the message says where to put it."""
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,6 @@ from camlib.datasets.files import (
     is_image_file,
     read_rgb,
 )
-from camlib.datasets.imagenette import IMAGENETTE_CLASSES
 from camlib.datasets.manifest import ImageRecord, ManifestError, check_box, read_rows, to_number, unique_keys
 from camlib.datasets.targets import Target
 from camlib.datasets.transforms import imagenet_train_transform
@@ -106,6 +105,21 @@ __all__ = [
     "wnid_index",
     "wsol_records",
 ]
+
+#: the ten Imagenette classes: WordNet id -> (name, index in the 1000-class order); known positions
+#: that a WordNet-id list must respect
+IMAGENETTE_CLASSES: dict[str, tuple[str, int]] = {
+    "n01440764": ("tench", 0),
+    "n02102040": ("English springer", 217),
+    "n02979186": ("cassette player", 482),
+    "n03000684": ("chain saw", 491),
+    "n03028079": ("church", 497),
+    "n03394916": ("French horn", 566),
+    "n03417042": ("garbage truck", 569),
+    "n03425413": ("gas pump", 571),
+    "n03445777": ("golf ball", 574),
+    "n03888257": ("parachute", 701),
+}
 
 N_CLASSES = 1000  #: ILSVRC2012's classes: a wnid list must name them all
 

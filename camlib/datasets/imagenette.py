@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from camlib.datasets.ilsvrc import IMAGENETTE_CLASSES, read_wsol_metadata
 from camlib.datasets.manifest import ImageRecord, ManifestError, RecordDataset, image_size, list_images
 from camlib.datasets.targets import Target, scale_boxes
 
@@ -42,18 +43,6 @@ __all__ = ["IMAGENETTE_CLASSES", "ILSVRC_VAL_PREFIX", "Imagenette", "is_ilsvrc_v
            "write_wsol_subset"]
 
 #: wnid -> (name, index among the 1000 ILSVRC classes in torchvision's order)
-IMAGENETTE_CLASSES: dict[str, tuple[str, int]] = {
-    "n01440764": ("tench", 0),
-    "n02102040": ("English springer", 217),
-    "n02979186": ("cassette player", 482),
-    "n03000684": ("chain saw", 491),
-    "n03028079": ("church", 497),
-    "n03394916": ("French horn", 566),
-    "n03417042": ("garbage truck", 569),
-    "n03425413": ("gas pump", 571),
-    "n03445777": ("golf ball", 574),
-    "n03888257": ("parachute", 701),
-}
 WNIDS: tuple[str, ...] = tuple(sorted(IMAGENETTE_CLASSES))
 ILSVRC_VAL_PREFIX = "ILSVRC2012_val_"
 LAYOUT = ("<root>/train/<wnid>/*.JPEG and <root>/val/<wnid>/*.JPEG (the imagenette2 archive's layout; wnids: "
@@ -105,8 +94,6 @@ def open_imagenette(root: str | Path, *, wsol: str | Path | None = None, read_si
     A class folder that is not an Imagenette wnid, or a wsol class that disagrees with the folder its
     file sits in, is a :class:`~camlib.datasets.manifest.ManifestError`.
     """
-    from camlib.datasets.ilsvrc import read_wsol_metadata
-
     root = Path(root)
     parts = [p for p in ("train", "val") if (root / p).is_dir()]
     if not parts:

@@ -40,8 +40,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-__all__ = ["SETS", "DataInfo", "DataRoot", "SetSpec", "data_dir", "find_root", "repo_root", "resolve_root",
+__all__ = ["SETS", "DataInfo", "DataRoot", "DatasetNotFoundError", "SetSpec", "data_dir", "find_root", "repo_root", "resolve_root",
            "shared_data_dir"]
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The dataset is not on disk and could not be fetched; the message says where to put it."""
+
 
 KINDS = ("param", "env", "data", "shared")
 
@@ -278,8 +283,6 @@ class DataRoot:
 
     def require(self) -> Path:
         if self.path is None:
-            from camlib.datasets.download import DatasetNotFoundError
-
             raise DatasetNotFoundError(self.message())
         return self.path
 
@@ -326,8 +329,6 @@ def resolve_root(
             continue
         folder = Path(value).expanduser()
         if not folder.is_dir():
-            from camlib.datasets.download import DatasetNotFoundError
-
             raise DatasetNotFoundError(f"{what} names {folder} for {spec.title}, but that folder does not exist. "
                                        f"Fix the path, or unset it to use data/ or ../shared/data. "
                                        f"Get the set with: {spec.fetch_command()}")
