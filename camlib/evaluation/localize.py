@@ -26,12 +26,9 @@ from camlib.core.cam import (
     RELEASED_OPTIONS,
     CAMOptions,
     postprocess,
-    upsample_maps,
 )
 from camlib.datasets.targets import Target
 from camlib.datasets.transforms import (  # the input transforms live in the data layer; re-exported here
-    TEN_CROP,
-    TEN_CROP_SIZE,
     PixelNormalize,
     TenCrop,
     WholeImage,
@@ -40,7 +37,7 @@ from camlib.datasets.transforms import (  # the input transforms live in the dat
     whole_image_transform,
 )
 from camlib.evaluation.batch import ByFraction, box_key, fraction_key
-from camlib.evaluation.loop import class_maps, fraction_keys, run_evaluation
+from camlib.evaluation.loop import class_maps, fraction_keys, merge_ten_crops, run_evaluation
 from camlib.evaluation.metrics import ClassificationEvaluator, LocalizationEvaluator
 from camlib.evaluation.wsol import (
     CHOE_IOU_THRESHOLDS,
@@ -230,24 +227,6 @@ def explain_image(
 # ================================================================================================
 # All protocols of Tables 2 and 3 and Choe et al., on one code path (CAM or backprop saliency)
 # ================================================================================================
-
-def merge_ten_crops(maps: Tensor, size: int = TEN_CROP_SIZE, crop: int = TEN_CROP) -> Tensor:
-    """The released ``mergeTenCrop``: (B, 10, n, h, w) crop maps -> (B, n, size, size).
-
-    Each crop's map is resized bicubically to the crop, mirrored back for crops 6-10, put in place,
-    and the absolute values are summed over the crops (pixels near the corners are covered by fewer
-    crops, as in the released code).
-    """
-    B, K, n = maps.shape[:3]
-    if K != 10:
-        raise ValueError(f"expected 10 crops, got {K}")
-    up = upsample_maps(maps.flatten(0, 1).float(), (crop, crop), "bicubic").view(B, K, n, crop, crop)
-    up = torch.cat([up[:, :5], up[:, 5:].flip(-1)], dim=1).abs()
-    out = torch.zeros(B, n, size, size, dtype=up.dtype, device=up.device)
-    for k, (t, s) in enumerate(ten_crop_offsets(size, crop) * 2):
-        out[:, :, t : t + crop, s : s + crop] += up[:, k]
-    return out
-
 
 @dataclass(frozen=True)
 class Protocols:

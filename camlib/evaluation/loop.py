@@ -5,7 +5,7 @@ For each batch of ``(x, targets)`` (``targets``: :class:`camlib.datasets.targets
 1. **map source** (:func:`class_maps`): a :class:`~camlib.core.cam.CAM`, a
    :class:`~camlib.core.saliency.BackpropSaliency` (same call shape) or, for ``x`` of shape
    (B, 10, 3, H, W), the released code's ten crops merged by
-   :func:`camlib.evaluation.localize.merge_ten_crops`, gives the logits, the top-k classes and the raw
+   :func:`merge_ten_crops`, gives the logits, the top-k classes and the raw
    maps of the top-k classes followed by the ground-truth class (one gather, nothing else upsampled);
 2. **maps**: each image's k + 1 maps are upsampled / normalised by the ``options``
    (:func:`camlib.core.cam.postprocess`; to the image's own size by default, where its boxes live);
@@ -40,8 +40,9 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from camlib.core.boxes import HEURISTIC_LOOSE, HEURISTIC_TIGHT, five_box_heuristic, nth_box, released_boxes
-from camlib.core.cam import CAM, PAPER_OPTIONS, CAMOptions, postprocess
+from camlib.core.cam import CAM, PAPER_OPTIONS, CAMOptions, postprocess, upsample_maps
 from camlib.datasets.targets import Target
+from camlib.datasets.transforms import TEN_CROP, TEN_CROP_SIZE, ten_crop_offsets
 from camlib.evaluation.batch import Batch, BoxSet, box_key, fraction_key, parse_box_key
 from camlib.evaluation.metrics import Evaluator
 from camlib.evaluation.wsol import largest_component_boxes
@@ -50,6 +51,24 @@ __all__ = ["LoopResult", "class_maps", "make_boxes", "run_evaluation"]
 
 
 # ------------------------------------------------------------------------------------- map source
+def merge_ten_crops(maps: Tensor, size: int = TEN_CROP_SIZE, crop: int = TEN_CROP) -> Tensor:
+    """The released ``mergeTenCrop``: (B, 10, n, h, w) crop maps -> (B, n, size, size).
+
+    Each crop's map is resized bicubically to the crop, mirrored back for crops 6-10, put in place,
+    and the absolute values are summed over the crops (pixels near the corners are covered by fewer
+    crops, as in the released code).
+    """
+    B, K, n = maps.shape[:3]
+    if K != 10:
+        raise ValueError(f"expected 10 crops, got {K}")
+    up = upsample_maps(maps.flatten(0, 1).float(), (crop, crop), "bicubic").view(B, K, n, crop, crop)
+    up = torch.cat([up[:, :5], up[:, 5:].flip(-1)], dim=1).abs()
+    out = torch.zeros(B, n, size, size, dtype=up.dtype, device=up.device)
+    for k, (t, s) in enumerate(ten_crop_offsets(size, crop) * 2):
+        out[:, :, t : t + crop, s : s + crop] += up[:, k]
+    return out
+
+
 def class_maps(
     source,
     x: Tensor,
@@ -62,15 +81,13 @@ def class_maps(
     by the ground-truth class, from a :class:`~camlib.core.cam.CAM` or a
     :class:`~camlib.core.saliency.BackpropSaliency`. ``x`` (B, 10, 3, H, W) is the ten-crop setting (CAM
     only): class scores are the softmax averaged over the crops (returned as its log), maps are merged
-    with :func:`camlib.evaluation.localize.merge_ten_crops`. ``channels_last``: feed channels-last inputs
+    with :func:`merge_ten_crops`. ``channels_last``: feed channels-last inputs
     (faster CPU convolutions when the model is channels-last too).
     """
     B = x.shape[0]
     gt = None if gt_labels is None else torch.as_tensor(list(gt_labels), device=x.device).view(B, 1)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     if x.ndim == 5:
-        from camlib.evaluation.localize import merge_ten_crops
-
         if not isinstance(source, CAM):
             raise ValueError("the ten-crop setting is implemented for CAM only")
         K = x.shape[1]
