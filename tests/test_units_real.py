@@ -174,3 +174,20 @@ def test_open_labelled_images_none_when_nothing_is_found(tmp_path, monkeypatch):
 
     monkeypatch.setattr(R, "resolve_root", lambda name, root=None: Missing())
     assert R.open_labelled_images() is None
+
+
+def test_data_line_names_the_sets_or_how_to_get_them(tmp_path, monkeypatch):
+    _write_wsol(tmp_path / "ilsvrc")
+    images = R.open_labelled_images({"ilsvrc": tmp_path / "ilsvrc"}, sets=("ilsvrc",))
+    line = R.data_line(images)
+    assert line.startswith("data: real ILSVRC") and "ilsvrc: 4 images (param:" in line
+
+    class Missing:
+        fetch = "put the val set in data/ilsvrc-val"
+
+        def __bool__(self):
+            return False
+
+    monkeypatch.setattr(R, "resolve_root", lambda name, root=None: Missing())
+    line = R.data_line(None)
+    assert line.startswith("data: procedural shapes") and "ilsvrc: put the val set" in line

@@ -56,6 +56,7 @@ __all__ = [
     "UnitFeatures",
     "box_mask",
     "cluster_mean_ci",
+    "data_line",
     "feature_scan",
     "in_box_rates",
     "in_box_study",
@@ -124,6 +125,16 @@ def open_labelled_images(roots: dict[str, str | Path | None] | None = None,
     return LabelledImages(paths, np.asarray(labels, np.int64), boxes, np.asarray(set_index, np.int64), data)
 
 
+def data_line(images: LabelledImages | None, sets: Sequence[str] = ILSVRC_SETS) -> str:
+    """The notebook's first output line: the real folders used (name, n, how found, where), or that none
+    was found, with how to get each set (:attr:`camlib.datasets.roots.DataRoot.fetch`)."""
+    if images is not None:
+        return "data: real ILSVRC val photos -- " + "; ".join(
+            f"{d.name}: {d.n_images} images ({d.kind}: {d.root})" for d in images.data)
+    how = "; ".join(f"{name}: {resolve_root(name).fetch}" for name in sets)
+    return f"data: procedural shapes (offline fallback: no ILSVRC folder found). For the real photos -- {how}"
+
+
 # --------------------------------------------------------------------------- features (cached)
 
 
@@ -149,7 +160,7 @@ class UnitFeatures:
         return (s if self.bias is None else s + self.bias).numpy()
 
 
-def unit_features(model, images: LabelledImages, *, cache: FeatureCache | str | Path | None = "build/features/units",
+def unit_features(model, images: LabelledImages, *, cache: FeatureCache | str | Path | None = "build/feature_cache/units",
                   batch_size: int = 32, device: str | torch.device = "cpu", progress: bool = True) -> UnitFeatures:
     """The CAM features of ``model`` (a :class:`camlib.models.ImageNetModel`) on ``images``, each resized to
     the input without crop (:func:`camlib.datasets.transforms.resize_preprocess`), through a
