@@ -478,10 +478,10 @@ def plot_timeline(records: Sequence[dict], other: Sequence[dict] | None = None, 
         ax1.plot([r["time_s"] for r in other], [r["score"] for r in other], color="0.6", lw=0.8,
                  label=f"{labels[1]} (any class)")
     names = list(dict.fromkeys(r["label"] for r in records))
-    cmap = plt.get_cmap("tab10")
+    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")  # distinct colours up to 20 classes
     for j, name in enumerate(names):
         sel = np.array([r["label"] == name for r in records])
-        ax1.scatter(t[sel], np.array([r["score"] for r in records])[sel], s=10, color=cmap(j % 10), label=name)
+        ax1.scatter(t[sel], np.array([r["score"] for r in records])[sel], s=10, color=cmap(j % cmap.N), label=name)
     ax1.set_ylabel("top-1 softmax score")
     ax1.set_ylim(0, 1.02)
     ax1.legend(fontsize=7, ncol=3, loc="lower left", bbox_to_anchor=(0, 1.0), frameon=False)
