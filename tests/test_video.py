@@ -150,3 +150,30 @@ def test_label_segments_and_metrics():
     m = video_metrics(st, st)
     assert m["labels"] == ["a", "b", "a"] and m["label_switches"] == label_switches(recs) == 2
     assert m["label_switches_unsmoothed"] == 2 and "label_switches_unsmoothed" not in video_metrics(st)
+
+
+def test_quick_clip_uses_the_real_clip_when_found_else_synthesises(tmp_path, monkeypatch):
+    from camlib.paper import video as V
+
+    real = tmp_path / "video"
+    real.mkdir()
+    synthesize_clip(real / "bikes.mp4", ("chelsea",), size=(64, 48), fps=10, seconds_per_image=2.0)
+    clip = V.quick_clip(tmp_path / "out", real)
+    assert clip.real and clip.path == real / "bikes.mp4" and clip.info.frames == 20
+    assert clip.data.name == "bikes.mp4" and clip.data.root_kind == "param" and clip.data.n_images == 20
+    assert clip.line.startswith("data: real clip bikes.mp4")
+    (short, long) = clip.memory_pairs
+    assert short[0] == long[0] == real / "bikes.mp4" and (short[2], long[2]) == (2, 20)
+
+    class Missing:
+        fetch = "copy bikes.mp4 to data/video"
+
+        def __bool__(self):
+            return False
+
+    monkeypatch.setattr("camlib.datasets.roots.resolve_root", lambda name, root=None: Missing())
+    fake = V.quick_clip(tmp_path / "out", clip_kw={"size": (64, 48), "fps": 5.0, "seconds_per_image": 1.0,
+                                                   "fade_seconds": 0.2})
+    assert not fake.real and fake.data.root_kind == "procedural" and fake.info.frames == 15
+    assert "copy bikes.mp4 to data/video" in fake.line
+    assert probe(fake.memory_pairs[1][0]).frames == 150

@@ -54,10 +54,12 @@ from camlib.core.video_out import (
     label_font,
     label_frame,
 )
-from camlib.datasets.video import iter_frames, probe, read_frames
+from camlib.datasets.video import VideoInfo, iter_frames, probe, read_frames
+from camlib.tools.results import DataSource
 
 __all__ = [
     "MEMORY_BOUND",
+    "ClipSource",
     "FrameCAMs",
     "VideoCAMStats",
     "frame_transform",
@@ -70,6 +72,7 @@ __all__ = [
     "plot_strip",
     "plot_timeline",
     "process_video",
+    "quick_clip",
     "video_metrics",
 ]
 
@@ -302,6 +305,7 @@ def measure_in_subprocess(
     batch_size: int = 8,
     threads: int | None = None,
     timeout: float = 1800,
+    max_frames: int | None = None,
 ) -> dict:
     """Run the command line on ``src`` in a FRESH Python process and return its stats (no records).
 
@@ -318,6 +322,8 @@ def measure_in_subprocess(
                "--batch", str(batch_size), "--stats", str(stats), "--no-progress"]
         if threads:
             cmd += ["--threads", str(threads)]
+        if max_frames:
+            cmd += ["--max-frames", str(max_frames)]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
@@ -327,8 +333,8 @@ def measure_in_subprocess(
 
 
 def memory_growth(
-    short: tuple[str | Path, str | Path],
-    long: tuple[str | Path, str | Path],
+    short: tuple[str | Path, str | Path] | tuple[str | Path, str | Path, int | None],
+    long: tuple[str | Path, str | Path] | tuple[str | Path, str | Path, int | None],
     *,
     model: str = "efficientnet_lite0",
     smooth: float = 0.0,
@@ -336,19 +342,73 @@ def memory_growth(
     threads: int | None = None,
 ) -> dict:
     """Is the processing streamed? Each ``(src, dst)`` pair runs in a fresh process
-    (:func:`measure_in_subprocess`); the long video's peak RSS is compared with the short one's.
+    (:func:`measure_in_subprocess`); the long video's peak RSS is compared with the short one's. A third
+    item ``max_frames`` stops that run after so many frames (e.g. the first 25 frames of a clip as "short").
 
     Returns ``{"short": stats, "long": stats, "frames_ratio", "peak_rss_ratio" (long / short),
     "rss_growth_ratio", "peak_within_1p5x" (peak_rss_ratio <= MEMORY_BOUND)}``.
     """
-    runs = {name: measure_in_subprocess(src, dst, model=model, smooth=smooth, batch_size=batch_size, threads=threads)
-            for name, (src, dst) in (("short", short), ("long", long))}
+    runs = {name: measure_in_subprocess(pair[0], pair[1], model=model, smooth=smooth, batch_size=batch_size,
+                                        threads=threads, max_frames=pair[2] if len(pair) > 2 else None)
+            for name, pair in (("short", short), ("long", long))}
     ratio_peak = runs["long"]["rss_peak_mb"] / runs["short"]["rss_peak_mb"]
     ratio_growth = runs["long"]["rss_growth_mb"] / max(runs["short"]["rss_growth_mb"], 1e-9)
     return {
         "short": runs["short"], "long": runs["long"], "frames_ratio": runs["long"]["frames"] / runs["short"]["frames"],
         "peak_rss_ratio": ratio_peak, "rss_growth_ratio": ratio_growth, "peak_within_1p5x": ratio_peak <= MEMORY_BOUND,
     }
+
+
+@dataclass
+class ClipSource:
+    """The quick profile's input video: ``path``, its ``info``, ``real`` (a real clip was found, else the
+    synthetic one was written), the results file's ``data`` row, the ``line`` the notebook prints first,
+    and the ``memory_pairs`` for :func:`memory_growth` (short, long: 10x the frames)."""
+
+    path: Path
+    info: VideoInfo
+    real: bool
+    data: DataSource
+    line: str
+    memory_pairs: tuple[tuple, tuple]
+
+
+def quick_clip(out_dir: str | Path, video_root: str | Path | None = None, *, name: str = "bikes.mp4",
+               clip_kw: dict | None = None) -> ClipSource:
+    """The real clip when :func:`camlib.datasets.roots.resolve_root` finds the ``video`` set (``video_root``,
+    then ``$VIDEO_ROOT``, ``data/video``, ``../shared/data/video``): ``name`` in it (else its first ``.mp4``);
+    otherwise a clip synthesised from skimage photos into ``out_dir`` (:func:`camlib.datasets.video.synthesize_clip`
+    with ``clip_kw``). Memory check: the real clip's first tenth of its frames vs all of them; the synthetic
+    clip vs the same photos with 10x the frames."""
+    from camlib.datasets.roots import resolve_root
+    from camlib.datasets.video import DEFAULT_PHOTOS, synthesize_clip
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    found = resolve_root("video", video_root)
+    if found:
+        clips = sorted(found.path.glob("*.mp4"))
+        path = found.path / name if (found.path / name).is_file() else (clips[0] if clips else None)
+        if path is None:
+            raise FileNotFoundError(f"{found.path} holds no .mp4 clip; put {name} there or unset {found.kind}")
+        info = probe(path)
+        row = DataSource(path.name, found.kind, int(info.frames), f"{found.info.caveat} (n_images = frames)")
+        line = (f"data: real clip {path.name} ({found.kind}: {path}): {info.width} x {info.height}, {info.fps:g} "
+                f"frames/s, {info.frames} frames")
+        short = max(1, info.frames // 10)
+        pairs = ((path, out_dir / "09_mem_short.mp4", short), (path, out_dir / "09_mem_long.mp4", 10 * short))
+        return ClipSource(path, info, True, row, line, pairs)
+    kw = {"size": (256, 192), "fps": 10.0, "seconds_per_image": 1.6, "fade_seconds": 0.4, **(clip_kw or {})}
+    path = out_dir / "09_quick_clip.mp4"
+    info = synthesize_clip(path, DEFAULT_PHOTOS, **kw)
+    long_src = out_dir / "09_long_clip.mp4"
+    synthesize_clip(long_src, DEFAULT_PHOTOS, **{**kw, "seconds_per_image": 10 * kw["seconds_per_image"]})
+    row = DataSource("synthetic clip (skimage photos)", "procedural", int(info.frames),
+                     "a pan and zoom over three still photos, not a real video (n_images = frames)")
+    line = (f"data: synthetic clip ({info.frames} frames from {', '.join(DEFAULT_PHOTOS)}): no real clip found. "
+            f"For the real one: {found.fetch}")
+    pairs = ((path, out_dir / "09_mem_short.mp4"), (long_src, out_dir / "09_mem_long.mp4"))
+    return ClipSource(path, info, False, row, line, pairs)
 
 
 def label_segments(records: Sequence[dict]) -> list[tuple[str, float, float]]:
@@ -418,10 +478,10 @@ def plot_timeline(records: Sequence[dict], other: Sequence[dict] | None = None, 
         ax1.plot([r["time_s"] for r in other], [r["score"] for r in other], color="0.6", lw=0.8,
                  label=f"{labels[1]} (any class)")
     names = list(dict.fromkeys(r["label"] for r in records))
-    cmap = plt.get_cmap("tab10")
+    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")  # distinct colours up to 20 classes
     for j, name in enumerate(names):
         sel = np.array([r["label"] == name for r in records])
-        ax1.scatter(t[sel], np.array([r["score"] for r in records])[sel], s=10, color=cmap(j % 10), label=name)
+        ax1.scatter(t[sel], np.array([r["score"] for r in records])[sel], s=10, color=cmap(j % cmap.N), label=name)
     ax1.set_ylabel("top-1 softmax score")
     ax1.set_ylim(0, 1.02)
     ax1.legend(fontsize=7, ncol=3, loc="lower left", bbox_to_anchor=(0, 1.0), frameon=False)
