@@ -44,10 +44,9 @@ from camlib.core.cam import CAM, HeadSpec, upsample_maps
 from camlib.core.digest import array_digest, model_fingerprint
 from camlib.core.features import FeatureCache
 from camlib.datasets.files import read_rgb
-from camlib.datasets.roots import DataInfo, resolve_root
+from camlib.datasets.roots import DataInfo, DataSource, resolve_root
 from camlib.evaluation.stats import Estimate, bootstrap_ci, paired_diff_ci, verdict
 from camlib.paper.units import UnitScan, plot_class_units, rank_units
-from camlib.tools.results import DataSource
 
 __all__ = [
     "ILSVRC_SETS",

@@ -54,8 +54,8 @@ from camlib.core.video_out import (
     label_font,
     label_frame,
 )
+from camlib.datasets.roots import DataSource
 from camlib.datasets.video import VideoInfo, iter_frames, probe, read_frames
-from camlib.tools.results import DataSource
 
 __all__ = [
     "MEMORY_BOUND",
