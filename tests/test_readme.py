@@ -191,7 +191,8 @@ def tiny_notebook(path: Path, results: Path) -> Path:
 @pytest.mark.timeout(300)
 def test_make_quick_runs_notebooks_then_the_report(tmp_path):
     results = tmp_path / "results"
-    nb = tiny_notebook(tmp_path / "98_readme_check.ipynb", results)
+    (tmp_path / "nb").mkdir()
+    nb = tiny_notebook(tmp_path / "nb" / "98_readme_check.ipynb", results)  # executed copies go outside its folder
     done = make("quick", f"NOTEBOOKS={nb}", f"NB_OUT={tmp_path / 'out'}", f"RESULTS={results}")
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "out" / nb.name).is_file()
