@@ -280,7 +280,7 @@ def test_run_pooling_study_end_to_end_on_fake_data(tmp_path):
     )
     study = ps.run_pooling_study(root, budget, cache=tmp_path / "cache")
     s = study.summary()
-    json.dumps(s)
+    json.dumps(s, allow_nan=False)
     assert s["n_test"] == 2 and s["n_train"] == 4
     assert set(s["setups"]) == {"frozen", "tuned"} and s["setups"]["frozen"]["seeds"] == [0, 1]
     assert s["setups"]["tuned"]["verdict"] in ("agrees", "reversed", "not resolved")

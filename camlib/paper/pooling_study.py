@@ -820,10 +820,18 @@ class PoolingStudy:
             "n_train": int(len(self.train_index)), "n_train_available": len(self.items.train_paths),
             "n_ilsvrc_val_unboxed": len(self.items.unboxed), "root_kind": self.items.root_kind,
             "caveat": self.items.caveat, "budget": b.to_dict(),
-            "primary_metric": PRIMARY_METRIC, "paper_signs": PAPER_SIGNS, "lr_choice": self.lr_choice,
+            "primary_metric": PRIMARY_METRIC, "paper_signs": PAPER_SIGNS, "lr_choice": _json_lr_choice(self.lr_choice),
             "setups": setups, "reference_lite0": ref, "seconds": self.seconds, "cpu_seconds": self.cpu_seconds,
             "cache_hits": self.cache_hits, "threads": torch.get_num_threads(),
         }
+
+
+def _json_lr_choice(lr_choice: dict[str, dict]) -> dict[str, dict]:
+    """:func:`choose_lr`'s answers with string keys (``f"{lr:g}"``) and None for a diverged rate (NaN): JSON-able."""
+    def plain(d: dict) -> dict:
+        return {f"{k:g}": (float(v) if math.isfinite(v) else None) for k, v in d.items()}
+
+    return {p: {k: plain(v) if k in ("grid", "final_loss") else v for k, v in c.items()} for p, c in lr_choice.items()}
 
 
 def run_pooling_study(
