@@ -237,7 +237,7 @@ def _run_notebook_02(tmp_path, **parameters):
 def test_notebook_02_quick_profile_runs_headless(tmp_path):
     (tmp_path / "results").mkdir()
     shutil.copy(REPO / "results" / "paper.yaml", tmp_path / "results" / "paper.yaml")
-    res = _run_notebook_02(tmp_path, N_TRAIN=64, EPOCHS=1, N_VAL=24, N_TEST=24, N_SEEDS=2)
+    res = _run_notebook_02(tmp_path, N_TRAIN=64, EPOCHS=1, N_VAL=24, N_TEST=24, N_SEEDS=2, REAL_PHOTOS=False)
     q = res["metrics"]["quick"]
     assert res["profile"] == "quick" and len(q["GAP"]["cls_acc"]["values"]) == 2
     assert {"sentence", "loc_agrees", "cls_agrees"} <= set(q["verdict"]["chosen_threshold"])

@@ -126,7 +126,7 @@ def _fake_imagenette(root, size=(40, 30)):
 
 
 def test_reader_keeps_every_ilsvrc_val_file_out_of_training_and_scales_boxes(tmp_path):
-    items = ps._imagenette_items(_fake_imagenette(tmp_path))
+    items = ps.study_items(_fake_imagenette(tmp_path))
     names = [p.name for p in items.train_paths]
     assert len(names) == 6 and not any(n.startswith("ILSVRC2012_val_") for n in names)
     assert [p.name for p in items.test_paths] == ["ILSVRC2012_val_00000001.JPEG", "ILSVRC2012_val_00000002.JPEG"]
@@ -144,12 +144,12 @@ def test_reader_errors_name_the_file_and_line(tmp_path):
     root = _fake_imagenette(tmp_path)
     (root / "wsol" / "image_sizes.txt").write_text("train/ILSVRC2012_val_00000001.JPEG,400\n")
     with pytest.raises(ValueError, match=r"image_sizes.txt:1"):
-        ps._imagenette_items(root)
+        ps.study_items(root)
     root2 = _fake_imagenette(tmp_path / "b")
     (root2 / "wsol" / "class_labels.txt").write_text(
         "train/ILSVRC2012_val_00000001.JPEG,5\nval/ILSVRC2012_val_00000002.JPEG,701\n")
     with pytest.raises(ValueError, match="sits in"):
-        ps._imagenette_items(root2)
+        ps.study_items(root2)
 
 
 # --------------------------------------------------------------------------- measures
@@ -248,7 +248,7 @@ def _small_preprocess(im):
 
 def test_trunk_features_cache_mirror_and_reference(lite0, tmp_path):
     root = _fake_imagenette(tmp_path / "data")
-    items = ps._imagenette_items(root)
+    items = ps.study_items(root)
     kw = {"preprocessing": "64x64 test", "dataset": "fake", "cache": tmp_path / "cache", "mirror": True,
           "reference_classes": items.test_labels_1000.tolist()}
     arrays, hit = ps.cached_trunk_features(lite0, items.test_paths, [9, 10], _small_preprocess, **kw)
@@ -280,7 +280,7 @@ def test_run_pooling_study_end_to_end_on_fake_data(tmp_path):
     )
     study = ps.run_pooling_study(root, budget, cache=tmp_path / "cache")
     s = study.summary()
-    json.dumps(s)
+    json.dumps(s, allow_nan=False)
     assert s["n_test"] == 2 and s["n_train"] == 4
     assert set(s["setups"]) == {"frozen", "tuned"} and s["setups"]["frozen"]["seeds"] == [0, 1]
     assert s["setups"]["tuned"]["verdict"] in ("agrees", "reversed", "not resolved")
@@ -293,3 +293,37 @@ def test_run_pooling_study_end_to_end_on_fake_data(tmp_path):
         assert isinstance(fig, plt.Figure)
         plt.close(fig)
     assert ps.run_pooling_study(root, budget, cache=tmp_path / "cache").cache_hits == {"test": True, "train": True}
+
+
+# --------------------------------------------------------------------------- sentences from the numbers
+
+
+def test_curve_crossings_interpolates_sign_changes():
+    curves = {"fractions": [0.1, 0.2, 0.3, 0.4], "avg": {"value": [0.5, 0.6, 0.4, 0.3]},
+              "max": {"value": [0.6, 0.5, 0.4, 0.5]}}
+    # d = -0.1, +0.1, 0, -0.2: crossings at 0.15 and at the zero 0.3
+    np.testing.assert_allclose(ps.curve_crossings(curves), [0.15, 0.3])
+    assert ps.curve_crossings({"fractions": [0.1, 0.2], "avg": {"value": [0.6, 0.7]},
+                               "max": {"value": [0.5, 0.5]}}) == []
+
+
+def _hand_summary(primary_ci, cls_ci, gk_ci):
+    def ci(v):
+        return {"value": v[0], "low": v[1], "high": v[2]}
+
+    diffs = {"top1_loc@0.2": ci(primary_ci), "cls_acc": ci(cls_ci), "gt_known@0.2": ci(gk_ci)}
+    s = {"seeds": [0, 1], "n_test": 500, "lr": {"avg": 0.01, "max": 0.001},
+         "per_pool": {p: {"cls_acc": {"mean": 80.0, "std": 1.0}} for p in ("avg", "max")},
+         "diff": {m: {"ci": v} for m, v in diffs.items()},
+         "curves": {"fractions": [0.1, 0.2], "avg": {"value": [0.5, 0.6]}, "max": {"value": [0.6, 0.5]}}}
+    s.update(ps.setup_verdict(diffs))
+    return {"setups": {"a": s}}
+
+
+def test_setup_sentences_follow_the_numbers():
+    holds = ps.setup_sentences(_hand_summary((5, 2, 8), (10, 7, 13), (-1, -3, 1)))["a"]
+    assert "HOLDS" in holds[0] and "Caveat" in holds[1] and "GMP trained worse" in holds[1]
+    assert "not resolved" in holds[2] and "cross at t = 0.15" in holds[3]
+    rev = ps.setup_sentences(_hand_summary((-5, -8, -2), (1, -1, 2), (-4, -6, -2)))["a"]
+    assert "REVERSED" in rev[0] and "about equal" in rev[1] and rev[2].endswith("-> reversed.")
+    assert "NOT RESOLVED" in ps.setup_sentences(_hand_summary((1, -2, 4), (0, -1, 1), (1, -1, 3)))["a"][0]
