@@ -258,7 +258,7 @@ def test_notebook_02_paper_profile_on_a_fake_train_folder(tmp_path, ilsvrc_sampl
         (d / f"n{i:08d}_1.JPEG").symlink_to(images[i % len(images)])
     res = _run_notebook_02(tmp_path, PROFILE="paper", ILSVRC_TRAIN=str(tmp_path / "train"),
                            ILSVRC_VAL=str(ilsvrc_sample), PAPER_ARCHS=["alexnet_gap"], WEIGHTS=None, ITERS=2,
-                           PAPER_BATCH_SIZE=4, NUM_WORKERS=0)
+                           PAPER_BATCH_SIZE=4, NUM_WORKERS=0, REAL_PHOTOS=False)
     rows = res["metrics"]["paper"]
     assert [(r["arch"], r["pool"], r["steps"]) for r in rows] == [("alexnet_gap", "avg", 2), ("alexnet_gap", "max", 2)]
     assert rows[1]["head"]["pool"] == "max" and rows[0]["n_images"] == 100
