@@ -274,9 +274,9 @@ def test_notebook_02_paper_profile_without_data_says_where_to_put_it(tmp_path, m
     monkeypatch.delenv("ILSVRC_ROOT", raising=False)
     monkeypatch.delenv("ILSVRC_TRAIN_ROOT", raising=False)
     with pytest.raises(pm.PapermillExecutionError, match="ILSVRC_VAL"):
-        _run_notebook_02(tmp_path, PROFILE="paper")
+        _run_notebook_02(tmp_path, PROFILE="paper", REAL_PHOTOS=False)
     with pytest.raises(pm.PapermillExecutionError, match="n01440764"):
-        _run_notebook_02(tmp_path, PROFILE="paper", ILSVRC_VAL=str(tmp_path))
+        _run_notebook_02(tmp_path, PROFILE="paper", ILSVRC_VAL=str(tmp_path), REAL_PHOTOS=False)
 
 
 def test_pooling_study_and_its_sweep_figure(shapes):
