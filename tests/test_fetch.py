@@ -7,10 +7,8 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
-import threading
 import zipfile
 from dataclasses import replace
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -22,22 +20,8 @@ from camlib.datasets.caltech101 import open_caltech101
 from camlib.datasets.cub import CUBDataset
 from camlib.datasets.imagenette import open_imagenette
 from camlib.datasets.roots import resolve_root
-from tests.test_download import _Handler
+from tests.test_download import server  # noqa: F401  (the loopback server fixture, shared)
 from tests.test_real_readers import _cub, _img, _wsol
-
-
-@pytest.fixture
-def server(monkeypatch):
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    srv.files, srv.ranges, srv.sent, srv.support_range, srv.cut_after = {}, [], 0, True, None
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
-    yield srv
-    srv.shutdown()
-    srv.server_close()
 
 
 def _targz(path: Path, src: Path, arcname: str) -> bytes:
@@ -86,7 +70,7 @@ def _serve_everything(tmp: Path, srv, monkeypatch) -> dict[str, bytes]:
     return served
 
 
-def test_fetch_all_then_read(tmp_path, server, monkeypatch, capsys):
+def test_fetch_all_then_read(tmp_path, server, monkeypatch, capsys):  # noqa: F811 (the shared fixture)
     served = _serve_everything(tmp_path, server, monkeypatch)
     data = tmp_path / "data"
     assert F.main(["imagenette", "caltech101", "cub", "--root", str(data), "--no-progress"]) == 0
@@ -115,7 +99,7 @@ def test_fetch_all_then_read(tmp_path, server, monkeypatch, capsys):
     assert len(server.ranges) == n
 
 
-def test_fetch_refuses_a_bad_archive(tmp_path, server, monkeypatch):
+def test_fetch_refuses_a_bad_archive(tmp_path, server, monkeypatch):  # noqa: F811 (the shared fixture)
     _serve_everything(tmp_path, server, monkeypatch)
     monkeypatch.setitem(D.REGISTRY, "cub200_2011", replace(D.REGISTRY["cub200_2011"], md5="0" * 32))
     with pytest.raises(D.ChecksumError):
