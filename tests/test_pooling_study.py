@@ -327,3 +327,24 @@ def test_setup_sentences_follow_the_numbers():
     rev = ps.setup_sentences(_hand_summary((-5, -8, -2), (1, -1, 2), (-4, -6, -2)))["a"]
     assert "REVERSED" in rev[0] and "about equal" in rev[1] and rev[2].endswith("-> reversed.")
     assert "NOT RESOLVED" in ps.setup_sentences(_hand_summary((1, -2, 4), (0, -1, 1), (1, -1, 3)))["a"][0]
+
+
+# --------------------------------------------------------------------------- the learning-rate rule
+
+
+def test_choose_lr_flags_a_rate_at_the_edge_of_its_grid():
+    """A separable toy (class = sign of the mean input) learns at every rate of the grid; with ties the
+    rule takes the smaller rate, the grid's smallest, which is flagged as at the edge."""
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 20)
+    x = (rng.normal(size=(40, 4, 3, 3)) + np.where(y == 1, 3.0, -3.0)[:, None, None, None]).astype(np.float32)
+
+    def make():
+        torch.manual_seed(0)
+        return ps.HeadNet(torch.nn.Sequential(), ps.PoolingHead(4, 4, 2, pool="avg"))
+
+    out = ps.choose_lr(make, x, y, (0.01, 0.03), epochs=3, batch_size=8, holdout_fraction=0.25)
+    assert set(out["grid"]) == {0.01, 0.03} and out["n_holdout"] == 10
+    assert out["lr"] in (0.01, 0.03) and out["at_edge"] is True  # two rates: both are edges
+    mid = ps.choose_lr(make, x, y, (0.0, 0.03, 1e9), epochs=3, batch_size=8, holdout_fraction=0.25)
+    assert mid["lr"] == 0.03 and mid["at_edge"] is False  # lr 0 learns nothing, 1e9 diverges

@@ -465,7 +465,9 @@ def choose_lr(
     A stratified, seeded ``holdout_fraction`` of the training images is held out; for each rate of ``grid``
     a net (``make_net()``) trains ``epochs`` epochs on the rest; the rate with the best held-out accuracy
     wins (ties: the smaller rate; a run whose loss is not finite counts as unstable and cannot win).
-    Returns ``{"lr", "grid": {lr: held-out acc %}, "final_loss": {lr: loss}, "n_fit", "n_holdout"}``.
+    Returns ``{"lr", "grid": {lr: held-out acc %}, "final_loss": {lr: loss}, "n_fit", "n_holdout",
+    "at_edge"}``; ``at_edge`` is True when the chosen rate is the grid's smallest or largest, i.e. the grid may
+    not bracket the best rate (the notebook says so).
     """
     y = np.asarray(labels)
     rng = np.random.default_rng(seed)
@@ -491,8 +493,10 @@ def choose_lr(
         raise RuntimeError(f"every learning rate of {list(grid)} diverged; try a grid of smaller rates")
     best = max(stable.values())
     chosen = min(lr for lr, a in stable.items() if a == best)
+    at_edge = chosen in (min(float(g) for g in grid), max(float(g) for g in grid))
     return {"lr": chosen, "grid": accs, "final_loss": losses, "n_fit": int(len(fit_idx)),
-            "n_holdout": int(len(hold_idx)), "epochs": epochs, "rule": "best held-out accuracy, ties: smaller rate"}
+            "n_holdout": int(len(hold_idx)), "epochs": epochs, "rule": "best held-out accuracy, ties: smaller rate",
+            "at_edge": bool(at_edge)}
 
 
 # =========================================================================== measures
@@ -755,7 +759,7 @@ class StudyBudget:
 QUICK_BUDGET = StudyBudget(
     name="quick",
     setups=(SetupSpec("frozen", 0, epochs=8, seeds=(0, 1, 2)), SetupSpec("tuned", 1, epochs=5, seeds=(0, 1))),
-    train_per_class=24, width=128, batch_size=32, lr_grid=(0.001, 0.003, 0.01, 0.03, 0.1), lr_epochs=6,
+    train_per_class=24, width=128, batch_size=32, lr_grid=(0.0003, 0.001, 0.003, 0.01, 0.03, 0.1), lr_epochs=6,
     fractions=(0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5),
 )
 #: The paper profile: all training images, mirroring, the whole 112-channel stage fine-tuned, five seeds.
@@ -763,7 +767,7 @@ PAPER_BUDGET = StudyBudget(
     name="paper",
     setups=(SetupSpec("frozen", 0, epochs=30, seeds=(0, 1, 2, 3, 4)),
             SetupSpec("tuned", 3, epochs=15, seeds=(0, 1, 2, 3, 4))),
-    train_per_class=None, width=512, batch_size=64, lr_grid=(0.001, 0.003, 0.01, 0.03, 0.1), lr_epochs=15,
+    train_per_class=None, width=512, batch_size=64, lr_grid=(0.0003, 0.001, 0.003, 0.01, 0.03, 0.1), lr_epochs=15,
     mirror=True, fractions=tuple(round(0.05 * i, 2) for i in range(1, 20)),
 )
 
