@@ -270,13 +270,17 @@ def test_notebook_02_paper_profile_on_a_fake_train_folder(tmp_path, ilsvrc_sampl
 
 
 @pytest.mark.slow
-def test_notebook_02_paper_profile_without_data_says_where_to_put_it(tmp_path, monkeypatch):
+def test_notebook_02_paper_profile_without_data_says_where_to_put_it(tmp_path, monkeypatch, ilsvrc_sample):
+    """The ILSVRC inputs are checked before Part A (real photos, found in ../shared when present), so the
+    missing-data errors come in seconds even with REAL_PHOTOS left on."""
     monkeypatch.delenv("ILSVRC_ROOT", raising=False)
     monkeypatch.delenv("ILSVRC_TRAIN_ROOT", raising=False)
     with pytest.raises(pm.PapermillExecutionError, match="ILSVRC_VAL"):
-        _run_notebook_02(tmp_path, PROFILE="paper", REAL_PHOTOS=False)
+        _run_notebook_02(tmp_path, PROFILE="paper")
+    with pytest.raises(pm.PapermillExecutionError, match="holds no ILSVRC val annotations"):
+        _run_notebook_02(tmp_path, PROFILE="paper", ILSVRC_VAL=str(tmp_path))
     with pytest.raises(pm.PapermillExecutionError, match="n01440764"):
-        _run_notebook_02(tmp_path, PROFILE="paper", ILSVRC_VAL=str(tmp_path), REAL_PHOTOS=False)
+        _run_notebook_02(tmp_path, PROFILE="paper", ILSVRC_VAL=str(ilsvrc_sample))
 
 
 def test_pooling_study_and_its_sweep_figure(shapes):

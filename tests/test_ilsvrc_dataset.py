@@ -324,3 +324,20 @@ def test_kaggle_rows_are_validated_naming_file_and_line(tmp_path):
     ds = ILSVRCBoxDataset.from_kaggle_csv(root / "ILSVRC" / "Data" / "CLS-LOC" / "val", csv_path,
                                           root / "LOC_synset_mapping.txt", check_sizes=False)  # opt out: clipped
     assert len(ds) == len(IMAGES)
+
+
+def test_notebook_02_checks_its_paper_inputs_before_any_work(tmp_path):
+    """Notebook 02's paper profile calls check_paper_inputs before Part A: a missing val folder, an
+    unreadable one, or a missing train folder (when a network trains) fail at once with the way out."""
+    from camlib.paper.gap_vs_gmp import check_paper_inputs
+
+    with pytest.raises(FileNotFoundError, match="ILSVRC_VAL"):
+        check_paper_inputs(["googlenet_gap"], None, None, iters=10)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        check_paper_inputs(["googlenet_gap"], None, tmp_path / "nowhere", iters=10)
+    val = make_wsol_layout(tmp_path / "val")
+    with pytest.raises(FileNotFoundError, match="ILSVRC_TRAIN"):
+        check_paper_inputs(["googlenet_gap"], tmp_path / "train", val, iters=10)
+    check_paper_inputs(["googlenet_gap"], None, val, iters=0)  # evaluation only: no train folder needed
+    (tmp_path / "train" / "n01440764").mkdir(parents=True)
+    check_paper_inputs(["googlenet_gap"], tmp_path / "train", val, iters=10)

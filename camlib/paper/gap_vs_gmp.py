@@ -59,6 +59,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "ILSVRC_TRAIN_HINT",
+    "check_paper_inputs",
     "POOL_NAMES",
     "PadCropFlip",
     "best_fraction",
@@ -514,6 +515,24 @@ def finetune_and_evaluate(
     row.update(classification=ev["classification"], localization=ev["localization"][0.2], head=ev["head"],
                n_images=ev["n_images"], seconds={"train": t1 - t0, "eval": time.time() - t1})
     return row
+
+
+def check_paper_inputs(archs: Sequence[str], train_root: str | Path | None, val_root: str | Path | None, *,
+                       iters: int) -> None:
+    """Fail fast, before any long work, when the paper profile's ILSVRC inputs are missing: the val folder
+    must open in one of the layouts of data/README.md, and the train folder (needed only when some network
+    trains) must be a folder of class sub-folders. :func:`paper_pooling_study` checks them fully again."""
+    from camlib.datasets.ilsvrc import ILSVRC_TRAIN_HINT, open_ilsvrc_val
+    from camlib.models.gap import ORIGINAL_ARCHS
+
+    if val_root is None:
+        raise FileNotFoundError("PROFILE='paper' needs ILSVRC val: set ILSVRC_VAL (or $ILSVRC_ROOT) to a folder "
+                                "in one of the layouts of data/README.md (e.g. images/ + the wsolevaluation manifests)")
+    open_ilsvrc_val(val_root)
+    if iters > 0 and any(a not in ORIGINAL_ARCHS for a in archs):
+        root = None if train_root is None else Path(train_root)
+        if root is None or not root.is_dir() or not any(p.is_dir() for p in root.iterdir()):
+            raise FileNotFoundError(f"no ILSVRC train folder of class sub-folders at {root}. {ILSVRC_TRAIN_HINT}")
 
 
 def paper_pooling_study(
