@@ -226,6 +226,7 @@ def test_make_clean_notebooks_and_student(tmp_path):
         copy = read(tmp_path / "student" / path.name)
         assert not [c for c in copy.cells if "solution" in c.metadata.get("tags", [])
                     and "Your turn" not in c.source], f"{path.name}: a solution survived"
+        assert not [c for c in copy.cells if "instructor" in c.metadata.get("tags", [])], path.name
 
 
 def test_quick_writes_build_and_refresh_results_the_reference():
