@@ -23,13 +23,21 @@ UV_VERSION ?= 0.13.9
 LOCK_VENV ?= build/lock-tools
 LOCK_ARGS ?=
 
-.PHONY: help setup lock quick reproduce report refresh-results test lint lab clean-notebooks student bench clean
+.PHONY: help setup hooks lock quick reproduce report refresh-results test lint lab clean-notebooks student bench clean
 STUDENT_OUT ?= build/student
+# the git hooks of this checkout (empty outside a git repository: no hooks then); in a worktree, the shared ones
+GIT_HOOK := $(shell git rev-parse --git-path hooks/pre-commit 2>/dev/null)
+GIT_ATTRIBUTES := $(shell git rev-parse --git-path info/attributes 2>/dev/null)
+# nbstripout as the .ipynb git filter: the flags of the nbstripout hook in .pre-commit-config.yaml
+NBSTRIPOUT_KEYS := metadata.papermill cell.metadata.papermill metadata.jupytext \
+	metadata.language_info.codemirror_mode metadata.language_info.file_extension metadata.language_info.mimetype \
+	metadata.language_info.nbconvert_exporter metadata.language_info.pygments_lexer metadata.language_info.version
+NBSTRIPOUT_ARGS := --keep-id --drop-tagged-cells injected-parameters --extra-keys "$(NBSTRIPOUT_KEYS)"
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-setup: $(STAMP)  ## create .venv from requirements.lock (torch pair: constraints.txt), camlib (editable), a python3 kernel
+setup: $(STAMP) hooks  ## create .venv from requirements.lock (torch pair: constraints.txt), camlib (editable), a python3 kernel, the git hooks
 
 $(STAMP): pyproject.toml constraints.txt $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +47,15 @@ $(STAMP): pyproject.toml constraints.txt $(LOCK)
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (camlib)" >/dev/null
 	$(PY) -m camlib.env --check
 	touch $(STAMP)
+
+hooks: $(GIT_HOOK)  ## (part of setup) pre-commit at `git commit`, nbstripout as the .ipynb git filter
+
+$(GIT_HOOK): $(STAMP) .pre-commit-config.yaml
+	$(VENV)/bin/pre-commit install
+	$(PY) -m nbstripout --install --attributes "$(GIT_ATTRIBUTES)"
+	git config filter.nbstripout.clean '"$(abspath $(PY))" -m nbstripout $(NBSTRIPOUT_ARGS)'
+	git config diff.ipynb.textconv '"$(abspath $(PY))" -m nbstripout -t $(NBSTRIPOUT_ARGS)'
+	touch $@
 
 lock:  ## refresh requirements.lock from pyproject.toml (+ dev extra) and constraints.txt (uv; LOCK_ARGS=--upgrade)
 	test -x $(LOCK_VENV)/bin/uv || ($(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/pip install -q uv==$(UV_VERSION))
@@ -64,21 +81,20 @@ plan: setup  ## measure train/eval/decode here (~2 min) and project make reprodu
 report: setup  ## paper | reference (results/) | your run (build/results) -> build/results/README.md
 	$(PY) -m camlib.report --results $(RESULTS) --reference results --paper results/paper.yaml --out $(RESULTS)/README.md
 
-test: setup  ## unit tests + papermill smoke runs + the browser check (installs chromium via apt when root)
+test: setup lint  ## lint, then unit tests + papermill smoke runs + the browser check (installs chromium via apt when root)
 	-$(PY) -m camlib.browser ensure
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-lint: setup  ## ruff (package, tests, benchmarks and the notebooks) + the notebook rules (no outputs, short cells, ...)
-	$(PY) -m ruff check camlib tests benchmarks notebooks
-	$(PY) -m camlib.notebook_tools check $(NOTEBOOKS)
+lint: setup  ## pre-commit on every file: ruff check + format (package, tests, benchmarks, notebooks), nbstripout, the notebook rules
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/pre-commit run --all-files --show-diff-on-failure
 
 lab: setup  ## open JupyterLab in the project environment
 	$(VENV)/bin/jupyter lab $(LAB_DIR) $(LAB_ARGS)
 
-clean-notebooks: setup  ## strip outputs and execution counts from the committed notebooks
+clean-notebooks: setup  ## strip outputs, execution counts and volatile metadata (nbconvert's ClearOutput / ClearMetadata)
 	$(PY) -m camlib.notebook_tools strip $(NOTEBOOKS)
 
-student: setup  ## copies of the notebooks with exercise solutions removed, in build/student
+student: setup  ## copies without the solution and instructor cells (nbconvert's TagRemove), in build/student
 	$(PY) -m camlib.notebook_tools student --out $(STUDENT_OUT) $(NOTEBOOKS)
 
 bench: $(VENV)/.camlib-bench  ## camlib vs torchcam / pytorch-grad-cam, sweep, cost growth -> results/bench.json, figures/bench_*.png

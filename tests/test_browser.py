@@ -88,8 +88,8 @@ def start_lab(folder: Path, port: int, token: str, log: Path, state: Path) -> su
     if os.geteuid() == 0:  # CI containers run as root; Jupyter refuses that unless told
         args += " --allow-root"
     # -o: do not redo `make setup` here (make test has just done it; a stamp older than pyproject.toml
-    # would otherwise reinstall the environment under the running test)
-    cmd = ["make", "--no-print-directory", "-o", ".venv/.camlib-setup", "lab",
+    # would otherwise reinstall the environment under the running test); GIT_HOOK=: nor install git hooks
+    cmd = ["make", "--no-print-directory", "-o", ".venv/.camlib-setup", "GIT_HOOK=", "lab",
            f"LAB_DIR={folder}", f"LAB_ARGS={args}"]
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
                             start_new_session=True)

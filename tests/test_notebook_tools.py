@@ -1,47 +1,34 @@
-"""camlib.tools.notebook_tools: strip, check, and the percent-script round trip."""
+"""camlib.tools.notebook_tools: the rule check, strip and student copies (nbconvert); the jupytext round trip."""
 
 from __future__ import annotations
 
-import json
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import jupytext
 import nbformat
 import pytest
+from jupytext.config import load_jupytext_configuration_file
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from camlib.tools.notebook_tools import (
     MAX_LOGIC_LINES,
+    PLACEHOLDER,
     check_notebook,
     logic_lines,
     main,
-    notebook_from_py,
-    notebook_to_py,
     parameter_names,
+    read,
 )
+
+REPO = Path(__file__).resolve().parents[1]
 
 PARAMS = (
     'PROFILE = "quick"  # quick | paper\nSEED = 0\nDEVICE = "cpu"\nINTERACTIVE = False\nSIZES = (224, -1)'
 )
-SCRIPT = """# %% [markdown]
-# # CAM basics
-#
-# Where does the network look?
-
-# %% tags=["parameters"]
-PROFILE = "quick"  # quick | paper
-SEED = 0
-DEVICE = "cpu"
-INTERACTIVE = False
-SIZES = (224, -1)
-
-# %%
-import time
-
-STARTED = time.time()
-
-# %%
-print(PROFILE, SEED)
-"""
 
 
 def _clean_notebook() -> nbformat.NotebookNode:
@@ -158,41 +145,59 @@ def test_parameter_names():
     assert parameter_names(PARAMS) == ["PROFILE", "SEED", "DEVICE", "INTERACTIVE", "SIZES"]
 
 
-def test_to_py_from_py_round_trip(tmp_path):
-    nb_path = _save(_clean_notebook(), tmp_path / "nb.ipynb")
-    py_path = tmp_path / "nb.py"
-    assert main(["to-py", str(nb_path), str(py_path)]) == 0
-    assert py_path.read_text() == SCRIPT
-    back = tmp_path / "back.ipynb"
-    assert main(["from-py", str(py_path), str(back)]) == 0
-    nb = nbformat.read(str(back), as_version=4)
-    original = _clean_notebook()
-    assert [(c.cell_type, c.source, c.metadata) for c in nb.cells] == [
-        (c.cell_type, c.source, c.metadata) for c in original.cells
-    ]
-    assert nb.metadata["kernelspec"]["name"] == "python3"
-    assert check_notebook(nb) == []
-    assert notebook_to_py(nb) == SCRIPT
-    # from-py is deterministic (stable cell ids), so regenerating gives the same file
-    first = back.read_text()
-    back.unlink()
-    main(["from-py", str(py_path), str(back)])
-    assert back.read_text() == first
-    assert [c["id"] for c in json.loads(first)["cells"]] == ["cell-000", "cell-001", "cell-002", "cell-003"]
+def _cells(nb: nbformat.NotebookNode) -> list[tuple[str, str, list[str]]]:
+    return [(c.cell_type, c.source, c.metadata.get("tags", [])) for c in nb.cells]
 
 
-def test_from_py_edge_cases():
-    nb = notebook_from_py("x = 1\n\n# %% [markdown]\n#\n# text\n# %%\n# %% [raw]\n# raw\n")
-    assert [(c.cell_type, c.source) for c in nb.cells] == [
-        ("code", "x = 1"),
-        ("markdown", "text"),
-        ("code", ""),
-        ("raw", "raw"),
-    ]
-    with pytest.raises(ValueError, match="line 1: cannot read cell marker"):
-        notebook_from_py("# %% something else\n")
-    with pytest.raises(ValueError, match="line 1: tags must be a JSON list"):
-        notebook_from_py("# %% tags=[parameters]\n")
+def test_jupytext_percent_round_trip_keeps_cells_tags_and_the_parameters_cell():
+    nb = _clean_notebook()
+    nb.cells.append(new_code_cell("answer = 42", metadata={"tags": ["solution"]}))
+    text = jupytext.writes(nb, fmt="py:percent")
+    assert '# %% tags=["parameters"]' in text and '# %% tags=["solution"]' in text
+    back = jupytext.reads(text, fmt="py:percent")
+    assert _cells(back) == _cells(nb)
+    assert back.metadata["kernelspec"]["name"] == "python3"
+    assert check_notebook(back) == []
+    assert jupytext.writes(back, fmt="py:percent") == text  # stable
+
+
+@pytest.mark.parametrize("name", ["01_cam_basics", "08_class_specific_units"])
+def test_committed_notebooks_survive_the_round_trip(name):
+    nb = read(REPO / "notebooks" / f"{name}.ipynb")
+    back = jupytext.reads(jupytext.writes(nb, fmt="py:percent"), fmt="py:percent")
+    assert _cells(back) == _cells(nb) and check_notebook(back) == []
+
+
+def test_the_repository_pairs_notebooks_with_percent_scripts():
+    config = load_jupytext_configuration_file(str(REPO / "jupytext.toml"))
+    assert config.default_formats(str(REPO / "notebooks" / "01_cam_basics.ipynb")) == "ipynb,py:percent"
+    assert "/notebooks/[0-9][0-9]_*.py" in (REPO / ".gitignore").read_text()  # the twins are not committed
+
+
+def test_edit_the_pair_then_sync(tmp_path):
+    """The contributor's loop: `jupytext --sync` makes the twin; an edit of the twin comes back into the
+    notebook with the other cells (ids, tags, the parameters cell) untouched."""
+    shutil.copy(REPO / "jupytext.toml", tmp_path)
+    (tmp_path / "notebooks").mkdir()
+    nb_path = tmp_path / "notebooks" / "01_x.ipynb"
+    nbformat.write(_clean_notebook(), str(nb_path))
+    original = read(nb_path)
+
+    def sync(path: Path) -> None:
+        done = subprocess.run([sys.executable, "-m", "jupytext", "--sync", str(path)], cwd=tmp_path,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+
+    sync(nb_path)
+    twin = nb_path.with_suffix(".py")
+    assert twin.is_file() and read(nb_path) == original
+    time.sleep(1.1)  # jupytext compares modification times
+    twin.write_text(twin.read_text().replace("print(PROFILE, SEED)", "print(PROFILE, SEED, DEVICE)"))
+    sync(twin)
+    synced = read(nb_path)
+    assert synced.cells[3].source == "print(PROFILE, SEED, DEVICE)"
+    assert [c.id for c in synced.cells] == [c.id for c in original.cells]
+    assert _cells(synced)[:3] == _cells(original)[:3] and check_notebook(synced) == []
 
 
 def test_no_notebooks_given(capsys):
@@ -200,21 +205,22 @@ def test_no_notebooks_given(capsys):
     assert "no notebooks given" in capsys.readouterr().err
 
 
-def test_student_copy_removes_solutions_only(tmp_path):
-    from camlib.tools.notebook_tools import PLACEHOLDER, main, notebook_from_py, read, write
-
-    script = (
-        '# %% tags=["parameters"]\nPROFILE = "quick"\nSEED = 0\nDEVICE = "cpu"\nINTERACTIVE = False\n'
-        "# %%\nx = 1\n"
-        '# %% tags=["solution"]\nanswer = x + 41\n'
-    )
-    src = tmp_path / "nb.ipynb"
-    write(notebook_from_py(script), src)
+def test_student_copy_removes_solution_and_instructor_cells(tmp_path):
+    nb = _clean_notebook()
+    nb.cells += [
+        new_markdown_cell("Exercise: add 41 to x."),
+        new_code_cell("answer = 1 + 41", metadata={"tags": ["solution"]}),
+        new_markdown_cell("Why this differs from the paper: ...", metadata={"tags": ["instructor"]}),
+        new_code_cell("assert answer == 42"),
+    ]
+    src = _save(nb, tmp_path / "nb.ipynb")
     assert main(["student", "--out", str(tmp_path / "student"), str(src)]) == 0
-    cells = read(tmp_path / "student" / "nb.ipynb").cells
-    assert cells[1].source == "x = 1"
-    assert cells[2].source == PLACEHOLDER and "exercise" in cells[2].metadata["tags"]
-    assert "answer" in read(src).cells[2].source  # the original is untouched
+    copy = read(tmp_path / "student" / "nb.ipynb")
+    assert not [c for c in copy.cells if {"solution", "instructor"} & set(c.metadata.get("tags", []))]
+    assert [c.source for c in copy.cells][4:] == ["Exercise: add 41 to x.", PLACEHOLDER, "assert answer == 42"]
+    assert copy.cells[5].metadata["tags"] == ["exercise"] and copy.cells[5].id == nb.cells[5].id
+    assert _cells(copy)[:4] == _cells(nb)[:4] and check_notebook(copy) == []
+    assert "answer = 1 + 41" in read(src).cells[5].source  # the original is untouched
 
 
 @pytest.mark.parametrize(

@@ -23,12 +23,14 @@ from .conftest import REPO
 README = (REPO / "README.md").read_text(encoding="utf-8")
 MAKEFILE = (REPO / "Makefile").read_text(encoding="utf-8")
 STAMP = ".venv/.camlib-setup"  # `make -o STAMP`: run a target without redoing `make setup` under the test
+# and `GIT_HOOK=`: without installing the git hooks into the checkout under test (test_precommit.py does, in a copy)
 
 #: README command (prefix) -> what runs it: "tests/<file>.py::<test>" or "CI: <file>".
 COVERAGE: dict[str, list[str]] = {
     "make quick": ["tests/test_readme.py::test_make_quick_runs_notebooks_then_the_report"],
     "make test": ["CI: .ci/run"],
-    "make setup": ["CI: .ci/run"],  # the first prerequisite of make test
+    "make setup": ["CI: .ci/run",  # the first prerequisite of make test; its git-hook step:
+                   "tests/test_precommit.py::test_setup_installs_the_hooks_once_and_nbstripout_filters_notebooks"],
     "make lab": ["tests/test_browser.py::test_notebook01_explorer_in_jupyterlab"],
     "make report": ["tests/test_readme.py::test_make_quick_runs_notebooks_then_the_report",
                     "tests/test_report.py::test_deterministic"],
@@ -37,7 +39,9 @@ COVERAGE: dict[str, list[str]] = {
     "make clean-notebooks": ["tests/test_readme.py::test_make_clean_notebooks_and_student"],
     "make student": ["tests/test_readme.py::test_make_clean_notebooks_and_student"],
     "make bench": ["tests/test_readme.py::test_make_bench_scripts"],
-    "make lint": ["tests/test_readme.py::test_make_lint"],
+    "make lint": ["tests/test_readme.py::test_make_lint", "tests/test_precommit.py::test_pre_commit_passes_on_a_fresh_copy_and_catches_outputs",
+                  "CI: .ci/run"],
+    "jupytext --sync": ["tests/test_notebook_tools.py::test_edit_the_pair_then_sync"],
     "make help": ["tests/test_readme.py::test_make_help_lists_the_readme_targets"],
     "python -m camlib.run_notebooks": ["tests/test_readme.py::test_paper_profile_commands",
                                        "tests/test_run_notebooks.py::test_runs_notebooks_and_fails_clearly"],
@@ -74,7 +78,7 @@ def coverage_of(command: str) -> list[str]:
 
 
 def make(*args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "--no-print-directory", "-o", STAMP, *args], cwd=REPO, capture_output=True,
+    return subprocess.run(["make", "--no-print-directory", "-o", STAMP, "GIT_HOOK=", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=timeout, env=os.environ | env)
 
 
@@ -222,6 +226,7 @@ def test_make_clean_notebooks_and_student(tmp_path):
         copy = read(tmp_path / "student" / path.name)
         assert not [c for c in copy.cells if "solution" in c.metadata.get("tags", [])
                     and "Your turn" not in c.source], f"{path.name}: a solution survived"
+        assert not [c for c in copy.cells if "instructor" in c.metadata.get("tags", [])], path.name
 
 
 def test_quick_writes_build_and_refresh_results_the_reference():
@@ -241,8 +246,13 @@ def test_quick_writes_build_and_refresh_results_the_reference():
 
 
 def test_make_lint():
-    done = make("lint", timeout=120)
+    """`make lint` is pre-commit on every file, and `make test` lints before the tests. (It runs for real in
+    tests/test_precommit.py, on a fresh copy: pre-commit rewrites what it fixes, so not on this checkout.)"""
+    done = make("-n", "lint", timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
+    (line,) = [ln for ln in done.stdout.splitlines() if "pre-commit" in ln]
+    assert "pre-commit run --all-files" in line
+    assert re.search(r"^test: setup lint\b", MAKEFILE, flags=re.M), "make test must run lint first"
 
 
 def test_make_help_lists_the_readme_targets():

@@ -2,12 +2,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 from camlib.evaluation.stats import (
     BOX_AREA_EDGES,
     ILSVRC_VAL_BOX_AREA_COUNTS,
     Estimate,
     bootstrap_ci,
+    bootstrap_interval,
     largest_box_fraction,
     paired_diff_ci,
     post_stratified_ci,
@@ -159,3 +161,27 @@ def test_largest_box_fraction_reproduces_the_csv_on_the_sample(ilsvrc_sample):
     area = largest_box_fraction([boxes[k] for k in keys], [sizes[k] for k in keys])
     _, expected = read_box_area_counts(ilsvrc_sample.parent / "ilsvrc-val-box-area.csv", "ilsvrc_val_sample")
     assert np.bincount(stratum_index(area), minlength=len(BOX_AREA_EDGES) - 1).tolist() == list(expected)
+
+
+def test_every_interval_is_scipy_bootstrap():
+    """bootstrap_ci / paired_diff_ci are scipy.stats.bootstrap's percentile intervals with rng=default_rng(seed)."""
+    rng = np.random.default_rng(5)
+    a, b = (rng.random(80) < 0.6).astype(float), (rng.random(80) < 0.4).astype(float)
+    ref = scipy_stats.bootstrap((a, b), lambda x, y, axis=-1: (x - y).mean(axis), paired=True, n_resamples=500,
+                                method="percentile", rng=np.random.default_rng(3)).confidence_interval
+    e = paired_diff_ci(a, b, n_resamples=500, seed=3)
+    assert (e.low, e.high) == pytest.approx((100 * ref.low, 100 * ref.high))
+    ref = scipy_stats.bootstrap((a,), np.mean, n_resamples=500, method="percentile",
+                                rng=np.random.default_rng(3)).confidence_interval
+    e = bootstrap_ci(a, n_resamples=500, seed=3)
+    assert (e.low, e.high) == pytest.approx((100 * ref.low, 100 * ref.high))
+
+
+def test_bootstrap_interval_holds_a_one_value_sample_fixed():
+    """Unpaired samples: scipy cannot resample one value, which has no resampling variance: 3 - mean(b)."""
+    b = np.array([1.0, 2.0, 3.0, 4.0])
+    lo, hi = bootstrap_interval(([3.0], b), lambda x, y, axis=-1: x.mean(axis) - y.mean(axis), vectorized=True)
+    blo, bhi = bootstrap_interval((b,), np.mean)
+    assert (lo, hi) == pytest.approx((3 - bhi, 3 - blo))
+    assert bootstrap_interval(([2.0],), np.mean) == (2.0, 2.0)
+    assert bootstrap_interval(([1.0, 1.0], [0.0, 0.0]), lambda x, y: x.mean() - y.mean()) == (1.0, 1.0)

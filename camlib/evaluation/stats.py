@@ -4,6 +4,8 @@
   95% percentile interval from ``scipy.stats.bootstrap`` (seeded, resampling images).
 - :func:`paired_diff_ci`: the mean of ``a - b`` over the SAME images (e.g. GAP hit minus GMP hit per
   image), resampled as pairs (``scipy.stats.bootstrap(..., paired=True)``).
+- :func:`bootstrap_interval`: the one resampler behind every interval in camlib
+  (``scipy.stats.bootstrap``, percentile method, ``rng=np.random.default_rng(seed)``).
 - :func:`verdict`: "agrees" / "reversed" / "not resolved" from a difference's interval and the sign the
   paper reports: agrees when the whole interval lies on the paper's side of 0, reversed when it lies on
   the other side, not resolved when it contains 0. Every notebook decides its "does it agree with the
@@ -33,6 +35,7 @@ __all__ = [
     "StratumAccuracy",
     "Verdict",
     "bootstrap_ci",
+    "bootstrap_interval",
     "largest_box_fraction",
     "paired_diff_ci",
     "post_stratified_ci",
@@ -62,13 +65,33 @@ class Estimate:
         return f"{self.value:.1f} [{self.low:.1f}, {self.high:.1f}] (n={self.n})"
 
 
-def _interval(data: tuple[np.ndarray, ...], statistic: Callable, *, paired: bool, level: float, n_resamples: int,
-              seed: int) -> tuple[float, float]:
-    if len(data[0]) < 2 or all(np.ptp(d) == 0 for d in data):  # no spread: the interval is the point
+def bootstrap_interval(data: Sequence, statistic: Callable, *, paired: bool = False, vectorized: bool = False,
+                       level: float = 0.95, n_resamples: int = 2000, seed: int = 0,
+                       batch: int | None = None) -> tuple[float, float]:
+    """``(low, high)``: the ``level`` percentile-bootstrap interval of ``statistic(*data)`` from
+    ``scipy.stats.bootstrap(method="percentile", rng=np.random.default_rng(seed))``, the one resampler
+    of camlib's intervals. ``paired=True`` resamples the samples of ``data`` together (same units);
+    otherwise each sample is resampled on its own (independent groups, strata), and a sample of one value
+    is held fixed (scipy needs two or more to resample; one value has no resampling variance anyway).
+    ``vectorized``: ``statistic`` takes ``axis=``; ``batch`` bounds the memory of the draws (resamples
+    per batch). Without spread (nothing to resample, or every sample constant) the interval is the point."""
+    data = tuple(np.asarray(d, dtype=float) for d in data)
+    free = [i for i, d in enumerate(data) if d.shape[-1] > 1] if not paired else ([0] if data[0].shape[-1] > 1 else [])
+    if not free or all(np.ptp(d) == 0 for d in data):
         v = float(statistic(*data))
         return v, v
-    res = _stats.bootstrap(data, statistic, paired=paired, vectorized=False, confidence_level=level,
-                           n_resamples=n_resamples, method="percentile", rng=np.random.default_rng(seed))
+    if not paired and len(free) < len(data):
+        full, inner = list(data), statistic
+
+        def statistic(*resampled, **kw):
+            for i, r in zip(free, resampled, strict=True):
+                full[i] = r
+            return inner(*full, **kw)
+
+        data = tuple(data[i] for i in free)
+    res = _stats.bootstrap(data, statistic, paired=paired, vectorized=vectorized, confidence_level=level,
+                           n_resamples=n_resamples, batch=batch, method="percentile",
+                           rng=np.random.default_rng(seed))
     lo, hi = res.confidence_interval
     return float(lo), float(hi)
 
@@ -82,18 +105,25 @@ def bootstrap_ci(values, statistic: Callable[[np.ndarray], float] | None = None,
         raise ValueError("no values to estimate from")
     stat = statistic or np.mean
     value = float(stat(v)) * scale
-    lo, hi = _interval((v,), stat, paired=False, level=level, n_resamples=n_resamples, seed=seed)
+    lo, hi = bootstrap_interval((v,), stat, level=level, n_resamples=n_resamples, seed=seed)
     return Estimate(value, lo * scale, hi * scale, int(v.size), level)
 
 
 def paired_diff_ci(a, b, *, scale: float = 100.0, level: float = 0.95, n_resamples: int = 2000,
                    seed: int = 0) -> Estimate:
-    """mean(a - b) * scale over paired units (same images) with a paired bootstrap interval."""
+    """mean(a - b) * scale over paired units (same images) with a paired bootstrap interval
+    (``scipy.stats.bootstrap(paired=True)``: one draw of images serves both ``a`` and ``b``)."""
     a, b = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
     if a.shape != b.shape or a.size == 0:
         raise ValueError(f"paired values must have the same non-zero length, got {a.size} and {b.size}")
-    d = a - b
-    return bootstrap_ci(d, scale=scale, level=level, n_resamples=n_resamples, seed=seed)
+    value = float(np.mean(a - b)) * scale
+    lo, hi = bootstrap_interval((a, b), _mean_diff, paired=True, vectorized=True, level=level,
+                                n_resamples=n_resamples, seed=seed)
+    return Estimate(value, lo * scale, hi * scale, int(a.size), level)
+
+
+def _mean_diff(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(a - b, axis=axis)
 
 
 def verdict(estimate: Estimate | tuple[float, float], paper_sign: int) -> Verdict:
@@ -275,7 +305,8 @@ def post_stratified_ci(hits, area, *, edges: Sequence[float] = BOX_AREA_EDGES,
     of the nearest object sizes that were measured. ``covered`` reports how much weight that was.
 
     The interval is a percentile bootstrap resampling images WITHIN each cell (``n_c`` draws with
-    replacement, cells independent), seeded by ``seed``.
+    replacement, cells independent): ``scipy.stats.bootstrap`` with the cells as its independent samples
+    (:func:`bootstrap_interval`), seeded by ``seed``.
 
     It is an ESTIMATE, not a measurement of the full set: it assumes that within a box-area stratum
     the sample's images are like the population's (no other difference in class mix, image quality or
@@ -292,18 +323,12 @@ def post_stratified_ci(hits, area, *, edges: Sequence[float] = BOX_AREA_EDGES,
     weights = np.array([pop[c].sum() for c in cells]) / pop.sum()
     groups = [h[np.isin(k, c)] for c in cells]
     value = float(sum(w * g.mean() for w, g in zip(weights, groups, strict=True)))
-    if all(np.ptp(g) == 0 for g in groups):  # no spread anywhere: the interval is the point
-        lo = hi = value
-    else:
-        rng = np.random.default_rng(seed)
-        total = np.zeros(n_resamples)
-        for w, g in zip(weights, groups, strict=True):
-            chunk = max(1, 1_000_000 // g.size)  # bound the memory of the index draws
-            means = np.concatenate([g[rng.integers(0, g.size, size=(min(chunk, n_resamples - i), g.size))].mean(1)
-                                    for i in range(0, n_resamples, chunk)])
-            total += w * means
-        alpha = (1 - level) / 2
-        lo, hi = (float(x) for x in np.percentile(total, [100 * alpha, 100 * (1 - alpha)]))
+
+    def reweighted(*gs, axis=-1):  # the cells are scipy's independent samples
+        return sum(w * g.mean(axis=axis) for w, g in zip(weights, gs, strict=True))
+
+    lo, hi = bootstrap_interval(groups, reweighted, vectorized=True, level=level, n_resamples=n_resamples,
+                                seed=seed, batch=max(1, 1_000_000 // max(g.size for g in groups)))
     covered = float(pop[counts >= min_count].sum() / pop.sum())
     estimate = Estimate(value * scale, lo * scale, hi * scale, int(h.size), level)
     return PostStratified(estimate, tuple(strata), tuple(tuple(c) for c in cells), covered)

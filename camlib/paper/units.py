@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from camlib.core.cam import CAM, HeadSpec, fc_weights, find_head, upsample_maps
 from camlib.datasets.files import ImageFiles, list_images
 from camlib.datasets.transforms import resize_preprocess
+from camlib.evaluation.stats import bootstrap_interval
 
 __all__ = [
     "ClassUnits",
@@ -467,26 +468,28 @@ def part_hits(scan: UnitScan, part_masks: np.ndarray, min_fraction: float = 0.5)
 
 
 def mean_ci(values, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
-    """(mean, low, high): the mean of ``values`` with a percentile-bootstrap interval over its items."""
+    """(mean, low, high): the mean of ``values`` with a percentile-bootstrap interval over its items
+    (``scipy.stats.bootstrap`` through :func:`camlib.evaluation.stats.bootstrap_interval`, seeded)."""
     v = np.asarray(values, dtype=np.float64).ravel()
     if v.size == 0:
         raise ValueError("no values")
-    rng = np.random.default_rng(seed)
-    boots = v[rng.integers(0, v.size, (n_boot, v.size))].mean(1)
-    lo, hi = np.quantile(boots, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return float(v.mean()), float(lo), float(hi)
+    lo, hi = bootstrap_interval((v,), np.mean, vectorized=True, level=level, n_resamples=n_boot, seed=seed)
+    return float(v.mean()), lo, hi
+
+
+def _diff_of_means(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    return a.mean(axis=axis) - b.mean(axis=axis)
 
 
 def mean_diff_ci(a, b, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
-    """(mean(a) - mean(b), low, high), each group resampled independently (percentile bootstrap)."""
+    """(mean(a) - mean(b), low, high), each group resampled independently (percentile bootstrap,
+    ``scipy.stats.bootstrap`` with two unpaired samples, seeded)."""
     a = np.asarray(a, dtype=np.float64).ravel()
     b = np.asarray(b, dtype=np.float64).ravel()
     if a.size == 0 or b.size == 0:
         raise ValueError("no values")
-    rng = np.random.default_rng(seed)
-    d = a[rng.integers(0, a.size, (n_boot, a.size))].mean(1) - b[rng.integers(0, b.size, (n_boot, b.size))].mean(1)
-    lo, hi = np.quantile(d, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return float(a.mean() - b.mean()), float(lo), float(hi)
+    lo, hi = bootstrap_interval((a, b), _diff_of_means, vectorized=True, level=level, n_resamples=n_boot, seed=seed)
+    return float(a.mean() - b.mean()), lo, hi
 
 
 # --------------------------------------------------------------------------- the notebook's two studies

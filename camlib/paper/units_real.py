@@ -45,7 +45,7 @@ from camlib.core.digest import array_digest, model_fingerprint
 from camlib.core.features import FeatureCache
 from camlib.datasets.files import read_rgb
 from camlib.datasets.roots import DataInfo, DataSource, resolve_root
-from camlib.evaluation.stats import Estimate, bootstrap_ci, paired_diff_ci, verdict
+from camlib.evaluation.stats import Estimate, bootstrap_ci, bootstrap_interval, paired_diff_ci, verdict
 from camlib.paper.units import UnitScan, plot_class_units, rank_units
 
 __all__ = [
@@ -241,22 +241,25 @@ def in_box_rates(regions: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(n > 0, inside / np.maximum(n, 1), np.nan)
 
 
+def _ratio_of_sums(sums: np.ndarray, counts: np.ndarray, axis: int = -1) -> np.ndarray:
+    return sums.sum(axis=axis) / counts.sum(axis=axis)
+
+
 def cluster_mean_ci(values, clusters, *, scale: float = 100.0, level: float = 0.95, n_resamples: int = 2000,
                     seed: int = 0) -> Estimate:
     """The mean of ``values`` with a percentile bootstrap interval that resamples whole ``clusters``
     (e.g. the classes: images of one class share their top units, so they are not independent draws):
     each resample draws as many clusters as there are, with replacement, and takes the mean of all
-    their values."""
+    their values (``scipy.stats.bootstrap`` with the clusters' sums and counts as paired samples and
+    their ratio as the statistic, through :func:`~camlib.evaluation.stats.bootstrap_interval`)."""
     v = np.asarray(values, dtype=np.float64).ravel()
     c = np.asarray(clusters).ravel()
     if v.size == 0 or v.size != c.size:
         raise ValueError(f"need as many cluster ids as values (> 0), got {v.size} values and {c.size} ids")
     _, inv = np.unique(c, return_inverse=True)
     sums, counts = np.bincount(inv, weights=v), np.bincount(inv)
-    rng = np.random.default_rng(seed)
-    draw = rng.integers(0, sums.size, (n_resamples, sums.size))
-    boots = sums[draw].sum(1) / counts[draw].sum(1)
-    lo, hi = np.quantile(boots, [(1 - level) / 2, 1 - (1 - level) / 2])
+    lo, hi = bootstrap_interval((sums, counts), _ratio_of_sums, paired=True, vectorized=True, level=level,
+                                n_resamples=n_resamples, seed=seed)
     return Estimate(float(v.mean()) * scale, float(lo) * scale, float(hi) * scale, int(sums.size), level)
 
 

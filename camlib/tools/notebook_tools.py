@@ -1,18 +1,18 @@
-"""Keep the committed notebooks clean, checkable and authorable as plain scripts.
+"""The notebook rules no tool checks, and thin wrappers over the Jupyter tools that do the rest.
 
-    python -m camlib.notebook_tools strip NB...          # drop outputs, counts, volatile metadata
-    python -m camlib.notebook_tools check NB...          # exit 1 listing notebooks that break the rules
-    python -m camlib.notebook_tools to-py NB OUT.py      # notebook -> "percent" script
-    python -m camlib.notebook_tools from-py IN.py OUT    # "percent" script -> notebook
+    python -m camlib.notebook_tools check NB...              # exit 1 listing notebooks that break the rules
+    python -m camlib.notebook_tools strip NB...              # clear outputs + volatile metadata, in place
+    python -m camlib.notebook_tools student --out DIR NB...  # copies without `solution` / `instructor` cells
 
-The rules (``check``): no outputs; exactly one cell tagged ``parameters`` holding only
-``NAME = <literal>`` lines, among them PROFILE, SEED, DEVICE and INTERACTIVE; kernelspec ``python3``;
-no code cell (the parameters cell aside) with more than :data:`MAX_LOGIC_LINES` lines of logic
-(:func:`logic_lines`): notebooks narrate and call, camlib computes.
+The rules (``check``, hand-written because no tool has them): no outputs; exactly one cell tagged
+``parameters`` holding only ``NAME = <literal>`` lines, among them PROFILE, SEED, DEVICE and INTERACTIVE;
+kernelspec ``python3``; no code cell (the parameters cell aside) with more than :data:`MAX_LOGIC_LINES`
+lines of logic (:func:`logic_lines`): notebooks narrate and call, camlib computes.
 
-Percent scripts: ``# %%`` starts a code cell, ``# %% [markdown]`` a markdown cell whose lines are
-prefixed with ``# ``, ``# %% tags=["parameters"]`` the parameters cell; cells are separated by a
-blank line.
+The rest is the ecosystem's: ``strip`` and ``student`` run nbconvert's preprocessors (ClearOutput,
+ClearMetadata, TagRemove); outputs never reach a commit because nbstripout is a git filter (``make
+setup``) and a pre-commit hook; notebooks are authored as percent scripts with jupytext (``jupytext.toml``
+pairs ``notebooks/NN_name.ipynb`` with ``notebooks/NN_name.py``; ``jupytext --sync``).
 """
 
 from __future__ import annotations
@@ -21,37 +21,36 @@ import argparse
 import ast
 import copy
 import io
-import json
-import re
 import sys
 import tokenize
 from collections.abc import Sequence
 from pathlib import Path
 
 import nbformat
+from nbconvert.preprocessors import ClearMetadataPreprocessor, ClearOutputPreprocessor, TagRemovePreprocessor
 from nbformat import NotebookNode
 
 __all__ = [
     "KERNELSPEC",
     "MAX_LOGIC_LINES",
     "REQUIRED_PARAMETERS",
+    "STUDENT_REMOVED_TAGS",
     "check_notebook",
     "logic_lines",
     "main",
-    "notebook_from_py",
-    "notebook_to_py",
     "parameter_names",
     "strip_notebook",
+    "student_copy",
 ]
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
-LANGUAGE_INFO = {"name": "python"}
 REQUIRED_PARAMETERS = ("PROFILE", "SEED", "DEVICE", "INTERACTIVE")
 MAX_LOGIC_LINES = 15  # per code cell; the parameters cell is exempt (it only declares)
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"  # papermill's cell in executed copies
-KEPT_CELL_METADATA = ("tags",)
-_MARKER = re.compile(r"^# %%(?:\s+\[(?P<kind>markdown|raw)\])?(?:\s+tags=(?P<tags>\[.*\]))?\s*$")
+SOLUTION_TAG = "solution"
+STUDENT_REMOVED_TAGS = frozenset({SOLUTION_TAG, "instructor"})
+PLACEHOLDER = "# Your turn: write your solution here (the exercise is described above).\n"
 
 
 def read(path: str | Path) -> NotebookNode:
@@ -61,6 +60,7 @@ def read(path: str | Path) -> NotebookNode:
 
 def write(nb: NotebookNode, path: str | Path) -> bool:
     """Write ``nb`` (validated) to ``path`` unless the file already holds that text; True if written."""
+    nb = nbformat.from_dict(nb)
     nbformat.validate(nb)
     text = nbformat.writes(nb, version=4)
     text = text if text.endswith("\n") else text + "\n"
@@ -71,35 +71,46 @@ def write(nb: NotebookNode, path: str | Path) -> bool:
     return True
 
 
-# --------------------------------------------------------------------------- strip
+def _tags(cell: NotebookNode) -> list[str]:
+    return list(cell.get("metadata", {}).get("tags", []))
+
+
+# --------------------------------------------------------------------------- nbconvert
 
 
 def strip_notebook(nb: NotebookNode) -> NotebookNode:
-    """Remove outputs, execution counts, papermill's injected cell and volatile metadata, in place.
-
-    Kept: the cells' sources, their ``tags`` (``parameters`` included), attachments, and the
-    notebook metadata ``kernelspec`` (set to python3) and ``language_info.name``.
-    """
-    nb.cells = [cell for cell in nb.cells if INJECTED_TAG not in _tags(cell)]
-    for cell in nb.cells:
-        cell.metadata = {k: cell.metadata[k] for k in KEPT_CELL_METADATA if cell.metadata.get(k)}
-        if cell.cell_type == "code":
-            cell.outputs = []
-            cell.execution_count = None
-    nb.metadata = {"kernelspec": dict(KERNELSPEC), "language_info": dict(LANGUAGE_INFO)}
+    """nbconvert's preprocessors: papermill's injected cell removed (TagRemove), outputs and execution
+    counts cleared (ClearOutput), code-cell metadata but ``tags`` and notebook metadata but
+    ``kernelspec`` and ``language_info.name`` dropped (ClearMetadata); the kernelspec set to python3."""
+    for pre in (TagRemovePreprocessor(remove_cell_tags={INJECTED_TAG}), ClearOutputPreprocessor(),
+                ClearMetadataPreprocessor(preserve_cell_metadata_mask={"tags"},
+                                          preserve_nb_metadata_mask={"kernelspec", ("language_info", "name")})):
+        nb, _ = pre.preprocess(nb, {})
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
     return nb
 
 
-def strip_file(path: str | Path) -> bool:
-    """Strip one notebook file in place; True when it changed."""
-    return write(strip_notebook(read(path)), path)
+def student_copy(nb: NotebookNode) -> tuple[NotebookNode, int]:
+    """A copy for students, stripped: cells tagged ``solution`` or ``instructor`` removed by nbconvert's
+    TagRemovePreprocessor; in place of each solution code cell an ``exercise`` cell with
+    :data:`PLACEHOLDER` (what a student sees: the exercise text, then a cell to write in). Returns the
+    copy and how many cells were removed."""
+    nb = copy.deepcopy(nb)
+    removed = sum(bool(STUDENT_REMOVED_TAGS & set(_tags(c))) for c in nb.cells)
+    cells = []
+    for cell in nb.cells:
+        if cell.cell_type == "code" and SOLUTION_TAG in _tags(cell):
+            tags = [t for t in _tags(cell) if t not in STUDENT_REMOVED_TAGS] + ["exercise"]
+            placeholder = nbformat.v4.new_code_cell(PLACEHOLDER, metadata={"tags": tags})
+            placeholder.id = cell.get("id", placeholder.id)  # the solution's id: the copy is deterministic
+            cells.append(placeholder)
+        cells.append(cell)
+    nb.cells = cells
+    nb, _ = TagRemovePreprocessor(remove_cell_tags=set(STUDENT_REMOVED_TAGS)).preprocess(nb, {})
+    return strip_notebook(nb), removed
 
 
 # --------------------------------------------------------------------------- check
-
-
-def _tags(cell: NotebookNode) -> list[str]:
-    return list(cell.get("metadata", {}).get("tags", []))
 
 
 def parameter_names(source: str) -> list[str]:
@@ -208,109 +219,13 @@ def _check_parameters(nb: NotebookNode) -> list[str]:
     return []
 
 
-# --------------------------------------------------------------------------- percent scripts
+# --------------------------------------------------------------------------- CLI
 
 
-def notebook_to_py(nb: NotebookNode) -> str:
-    """The notebook as a percent script (sources with trailing blank lines dropped)."""
-    blocks = []
-    for i, cell in enumerate(nb.cells):
-        tags = _tags(cell)
-        marker = "# %%" + (f" [{cell.cell_type}]" if cell.cell_type != "code" else "")
-        marker += f" tags={json.dumps(tags)}" if tags else ""
-        body = cell.source.rstrip("\n").rstrip()
-        if cell.cell_type == "code":
-            if any(_MARKER.match(line) for line in body.splitlines()):
-                raise ValueError(f"cell {i}: a code line looks like a '# %%' cell marker; reword it")
-        else:
-            body = "\n".join(f"# {line}".rstrip() for line in body.splitlines()) if body else ""
-        blocks.append(marker + ("\n" + body if body else ""))
-    return "\n\n".join(blocks) + "\n"
-
-
-def notebook_from_py(text: str) -> NotebookNode:
-    """Parse a percent script into a v4 notebook with the python3 kernelspec and stable cell ids."""
-    cells: list[tuple[str, list[str], list[str]]] = []
-    kind, tags, lines = "code", [], []
-    started = False
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if line.startswith("# %%"):
-            match = _MARKER.match(line)
-            if not match:
-                raise ValueError(
-                    f"line {lineno}: cannot read cell marker {line!r}; use '# %%', '# %% [markdown]' "
-                    "or '# %% tags=[\"parameters\"]'"
-                )
-            if started or _strip_blank(lines):
-                cells.append((kind, tags, lines))
-            kind, tags, lines, started = match["kind"] or "code", _parse_tags(match["tags"], lineno), [], True
-        else:
-            lines.append(line)
-    if started or _strip_blank(lines):
-        cells.append((kind, tags, lines))
-    nb = nbformat.v4.new_notebook(
-        metadata={"kernelspec": dict(KERNELSPEC), "language_info": dict(LANGUAGE_INFO)}
-    )
-    nb.cells = [_new_cell(i, *cell) for i, cell in enumerate(cells)]
-    return nb
-
-
-def _parse_tags(raw: str | None, lineno: int) -> list[str]:
-    if raw is None:
-        return []
-    try:
-        tags = json.loads(raw)
-    except ValueError as exc:
-        raise ValueError(
-            f'line {lineno}: tags must be a JSON list of strings, e.g. tags=["parameters"]'
-        ) from exc
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise ValueError(f"line {lineno}: tags must be a JSON list of strings")
-    return tags
-
-
-def _strip_blank(lines: list[str]) -> list[str]:
-    start, end = 0, len(lines)
-    while start < end and not lines[start].strip():
-        start += 1
-    while end > start and not lines[end - 1].strip():
-        end -= 1
-    return lines[start:end]
-
-
-def _uncomment(line: str) -> str:
-    if line == "#":
-        return ""
-    return line[2:] if line.startswith("# ") else line
-
-
-def _new_cell(index: int, kind: str, tags: list[str], lines: list[str]) -> NotebookNode:
-    if kind != "code":
-        lines = [_uncomment(line) for line in lines]
-    source = "\n".join(_strip_blank(lines))
-    metadata = {"tags": tags} if tags else {}
-    make = {"code": nbformat.v4.new_code_cell, "markdown": nbformat.v4.new_markdown_cell}.get(
-        kind, nbformat.v4.new_raw_cell
-    )
-    cell = make(source=source, metadata=metadata)
-    cell.id = f"cell-{index:03d}"
-    return cell
-
-
-SOLUTION_TAG = "solution"
-PLACEHOLDER = "# Your turn: write your solution here (the exercise is described above).\n"
-
-
-def student_copy(nb: NotebookNode) -> tuple[NotebookNode, int]:
-    """A copy for students: code cells tagged ``solution`` become a placeholder; outputs stripped."""
-    nb = strip_notebook(copy.deepcopy(nb))
-    removed = 0
-    for cell in nb.cells:
-        if cell.cell_type == "code" and SOLUTION_TAG in _tags(cell):
-            cell.source = PLACEHOLDER
-            cell.metadata["tags"] = [t for t in _tags(cell) if t != SOLUTION_TAG] + ["exercise"]
-            removed += 1
-    return nb, removed
+def _cmd_strip(paths: Sequence[str]) -> int:
+    for path in paths:
+        print(f"{'stripped' if write(strip_notebook(read(path)), path) else 'clean   '} {path}")
+    return 0
 
 
 def _cmd_student(paths: Sequence[str], out_dir: str) -> int:
@@ -319,16 +234,7 @@ def _cmd_student(paths: Sequence[str], out_dir: str) -> int:
         nb, removed = student_copy(read(path))
         out = Path(out_dir) / Path(path).name
         write(nb, out)
-        print(f"{out}: {removed} solution cell(s) removed")
-    return 0
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def _cmd_strip(paths: Sequence[str]) -> int:
-    for path in paths:
-        print(f"{'stripped' if strip_file(path) else 'clean   '} {path}")
+        print(f"{out}: {removed} solution/instructor cell(s) removed")
     return 0
 
 
@@ -346,36 +252,13 @@ def _cmd_check(paths: Sequence[str]) -> int:
     return 0
 
 
-def _cmd_to_py(notebook: str, out: str) -> int:
-    Path(out).write_text(notebook_to_py(read(notebook)), encoding="utf-8")
-    print(f"wrote {out}")
-    return 0
-
-
-def _cmd_from_py(script: str, out: str) -> int:
-    write(notebook_from_py(Path(script).read_text(encoding="utf-8")), out)
-    print(f"wrote {out}")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m camlib.notebook_tools", description=__doc__.splitlines()[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m camlib.notebook_tools", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("strip", help="remove outputs and volatile metadata in place").add_argument(
-        "notebooks", nargs="*"
-    )
-    sub.add_parser("check", help="exit 1 listing notebooks that break the rules").add_argument(
-        "notebooks", nargs="*"
-    )
-    to_py = sub.add_parser("to-py", help="notebook -> percent script")
-    to_py.add_argument("notebook")
-    to_py.add_argument("out")
-    from_py = sub.add_parser("from-py", help="percent script -> notebook")
-    from_py.add_argument("script")
-    from_py.add_argument("out")
-    student = sub.add_parser("student", help="copies with solution cells replaced by placeholders")
+    sub.add_parser("check", help="exit 1 listing notebooks that break the rules").add_argument("notebooks", nargs="*")
+    sub.add_parser("strip", help="clear outputs and volatile metadata in place (nbconvert)").add_argument(
+        "notebooks", nargs="*")
+    student = sub.add_parser("student", help="copies without solution / instructor cells (nbconvert)")
     student.add_argument("--out", required=True)
     student.add_argument("notebooks", nargs="+")
     return parser
@@ -385,16 +268,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        if args.command in ("strip", "check"):
-            if not args.notebooks:
-                print(f"camlib.tools.notebook_tools {args.command}: no notebooks given", file=sys.stderr)
-                return 2
-            return (_cmd_strip if args.command == "strip" else _cmd_check)(args.notebooks)
         if args.command == "student":
             return _cmd_student(args.notebooks, args.out)
-        if args.command == "to-py":
-            return _cmd_to_py(args.notebook, args.out)
-        return _cmd_from_py(args.script, args.out)
+        if not args.notebooks:
+            print(f"camlib.tools.notebook_tools {args.command}: no notebooks given", file=sys.stderr)
+            return 2
+        return (_cmd_strip if args.command == "strip" else _cmd_check)(args.notebooks)
     except (OSError, ValueError, nbformat.ValidationError) as exc:
         print(f"camlib.tools.notebook_tools {args.command}: error: {exc}", file=sys.stderr)
         return 1
