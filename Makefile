@@ -23,8 +23,9 @@ UV_VERSION ?= 0.13.9
 LOCK_VENV ?= build/lock-tools
 LOCK_ARGS ?=
 
-.PHONY: help setup lock quick reproduce report refresh-results test lint lab clean-notebooks student bench clean
+.PHONY: help setup lock quick reproduce report refresh-results test lint lab clean-notebooks student bench clean site
 STUDENT_OUT ?= build/student
+SITE ?= build/site
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -77,6 +78,9 @@ lab: setup  ## open JupyterLab in the project environment
 
 clean-notebooks: setup  ## strip outputs and execution counts from the committed notebooks
 	$(PY) -m camlib.notebook_tools strip $(NOTEBOOKS)
+
+site: setup  ## a browsable course site from the last `make quick` (executed notebooks, results table, captioned figures) -> build/site/index.html; runs nothing
+	$(PY) -m camlib.tools.site --notebooks $(NB_OUT) --results $(RESULTS) --figures $(FIGURES) --out $(SITE)
 
 student: setup  ## copies of the notebooks with exercise solutions removed, in build/student
 	$(PY) -m camlib.notebook_tools student --out $(STUDENT_OUT) $(NOTEBOOKS)
