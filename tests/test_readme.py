@@ -36,6 +36,7 @@ COVERAGE: dict[str, list[str]] = {
     "make refresh-results": ["tests/test_readme.py::test_quick_writes_build_and_refresh_results_the_reference"],
     "make clean-notebooks": ["tests/test_readme.py::test_make_clean_notebooks_and_student"],
     "make student": ["tests/test_readme.py::test_make_clean_notebooks_and_student"],
+    "make site": ["tests/test_site.py::test_make_site_builds_from_nb_out", "tests/test_site.py::test_site_in_a_browser"],
     "make bench": ["tests/test_readme.py::test_make_bench_scripts"],
     "make lint": ["tests/test_readme.py::test_make_lint"],
     "make help": ["tests/test_readme.py::test_make_help_lists_the_readme_targets"],
