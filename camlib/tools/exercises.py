@@ -137,7 +137,7 @@ def _e04_1(ns):
     boxes = ns["at02"]
     _that(len(boxes["train"]) == len(ns["train"]) and len(boxes["test"]) == len(ns["test"]),
           "one box per image of each split")
-    _svm(ns)
+    _pct(ns["r"]["acc"], "SVM test accuracy on the crops at 0.2")  # loose crops can fall to chance: no floor
 
 
 def _e04_2(ns):
@@ -267,8 +267,8 @@ EXERCISES: dict[str, Exercise] = {e.id: e for e in [
              "model(x).topk(2, dim=1).indices gives both"),
     Exercise("03.2", ("hits_raw", "hits_blur"), "hits of the raw and the blurred gradient on the same images",
              _e03_2, "box paper_box(m, 0.2) and paper_box(gaussian_filter(m, 8), 0.2) of each image"),
-    Exercise("04.1", ("r", "at02", "train", "test", "CLASSES"), "`r`: the SVM on CAM crops at 0.2, "
-             "accuracy above chance", _e04_1, "use detector.boxes_at[split][0.2] as the crops"),
+    Exercise("04.1", ("r", "at02", "train", "test"), "`r`: the SVM on CAM crops at 0.2, a test accuracy (%)",
+             _e04_1, "use detector.boxes_at[split][0.2] as the crops"),
     Exercise("04.2", ("r", "settings", "CLASSES"), "`r`: an SVM with C fixed, accuracy above chance", _e04_2,
              "pass Cs=(0.1,) to PR.linear_probe"),
     Exercise("04.3", ("r", "half", "CLASSES"), "`r`: the SVM on half the training images, above chance", _e04_3,
