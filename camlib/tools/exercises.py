@@ -294,9 +294,11 @@ EXERCISES: dict[str, Exercise] = {e.id: e for e in [
              "use res.question_offsets and res.image_scores of the predicted answer"),
     Exercise("08.1", ("REAL",), "real photos: `d` the in-box study at another REL; fallback: `hits95`", _e08_1,
              "R.in_box_study(..., rel=0.3) (real) or U.scan_units(..., quantile=0.95) (fallback)"),
-    Exercise("08.2", ("neg_rows", "W", "CLASSES"), "`neg_rows`: the most negative units of each class", _e08_2,
+    Exercise("08.2", ("neg_rows", "W", "CLASSES"), "fallback run (no ILSVRC photos) only: `neg_rows`, the most negative units of "
+             "each class", _e08_2,
              "U.rank_units(W, class_index, TOP_UNITS, lowest=True)"),
-    Exercise("08.3", ("hits_g", "top_g"), "`hits_g`: part hits of the GMP network's top units", _e08_3,
+    Exercise("08.3", ("hits_g", "top_g"), "fallback run only, RUN_EXERCISE_3 = True: `hits_g`, part hits of the GMP "
+             "network's top units", _e08_3,
              "set RUN_EXERCISE_3 = True, train with pool='max', scan and rank as before"),
     Exercise("08.4", ("d",), "`d`: the in-box study with the top 10 units", _e08_4,
              "R.in_box_study(..., top_units=10, n_random=10)"),
