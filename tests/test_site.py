@@ -3,7 +3,7 @@
 The fast tests build a site from a small executed-looking notebook (a title, a printed line, one PNG
 output) written here, so they need no `make quick`. The browser test opens the landing page and one
 notebook page in headless Chromium (Debian's, driven by playwright, as tests/test_browser.py does),
-checks that every <img> loaded (naturalWidth > 0) and saves screenshots under build/site-check/. It
+checks that every <img> loaded (naturalWidth > 0; the figure gallery too) and saves screenshots under build/site-check/. It
 builds from the executed notebooks of the last `make quick` (build/notebooks) when there are any, from
 $CAMLIB_SITE_NOTEBOOKS when set, and from the small notebook otherwise.
 """
@@ -147,7 +147,7 @@ def test_site_in_a_browser(tmp_path):
         # the notebook pages ask a CDN for MathJax / require.js: offline, answer those requests at once
         page.route("http*://**", lambda route: route.abort())
         try:
-            for name, path in (("index", index), ("notebook", first)):
+            for name, path in (("index", index), ("notebook", first), ("gallery", index.parent / "gallery.html")):
                 page.goto(path.as_uri(), wait_until="load", timeout=60_000)
                 n = page.evaluate("document.images.length")
                 broken = _broken_images(page)
