@@ -10,6 +10,7 @@ check cell, after its solution cells, unless it is listed in :data:`OPEN` with t
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -224,3 +225,22 @@ def test_vqa_yes_map_check_on_tiny_models(capsys):
     assert E.check("07.1", ns) is True
     assert E.check("07.1", {**ns, "models": {"baseline": models["gated"]}}) is False
     assert "Hint:" in capsys.readouterr().out
+
+
+def test_checks_pass_on_the_executed_solutions():
+    """After `make quick` (build/notebooks, or $CAMLIB_EXECUTED_NOTEBOOKS): no check cell of an executed
+    notebook printed ✗, i.e. every check passes on the solution's real values (or had nothing to check yet)."""
+    import os
+
+    folder = Path(os.environ.get("CAMLIB_EXECUTED_NOTEBOOKS", REPO / "build" / "notebooks"))
+    executed = [p for p in sorted(folder.glob("[0-9][0-9]_*.ipynb")) if p.stem.count(".") == 0]
+    if not executed:
+        pytest.skip(f"no executed notebooks in {folder}: run `make quick` first")
+    checked = 0
+    for path in executed:
+        for cell in read(path).cells:
+            if cell.cell_type == "code" and CHECK.search(cell.source):
+                text = "".join(o.get("text", "") for o in cell.get("outputs", []))
+                assert not text.startswith(E.FAIL), f"{path.name}: {text.strip()}"
+                checked += text.startswith(E.PASS)
+    assert checked > 0, f"no check passed in {len(executed)} executed notebook(s) of {folder}"
