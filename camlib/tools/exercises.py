@@ -58,11 +58,11 @@ class Exercise:
 
 
 def _pct(value: Any, what: str, above: float = 0.0) -> float:
-    """``value`` as a percentage in [``above``, 100]; ``_Wrong`` otherwise."""
+    """``value`` as a percentage in [0, 100] and, when ``above`` is given (a chance level), above it."""
     v = float(value)
     if not math.isfinite(v) or not 0.0 <= v <= 100.0:
         raise _Wrong(f"{what} is {v!r}, not a percentage in [0, 100]")
-    if v <= above:
+    if above > 0 and v <= above:
         raise _Wrong(f"{what} is {v:.1f}%, not above chance ({above:.1f}%)")
     return v
 
