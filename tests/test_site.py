@@ -112,6 +112,18 @@ def test_no_executed_notebooks_names_make_quick(tmp_path, capsys):
     assert not (tmp_path / "site").exists()
 
 
+def test_site_never_replaces_a_folder_it_did_not_make(tmp_path):
+    executed_notebook(tmp_path / "nb")
+    precious = tmp_path / "work"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("x")
+    with pytest.raises(S.SiteError, match="not replacing"):
+        S.build_site(tmp_path / "nb", precious, log=lambda *_: None)
+    assert (precious / "thesis.tex").read_text() == "x"
+    S.build_site(tmp_path / "nb", tmp_path / "site", log=lambda *_: None)
+    S.build_site(tmp_path / "nb", tmp_path / "site", log=lambda *_: None)  # its own site: replaced
+
+
 def _site_source(tmp_path: Path) -> Path:
     env = os.environ.get("CAMLIB_SITE_NOTEBOOKS")
     if env:

@@ -20,7 +20,8 @@ The site (``--out``):
 - ``gallery.html`` + ``figures/``: every captioned figure, the run's own where it made one, else the
   committed reference, each labelled with where it came from.
 
-Without any executed notebook it stops (exit 2) and says to run ``make quick`` first.
+Without any executed notebook it stops (exit 2) and says to run ``make quick`` first. ``--out`` is
+replaced only when it is empty or a site made here before (it holds :data:`MARKER`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ __all__ = ["IDEA", "SiteError", "build_site", "executed_notebooks", "main"]
 
 REPO = Path(__file__).resolve().parents[2]
 MARKS = (".incomplete", ".failed", ".interrupted")  #: executed copies that did not finish (run_notebooks)
+MARKER = ".camlib-site"  #: a folder holding this file is a site and may be replaced; any other is refused
 
 #: The paper's idea in five lines (the landing page).
 IDEA = (
@@ -165,8 +167,12 @@ def build_site(notebooks: str | Path, out: str | Path, results: str | Path | Non
         log(f"site: not run (no executed copy; their pages are left out): {', '.join(missing)}")
     results = Path(results) if results else None
     if out.exists():
+        if any(out.iterdir()) and not (out / MARKER).is_file():
+            raise SiteError(f"{out} exists and is not a site made by camlib.tools.site (no {MARKER}): not replacing "
+                            "it; pass another --out / SITE=...")
         shutil.rmtree(out)
     (out / "notebooks").mkdir(parents=True)
+    (out / MARKER).write_text("made by python -m camlib.tools.site; `make site` replaces this folder\n")
     (out / "figures").mkdir()
     pages = []
     for path in found:
