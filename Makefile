@@ -23,8 +23,9 @@ UV_VERSION ?= 0.13.9
 LOCK_VENV ?= build/lock-tools
 LOCK_ARGS ?=
 
-.PHONY: help setup hooks lock quick reproduce report refresh-results test lint lab clean-notebooks student bench clean
+.PHONY: help setup hooks lock quick reproduce report refresh-results test lint lab clean-notebooks student bench clean site
 STUDENT_OUT ?= build/student
+SITE ?= build/site
 # the git hooks of this checkout (empty outside a git repository: no hooks then); in a worktree, the shared ones
 GIT_HOOK := $(shell git rev-parse --git-path hooks/pre-commit 2>/dev/null)
 GIT_ATTRIBUTES := $(shell git rev-parse --git-path info/attributes 2>/dev/null)
@@ -93,6 +94,9 @@ lab: setup  ## open JupyterLab in the project environment
 
 clean-notebooks: setup  ## strip outputs, execution counts and volatile metadata (nbconvert's ClearOutput / ClearMetadata)
 	$(PY) -m camlib.notebook_tools strip $(NOTEBOOKS)
+
+site: setup  ## a browsable course site from the last `make quick` (executed notebooks, results table, captioned figures) -> build/site/index.html; runs nothing
+	$(PY) -m camlib.tools.site --notebooks $(NB_OUT) --results $(RESULTS) --figures $(FIGURES) --out $(SITE)
 
 student: setup  ## copies without the solution and instructor cells (nbconvert's TagRemove), in build/student
 	$(PY) -m camlib.notebook_tools student --out $(STUDENT_OUT) $(NOTEBOOKS)

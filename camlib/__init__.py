@@ -64,6 +64,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("Run", "start_run"), "camlib.tools.run"),
     "paper_values": "camlib.evaluation.paper_numbers",
     **dict.fromkeys(("write_results",), "camlib.tools.results"),
+    "check": "camlib.tools.exercises",  # the check cell after each exercise: cl.check("02.1", globals())
 }
 
 __all__ = sorted(_EXPORTS)

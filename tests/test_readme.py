@@ -38,6 +38,7 @@ COVERAGE: dict[str, list[str]] = {
     "make refresh-results": ["tests/test_readme.py::test_quick_writes_build_and_refresh_results_the_reference"],
     "make clean-notebooks": ["tests/test_readme.py::test_make_clean_notebooks_and_student"],
     "make student": ["tests/test_readme.py::test_make_clean_notebooks_and_student"],
+    "make site": ["tests/test_site.py::test_make_site_builds_from_nb_out", "tests/test_site.py::test_site_in_a_browser"],
     "make bench": ["tests/test_readme.py::test_make_bench_scripts"],
     "make lint": ["tests/test_readme.py::test_make_lint", "tests/test_precommit.py::test_pre_commit_passes_on_a_fresh_copy_and_catches_outputs",
                   "CI: .ci/run"],
