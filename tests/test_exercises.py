@@ -236,11 +236,14 @@ def test_checks_pass_on_the_executed_solutions():
     executed = [p for p in sorted(folder.glob("[0-9][0-9]_*.ipynb")) if p.stem.count(".") == 0]
     if not executed:
         pytest.skip(f"no executed notebooks in {folder}: run `make quick` first")
-    checked = 0
+    checked = cells = 0
     for path in executed:
         for cell in read(path).cells:
             if cell.cell_type == "code" and CHECK.search(cell.source):
+                cells += 1
                 text = "".join(o.get("text", "") for o in cell.get("outputs", []))
                 assert not text.startswith(E.FAIL), f"{path.name}: {text.strip()}"
                 checked += text.startswith(E.PASS)
+    if not cells:
+        pytest.skip(f"the executed notebooks in {folder} predate the check cells: run `make quick` again")
     assert checked > 0, f"no check passed in {len(executed)} executed notebook(s) of {folder}"

@@ -182,12 +182,12 @@ def test_make_site_builds_from_nb_out(tmp_path):
     import sys
 
     executed_notebook(tmp_path / "nb")
-    done = subprocess.run(["make", "--no-print-directory", "-o", ".venv/.camlib-setup", "site", f"PY={sys.executable}",
+    done = subprocess.run(["make", "--no-print-directory", "-o", ".venv/.camlib-setup", "site", "GIT_HOOK=", f"PY={sys.executable}",
                            f"NB_OUT={tmp_path / 'nb'}", f"RESULTS={tmp_path / 'res'}", f"FIGURES={tmp_path / 'fig'}",
                            f"SITE={tmp_path / 'site'}"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "1 executed notebook(s)" in done.stdout and (tmp_path / "site" / "index.html").is_file()
-    empty = subprocess.run(["make", "--no-print-directory", "-o", ".venv/.camlib-setup", "site", f"PY={sys.executable}",
+    empty = subprocess.run(["make", "--no-print-directory", "-o", ".venv/.camlib-setup", "site", "GIT_HOOK=", f"PY={sys.executable}",
                             f"NB_OUT={tmp_path / 'none'}", f"SITE={tmp_path / 'site2'}"], cwd=REPO, capture_output=True,
                            text=True, timeout=300)
     assert empty.returncode != 0 and "make quick" in empty.stderr
