@@ -434,7 +434,7 @@ def test_notebook_07_runs_headless(tmp_path):
     pm.execute_notebook(
         str(REPO / "notebooks" / "07_vqa.ipynb"), str(tmp_path / "07.ipynb"), kernel_name="python3",
         cwd=str(REPO / "notebooks"), progress_bar=False,
-        parameters={"N_TRAIN": 400, "N_TEST": 120, "PRETRAIN_EPOCHS": 1, "HEAD_EPOCHS": 2,
+        parameters={"N_TRAIN": 400, "N_TEST": 120, "PRETRAIN_EPOCHS": 1, "HEAD_EPOCHS": 2, "CACHE_DIR": None,
                     "RESULTS_DIR": str(tmp_path / "results"), "FIGURES_DIR": str(tmp_path / "figures")},
     )
     res = json.loads((tmp_path / "results" / "07_vqa.json").read_text())

@@ -80,3 +80,19 @@ def test_pointing_when_correct_counts_only_right_answers_about_objects():
     assert out["colour"]["centre"]["value"] == 0 and out["colour"]["best_baseline"] == "random_point"
     none = vs.pointing_when_correct({**pointing, "pred": np.ones(n, dtype=int)}, ts, (48, 48))
     assert none["all"] == {"n": 0} and "no correctly answered" in vs.correct_pointing_lines("paper_model", none)[1]
+
+
+def test_pretrained_backbone_is_cached_on_its_training_data(tmp_path):
+    from camlib.core.digest import model_fingerprint
+    from camlib.datasets.vqa_shapes import VQAShapes
+
+    tr = VQAShapes(40, seed=0, size=32)
+    te = VQAShapes(20, seed=0, size=32, split="test", vocab=tr.vocab, answers=tr.answers)
+    first = vs.pretrain_backbone(tr, te, epochs=1, seed=0, cache_dir=tmp_path)
+    again = vs.pretrain_backbone(tr, te, epochs=1, seed=0, cache_dir=tmp_path)
+    assert not first.metrics["cached"] and again.metrics["cached"] and len(list(tmp_path.glob("*.pt"))) == 1
+    assert model_fingerprint(first.net) == model_fingerprint(again.net) and again.metrics["mAP"] == first.metrics["mAP"]
+    other = VQAShapes(40, seed=1, size=32)  # other scenes: another key, trained afresh
+    assert not vs.pretrain_backbone(other, te, epochs=1, seed=0, cache_dir=tmp_path).metrics["cached"]
+    assert not vs.pretrain_backbone(tr, te, epochs=2, seed=0, cache_dir=tmp_path).metrics["cached"]
+    assert len(list(tmp_path.glob("*.pt"))) == 3

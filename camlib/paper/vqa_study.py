@@ -93,12 +93,35 @@ class Pretrained:
     all_negative_label_acc: float  # labels right when every logit says "absent" (the floor)
 
 
-def pretrain_backbone(train_set, test_set, *, epochs: int, seed: int, device: str = "cpu") -> Pretrained:
+BACKBONE = "SmallGAPNet(20 pair labels, channels=(16, 32), width=64)"
+
+
+def _backbone_cache_file(cache_dir: str | Path, train_set, config) -> Path:
+    """The cache file of a pretrained scene network: keyed on the architecture, the training config and
+    a digest of the training images and labels (other scenes or settings never hit it)."""
+    import hashlib
+    import json
+
+    from camlib.core.digest import array_digest
+
+    key = json.dumps({"version": 1, "backbone": BACKBONE, "config": config.to_dict(),
+                      "images": array_digest(train_set.images), "labels": array_digest(train_set.object_labels())},
+                     sort_keys=True)
+    return Path(cache_dir) / f"vqa_backbone_{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
+
+
+def pretrain_backbone(train_set, test_set, *, epochs: int, seed: int, device: str = "cpu",
+                      cache_dir: str | Path | None = None) -> Pretrained:
     """Train a SmallGAPNet (conv blocks, extra 3x3 conv, GAP, linear) to say which of the 20
     colour-shape pairs a scene contains (a sigmoid per label), never seeing a question, an answer or a
-    box; score it on the test scenes: macro mAP, labels right at logit 0, scenes with all 20 right (%)."""
+    box; score it on the test scenes: macro mAP, labels right at logit 0, scenes with all 20 right (%).
+
+    ``cache_dir``: keep the trained weights there (``vqa_backbone_<key>.pt``, written atomically, keyed
+    by :func:`_backbone_cache_file`) and load them instead of training when the key matches; the
+    metrics then say ``cached: True`` and ``train_seconds`` is that of the run that trained them."""
     from sklearn.metrics import average_precision_score
 
+    from camlib.core.io import atomic_path
     from camlib.datasets.vqa_shapes import PAIR_NAMES
     from camlib.models import SmallGAPNet
     from camlib.models.train import TrainConfig
@@ -106,9 +129,20 @@ def pretrain_backbone(train_set, test_set, *, epochs: int, seed: int, device: st
     torch.manual_seed(seed)
     net = SmallGAPNet(len(PAIR_NAMES), channels=(16, 32), width=64)
     cfg = TrainConfig(epochs=epochs, batch_size=64, lr=3e-3, weight_decay=1e-4, seed=seed)
-    t0 = time.time()
-    state = fit_multilabel(net, train_set.images, train_set.object_labels(), cfg, device=device)
-    seconds = time.time() - t0
+    path = None if cache_dir is None else _backbone_cache_file(cache_dir, train_set, cfg)
+    if path is not None and path.is_file():
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        net.load_state_dict(saved["state_dict"])
+        net.to(device)
+        steps, seconds, cached = int(saved["steps"]), float(saved["train_seconds"]), True
+    else:
+        t0 = time.time()
+        steps = fit_multilabel(net, train_set.images, train_set.object_labels(), cfg, device=device).step
+        seconds, cached = time.time() - t0, False
+        if path is not None:
+            with atomic_path(path) as tmp:
+                torch.save({"state_dict": {k: v.cpu() for k, v in net.state_dict().items()}, "steps": steps,
+                            "train_seconds": seconds}, tmp)
     with torch.no_grad():
         net.eval()
         logits = torch.cat([net(test_set.image_tensor(np.arange(s, min(s + 500, len(test_set)))).to(device)).cpu()
@@ -117,7 +151,7 @@ def pretrain_backbone(train_set, test_set, *, epochs: int, seed: int, device: st
     ok = (logits > 0).numpy() == truth
     metrics = {"label_acc": 100 * float(ok.mean()), "exact_scene_acc": 100 * float(ok.all(1).mean()),
                "mAP": 100 * float(average_precision_score(truth, logits.numpy(), average="macro")),
-               "train_seconds": seconds, "steps": state.step}
+               "train_seconds": seconds, "steps": steps, "cached": cached}
     return Pretrained(net, cfg, metrics, 100 * (1 - float(truth.mean())))
 
 
@@ -430,7 +464,8 @@ def quick_results(*, accuracy: dict, pointing_correct: dict, pointing: dict, ver
                "inside a box of an object the question is about (every object for an image-only type)",
                "question_types": {t: {"kind": QUESTION_KINDS[t], "chance": CHANCE[t]} for t in QUESTION_KINDS},
                "pretrain": pretrain_config.to_dict(), "head": head_config.to_dict(),
-               "backbone": "SmallGAPNet(channels=(16, 32), width=64), frozen", "models": dict(MODEL_NOTES)}
+               "backbone": f"{BACKBONE}, pretrained on the training scenes' pair labels, then frozen",
+               "models": dict(MODEL_NOTES)}
     return metrics, options
 
 
