@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -96,3 +97,23 @@ def test_pretrained_backbone_is_cached_on_its_training_data(tmp_path):
     assert not vs.pretrain_backbone(other, te, epochs=1, seed=0, cache_dir=tmp_path).metrics["cached"]
     assert not vs.pretrain_backbone(tr, te, epochs=2, seed=0, cache_dir=tmp_path).metrics["cached"]
     assert len(list(tmp_path.glob("*.pt"))) == 3
+
+
+def test_paper_profile_root_and_data_row(monkeypatch, tmp_path):
+    monkeypatch.delenv("VQA_ROOT", raising=False)
+    assert vs.paper_vqa_root(None) == (Path("../data/vqa"), "data")
+    monkeypatch.setenv("VQA_ROOT", str(tmp_path))
+    assert vs.paper_vqa_root(None) == (tmp_path, "env")
+    assert vs.paper_vqa_root(str(tmp_path / "x")) == (tmp_path / "x", "param")
+
+    class Recs(list):
+        version = "v2"
+
+        def __init__(self, n_questions, n_images):
+            super().__init__(range(n_questions))
+            self.image_paths = {i: f"{i}.jpg" for i in range(n_images)}
+
+    data = SimpleNamespace(train=Recs(30, 10), val=Recs(12, 4))
+    (row,) = vs.paper_data_row(data, "env")
+    assert (row.name, row.root_kind, row.n_images) == ("VQA v2 (train2014 + val2014)", "env", 14)
+    assert "30 train / 12 val questions" in row.caveat
