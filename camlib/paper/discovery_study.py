@@ -1068,7 +1068,9 @@ class TextPhotoDetection:
                 f"photos (the image centre: {t['centre_pointing_hit']} of {n}). The held-out SVMs call "
                 f"{c['positives_called_text']} of {c['n_positives']} photos and {c['negatives_called_text']} of "
                 f"{c['n_negatives']} negatives text")
-        text += ". " + "; ".join(f"{k.replace('cam_minus_centre_', 'CAM - centre, ')}: {self.rates[k].value:+.2f} "
+        names = {"cam_minus_centre_pointing": "CAM - centre, pointing (points)",
+                 **{f"cam_minus_centre_found_iou_{i}": f"CAM - centre, words found per photo at IoU {i}" for i in self.ious}}
+        text += ". " + "; ".join(f"{names[k]}: {self.rates[k].value:+.2f} "
                                  f"[{self.rates[k].low:+.2f}, {self.rates[k].high:+.2f}] -> {v.upper()}"
                                  for k, v in self.verdicts().items())
         if svm_ok and t["pointing_hit"] <= t["centre_pointing_hit"]:
