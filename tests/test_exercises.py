@@ -216,14 +216,16 @@ def test_vqa_yes_map_check_on_tiny_models(capsys):
     test = VQAShapes(40, seed=0, size=32, split="test", vocab=train.vocab, answers=train.answers)
     torch.manual_seed(0)
     models = {}
-    for name, gate in (("baseline", False), ("gated", True)):
+    for name, gate in (("paper_model", False), ("gated_not_in_paper", True)):
         bb, k = small_backbone((8, 8), 16)
         models[name] = BowGAPVQA(bb, k, len(train.vocab), len(train.answers), question_gate=gate)
-    nn.init.normal_(models["gated"].gate.weight)
+    nn.init.normal_(models["gated_not_in_paper"].gate.weight)
     i, sh, co = vs.demo_scene(test)
     ns = {"models": models, "i": i, "sh": sh, "co": co, "test_set": test, "train_set": train}
     assert E.check("07.1", ns) is True
-    assert E.check("07.1", {**ns, "models": {"baseline": models["gated"]}}) is False
+    assert E.check("07.1", {**ns, "models": {"paper_model": models["gated_not_in_paper"],
+                                              "gated_not_in_paper": models["gated_not_in_paper"]}}) is False
+    assert E.check("07.1", {**ns, "models": {"gated_not_in_paper": models["gated_not_in_paper"]}}) is False
     assert "Hint:" in capsys.readouterr().out
 
 

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from camlib.datasets.roots import resolve_root
+from camlib.evaluation.stats import verdict
 from camlib.paper import discovery as D
 from camlib.paper import discovery_study as DS
 
@@ -187,6 +188,12 @@ def test_text_photo_detector_leaves_each_photo_out_and_counts_words(tmp_path, mo
     rec = r.rates["cam_recall_iou_0.5"]
     assert rec.value == 75.0 and rec.n == 4 and rec.low <= 75.0 <= rec.high
     assert {"centre_recall_iou_0.3", "tuned_recall_iou_0.5", "cam_pointing", "centre_pointing"} <= set(r.rates)
+    # CAM - centre on the same photos: pointing 3 vs 1 of 4 photos (+50 points), words found 3 vs 1 at IoU 0.5
+    d = r.rates["cam_minus_centre_pointing"]
+    assert d.value == 50.0 and d.n == 4 and r.rates["cam_minus_centre_found_iou_0.5"].value == 0.5
+    assert set(r.verdicts()) == {"cam_minus_centre_pointing", "cam_minus_centre_found_iou_0.5",
+                                 "cam_minus_centre_found_iou_0.3"}
+    assert r.verdicts()["cam_minus_centre_pointing"] == verdict(d, 1)
     # the centre box: the mean training word size (16 x 8) at the centre of the 64 x 32 input: x 24..39, y 12..19
     assert r.centre_wh[0] == (16.0, 8.0) and rows["img_4.jpg"]["centre_found_iou_0.5"] == 1
     assert rows["img_3.jpg"]["centre_found_iou_0.5"] == 0 and rows["img_3.jpg"]["centre_found_iou_0.3"] == 1

@@ -20,7 +20,10 @@ from camlib.datasets.vqa import (
 )
 from camlib.datasets.vqa_shapes import (
     ANSWER_TYPES,
+    BINDING_TYPES,
+    CHANCE,
     COLOURS,
+    IMAGE_ONLY_TYPES,
     QUESTION_TYPES,
     SHAPES,
     VQAShapes,
@@ -31,13 +34,14 @@ from camlib.models.train import TrainConfig
 from camlib.paper.vqa import BowGAPVQA, attach_head, gap_backbone, small_backbone
 from camlib.paper.vqa_eval import (
     accuracy_by_group,
+    box_union_fraction,
     pointing_summary,
     points_in_boxes,
     vqa_accuracy,
     vqa_cam_pointing,
     vqa_scores,
 )
-from camlib.paper.vqa_train import answer_strings, fit_vqa, predict_vqa, records_feature_set
+from camlib.paper.vqa_train import FeatureVQASet, answer_strings, fit_vqa, predict_vqa, records_feature_set
 
 # ----------------------------------------------------------------------------- consensus metric
 
@@ -143,25 +147,37 @@ def test_dataset_deterministic_and_boxes_inside():
     assert np.array_equal(s.image, a["images"][45]) and s.answer == a["answers"][45]
     assert not np.array_equal(make_vqa_sample(45, seed=8).image, s.image)
     for i in range(60):
-        box, mask = a["boxes"][i], a["masks"][i]
+        box, mask, qtype = a["boxes"][i], a["masks"][i], a["qtypes"][i]
+        objs, about = a["object_boxes"][i], a["about_boxes"][i]
+        assert (objs[objs[:, 0] >= 0] >= 0).all() and (objs < 64).all()
+        if qtype in IMAGE_ONLY_TYPES:  # about every object; the mask is their union
+            assert box[0] < 0 and np.array_equal(about, objs) and mask.any()
+            continue
         if box[0] < 0:
-            assert a["answers"][i] == "no" and not mask.any()
+            assert a["answers"][i] == "no" and not mask.any() and (about == -1).all()
             continue
         assert 0 <= box[0] <= box[2] < 64 and 0 <= box[1] <= box[3] < 64
         ys, xs = np.nonzero(mask)
         assert (xs.min(), ys.min(), xs.max(), ys.max()) == tuple(box)
-        objs = a["object_boxes"][i]
-        assert (objs[objs[:, 0] >= 0] >= 0).all() and (objs < 64).all()
+        assert (about[:, 0] >= 0).sum() == 1 and tuple(about[a["targets"][i]]) == tuple(box)
+    assert set(a["qtypes"]) == set(QUESTION_TYPES)
 
 
 def test_questions_are_answerable():
-    for i in range(200):
+    for i in range(300):
         s = make_vqa_sample(i, seed=1)
-        assert len(set(s.shapes)) == len(s.shapes) and len(set(s.colours)) == len(s.colours)
         assert s.answer in ANSWER_TYPES[s.qtype]
         words = tokenize(s.question)
         shape = next((w for w in words if w in SHAPES), None)
         colour = next((w for w in words if w in COLOURS), None)
+        if s.qtype in IMAGE_ONLY_TYPES:  # the question names no object: the image alone decides
+            assert shape is None and colour is None and s.target == -1 and s.about == tuple(range(len(s.shapes)))
+            truth = {"count": str(len(s.shapes)), "all_colour": s.colours[0], "all_shape": s.shapes[0]}[s.qtype]
+            assert s.answer == truth
+            assert len(set(s.colours)) == (1 if s.qtype == "all_colour" else len(s.colours))
+            assert len(set(s.shapes)) == (1 if s.qtype == "all_shape" else len(s.shapes))
+            continue
+        assert len(set(s.shapes)) == len(s.shapes) and len(set(s.colours)) == len(s.colours)
         if s.qtype == "colour":
             assert s.answer == s.colours[s.shapes.index(shape)]
         elif s.qtype == "shape":
@@ -171,7 +187,17 @@ def test_questions_are_answerable():
             if s.answer == "no":  # a hard negative: both words name objects of the scene
                 assert colour in s.colours and shape in s.shapes
         if s.target >= 0:
-            assert tuple(s.boxes[s.target]) == s.box
+            assert tuple(s.boxes[s.target]) == s.box and s.about == (s.target,)
+
+
+def test_chance_levels_and_balanced_answers():
+    assert set(CHANCE) == set(QUESTION_TYPES) == set(BINDING_TYPES) | set(IMAGE_ONLY_TYPES)
+    assert CHANCE["colour"] == 20.0 and CHANCE["count"] == pytest.approx(100 / 3) and CHANCE["exists"] == 50.0
+    a = make_vqa_arrays(1200, seed=2, size=32)
+    q, ans = np.asarray(a["qtypes"]), np.asarray(a["answers"])
+    for t in QUESTION_TYPES:  # every answer of a type about equally often: chance is 1 / #answers
+        share = np.asarray([(ans[q == t] == x).mean() for x in ANSWER_TYPES[t]])
+        assert (q == t).sum() > 120 and np.abs(share - 1 / len(share)).max() < 0.12, t
 
 
 def test_splits_disjoint():
@@ -233,6 +259,52 @@ def test_points_in_boxes_inclusive():
     boxes = np.array([[2, 2, 4, 4], [2, 2, 4, 4], [-1, -1, -1, -1]])
     pts = np.array([[4, 2], [5, 3], [0, 0]])
     assert points_in_boxes(pts, boxes).tolist() == [True, False, False]
+    # several boxes per row: inside ANY of them; -1 rows hold nothing
+    many = np.array([[[2, 2, 4, 4], [6, 6, 7, 7]], [[2, 2, 4, 4], [-1, -1, -1, -1]], [[-1] * 4, [-1] * 4]])
+    assert points_in_boxes(np.array([[7, 6], [7, 6], [0, 0]]), many).tolist() == [True, False, False]
+    assert np.array_equal(points_in_boxes(pts, boxes), points_in_boxes(pts, boxes[:, None]))
+
+
+def test_box_union_fraction_counts_overlaps_once():
+    # a 10 x 10 image; boxes of 3 x 3 = 9 and 2 x 2 = 4 pixels overlapping in 1 pixel: 12 pixels
+    boxes = np.array([[[2, 2, 4, 4], [4, 4, 5, 5]], [[0, 0, 9, 9], [-1, -1, -1, -1]], [[-1] * 4, [-1] * 4]])
+    assert box_union_fraction(boxes, (10, 10)).tolist() == pytest.approx([0.12, 1.0, 0.0])
+    assert box_union_fraction(boxes[:, 0], (10, 20)).tolist() == pytest.approx([9 / 200, 0.5, 0.0])
+
+
+def test_feature_set_bag_of_words_matches_the_vocabulary():
+    tr = VQAShapes(40, seed=0, size=32)
+    fs = FeatureVQASet(torch.zeros(40, 3), np.arange(40), [tr.vocab.encode(q) for q in tr.questions], tr.labels,
+                       len(tr.vocab))
+    idx = np.array([5, 0, 39, 5])
+    x, q, y = fs.batch(idx)
+    assert x.shape == (4, 3, 1, 1) and np.array_equal(q.numpy(), tr.bow[idx]) and y.tolist() == tr.labels[idx].tolist()
+    fs2 = FeatureVQASet(torch.zeros(1, 3), [0], [[2, 2, 1]], [0], 4)  # a repeated word counts twice
+    assert fs2.batch([0])[1].tolist() == [[0.0, 1.0, 2.0, 0.0]]
+
+
+def test_additive_model_answers_image_only_types_but_not_binding_ones():
+    """The point of the image-only types: with ideal image features (which colour-shape PAIRS the scene
+    holds, and its object count) the paper's additive answer layer answers them almost always, while on
+    the binding types it stays far below (it cannot tie the question's word to the image's pair)."""
+    tr = VQAShapes(1500, seed=0, size=32)
+    te = VQAShapes(600, seed=0, size=32, split="test", vocab=tr.vocab, answers=tr.answers)
+
+    def feats(ds):
+        n_obj = (ds.object_shapes >= 0).sum(1)
+        return torch.from_numpy(np.concatenate([ds.object_labels(), np.eye(5, dtype=np.float32)[n_obj]], 1))
+
+    def fset(ds):
+        return FeatureVQASet(feats(ds), np.arange(len(ds)), [tr.vocab.encode(q) for q in ds.questions], ds.labels,
+                             len(tr.vocab))
+
+    torch.manual_seed(0)
+    head = BowGAPVQA(nn.Identity(), feats(tr).shape[1], len(tr.vocab), len(tr.answers))
+    fit_vqa(head, fset(tr), TrainConfig(epochs=40, batch_size=128, lr=0.05, seed=0), optimizer="adam", progress=False)
+    ok = predict_vqa(head, fset(te)).argmax(1).numpy() == te.labels
+    acc = accuracy_by_group(ok, te.qtypes)
+    assert min(acc[t] for t in IMAGE_ONLY_TYPES) > 90, acc
+    assert max(acc[t] for t in ("colour", "shape")) < 65 and acc["exists"] < 70, acc
 
 
 # ----------------------------------------------------------------------------- paper profile pieces
@@ -362,16 +434,23 @@ def test_notebook_07_runs_headless(tmp_path):
     pm.execute_notebook(
         str(REPO / "notebooks" / "07_vqa.ipynb"), str(tmp_path / "07.ipynb"), kernel_name="python3",
         cwd=str(REPO / "notebooks"), progress_bar=False,
-        parameters={"N_TRAIN": 400, "N_TEST": 120, "PRETRAIN_EPOCHS": 1, "HEAD_EPOCHS": 2,
+        parameters={"N_TRAIN": 400, "N_TEST": 120, "PRETRAIN_EPOCHS": 1, "HEAD_EPOCHS": 2, "CACHE_DIR": None,
                     "RESULTS_DIR": str(tmp_path / "results"), "FIGURES_DIR": str(tmp_path / "figures")},
     )
     res = json.loads((tmp_path / "results" / "07_vqa.json").read_text())
     validate_results(res)
     m = res["metrics"]
-    assert res["profile"] == "quick" and set(m["answer_accuracy"]) == {"baseline", "gated"}
+    models = {"paper_model", "gated_not_in_paper"}  # the variant's key says it is not the paper's
+    assert res["profile"] == "quick" and set(m["accuracy_per_type"]) == models
+    acc = m["accuracy_per_type"]["paper_model"]
+    assert set(acc) == {"all", *QUESTION_TYPES} and {"accuracy", "chance", "above_chance", "kind"} <= set(acc["count"])
+    assert set(acc["count"]["accuracy"]) == {"value", "low", "high", "n", "level"}
+    assert set(m["pointing_when_correct"]) == models and "all" in m["pointing_when_correct"]["paper_model"]
     assert max(m["identity_max_abs_err"].values()) < 1e-4
-    assert {"cam_answer", "cam_wrong_answer", "centre", "random_point"} <= set(m["pointing"]["baseline"])
-    assert (tmp_path / "figures" / "07_vqa_cams_baseline.png").is_file()
+    assert {"cam_answer", "cam_wrong_answer", "centre", "random_point"} <= set(m["pointing"]["paper_model"])
+    assert res["data"] and res["data"][0]["root_kind"] == "procedural" and "no real VQA data" in res["data"][0]["caveat"]
+    assert (tmp_path / "figures" / "07_vqa_cams_paper_model.png").is_file()
+    assert (tmp_path / "figures" / "07_vqa_cams_gated_not_in_paper.png").is_file()
 
 
 @pytest.mark.slow

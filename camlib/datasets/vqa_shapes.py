@@ -1,22 +1,38 @@
-"""A deterministic procedural visual-question-answering set: coloured shapes and questions about one.
+"""A deterministic procedural visual-question-answering set: coloured shapes and questions about them.
 
 Every scene holds 2-4 objects on a noisy grey background. Each object has a SHAPE from :data:`SHAPES`
-and a COLOUR from :data:`COLOURS`; within one scene all shapes differ and all colours differ, so
-"the square" or "the red object" always names exactly one object. Each sample is one scene with one
-question about one object of it, of one of three types (:data:`QUESTION_TYPES`):
+and a COLOUR from :data:`COLOURS`. Each sample is one scene with one question, of one of six types
+(:data:`QUESTION_TYPES`), in two kinds (:data:`QUESTION_KINDS`):
 
-``colour``  "what colour is the square?"            -> a colour         (about: the square)
-``shape``   "what shape is the red object?"         -> a shape          (about: the red object)
-``exists``  "is there a blue circle?"               -> ``yes`` / ``no`` (about: the blue circle if
-            it is there; for ``no`` there is no such object and the box is ``(-1, -1, -1, -1)``)
+**binding** (the answer depends on the question's words AND the image together; all shapes and all
+colours of the scene differ, so "the square" or "the red object" names exactly one object):
+
+``colour``      "what colour is the square?"        -> a colour         (about: the square)
+``shape``       "what shape is the red object?"     -> a shape          (about: the red object)
+``exists``      "is there a blue circle?"           -> ``yes`` / ``no`` (about: the blue circle if
+                it is there; for ``no`` there is no such object and the box is ``(-1, -1, -1, -1)``)
+
+**image-only** (the answer is a function of the image alone; the question only says which KIND of
+answer is wanted, so the paper's additive model, a bag-of-words offset plus a linear read-out of the
+GAP features, can answer them):
+
+``count``       "how many shapes are there?"        -> ``2`` / ``3`` / ``4`` (about: every object)
+``all_colour``  "what colour are the shapes?"       -> a colour; every object of the scene has it,
+                the shapes differ                                        (about: every object)
+``all_shape``   "what shape are the objects?"       -> a shape; every object has it, the colours
+                differ                                                   (about: every object)
 
 Half of the ``exists`` questions are ``no``, and a ``no`` question names the colour of one object and
 the shape of ANOTHER object of the same scene, so the answer needs the colour and the shape bound to
-the same object (a bag of detected colours and shapes is not enough).
+the same object (a bag of detected colours and shapes is not enough). Why the additive model cannot
+answer a binding question: its score of an answer is (image part) + (question part), so which of the
+colours in the image it names cannot depend on which shape the question names.
 
-Ground truth per sample: the image, the question, its answer, its type, and the inclusive box
-``(x0, y0, x1, y1)`` (the :mod:`camlib.core.boxes` convention) and pixel mask of the object the question is
-about, plus the shape, colour and box of every object of the scene.
+Ground truth per sample: the image, the question, its answer, its type, the inclusive box
+``(x0, y0, x1, y1)`` (the :mod:`camlib.core.boxes` convention) of the ONE object a binding question is
+about (:data:`NO_BOX` otherwise), ``about`` (the objects the question is about: one for a binding
+question, none for an ``exists`` ``no``, all of them for an image-only question) and the pixel mask of
+their union, plus the shape, colour and box of every object of the scene.
 
 Vocabulary: :class:`VQAShapes` builds the question-word and answer vocabularies (a
 :class:`camlib.datasets.vqa.Vocabulary`) from its own questions only when it is the ``train`` split; any other
@@ -43,11 +59,15 @@ from camlib.datasets.vqa import Vocabulary
 
 __all__ = [
     "ANSWER_TYPES",
+    "BINDING_TYPES",
+    "CHANCE",
     "COLOURS",
     "COLOUR_NAMES",
+    "IMAGE_ONLY_TYPES",
     "MAX_OBJECTS",
     "NO_BOX",
     "PAIR_NAMES",
+    "QUESTION_KINDS",
     "QUESTION_TYPES",
     "SHAPES",
     "SPLIT_OFFSETS",
@@ -67,16 +87,28 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "purple": (150, 60, 190),
 }
 COLOUR_NAMES: tuple[str, ...] = tuple(COLOURS)
-QUESTION_TYPES: tuple[str, ...] = ("colour", "shape", "exists")
+BINDING_TYPES: tuple[str, ...] = ("colour", "shape", "exists")
+IMAGE_ONLY_TYPES: tuple[str, ...] = ("count", "all_colour", "all_shape")
+QUESTION_TYPES: tuple[str, ...] = BINDING_TYPES + IMAGE_ONLY_TYPES
+QUESTION_KINDS: dict[str, str] = {**dict.fromkeys(BINDING_TYPES, "binding"), **dict.fromkeys(IMAGE_ONLY_TYPES, "image-only")}
 ANSWER_TYPES: dict[str, tuple[str, ...]] = {
     "colour": COLOUR_NAMES,
     "shape": SHAPES,
     "exists": ("yes", "no"),
+    "count": ("2", "3", "4"),
+    "all_colour": COLOUR_NAMES,
+    "all_shape": SHAPES,
 }
+# Chance level (%) of each type: a uniformly random answer of the type (the answers are balanced:
+# uniform colours, shapes and object counts, half the ``exists`` answers ``yes``).
+CHANCE: dict[str, float] = {t: 100.0 / len(a) for t, a in ANSWER_TYPES.items()}
 TEMPLATES: dict[str, tuple[str, ...]] = {
     "colour": ("what colour is the {shape}?", "which colour is the {shape}?", "what is the colour of the {shape}?"),
     "shape": ("what shape is the {colour} object?", "what is the {colour} thing?", "which shape is {colour}?"),
     "exists": ("is there a {colour} {shape}?", "do you see a {colour} {shape}?", "is there a {colour} {shape} in the picture?"),
+    "count": ("how many shapes are there?", "how many objects are in the picture?", "how many things do you see?"),
+    "all_colour": ("what colour are the shapes?", "which colour are all the objects?", "what colour is everything?"),
+    "all_shape": ("what shape are the objects?", "which shape are all the things?", "what shape is every object?"),
 }
 PAIR_NAMES: tuple[str, ...] = tuple(f"{c} {s}" for c in COLOURS for s in SHAPES)  # "red square", ...
 MAX_OBJECTS = 4
@@ -92,12 +124,13 @@ class VQASample:
     Attributes:
         image: ``(H, W, 3)`` uint8 RGB.
         question: the question text; ``answer``: its answer; ``qtype``: one of :data:`QUESTION_TYPES`.
-        box: inclusive ``(x0, y0, x1, y1)`` of the object the question is about, or :data:`NO_BOX`
-            (an ``exists`` question answered ``no``).
-        mask: ``(H, W)`` bool pixels of that object (all False for :data:`NO_BOX`).
+        box: inclusive ``(x0, y0, x1, y1)`` of the one object a binding question is about, or
+            :data:`NO_BOX` (an ``exists`` question answered ``no``, or an image-only question).
+        mask: ``(H, W)`` bool pixels of the objects in ``about`` (all False when there is none).
         shapes, colours: per object of the scene, its shape and colour name.
         boxes: ``(n_objects, 4)`` int64 inclusive boxes of all objects.
-        target: index of the object the question is about, or -1.
+        target: index of the one object a binding question is about, or -1.
+        about: indices of the objects the question is about (``(target,)``, ``()`` or all of them).
     """
 
     image: np.ndarray
@@ -110,6 +143,7 @@ class VQASample:
     colours: tuple[str, ...]
     boxes: np.ndarray
     target: int
+    about: tuple[int, ...] = ()
 
 
 def _shape_mask(shape: str, xx: np.ndarray, yy: np.ndarray, cx: float, cy: float, r: float) -> np.ndarray:
@@ -140,8 +174,13 @@ def make_vqa_sample(index: int, seed: int = 0, size: int = 64) -> VQASample:
     _check(index, seed, size)
     rng = np.random.default_rng([int(seed), int(index)])
     n_obj = int(rng.integers(2, MAX_OBJECTS + 1))
+    qtype = QUESTION_TYPES[int(rng.integers(len(QUESTION_TYPES)))]
     shapes = [SHAPES[i] for i in rng.permutation(len(SHAPES))[:n_obj]]
     colours = [COLOUR_NAMES[i] for i in rng.permutation(len(COLOUR_NAMES))[:n_obj]]
+    if qtype == "all_colour":  # one colour for every object (the shapes still differ)
+        colours = [colours[0]] * n_obj
+    elif qtype == "all_shape":  # one shape for every object (the colours still differ)
+        shapes = [shapes[0]] * n_obj
 
     # Background: a grey level, a gentle gradient and pixel noise.
     grey = rng.uniform(95, 150)
@@ -176,10 +215,13 @@ def make_vqa_sample(index: int, seed: int = 0, size: int = 64) -> VQASample:
     image = np.clip(img, 0, 255).astype(np.uint8)
 
     # The question.
-    qtype = QUESTION_TYPES[int(rng.integers(len(QUESTION_TYPES)))]
     template = TEMPLATES[qtype][int(rng.integers(len(TEMPLATES[qtype])))]
     target = int(rng.integers(n_obj))
-    if qtype == "colour":
+    if qtype in IMAGE_ONLY_TYPES:
+        question = template
+        answer = {"count": str(n_obj), "all_colour": colours[0], "all_shape": shapes[0]}[qtype]
+        target = -1
+    elif qtype == "colour":
         question, answer = template.format(shape=shapes[target]), colours[target]
     elif qtype == "shape":
         question, answer = template.format(colour=colours[target]), shapes[target]
@@ -192,8 +234,11 @@ def make_vqa_sample(index: int, seed: int = 0, size: int = 64) -> VQASample:
             other = (target + 1 + int(rng.integers(n_obj - 1))) % n_obj
             question = template.format(colour=colours[target], shape=shapes[other])
             target = -1
+    about = tuple(range(n_obj)) if qtype in IMAGE_ONLY_TYPES else ((target,) if target >= 0 else ())
     box = boxes[target] if target >= 0 else NO_BOX
-    mask = masks[target] if target >= 0 else np.zeros((size, size), dtype=bool)
+    mask = np.zeros((size, size), dtype=bool)
+    for k in about:
+        mask |= masks[k]
     return VQASample(
         image=image,
         question=question,
@@ -205,6 +250,7 @@ def make_vqa_sample(index: int, seed: int = 0, size: int = 64) -> VQASample:
         colours=tuple(colours),
         boxes=np.asarray(boxes, dtype=np.int64).reshape(-1, 4),
         target=target,
+        about=about,
     )
 
 
@@ -212,8 +258,9 @@ def make_vqa_arrays(n: int, seed: int = 0, size: int = 64, start: int = 0, progr
     """Samples ``start .. start + n - 1`` of stream ``seed`` stacked.
 
     Returns ``images`` (n, H, W, 3) uint8, ``questions``/``answers``/``qtypes`` (lists of str),
-    ``boxes`` (n, 4) int64 inclusive (``-1`` rows for no object), ``masks`` (n, H, W) bool,
-    ``object_boxes`` (n, MAX_OBJECTS, 4) int64, ``object_shapes``/``object_colours``
+    ``boxes`` (n, 4) int64 inclusive (``-1`` rows for no single object), ``masks`` (n, H, W) bool,
+    ``object_boxes`` (n, MAX_OBJECTS, 4) int64, ``about_boxes`` (n, MAX_OBJECTS, 4) int64 (the boxes of
+    the objects the question is about, ``-1`` rows for the others), ``object_shapes``/``object_colours``
     (n, MAX_OBJECTS) int64 indices into :data:`SHAPES` / :data:`COLOURS` (``-1`` = no object) and
     ``targets`` (n,) int64.
     """
@@ -227,6 +274,7 @@ def make_vqa_arrays(n: int, seed: int = 0, size: int = 64, start: int = 0, progr
         "boxes": np.empty((n, 4), dtype=np.int64),
         "masks": np.empty((n, size, size), dtype=bool),
         "object_boxes": np.full((n, MAX_OBJECTS, 4), -1, dtype=np.int64),
+        "about_boxes": np.full((n, MAX_OBJECTS, 4), -1, dtype=np.int64),
         "object_shapes": np.full((n, MAX_OBJECTS), -1, dtype=np.int64),
         "object_colours": np.full((n, MAX_OBJECTS), -1, dtype=np.int64),
         "targets": np.empty(n, dtype=np.int64),
@@ -246,6 +294,7 @@ def make_vqa_arrays(n: int, seed: int = 0, size: int = 64, start: int = 0, progr
         out["boxes"][j] = s.box
         out["masks"][j] = s.mask
         out["object_boxes"][j, :k] = s.boxes
+        out["about_boxes"][j, list(s.about)] = s.boxes[list(s.about)]
         out["object_shapes"][j, :k] = [SHAPES.index(v) for v in s.shapes]
         out["object_colours"][j, :k] = [COLOUR_NAMES.index(v) for v in s.colours]
         out["targets"][j] = s.target
@@ -265,8 +314,8 @@ class VQAShapes(Dataset):
     split's (``VQAShapes(n, split="test", vocab=train.vocab, answers=train.answers)``).
 
     Ground-truth arrays (see :func:`make_vqa_arrays`): ``images``, ``questions``, ``answer_texts``,
-    ``qtypes``, ``boxes``, ``masks``, ``object_boxes``, ``object_shapes``, ``object_colours``,
-    ``targets``; ``labels`` (n,) int64 answer indices; ``bow`` (n, V) float32.
+    ``qtypes``, ``boxes``, ``masks``, ``object_boxes``, ``about_boxes``, ``object_shapes``,
+    ``object_colours``, ``targets``; ``labels`` (n,) int64 answer indices; ``bow`` (n, V) float32.
     """
 
     def __init__(
@@ -296,6 +345,7 @@ class VQAShapes(Dataset):
         self.boxes: np.ndarray = a["boxes"]
         self.masks: np.ndarray = a["masks"]
         self.object_boxes: np.ndarray = a["object_boxes"]
+        self.about_boxes: np.ndarray = a["about_boxes"]
         self.object_shapes: np.ndarray = a["object_shapes"]
         self.object_colours: np.ndarray = a["object_colours"]
         self.targets: np.ndarray = a["targets"]

@@ -4,10 +4,10 @@
   ``min(1, #humans who gave the answer / 3)``, averaged over the leave-one-out subsets of the human
   answers, after the official normalisation (:func:`camlib.datasets.vqa.normalize_answer`);
   :func:`accuracy_by_group` per question / answer type.
-- **CAM pointing** (:func:`vqa_cam_pointing`, :func:`pointing_summary`): does the peak of an answer's
-  CAM (``argmax`` of the map upsampled to the image) fall inside the box of the object the question
-  is about? For the true answer, the predicted one and the best-scoring WRONG answer, next to the
-  centre-pixel and random-pixel baselines.
+- **CAM pointing** (:func:`vqa_cam_pointing`, :func:`pointing_hits`, :func:`pointing_summary`): does
+  the peak of an answer's CAM (``argmax`` of the map upsampled to the image) fall inside the box of
+  an object the question is about (one box, or several: ``(N, M, 4)``)? For the true answer, the
+  predicted one and the best-scoring WRONG answer, next to the centre-pixel and random-pixel baselines.
 - :func:`plot_vqa_cams`: the paper's Figure 12 layout.
 """
 
@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "accuracy_by_group",
+    "box_union_fraction",
     "plot_vqa_cams",
+    "pointing_hits",
     "pointing_summary",
     "points_in_boxes",
     "vqa_accuracy",
@@ -92,9 +94,31 @@ def _peaks(maps: Tensor, size: tuple[int, int], upsample: str) -> Tensor:
 
 
 def points_in_boxes(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """(N,) bool: (x, y) inside the inclusive box; ``-1`` boxes contain nothing."""
+    """(N,) bool: point ``(x, y)`` of row i inside the inclusive box of row i (``boxes`` (N, 4)), or inside
+    ANY of the boxes of row i (``boxes`` (N, M, 4)); ``-1`` boxes contain nothing."""
     p, b = np.asarray(points), np.asarray(boxes)
-    return (b[:, 0] >= 0) & (p[:, 0] >= b[:, 0]) & (p[:, 0] <= b[:, 2]) & (p[:, 1] >= b[:, 1]) & (p[:, 1] <= b[:, 3])
+    if b.ndim == 2:
+        b = b[:, None]
+    x, y = p[:, 0, None], p[:, 1, None]
+    inside = (b[..., 0] >= 0) & (x >= b[..., 0]) & (x <= b[..., 2]) & (y >= b[..., 1]) & (y <= b[..., 3])
+    return inside.any(1)
+
+
+def box_union_fraction(boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(N,) share of the ``size = (H, W)`` image's pixels inside the box (``(N, 4)``) or inside the union
+    of the boxes (``(N, M, 4)``) of each row: where a uniformly random pixel lands, in expectation."""
+    b = np.asarray(boxes)
+    if b.ndim == 2:
+        b = b[:, None]
+    H, W = size
+    ys, xs = np.arange(H)[:, None], np.arange(W)[None, :]
+    out = np.empty(len(b))
+    for i, row in enumerate(b):
+        covered = np.zeros((H, W), dtype=bool)
+        for x0, y0, x1, y1 in row[row[:, 0] >= 0]:
+            covered |= (xs >= x0) & (xs <= x1) & (ys >= y0) & (ys <= y1)
+        out[i] = covered.mean()
+    return out
 
 
 @torch.no_grad()
@@ -150,31 +174,35 @@ def vqa_cam_pointing(
     return result
 
 
-def pointing_summary(
-    pointing: dict, boxes: np.ndarray, groups: Sequence[str], size: tuple[int, int], labels: np.ndarray | None = None
-) -> dict:
-    """Pointing accuracy (%) over the questions that have a box (and a known answer when ``labels``).
-
-    ``cam_answer``: the ground-truth answer's CAM peaks inside the box; ``cam_predicted``: the
-    predicted answer's; ``cam_wrong_answer``: the best-scoring wrong answer's (a baseline: an
-    answer-specific map should point elsewhere); ``centre``: the image's centre pixel
-    ``(W // 2, H // 2)``; ``random_point``: a uniformly random pixel, in expectation (box area / image
-    area). Also per group (question type) and ``n``.
-    """
+def pointing_hits(pointing: dict, boxes: np.ndarray, size: tuple[int, int],
+                  labels: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Per question, 1.0 when a map's peak (or the centre pixel) lies in the asked-about box (``boxes``
+    (N, 4)) or in one of the asked-about boxes (``(N, M, 4)``), and the boxes' share of the image for a
+    random point (:func:`box_union_fraction`). Keys: ``cam_answer`` (the true answer's CAM),
+    ``cam_predicted``, ``cam_wrong_answer`` (the best-scoring wrong answer's: an answer-specific map
+    should point elsewhere), ``centre`` (pixel ``(W // 2, H // 2)``), ``random_point``. Returns ``(hits,
+    has)``; ``has`` marks the questions that count (a box, and a known answer when ``labels``)."""
     boxes = np.asarray(boxes)
     H, W = size
-    has = boxes[:, 0] >= 0
+    has = (boxes[:, 0] >= 0) if boxes.ndim == 2 else (boxes[..., 0] >= 0).any(1)
     if labels is not None:
         has &= np.asarray(labels) >= 0
-    centre = np.tile([W // 2, H // 2], (len(boxes), 1))
-    area = (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1) / float(H * W)
     hits = {
         "cam_answer": points_in_boxes(pointing["peak_answer"], boxes),
         "cam_predicted": points_in_boxes(pointing["peak_pred"], boxes),
         "cam_wrong_answer": points_in_boxes(pointing["peak_wrong"], boxes),
-        "centre": points_in_boxes(centre, boxes),
-        "random_point": area,
+        "centre": points_in_boxes(np.tile([W // 2, H // 2], (len(boxes), 1)), boxes),
+        "random_point": box_union_fraction(boxes, size),
     }
+    return {k: np.asarray(v, dtype=np.float64) for k, v in hits.items()}, has
+
+
+def pointing_summary(
+    pointing: dict, boxes: np.ndarray, groups: Sequence[str], size: tuple[int, int], labels: np.ndarray | None = None
+) -> dict:
+    """Pointing accuracy (%) over the questions that have a box (and a known answer when ``labels``):
+    the mean of each of :func:`pointing_hits`' keys, overall, per group (question type) and ``n``."""
+    hits, has = pointing_hits(pointing, boxes, size, labels)
     g = np.asarray(groups)
 
     def rates(sel: np.ndarray) -> dict:
@@ -203,7 +231,8 @@ def plot_vqa_cams(
 ):
     """The paper's Figure 12 layout: per example the image with its question, then the CAM of the
     predicted answer (named above it, with the true answer when it differs), the question's object
-    boxed in red when ``boxes`` is given. ``maps`` at the image size (see :func:`postprocess`)."""
+    boxed in red when ``boxes`` is given ((N, 4), or (N, M, 4) for several objects per question,
+    ``-1`` rows skipped). ``maps`` at the image size (see :func:`postprocess`)."""
     import matplotlib.pyplot as plt
 
     from camlib.core.viz import FIG_DPI, GT_COLOR, draw_box, overlay, to_image
@@ -229,7 +258,8 @@ def plot_vqa_cams(
             label += f" (true: {truths[i]})"
         a1.set_title(label, fontsize=7, color="darkgreen" if ok else "darkred")
         if boxes is not None:
-            draw_box(a1, boxes[i], GT_COLOR, lw=1.2)
+            for box in np.asarray(boxes[i]).reshape(-1, 4):
+                draw_box(a1, box, GT_COLOR, lw=1.2)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()

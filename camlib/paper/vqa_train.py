@@ -70,9 +70,12 @@ class FeatureVQASet:
 
     def batch(self, idx) -> tuple[Tensor, Tensor, Tensor]:
         idx = np.asarray(idx, dtype=np.int64)
-        q = torch.zeros(len(idx), self.vocab_size)
-        for r, i in enumerate(idx):
-            q[r].index_add_(0, torch.from_numpy(self.bow_ids[i]), torch.ones(len(self.bow_ids[i])))
+        ids = [self.bow_ids[i] for i in idx]
+        rows = np.repeat(np.arange(len(idx)), [len(b) for b in ids])
+        words = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
+        counts = np.zeros((len(idx), self.vocab_size), dtype=np.float32)
+        np.add.at(counts, (rows, words), 1.0)  # a word twice in a question counts twice
+        q = torch.from_numpy(counts)
         x = self.features[torch.from_numpy(self.image_index[idx])][:, :, None, None]
         return x, q, torch.from_numpy(self.labels[idx])
 

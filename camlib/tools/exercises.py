@@ -191,9 +191,11 @@ def _e07_1(ns):
     x, (co, sh) = test_set.image_tensor([i]), (ns["co"], ns["sh"])
     qs = [torch.from_numpy(train.vocab.bow([f"is there a {co[k]} {sh[k]}?"])) for k in (0, 1)]
     same = {name: torch.equal(*(m.cam(x, q, answers=[yes]).maps for q in qs)) for name, m in models.items()}
-    _that(same.get("baseline", True), "the baseline's 'yes' maps differ between the questions: the question "
-          "should enter the baseline only as an offset")
-    _that(not same.get("gated", False), "the gated model's 'yes' maps are identical: the gate should use the question")
+    paper, gated = same.get("paper_model"), same.get("gated_not_in_paper")
+    _that(paper is not None and gated is not None, "models must hold 'paper_model' and 'gated_not_in_paper'")
+    _that(paper, "the paper model's 'yes' maps differ between the questions: the question should enter it only "
+          "as an offset")
+    _that(not gated, "the gated model's 'yes' maps are identical: the gate should use the question")
 
 
 def _e07_2(ns):
