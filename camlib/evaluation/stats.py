@@ -2,6 +2,8 @@
 
 - :func:`bootstrap_ci`: a statistic over images (default the mean of per-image 0/1 hits, in %) with a
   95% percentile interval from ``scipy.stats.bootstrap`` (seeded, resampling images).
+- :func:`bootstrap_table_ci`: a statistic that chooses on the images (MaxBoxAcc: the best threshold of a
+  per-image hit table), the choice re-made on every resample.
 - :func:`paired_diff_ci`: the mean of ``a - b`` over the SAME images (e.g. GAP hit minus GMP hit per
   image), resampled as pairs (``scipy.stats.bootstrap(..., paired=True)``).
 - :func:`verdict`: "agrees" / "reversed" / "not resolved" from a difference's interval and the sign the
@@ -33,6 +35,7 @@ __all__ = [
     "StratumAccuracy",
     "Verdict",
     "bootstrap_ci",
+    "bootstrap_table_ci",
     "largest_box_fraction",
     "paired_diff_ci",
     "post_stratified_ci",
@@ -84,6 +87,39 @@ def bootstrap_ci(values, statistic: Callable[[np.ndarray], float] | None = None,
     value = float(stat(v)) * scale
     lo, hi = _interval((v,), stat, paired=False, level=level, n_resamples=n_resamples, seed=seed)
     return Estimate(value, lo * scale, hi * scale, int(v.size), level)
+
+
+def bootstrap_table_ci(table, reduce: Callable[[np.ndarray], float], *, scale: float = 100.0, level: float = 0.95,
+                       n_resamples: int = 2000, seed: int = 0) -> Estimate:
+    """``reduce(mean of table over images) * scale`` with a percentile bootstrap interval over images,
+    for statistics that CHOOSE something on the images, e.g. MaxBoxAcc (``table`` (N, T): image i hit
+    at threshold t; ``reduce=np.max``): every resample re-takes the mean over its images and re-applies
+    ``reduce``, so the choice (the best threshold) is re-made on each resample and its noise is in the
+    interval. ``table``: (N, ...) 0/1 (or any numbers) per image; seeded.
+
+    (The percentile interval of a maximum leans upward: the point value can sit near the interval's
+    low end. Read it as the spread of the choose-then-measure number, not as an unbiased estimate.)
+    """
+    t = np.asarray(table, dtype=float)
+    if t.ndim < 1 or t.shape[0] == 0:
+        raise ValueError("no images in the table")
+    n = t.shape[0]
+    flat = t.reshape(n, -1)
+    shape = t.shape[1:]
+    value = float(reduce(flat.mean(0).reshape(shape))) * scale
+    if n < 2 or np.all(flat == flat[0]):
+        return Estimate(value, value, value, n, level)
+    rng = np.random.default_rng(seed)
+    stats = np.empty(n_resamples)
+    chunk = max(1, 2_000_000 // n)
+    for start in range(0, n_resamples, chunk):
+        m = min(chunk, n_resamples - start)
+        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=m)  # (m, n): how often each image is drawn
+        means = counts @ flat / n
+        stats[start:start + m] = [reduce(row.reshape(shape)) for row in means]
+    alpha = (1 - level) / 2
+    lo, hi = np.percentile(stats, [100 * alpha, 100 * (1 - alpha)])
+    return Estimate(value, float(lo) * scale, float(hi) * scale, n, level)
 
 
 def paired_diff_ci(a, b, *, scale: float = 100.0, level: float = 0.95, n_resamples: int = 2000,
