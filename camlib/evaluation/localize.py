@@ -57,6 +57,7 @@ __all__ = [
     "array_batches",
     "class_maps",
     "comparison_rows",
+    "evaluate_ilsvrc_sets",
     "evaluate_ilsvrc_val",
     "evaluate_localization",
     "evaluate_protocols",
@@ -153,6 +154,33 @@ def evaluate_ilsvrc_val(
     result = evaluate_localization(source, loader, fractions=fractions, options=options, topk=topk, device=device,
                                    total=len(loader), keep_predictions=keep_predictions)  # fmt: skip
     return data, result
+
+
+def evaluate_ilsvrc_sets(
+    source: nn.Module | CAM,
+    sets: Sequence,
+    preprocess: Callable,
+    *,
+    keep_predictions: int = 0,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    device: str | torch.device = "cpu",
+    **kwargs,
+) -> dict[str, dict]:
+    """:func:`evaluate_localization` on each ILSVRC val set of ``sets`` on its own
+    (:class:`camlib.evaluation.study.ValSet`: ``key`` and the opened ``dataset``), the network input
+    made by ``preprocess``: ``{key: result}`` (each with its per-image ``records``). ``keep_predictions``:
+    keep the per-image predictions of the first that many sets (for figures); ``kwargs``: the other
+    options of :func:`evaluate_localization` (``fractions``, ``options``, ``topk``)."""
+    from camlib.datasets.ilsvrc import make_loader
+
+    out = {}
+    for i, s in enumerate(sets):
+        loader = make_loader(s.dataset.with_preprocess(preprocess), batch_size=batch_size, num_workers=num_workers,
+                             pin_memory=torch.device(device).type == "cuda")  # fmt: skip
+        out[s.key] = evaluate_localization(source, loader, device=device, total=len(loader),
+                                           keep_predictions=i < keep_predictions, **kwargs)  # fmt: skip
+    return out
 
 
 def localization_table(result: dict) -> str:

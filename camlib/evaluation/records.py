@@ -45,8 +45,10 @@ from camlib.evaluation.stats import (
 
 __all__ = [
     "ImageRecords",
+    "compare_runs",
     "error_of",
     "format_estimates",
+    "format_comparison",
     "format_held_out",
     "held_out_halves",
     "paired_effect",
@@ -209,7 +211,8 @@ def set_summary(records: ImageRecords, *, fraction: float = 0.2, seed: int = 0, 
     if fractions:
         cols = {"gt_known_loc_acc": "gt_known", "top1_loc_acc": "top1_loc", "top5_loc_acc": "top5_loc"}
         out["by_fraction"] = {f"{f:g}": {k: records.estimate(f"{box_key('paper', f)}.{c}", seed=seed)
-                                         for k, c in cols.items()} for f in fractions}
+                                         for k, c in cols.items() if f"{box_key('paper', f)}.{c}" in records.hits}
+                              for f in fractions}
     paper = box_key("paper", fraction)
     names = {k: f"{paper}.{v}" for k, v in STRATA_OUTCOMES.items() if f"{paper}.{v}" in records.hits}
     if not strata or not names or not np.isfinite(records.area).all():
@@ -262,6 +265,33 @@ def paired_effect(before: ImageRecords, after: ImageRecords, names: Mapping[str,
         out[key] = {"before": bootstrap_ci(b, seed=seed), "after": bootstrap_ci(a, seed=seed),
                     "difference": paired_diff_ci(a, b, seed=seed)}
     return out
+
+
+#: Outcomes compared between two map sources on the same images (result key -> hit name suffix of the
+#: paper's rule at 0.2, the released rule, the heuristic).
+COMPARED = {"gt_known_loc_acc": "paper@0.2.gt_known", "top1_loc_acc": "paper@0.2.top1_loc",
+            "top5_loc_acc": "paper@0.2.top5_loc", "heuristic_top5_loc_acc": "heuristic.top5_loc",
+            "released_gt_known_loc_acc": "released.gt_known", "released_top1_loc_acc": "released.top1_loc",
+            "released_top5_loc_acc": "released.top5_loc"}
+
+
+def compare_runs(a: ImageRecords, b: ImageRecords, *, paper_sign: int = 1, names: Mapping[str, str] = COMPARED,
+                 seed: int = 0) -> dict:
+    """Run ``a`` vs run ``b`` on the images both saw (e.g. CAM vs Backprop): per outcome both rates,
+    the paired difference a - b and its :func:`~camlib.evaluation.stats.verdict` against the paper's sign
+    (+1: the paper reports a ahead). Outcomes missing from either run are left out."""
+    names = {k: v for k, v in names.items() if v in a.hits and v in b.hits}
+    out = paired_effect(b, a, names, seed=seed)
+    return {k: {"a": v["after"], "b": v["before"], "difference": v["difference"],
+                "verdict": verdict(v["difference"], paper_sign)} for k, v in out.items()}
+
+
+def format_comparison(cmp: dict, label: str, a: str = "CAM", b: str = "Backprop") -> str:
+    """A :func:`compare_runs` result as text, one outcome per line, with the verdict."""
+    lines = [f"{label}: {a} - {b}, paired over the same images (verdict: the paper reports {a} ahead)"]
+    lines += [f"  {k:<28} {a} {v['a']}  {b} {v['b']}  difference {v['difference']} -> {v['verdict']}"
+              for k, v in cmp.items()]
+    return "\n".join(lines)
 
 
 def strata_figure(records: Mapping[str, ImageRecords], fraction: float = 0.2, *, seed: int = 0):

@@ -32,7 +32,7 @@ from camlib.evaluation.localize import (
     whole_image_transform,
 )
 
-__all__ = ["LocalizationStudy", "ValSet", "load_networks", "model_of", "open_val_data", "open_val_sets", "preprocess_of",
+__all__ = ["LocalizationStudy", "ValSet", "data_rows", "load_networks", "model_of", "open_val_data", "open_val_sets", "preprocess_of",
            "seeded_subset", "squashed"]
 
 PROCEDURAL_NOTE = (
@@ -137,6 +137,17 @@ def open_val_sets(profile: str, root: str | Path | None = None, root_1k: str | P
         print(f"{v.label}: {sum(len(b) for b in ds.boxes)} boxes, found via {a.kind} at {a.path}"
               + (f"; caveat: {v.caveat}" if v.caveat else ""))
     return out
+
+
+def data_rows(sets: list[ValSet], n_procedural: int) -> list:
+    """The results ``data`` rows of a run over ``sets`` (name, root kind, n, caveat per set); none
+    found: one row for the procedural fallback's ``n_procedural`` test images."""
+    from camlib.datasets.roots import DataSource
+
+    if sets:
+        return [s.source() for s in sets]
+    return [DataSource("procedural shapes", "procedural", n_procedural,
+                       "drawn by camlib.datasets.ProceduralShapes, small GAP CNN trained here: NOT ILSVRC numbers")]
 
 
 def seeded_subset(n_total: int, n: int | None, seed: int | None) -> list[int]:
