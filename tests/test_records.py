@@ -208,3 +208,32 @@ def test_squashed_copy_scales_boxes_per_axis(tmp_path):
     img, t = sq[0]
     assert img.size == (20, 20) and t.size == (20, 20)
     assert base.boxes[0].tolist() == [[20, 10, 40, 20]] and t.boxes.tolist() == [[5, 5, 10, 10]]
+
+
+def test_map_cache_replays_the_forward_pass_and_misses_on_other_weights(tmp_path):
+    from camlib.core.cam import CAM
+    from camlib.datasets import CLASSES, ProceduralShapes
+    from camlib.evaluation.localize import Protocols, evaluate_protocols, mask_batches
+    from camlib.evaluation.mapcache import MapCache
+    from camlib.models import SmallGAPNet
+
+    torch.manual_seed(0)
+    data = ProceduralShapes(6, seed=0, split="test")
+    cam = CAM(SmallGAPNet(len(CLASSES)).eval())
+    protocols = Protocols(fractions=(0.2,), released=False)
+
+    def run(c):
+        cache = MapCache.for_cam(tmp_path, c, preprocessing="float [0, 1]", image_ids=range(6), dataset="procedural 6",
+                                 topk=5, channels_last=True)
+        r = evaluate_protocols(c, mask_batches(data.images, data.labels, data.boxes, data.masks, batch_size=4),
+                               protocols=protocols, map_cache=cache)
+        return cache, r
+
+    first, r1 = run(cam)
+    second, r2 = run(cam)
+    assert not first.hit and second.hit and len(list((tmp_path / "class_maps").glob("*.npz"))) == 1
+    assert r2["classification"] == r1["classification"] and r2["paper"] == r1["paper"]
+    assert r2["records"].hits["paper@0.2.gt_known"].tolist() == r1["records"].hits["paper@0.2.gt_known"].tolist()
+    other = CAM(SmallGAPNet(len(CLASSES)).eval())  # new random weights: another key
+    third, _ = run(other)
+    assert not third.hit and len(list((tmp_path / "class_maps").glob("*.npz"))) == 2

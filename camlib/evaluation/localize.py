@@ -85,6 +85,7 @@ def evaluate_localization(
     total: int | None = None,
     keep_predictions: bool = False,
     sync: bool = False,
+    map_cache=None,
 ) -> dict:
     """Classification and the paper's localization protocol over batches of ``(images, targets)``: the
     paper's rule at each fraction, as a configuration of :func:`camlib.evaluation.loop.run_evaluation`.
@@ -107,7 +108,8 @@ def evaluate_localization(
     evs: dict = {"images": ImageIndex(), "classification": ClassificationEvaluator((1, topk), keep_per_image=True)}
     evs.update({f: LocalizationEvaluator((1, topk), boxes=box_key("paper", f), keep_per_image=True) for f in keys})
     res = run_evaluation(cam, batches, evs, options=options, topk=topk, device=device, channels_last=False,
-                         keep_predictions=keep_predictions, total=total, desc="localize", sync=sync)  # fmt: skip
+                         keep_predictions=keep_predictions, total=total, desc="localize", sync=sync,
+                         map_cache=map_cache)  # fmt: skip
     out = {
         "classification": res.metrics["classification"],
         "localization": ByFraction((f, res.metrics[f]) for f in keys),
@@ -165,20 +167,30 @@ def evaluate_ilsvrc_sets(
     batch_size: int = 32,
     num_workers: int = 0,
     device: str | torch.device = "cpu",
+    cache_dir: str | Path | None = None,
+    preprocessing: str = "",
     **kwargs,
 ) -> dict[str, dict]:
     """:func:`evaluate_localization` on each ILSVRC val set of ``sets`` on its own
     (:class:`camlib.evaluation.study.ValSet`: ``key`` and the opened ``dataset``), the network input
     made by ``preprocess``: ``{key: result}`` (each with its per-image ``records``). ``keep_predictions``:
     keep the per-image predictions of the first that many sets (for figures); ``kwargs``: the other
-    options of :func:`evaluate_localization` (``fractions``, ``options``, ``topk``)."""
+    options of :func:`evaluate_localization` (``fractions``, ``options``, ``topk``). ``cache_dir``: keep
+    the network's outputs per image there (:class:`~camlib.evaluation.mapcache.MapCache`, keyed on the
+    weights, ``preprocessing`` (a description of the input), the images and ``topk``), so a second run
+    skips the forward passes; None: no cache."""
     from camlib.datasets.ilsvrc import make_loader
+    from camlib.evaluation.mapcache import MapCache
 
+    cam = source if isinstance(source, CAM) else CAM(source)
     out = {}
     for i, s in enumerate(sets):
+        cache = None if cache_dir is None else MapCache.for_cam(
+            cache_dir, cam, preprocessing=preprocessing, image_ids=s.dataset.ids, dataset=f"{s.name} {s.root}",
+            topk=kwargs.get("topk", 5), channels_last=False)
         loader = make_loader(s.dataset.with_preprocess(preprocess), batch_size=batch_size, num_workers=num_workers,
                              pin_memory=torch.device(device).type == "cuda")  # fmt: skip
-        out[s.key] = evaluate_localization(source, loader, device=device, total=len(loader),
+        out[s.key] = evaluate_localization(cam, loader, device=device, total=len(loader), map_cache=cache,
                                            keep_predictions=i < keep_predictions, **kwargs)  # fmt: skip
     return out
 
@@ -302,6 +314,7 @@ def evaluate_protocols(
     keep_maps: int = 0,
     desc: str = "localize",
     sync: bool = False,
+    map_cache=None,
 ) -> dict:
     """Every localization protocol of the paper and of Choe et al. in one pass over ``batches``: a
     configuration of :func:`camlib.evaluation.loop.run_evaluation`.
@@ -323,7 +336,8 @@ def evaluate_protocols(
     evaluators, whose per-image tables allow held-out threshold choices); ``records``: every image's
     outcome under every protocol (:class:`~camlib.evaluation.records.ImageRecords`: intervals, strata).
 
-    ``sync=True`` under ``torch.distributed``: see :func:`camlib.evaluation.loop.run_evaluation`.
+    ``sync=True`` under ``torch.distributed``: see :func:`camlib.evaluation.loop.run_evaluation`;
+    ``map_cache``: a :class:`camlib.evaluation.mapcache.MapCache` for a single-crop CAM source.
     """
     p = protocols
     k = p.topk
@@ -341,7 +355,7 @@ def evaluate_protocols(
     evs["pxap"] = PxAPEvaluator(p.sweep_thresholds)
     res = run_evaluation(source, batches, evs, options=replace(options, normalize="none"), topk=k, device=device,
                          heuristic=(p.heuristic_tight, p.heuristic_loose), keep_predictions=keep_predictions,
-                         keep_maps=keep_maps, total=total, desc=desc, sync=sync)  # fmt: skip
+                         keep_maps=keep_maps, total=total, desc=desc, sync=sync, map_cache=map_cache)  # fmt: skip
     m = res.metrics
     out: dict = {
         "classification": m["classification"],

@@ -265,6 +265,7 @@ class LocalizationStudy:
     n_backprop: int | None = None
     subset_seed: int | None = None
     label: str | None = None
+    cache_dir: str | None = None
     backprop: bool = True
     ten_crop: bool = True
     device: str = "cpu"
@@ -315,7 +316,8 @@ class LocalizationStudy:
             limit = self.n_backprop if run.endswith("/backprop") else None
             r = evaluate_protocols(source, self.batches(name, ten_crop, limit), options=RELEASED_OPTIONS if ten_crop else PAPER_OPTIONS,
                                    protocols=protocols, device=self.device, keep_predictions=True,
-                                   keep_maps=keep_maps if run.endswith("/cam") else 0, desc=run)  # fmt: skip
+                                   keep_maps=keep_maps if run.endswith("/cam") else 0, desc=run,
+                                   map_cache=self.map_cache(run, source, protocols.topk))  # fmt: skip
             self.results[run] = r
             print(f"{run}: {r['n_images']} images, {r['n_skipped']} skipped (unreadable), {r['seconds']:.0f} s")
             for s in r["skipped"]:
@@ -363,6 +365,17 @@ class LocalizationStudy:
                  "top1_loc_acc": f"{rule}.top1_loc"}
         out = paired_effect(self.results[run]["records"], other.results[run]["records"], names, seed=seed)
         return {"size": size, "run": run, "n": other.results[run]["n_images"], "effects": out}
+
+    def map_cache(self, run: str, source, topk: int):
+        """The :class:`~camlib.evaluation.mapcache.MapCache` of a CAM single-crop run on ILSVRC under
+        ``cache_dir`` (None otherwise: other settings are recomputed)."""
+        if self.cache_dir is None or self.data != "ilsvrc" or not run.endswith("/cam"):
+            return None
+        from camlib.evaluation.mapcache import MapCache
+
+        name = run.split("/")[0]
+        return MapCache.for_cam(self.cache_dir, source, preprocessing=self.descriptions[name], image_ids=self.base.ids,
+                                dataset=str(getattr(self.base, "source", "")), topk=topk, channels_last=True)
 
     def image(self, image_id) -> np.ndarray:
         """The (H, W, 3) uint8 image of a prediction's ``image_id`` (predictions skip unreadable images,
