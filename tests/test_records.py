@@ -195,7 +195,7 @@ def test_open_val_sets_reports_each_set_and_says_when_none_is_found(tmp_path, mo
     capsys.readouterr()
     assert open_val_sets("quick") == []
     first = capsys.readouterr().out.splitlines()[0]
-    assert first.startswith("NOTE: no ILSVRC images")
+    assert first.startswith("NOTE: no ILSVRC val images found") and "ILSVRC_1K_ROOT" in first
     assert data_rows([], 7)[0].root_kind == "procedural"
 
 

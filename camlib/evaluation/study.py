@@ -42,6 +42,13 @@ PROCEDURAL_NOTE = (
 )
 
 
+NO_ILSVRC_NOTE = (
+    "NOTE: no ILSVRC val images found (parameters, $ILSVRC_ROOT / $ILSVRC_1K_ROOT, data/, ../shared/data): this run "
+    "reports NO ILSVRC numbers; what needs them runs on procedural shapes with a small GAP CNN trained here (NOT "
+    "ILSVRC numbers, not compared with the paper's tables) or is skipped. To measure on real photos, get: "
+)
+
+
 def open_val_data(profile: str, root: str | Path | None, *, use_ilsvrc: bool = True, wnids=None):
     """``(root, dataset)`` of ILSVRC val, or ``(None, None)`` for the procedural fallback (with a note).
 
@@ -124,8 +131,7 @@ def open_val_sets(profile: str, root: str | Path | None = None, root_1k: str | P
     out = []
     answers = {key: resolve_root(name, r) for (key, name), r in zip(QUICK_SETS.items(), (root, root_1k), strict=True)}
     if not any(answers.values()):
-        print(PROCEDURAL_NOTE + "\nTo measure on real photos, get: "
-              + "; ".join(f"{a.name}: {a.fetch}" for a in answers.values()))
+        print(NO_ILSVRC_NOTE + "; ".join(f"{a.name}: {a.fetch}" for a in answers.values()))
         return []
     for key, a in answers.items():
         if not a:
