@@ -237,3 +237,17 @@ def test_map_cache_replays_the_forward_pass_and_misses_on_other_weights(tmp_path
     other = CAM(SmallGAPNet(len(CLASSES)).eval())  # new random weights: another key
     third, _ = run(other)
     assert not third.hit and len(list((tmp_path / "class_maps").glob("*.npz"))) == 2
+
+
+def test_maxboxacc_interval_at_the_chosen_threshold_or_rechosen():
+    rng = np.random.default_rng(0)
+    largest = rng.random((200, 3, 4)) < np.array([0.2, 0.6, 0.5, 0.1])
+    anyhit = largest | (rng.random((200, 3, 4)) < 0.2)
+    r = rec.ImageRecords(list(range(200)), np.full(200, 0.5), {}, {"wsol.largest": largest, "wsol.all": anyhit},
+                         {k: ((0.1, 0.2, 0.3, 0.4), (0.3, 0.5, 0.7)) for k in ("wsol.largest", "wsol.all")})
+    m = r.maxboxacc()
+    assert m.value == pytest.approx(100 * largest[:, 1].mean(0).max()) and m.low <= m.value <= m.high
+    v2 = r.maxboxacc(v2=True)
+    assert v2.value == pytest.approx(100 * anyhit.mean(0).max(axis=1).mean()) and v2.low <= v2.value <= v2.high
+    again = r.maxboxacc(v2=True, rechoose=True)
+    assert again.value == pytest.approx(v2.value) and again.n == 200

@@ -10,8 +10,8 @@ and which image it was with the area of its largest ground-truth box
   localization at the paper's rule, the released rule, the five-box heuristic, MaxBoxAcc/V2) as an
   :class:`~camlib.evaluation.stats.Estimate` with a seeded 95% bootstrap interval over images. The hit
   rates use :func:`~camlib.evaluation.stats.bootstrap_ci`; MaxBoxAcc and MaxBoxAccV2 choose their best
-  threshold on the images, so their interval re-chooses it on every resample
-  (:func:`~camlib.evaluation.stats.bootstrap_table_ci`).
+  threshold on all the images, and their interval is that of the hits at the chosen threshold(s)
+  (:meth:`ImageRecords.maxboxacc`; ``rechoose=True`` re-chooses it per resample instead).
 - :meth:`ImageRecords.strata` / :meth:`ImageRecords.post_stratified`: accuracy per box-area stratum and
   the post-stratified ESTIMATE of the full 50,000-image val number
   (:func:`~camlib.evaluation.stats.stratum_accuracy`, :func:`~camlib.evaluation.stats.post_stratified_ci`).
@@ -120,17 +120,26 @@ class ImageRecords:
             raise KeyError(f"no per-image outcome {name!r}; have {sorted(self.hits)}")
         return bootstrap_ci(self.hits[name], seed=seed, n_resamples=n_resamples)
 
-    def maxboxacc(self, *, v2: bool = False, seed: int = 0, n_resamples: int = 2000) -> Estimate:
+    def maxboxacc(self, *, v2: bool = False, rechoose: bool = False, seed: int = 0, n_resamples: int = 2000) -> Estimate:
         """MaxBoxAcc (largest component, IoU 0.5) or MaxBoxAccV2 (all components, mean over the IoU
-        thresholds of the best threshold's accuracy), the threshold re-chosen on every resample."""
-        if v2:
-            return bootstrap_table_ci(self.sweeps["wsol.all"], lambda acc: acc.max(axis=1).mean(), seed=seed,
-                                      n_resamples=n_resamples)
-        ious = self.sweep_axes["wsol.largest"][1]
-        if 0.5 not in ious:
+        thresholds of the best threshold's accuracy), with a 95% interval over images.
+
+        Default: the threshold(s) are chosen on all the images (as the value is), and the interval is
+        the bootstrap of the per-image hits at them; it leaves out the noise of that choice (the
+        held-out halves measure it: :func:`held_out_halves`). ``rechoose=True``: the threshold is
+        re-chosen on every resample (:func:`~camlib.evaluation.stats.bootstrap_table_ci`), whose
+        percentile interval of a maximum leans upward and may not contain the value.
+        """
+        key = "wsol.all" if v2 else "wsol.largest"
+        ious = self.sweep_axes[key][1]
+        table = self.sweeps[key] if v2 else self.sweeps[key][:, [ious.index(0.5)]] if 0.5 in ious else None
+        if table is None:
             raise ValueError(f"MaxBoxAcc needs IoU 0.5 among the sweep's IoU thresholds {ious}")
-        table = self.sweeps["wsol.largest"][:, ious.index(0.5)]
-        return bootstrap_table_ci(table, np.max, seed=seed, n_resamples=n_resamples)
+        if rechoose:
+            return bootstrap_table_ci(table, lambda acc: acc.max(axis=1).mean(), seed=seed, n_resamples=n_resamples)
+        best = table.mean(0).argmax(axis=1)  # (D,): the best threshold per IoU threshold
+        per_image = table[:, np.arange(table.shape[1]), best].mean(axis=1)
+        return bootstrap_ci(per_image, seed=seed, n_resamples=n_resamples)
 
     def headline(self, fraction: float = 0.2, *, seed: int = 0, n_resamples: int = 2000) -> dict[str, Estimate]:
         """Every headline accuracy (%) this run measured, each with its 95% interval over images (see the
