@@ -388,9 +388,11 @@ def held_out_halves(table: np.ndarray, thresholds: Sequence[float], *, seed: int
 
 
 # ------------------------------------------------------------------------------ figure
-def plot_strata(strata: Mapping[str, Sequence[StratumAccuracy]], *, ax=None, title: str = "", offset: float = 0.008):
+def plot_strata(strata: Mapping[str, Sequence[StratumAccuracy]], *, ax=None, title: str = "", offset: float = 0.008,
+                thin_below: int = 5):
     """Accuracy per box-area stratum with its 95% interval, one series per label (e.g. per data set),
-    empty strata left out; the population share of each stratum as grey bars on a second axis."""
+    empty strata left out, strata of fewer than ``thin_below`` images hollow; the population share of
+    each stratum as grey bars on a second axis."""
     import matplotlib.pyplot as plt
 
     if ax is None:
@@ -409,7 +411,11 @@ def plot_strata(strata: Mapping[str, Sequence[StratumAccuracy]], *, ax=None, tit
         x = np.array([(s.low_edge + s.high_edge) / 2 for s in keep]) + (i - (len(strata) - 1) / 2) * offset
         v = np.array([s.estimate.value for s in keep])
         err = np.array([[s.estimate.value - s.estimate.low for s in keep], [s.estimate.high - s.estimate.value for s in keep]])
-        ax.errorbar(x, v, yerr=err, marker="o", ms=4, capsize=2, lw=1, label=f"{label} (n={sum(s.n for s in rows)})")
+        name = label if "(n=" in label else f"{label} (n={sum(s.n for s in rows)})"
+        line = ax.errorbar(x, v, yerr=err, marker="o", ms=4, capsize=2, lw=1, label=name)
+        thin = np.array([s.n < thin_below for s in keep])
+        if thin.any():  # strata of a few images: hollow markers (their interval says little)
+            ax.plot(x[thin], v[thin], "o", ms=7, mfc="white", mec=line[0].get_color(), zorder=5)
     ax.set(xlabel="area of the largest ground-truth box (fraction of the image)", ylabel="accuracy (%)", ylim=(0, 100),
            title=title)
     ax.legend(fontsize=7, loc="upper left")
