@@ -292,3 +292,31 @@ def test_every_table_number_of_the_paper_notes_is_in_paper_yaml():
             table_lines.append(line)
     numbers = {round(float(n), 2) for line in table_lines for n in re.findall(r"(?<![\w.])\d+\.\d+", line)}
     assert numbers and numbers <= values, sorted(numbers - values)
+
+
+def test_per_set_intervals_and_caveats_are_shown_first(tmp_path):
+    """A notebook measuring two ILSVRC sets: each set's headline numbers and its post-stratified
+    estimate appear with their intervals and n in the 'measured numbers' table, labelled; the data
+    table names both sets with their caveats."""
+    sets = {"sample": {"runs": {"cam": {"headline": {"top1_acc": Estimate(69.0, 60.0, 78.0, 100)},
+                                        "post_stratified": {"gt_known_loc_acc": {"estimate": Estimate(41.0, 30.0, 52.0, 100),
+                                                                                 "covered": 0.6}}}}},
+            "1k": {"runs": {"cam": {"headline": {"top1_acc": Estimate(81.0, 78.5, 83.4, 1000)}}}}}
+    write_results("03_loc", metrics={"sets": sets, "plain": 1.5}, profile="quick", parameters={}, started=time.time(),
+                  data=[DataSource("ilsvrc-val-sample", "shared", 100, "mostly small objects"),
+                        DataSource("ilsvrc-val-1k", "shared", 1000, "squashed to 227 x 227")],
+                  results_dir=tmp_path / "results")
+    (tmp_path / "paper.yaml").write_text(PAPER)
+    assert _main(tmp_path) == 0
+    text = (tmp_path / "README.md").read_text()
+    head = text[text.index("### Measured numbers with 95% intervals"):text.index("### Metrics")]
+    assert _row(head, "`sets.1k.runs.cam.headline.top1_acc`")[1] == "81.0 [78.5, 83.4] (n=1000)"
+    assert _row(head, "`sets.sample.runs.cam.headline.top1_acc`")[1] == "69.0 [60.0, 78.0] (n=100)"
+    row = _row(head, "`sets.sample.runs.cam.post_stratified.gt_known_loc_acc.estimate`")
+    assert "ESTIMATE" in row[0] and row[1] == "41.0 [30.0, 52.0] (n=100)"
+    assert "plain" not in head and "covered" not in head
+    assert _row(text, "ilsvrc-val-1k")[1:] == ["shared", "1000", "squashed to 227 x 227"]
+    assert _row(text, "ilsvrc-val-sample")[3] == "mostly small objects"
+    # a notebook without intervals gets no such table
+    paper = _results(tmp_path / "other" / "results")
+    assert "Measured numbers" not in build_report(collect_results(tmp_path / "other" / "results"), load_paper(paper))

@@ -38,7 +38,8 @@ from camlib.datasets.transforms import (  # the input transforms live in the dat
 )
 from camlib.evaluation.batch import ByFraction, box_key, fraction_key
 from camlib.evaluation.loop import class_maps, fraction_keys, merge_ten_crops, run_evaluation
-from camlib.evaluation.metrics import ClassificationEvaluator, LocalizationEvaluator
+from camlib.evaluation.metrics import ClassificationEvaluator, ImageIndex, LocalizationEvaluator
+from camlib.evaluation.records import error_of, records_of
 from camlib.evaluation.wsol import (
     CHOE_IOU_THRESHOLDS,
     CHOE_THRESHOLDS,
@@ -56,6 +57,7 @@ __all__ = [
     "array_batches",
     "class_maps",
     "comparison_rows",
+    "evaluate_ilsvrc_sets",
     "evaluate_ilsvrc_val",
     "evaluate_localization",
     "evaluate_protocols",
@@ -83,6 +85,7 @@ def evaluate_localization(
     total: int | None = None,
     keep_predictions: bool = False,
     sync: bool = False,
+    map_cache=None,
 ) -> dict:
     """Classification and the paper's localization protocol over batches of ``(images, targets)``: the
     paper's rule at each fraction, as a configuration of :func:`camlib.evaluation.loop.run_evaluation`.
@@ -91,8 +94,10 @@ def evaluate_localization(
     the ILSVRC readers or :func:`array_batches`. Maps are post-processed by ``options`` (normalised as
     it says) and boxed with the paper's rule. Returns ``{"classification": {...}, "localization":
     {fraction: {...}} (a :class:`~camlib.evaluation.batch.ByFraction`), "options", "head", "n_images",
-    "n_skipped", "skipped"}`` and, with ``keep_predictions``, the per-image classes and boxes
-    (``boxes["paper@0.2"]``, ``gt_known_box["paper@0.2"]``; for figures).
+    "n_skipped", "skipped", "records"}`` (``records``: each image's outcomes,
+    :class:`~camlib.evaluation.records.ImageRecords`, for intervals and box-area strata) and, with
+    ``keep_predictions``, the per-image classes and boxes (``boxes["paper@0.2"]``,
+    ``gt_known_box["paper@0.2"]``; for figures).
 
     ``sync=True`` under ``torch.distributed`` (:mod:`camlib.core.distributed`): ``batches`` are this
     process's shard; counts and kept predictions of all processes are merged, so every process
@@ -100,10 +105,11 @@ def evaluate_localization(
     """
     cam = model if isinstance(model, CAM) else CAM(model)
     keys = fraction_keys(fractions)
-    evs: dict = {"classification": ClassificationEvaluator((1, topk))}
-    evs.update({f: LocalizationEvaluator((1, topk), boxes=box_key("paper", f)) for f in keys})
+    evs: dict = {"images": ImageIndex(), "classification": ClassificationEvaluator((1, topk), keep_per_image=True)}
+    evs.update({f: LocalizationEvaluator((1, topk), boxes=box_key("paper", f), keep_per_image=True) for f in keys})
     res = run_evaluation(cam, batches, evs, options=options, topk=topk, device=device, channels_last=False,
-                         keep_predictions=keep_predictions, total=total, desc="localize", sync=sync)  # fmt: skip
+                         keep_predictions=keep_predictions, total=total, desc="localize", sync=sync,
+                         map_cache=map_cache)  # fmt: skip
     out = {
         "classification": res.metrics["classification"],
         "localization": ByFraction((f, res.metrics[f]) for f in keys),
@@ -112,6 +118,7 @@ def evaluate_localization(
         "n_images": res.n_images,
         "n_skipped": len(res.skipped),
         "skipped": res.skipped,
+        "records": records_of(res.evaluators),
     }
     if keep_predictions:
         out["predictions"] = res.predictions
@@ -149,6 +156,43 @@ def evaluate_ilsvrc_val(
     result = evaluate_localization(source, loader, fractions=fractions, options=options, topk=topk, device=device,
                                    total=len(loader), keep_predictions=keep_predictions)  # fmt: skip
     return data, result
+
+
+def evaluate_ilsvrc_sets(
+    source: nn.Module | CAM,
+    sets: Sequence,
+    preprocess: Callable,
+    *,
+    keep_predictions: int = 0,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    device: str | torch.device = "cpu",
+    cache_dir: str | Path | None = None,
+    preprocessing: str = "",
+    **kwargs,
+) -> dict[str, dict]:
+    """:func:`evaluate_localization` on each ILSVRC val set of ``sets`` on its own
+    (:class:`camlib.evaluation.study.ValSet`: ``key`` and the opened ``dataset``), the network input
+    made by ``preprocess``: ``{key: result}`` (each with its per-image ``records``). ``keep_predictions``:
+    keep the per-image predictions of the first that many sets (for figures); ``kwargs``: the other
+    options of :func:`evaluate_localization` (``fractions``, ``options``, ``topk``). ``cache_dir``: keep
+    the network's outputs per image there (:class:`~camlib.evaluation.mapcache.MapCache`, keyed on the
+    weights, ``preprocessing`` (a description of the input), the images and ``topk``), so a second run
+    skips the forward passes; None: no cache."""
+    from camlib.datasets.ilsvrc import make_loader
+    from camlib.evaluation.mapcache import MapCache
+
+    cam = source if isinstance(source, CAM) else CAM(source)
+    out = {}
+    for i, s in enumerate(sets):
+        cache = None if cache_dir is None else MapCache.for_cam(
+            cache_dir, cam, preprocessing=preprocessing, image_ids=s.dataset.ids, dataset=f"{s.name} {s.root}",
+            topk=kwargs.get("topk", 5), channels_last=False)
+        loader = make_loader(s.dataset.with_preprocess(preprocess), batch_size=batch_size, num_workers=num_workers,
+                             pin_memory=torch.device(device).type == "cuda")  # fmt: skip
+        out[s.key] = evaluate_localization(cam, loader, device=device, total=len(loader), map_cache=cache,
+                                           keep_predictions=i < keep_predictions, **kwargs)  # fmt: skip
+    return out
 
 
 def localization_table(result: dict) -> str:
@@ -270,6 +314,7 @@ def evaluate_protocols(
     keep_maps: int = 0,
     desc: str = "localize",
     sync: bool = False,
+    map_cache=None,
 ) -> dict:
     """Every localization protocol of the paper and of Choe et al. in one pass over ``batches``: a
     configuration of :func:`camlib.evaluation.loop.run_evaluation`.
@@ -288,27 +333,29 @@ def evaluate_protocols(
     ``released`` and ``heuristic_released`` (with ``protocols.released``); ``heuristic`` (top-5 loc error
     from five boxes); ``wsol`` (MaxBoxAcc, MaxBoxAccV2, curves); ``gt_known_sweep``; ``pxap`` (if masks);
     ``n_images``, ``n_skipped``, ``skipped``; ``seconds``; the options; and ``evaluators`` (the sweep
-    evaluators, whose per-image tables allow held-out threshold choices).
+    evaluators, whose per-image tables allow held-out threshold choices); ``records``: every image's
+    outcome under every protocol (:class:`~camlib.evaluation.records.ImageRecords`: intervals, strata).
 
-    ``sync=True`` under ``torch.distributed``: see :func:`camlib.evaluation.loop.run_evaluation`.
+    ``sync=True`` under ``torch.distributed``: see :func:`camlib.evaluation.loop.run_evaluation`;
+    ``map_cache``: a :class:`camlib.evaluation.mapcache.MapCache` for a single-crop CAM source.
     """
     p = protocols
     k = p.topk
     if k < 3:
         raise ValueError("the five-box heuristic needs topk >= 3")
     keys = fraction_keys(p.fractions)
-    evs: dict = {"classification": ClassificationEvaluator((1, k))}
-    evs.update({f: LocalizationEvaluator((1, k), boxes=box_key("paper", f)) for f in keys})
-    evs["heuristic"] = LocalizationEvaluator((5,), boxes="heuristic")
+    evs: dict = {"images": ImageIndex(), "classification": ClassificationEvaluator((1, k), keep_per_image=True)}
+    evs.update({f: LocalizationEvaluator((1, k), boxes=box_key("paper", f), keep_per_image=True) for f in keys})
+    evs["heuristic"] = LocalizationEvaluator((5,), boxes="heuristic", keep_per_image=True)
     if p.released:
-        evs["released"] = LocalizationEvaluator((1, k), boxes="released")
-        evs["heuristic_released"] = LocalizationEvaluator((5,), boxes="heuristic_released")
+        evs["released"] = LocalizationEvaluator((1, k), boxes="released", keep_per_image=True)
+        evs["heuristic_released"] = LocalizationEvaluator((5,), boxes="heuristic_released", keep_per_image=True)
     evs["wsol"] = BoxAccSweep(p.sweep_thresholds, p.iou_thresholds, scale="absolute", keep_per_image=True)
     evs["gt_known_sweep"] = BoxAccSweep(p.gt_known_fractions, (0.5,), scale="max", keep_per_image=True)
     evs["pxap"] = PxAPEvaluator(p.sweep_thresholds)
     res = run_evaluation(source, batches, evs, options=replace(options, normalize="none"), topk=k, device=device,
                          heuristic=(p.heuristic_tight, p.heuristic_loose), keep_predictions=keep_predictions,
-                         keep_maps=keep_maps, total=total, desc=desc, sync=sync)  # fmt: skip
+                         keep_maps=keep_maps, total=total, desc=desc, sync=sync, map_cache=map_cache)  # fmt: skip
     m = res.metrics
     out: dict = {
         "classification": m["classification"],
@@ -325,6 +372,7 @@ def evaluate_protocols(
         "protocols": p.to_dict(),
         "head": res.head,
         "evaluators": {"wsol": evs["wsol"], "gt_known_sweep": evs["gt_known_sweep"]},
+        "records": records_of(res.evaluators),
     }
     if p.released:
         out["released"] = m["released"]
@@ -388,6 +436,24 @@ def mask_batches(images, labels, boxes, masks, batch_size: int = 128):
 
 
 
+def _acc_ci(result: dict, hit: str, plain: float):
+    """The accuracy of per-image outcome ``hit`` with its interval when the result has ``records``
+    (the same number as ``plain``, which is returned as it is otherwise)."""
+    rec = result.get("records")
+    return plain if rec is None or hit not in rec.hits else rec.estimate(hit)
+
+
+def _err_ci(result: dict, hit: str, plain: float):
+    """:func:`_acc_ci` as an error rate (%)."""
+    est = _acc_ci(result, hit, None)
+    return plain if est is None else error_of(est)
+
+
+def _maxboxacc_v2_ci(result: dict):
+    rec = result.get("records")
+    return result["wsol"]["maxboxacc_v2"] if rec is None or "wsol.all" not in rec.sweeps else rec.maxboxacc(v2=True)
+
+
 def comparison_rows(
     result: dict,
     setting: str,
@@ -407,14 +473,15 @@ def comparison_rows(
     ``heuristics``: add Table 3 rows (GoogLeNet-GAP, plain and with the five-box heuristic);
     ``choe_key`` / ``cutmix_key``: e.g. ``"imagenet.resnet50"``. ``rule`` = ``"paper"`` (at
     ``fraction``) or ``"released"`` picks the box rule of the Table 2/3 rows; ``setting`` says what was
-    run and is completed with the rule.
+    run and is completed with the rule. With the result's per-image ``records`` each ``reproduced`` is
+    an :class:`~camlib.evaluation.stats.Estimate` (the same value, with its 95% bootstrap interval).
     """
     if rule == "paper":
         loc, how = ByFraction(result["paper"])[fraction], f"paper rule (largest component >= {fraction:g} max)"
-        five = result["heuristic"]
+        five, rkey, fkey = result["heuristic"], box_key("paper", fraction), "heuristic"
     elif rule == "released":
         loc, how = result["released"], "released code's box rule (bbox1)"
-        five = result["heuristic_released"]
+        five, rkey, fkey = result["heuristic_released"], "released", "heuristic_released"
     else:
         raise ValueError(f"rule must be 'paper' or 'released', got {rule!r}")
     s = f"{setting}; {how}"
@@ -423,26 +490,26 @@ def comparison_rows(
     if key:
         rows += [
             {"metric": "top-1 localization error (%)", "paper_ref": f"table2.{key}.top1_loc_err",
-             "reproduced": loc["top1_loc_err"], "setting": s},
+             "reproduced": _err_ci(result, f"{rkey}.top1_loc", loc["top1_loc_err"]), "setting": s},
             {"metric": "top-5 localization error (%)", "paper_ref": f"table2.{key}.top5_loc_err",
-             "reproduced": loc["top5_loc_err"], "setting": s},
+             "reproduced": _err_ci(result, f"{rkey}.top5_loc", loc["top5_loc_err"]), "setting": s},
         ]  # fmt: skip
     if heuristics or backprop:
         t3 = "backprop" if backprop else "googlenet_gap"
         rows.append({"metric": "top-5 localization error (%), val not test", "paper_ref": f"table3.{t3}.top5_loc_err",
-                     "reproduced": loc["top5_loc_err"], "setting": s})  # fmt: skip
+                     "reproduced": _err_ci(result, f"{rkey}.top5_loc", loc["top5_loc_err"]), "setting": s})  # fmt: skip
     if heuristics and not backprop:
         rows.append({"metric": "top-5 localization error (%), five-box heuristic, val not test",
-                     "paper_ref": "table3.googlenet_gap_heuristics.top5_loc_err", "reproduced": five["top5_loc_err"],
+                     "paper_ref": "table3.googlenet_gap_heuristics.top5_loc_err", "reproduced": _err_ci(result, f"{fkey}.top5_loc", five["top5_loc_err"]),
                      "setting": f"{setting}; tight/loose boxes from the top-2 classes + loose box of the 3rd, "
                                 f"{'released rule' if rule == 'released' else 'paper rule'}"})  # fmt: skip
     if choe_key:
         rows.append({"metric": "MaxBoxAccV2 (%)", "paper_ref": f"choe.{choe_key}.maxboxaccv2",
-                     "reproduced": result["wsol"]["maxboxacc_v2"],
+                     "reproduced": _maxboxacc_v2_ci(result),
                      "setting": f"{setting}; min-max normalised map of the true class, maps at image size"})  # fmt: skip
     if cutmix_key:
         rows.append({"metric": "top-1 localization accuracy (%)", "paper_ref": f"cutmix.{cutmix_key}.top1_loc",
-                     "reproduced": loc["top1_loc_acc"], "setting": s})  # fmt: skip
+                     "reproduced": _acc_ci(result, f"{rkey}.top1_loc", loc["top1_loc_acc"]), "setting": s})  # fmt: skip
     return rows
 
 

@@ -230,6 +230,7 @@ def run_evaluation(
     total: int | None = None,
     desc: str = "evaluate",
     sync: bool = False,
+    map_cache=None,
 ) -> LoopResult:
     """One pass of ``batches`` through the map source, the boxes and every evaluator (module docstring).
 
@@ -238,7 +239,9 @@ def run_evaluation(
     ``box_sets`` decide which boxes are made); ``options``: how raw maps become the maps that are boxed;
     ``heuristic``: the five-box heuristic's (tight, loose) fractions; ``keep_predictions``: keep every
     image's classes, probabilities and boxes; ``keep_maps``: keep the ground-truth class's map (float16)
-    of the first ``keep_maps`` images.
+    of the first ``keep_maps`` images; ``map_cache``: a :class:`camlib.evaluation.mapcache.MapCache`
+    (single-crop CAM only): each batch's logits, classes and raw maps come from it when stored, and
+    are stored otherwise (saved after the pass).
     """
     t0 = time.time()
     if isinstance(source, nn.Module):
@@ -254,9 +257,16 @@ def run_evaluation(
             continue
         targets = _check_targets(targets)
         labels = [t.label for t in targets]
-        with torch.no_grad() if isinstance(source, CAM) else torch.enable_grad():
-            logits, pred, raw = class_maps(source, x.to(device, non_blocking=True), topk=topk, gt_labels=labels,
-                                           channels_last=channels_last)  # fmt: skip
+        ids = [t.image_id for t in targets]
+        stored = None if map_cache is None else map_cache.get(ids)
+        if stored is not None:
+            logits, pred, raw = stored
+        else:
+            with torch.no_grad() if isinstance(source, CAM) else torch.enable_grad():
+                logits, pred, raw = class_maps(source, x.to(device, non_blocking=True), topk=topk, gt_labels=labels,
+                                               channels_last=channels_last)  # fmt: skip
+            if map_cache is not None:
+                map_cache.put(ids, logits, pred, raw)
         in_size = tuple(raw.shape[-2:]) if x.ndim == 5 else tuple(x.shape[-2:])
         maps = [
             postprocess(raw[i][None].detach(), options, input_size=in_size, original_size=t.size)[0].float().cpu().numpy()
@@ -273,6 +283,8 @@ def run_evaluation(
             kept.extend(_prediction(batch, i, probs) for i in range(len(batch)))
         for m in batch.role("gt")[: max(0, keep_maps - len(maps_kept))]:
             maps_kept.append(m.astype(np.float16))
+    if map_cache is not None:
+        map_cache.save()
     if sync:
         from camlib.core import distributed
 

@@ -31,7 +31,8 @@ import torch
 from camlib.core.boxes import iou
 from camlib.evaluation.batch import Batch, box_key, parse_box_key
 
-__all__ = ["ClassificationEvaluator", "Evaluator", "LocalizationEvaluator", "Mergeable", "merge_states"]
+__all__ = ["ClassificationEvaluator", "Evaluator", "ImageIndex", "LocalizationEvaluator", "Mergeable", "PerImage",
+           "merge_states"]
 
 
 def _np(a) -> np.ndarray:
@@ -123,20 +124,54 @@ class Evaluator(Mergeable):
         raise NotImplementedError
 
 
-class ClassificationEvaluator(Evaluator):
-    """Top-k classification accuracy; ``compute()`` -> ``{"top1_acc", "top1_err", ..., "n"}``."""
+class PerImage:
+    """``keep_per_image``: the evaluator also keeps each image's 0/1 outcomes (one row per image, one
+    column per outcome, :attr:`columns`), so an interval over images can be computed afterwards
+    (:func:`camlib.evaluation.stats.bootstrap_ci`; :mod:`camlib.evaluation.records`). The rows are a
+    per-image list: merged shards concatenate them in shard order."""
 
-    def __init__(self, ks: Sequence[int] = (1, 5)) -> None:
+    keep_per_image: bool = False
+    _rows: list
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def _keep(self, rows: np.ndarray) -> None:
+        if self.keep_per_image:
+            self._rows.append(np.asarray(rows, bool).reshape(-1, len(self.columns)))
+
+    def per_image(self) -> dict[str, np.ndarray]:
+        """Outcome name -> (N,) bool, in the order the images were seen; needs ``keep_per_image=True``."""
+        if not self.keep_per_image:
+            raise ValueError(f"construct {type(self).__name__} with keep_per_image=True to keep per-image outcomes")
+        table = np.concatenate(self._rows) if self._rows else np.zeros((0, len(self.columns)), bool)
+        return {c: table[:, j].copy() for j, c in enumerate(self.columns)}
+
+
+class ClassificationEvaluator(PerImage, Evaluator):
+    """Top-k classification accuracy; ``compute()`` -> ``{"top1_acc", "top1_err", ..., "n"}``.
+    ``keep_per_image``: also keep each image's ``top{k}`` hits (:meth:`per_image`)."""
+
+    def __init__(self, ks: Sequence[int] = (1, 5), *, keep_per_image: bool = False) -> None:
         if not ks or any(k < 1 for k in ks):
             raise ValueError(f"ks must be positive integers, got {ks}")
         self.ks = tuple(sorted(set(ks)))  # (1, 1) must not count twice
         self.correct = dict.fromkeys(self.ks, 0)
         self.n = 0
+        self.keep_per_image = keep_per_image
+        self._rows = []
 
     _COUNTS = ("_correct", "n")
+    _LISTS = ("_rows",)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(f"top{k}" for k in self.ks)
 
     def _config(self) -> dict:
-        return {"evaluator": "classification", "ks": list(self.ks)}
+        cfg = {"evaluator": "classification", "ks": list(self.ks)}
+        return cfg | ({"keep_per_image": True} if self.keep_per_image else {})
 
     @property
     def _correct(self) -> np.ndarray:
@@ -163,9 +198,11 @@ class ClassificationEvaluator(Evaluator):
         if max(self.ks) > C:
             raise ValueError(f"top-{max(self.ks)} asked for but the model has {C} classes")
         order = np.argsort(-logits, axis=1, kind="stable")
-        for k in self.ks:
-            self.correct[k] += int((order[:, :k] == targets[:, None]).any(axis=1).sum())
+        hits = np.stack([(order[:, :k] == targets[:, None]).any(axis=1) for k in self.ks], axis=1)
+        for j, k in enumerate(self.ks):
+            self.correct[k] += int(hits[:, j].sum())
         self.n += len(targets)
+        self._keep(hits)
 
     def compute(self) -> dict[str, float]:
         if self.n == 0:
@@ -178,7 +215,7 @@ class ClassificationEvaluator(Evaluator):
         return out
 
 
-class LocalizationEvaluator(Evaluator):
+class LocalizationEvaluator(PerImage, Evaluator):
     """Top-k localization error and GT-known localization accuracy at an IoU threshold.
 
     ``accumulate(batch)`` reads the box set ``boxes`` (:func:`camlib.evaluation.batch.box_key`, default
@@ -190,9 +227,13 @@ class LocalizationEvaluator(Evaluator):
     - ``gt_labels``: (B,) ground-truth classes;
     - ``gt_boxes``: B arrays of shape (n_i, 4), every ground-truth box of each image (n_i >= 1);
     - ``gt_known_boxes``: optional (B, 4), the box of the ground-truth class's map.
+
+    ``keep_per_image``: also keep each image's ``top{k}_loc`` hits and ``gt_known`` hit (False where the
+    rule gives no GT-known box) (:meth:`per_image`).
     """
 
-    def __init__(self, ks: Sequence[int] = (1, 5), iou_threshold: float = 0.5, boxes: str = box_key("paper", 0.2)) -> None:
+    def __init__(self, ks: Sequence[int] = (1, 5), iou_threshold: float = 0.5, boxes: str = box_key("paper", 0.2),
+                 *, keep_per_image: bool = False) -> None:
         if not ks or any(k < 1 for k in ks):
             raise ValueError(f"ks must be positive integers, got {ks}")
         parse_box_key(boxes)  # a clear error for a misspelt box set
@@ -204,11 +245,19 @@ class LocalizationEvaluator(Evaluator):
         self.gt_known_correct = 0
         self.gt_known_n = 0
         self.n = 0
+        self.keep_per_image = keep_per_image
+        self._rows = []
 
     _COUNTS = ("_loc_correct", "gt_known_correct", "gt_known_n", "n")
+    _LISTS = ("_rows",)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (*(f"top{k}_loc" for k in self.ks), "gt_known")
 
     def _config(self) -> dict:
-        return {"evaluator": "localization", "ks": list(self.ks), "iou_threshold": self.iou_threshold, "boxes": self.boxes}
+        cfg = {"evaluator": "localization", "ks": list(self.ks), "iou_threshold": self.iou_threshold, "boxes": self.boxes}
+        return cfg | ({"keep_per_image": True} if self.keep_per_image else {})
 
     @property
     def _loc_correct(self) -> np.ndarray:
@@ -244,11 +293,15 @@ class LocalizationEvaluator(Evaluator):
                 raise ValueError(f"image {i} of the batch has no ground-truth box")
             hit = iou(boxes, gts).max(axis=1) >= self.iou_threshold  # (k,)
             good = hit & (classes == label)
-            for k in self.ks:
-                self.loc_correct[k] += int(good[:k].any())
+            row = [bool(good[:k].any()) for k in self.ks]
+            for k, h in zip(self.ks, row, strict=True):
+                self.loc_correct[k] += int(h)
+            known = False
             if gk is not None:
-                self.gt_known_correct += int(iou(gk[i], gts).max() >= self.iou_threshold)
+                known = bool(iou(gk[i], gts).max() >= self.iou_threshold)
+                self.gt_known_correct += int(known)
                 self.gt_known_n += 1
+            self._keep(np.array([*row, known]))
         self.n += len(gl)
 
     def compute(self) -> dict[str, float]:
@@ -262,3 +315,40 @@ class LocalizationEvaluator(Evaluator):
         if self.gt_known_n:
             out["gt_known_loc_acc"] = 100.0 * self.gt_known_correct / self.gt_known_n
         return out
+
+
+class ImageIndex(Evaluator):
+    """Which images a run saw, in the order its per-image outcomes are kept: each image's id and the
+    area of its largest ground-truth box as a fraction of the image
+    (:func:`camlib.evaluation.stats.largest_box_fraction`; NaN when the target has no size), the
+    quantity of the box-area strata. ``compute()`` -> ``{"n"}``; ``per_image()`` -> ``{"image_id",
+    "area"}``. The area is that of the boxes as evaluated (integer pixels, clipped to the image), so an
+    image right at a stratum edge can fall in the neighbouring stratum compared with counts made from
+    the manifests' float boxes (``ilsvrc-val-box-area.csv``: 1 of the sample's 100 images, 8 of the 1k
+    set's 1,000 move by one stratum)."""
+
+    _COUNTS = ("n",)
+    _LISTS = ("ids", "areas")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.ids: list = []
+        self.areas: list[float] = []
+
+    def _config(self) -> dict:
+        return {"evaluator": "image_index"}
+
+    def _accumulate(self, batch: Batch) -> None:
+        from camlib.evaluation.stats import largest_box_fraction
+
+        for t in batch.targets:
+            self.ids.append(t.image_id)
+            area = float("nan") if t.size is None else float(largest_box_fraction([t.boxes], [t.size[::-1]])[0])
+            self.areas.append(area)
+        self.n += len(batch)
+
+    def per_image(self) -> dict[str, np.ndarray | list]:
+        return {"image_id": list(self.ids), "area": np.asarray(self.areas, dtype=float)}
+
+    def compute(self) -> dict:
+        return {"n": self.n}

@@ -32,12 +32,20 @@ from camlib.evaluation.localize import (
     whole_image_transform,
 )
 
-__all__ = ["LocalizationStudy", "load_networks", "model_of", "open_val_data", "preprocess_of"]
+__all__ = ["LocalizationStudy", "ValSet", "data_rows", "load_networks", "model_of", "open_val_data", "open_val_sets", "preprocess_of",
+           "seeded_subset", "squashed"]
 
 PROCEDURAL_NOTE = (
     "NOTE: no ILSVRC images (none found at ../shared/data/ilsvrc-val-sample or ILSVRC_ROOT, or USE_ILSVRC=False).\n"
     "This run uses the procedural shapes and a small GAP CNN trained here instead: its numbers are NOT ILSVRC "
     "numbers and\nare not compared with the paper's tables."
+)
+
+
+NO_ILSVRC_NOTE = (
+    "NOTE: no ILSVRC val images found (parameters, $ILSVRC_ROOT / $ILSVRC_1K_ROOT, data/, ../shared/data): this run "
+    "reports NO ILSVRC numbers; what needs them runs on procedural shapes with a small GAP CNN trained here (NOT "
+    "ILSVRC numbers, not compared with the paper's tables) or is skipped. To measure on real photos, get: "
 )
 
 
@@ -66,6 +74,119 @@ def open_val_data(profile: str, root: str | Path | None, *, use_ilsvrc: bool = T
     if profile == "paper" and len(base) < 50000:
         print(f"NOTE: {len(base)} images, not the full 50,000: numbers are for this subset")
     return found, base
+
+
+@dataclass(frozen=True)
+class ValSet:
+    """One ILSVRC val folder a notebook measures on: ``key`` (``"sample"``, ``"1k"``, ``"val"``), the
+    folder's ``name``, where it was found (``root``, ``kind``: param / env / data / shared), the caveat of
+    that copy, and the opened ``dataset``. :meth:`source` is its results ``data`` row."""
+
+    key: str
+    name: str
+    root: Path
+    kind: str
+    caveat: str
+    dataset: object
+
+    @property
+    def n(self) -> int:
+        return len(self.dataset)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} (n={self.n})"
+
+    def source(self, n_images: int | None = None):
+        from camlib.datasets.roots import DataSource
+
+        return DataSource(self.name, self.kind, self.n if n_images is None else n_images, self.caveat)
+
+
+#: the quick profile's ILSVRC val sets: key -> set name of :func:`camlib.datasets.roots.resolve_root`
+QUICK_SETS = {"sample": "ilsvrc", "1k": "ilsvrc-1k"}
+
+
+def open_val_sets(profile: str, root: str | Path | None = None, root_1k: str | Path | None = None, *,
+                  use_ilsvrc: bool = True, wnids=None) -> list[ValSet]:
+    """Every ILSVRC val set this run measures on, each reported on its own (never silently pooled).
+
+    Quick profile: the ``"ilsvrc"`` set (``root`` -> ``$ILSVRC_ROOT`` -> ``data/`` -> the 100-image
+    ``../shared`` sample) and the ``"ilsvrc-1k"`` set (``root_1k`` -> ``$ILSVRC_1K_ROOT`` -> ... -> the
+    1,000 227 x 227 images), each when found (:func:`camlib.datasets.roots.resolve_root`); none found (or
+    ``use_ilsvrc=False``): ``[]`` and the first line printed says so, with the commands that get the
+    real sets. Paper profile: the one folder :func:`open_val_data` opens (never a sample). Prints one
+    line per set: what, where, how found, its caveat.
+    """
+    from camlib.datasets.ilsvrc import open_ilsvrc_val
+    from camlib.datasets.roots import SETS, resolve_root
+
+    if profile == "paper":
+        found, base = open_val_data(profile, root, use_ilsvrc=use_ilsvrc, wnids=wnids)
+        kind = "param" if root else "env"
+        return [ValSet("val", Path(found).name, Path(found), kind, SETS["ilsvrc"].caveat(Path(found)), base)]
+    if not use_ilsvrc:
+        print("USE_ILSVRC=False: " + PROCEDURAL_NOTE.split("\n", 1)[1])
+        return []
+    out = []
+    answers = {key: resolve_root(name, r) for (key, name), r in zip(QUICK_SETS.items(), (root, root_1k), strict=True)}
+    if not any(answers.values()):
+        print(NO_ILSVRC_NOTE + "; ".join(f"{a.name}: {a.fetch}" for a in answers.values()))
+        return []
+    for key, a in answers.items():
+        if not a:
+            print(f"{SETS[a.name].title}: not found ({a.fetch}); measured without it")
+            continue
+        ds = open_ilsvrc_val(a.path, wnids=wnids)
+        v = ValSet(key, a.path.name, a.path, a.kind, a.info.caveat if a.info else "", ds)
+        out.append(v)
+        print(f"{v.label}: {sum(len(b) for b in ds.boxes)} boxes, found via {a.kind} at {a.path}"
+              + (f"; caveat: {v.caveat}" if v.caveat else ""))
+    return out
+
+
+def data_rows(sets: list[ValSet], n_procedural: int) -> list:
+    """The results ``data`` rows of a run over ``sets`` (name, root kind, n, caveat per set); none
+    found: one row for the procedural fallback's ``n_procedural`` test images."""
+    from camlib.datasets.roots import DataSource
+
+    if sets:
+        return [s.source() for s in sets]
+    return [DataSource("procedural shapes", "procedural", n_procedural,
+                       "drawn by camlib.datasets.ProceduralShapes, small GAP CNN trained here: NOT ILSVRC numbers")]
+
+
+def seeded_subset(n_total: int, n: int | None, seed: int | None) -> list[int]:
+    """Indices of the images an expensive setting runs on: all of them when ``n`` is None or not
+    smaller than ``n_total``; else the first ``n`` (``seed`` None, as before) or ``n`` drawn without
+    replacement with ``seed`` (sorted)."""
+    if n is None or n >= n_total:
+        return list(range(n_total))
+    if seed is None:
+        return list(range(n))
+    return sorted(np.random.default_rng(seed).choice(n_total, size=n, replace=False).tolist())
+
+
+def squashed(base, size: int = 227):
+    """A copy of an ILSVRC val dataset made the way ``ilsvrc-val-1k`` was: each image squashed to
+    ``size`` x ``size`` (the whole image resized, bilinear, aspect ratio not kept) and its boxes scaled
+    per axis by size/W and size/H (then truncated to pixels, as the manifest reader does). Image sizes
+    are read from the files' headers."""
+    from PIL import Image
+
+    from camlib.datasets.ilsvrc import ILSVRCBoxDataset
+
+    class Squashed(ILSVRCBoxDataset):
+        def load_image(self, i: int):
+            return super().load_image(i).resize((size, size), Image.BILINEAR)
+
+    sizes = []
+    for p in base.paths:
+        with Image.open(p) as im:
+            sizes.append(im.size)
+    boxes = [np.trunc(np.asarray(b, float) * np.array([size / w, size / h] * 2)).astype(np.int64)
+             for b, (w, h) in zip(base.boxes, sizes, strict=True)]
+    return Squashed(base.ids, base.paths, base.labels, boxes, base.preprocess, f"{base.source}, squashed to {size}x{size}")
 
 
 def load_networks(
@@ -147,6 +268,10 @@ class LocalizationStudy:
     batch_size: int = 25
     num_workers: int = 0
     n_ten_crop: int = 100
+    n_backprop: int | None = None
+    subset_seed: int | None = None
+    label: str | None = None
+    cache_dir: str | None = None
     backprop: bool = True
     ten_crop: bool = True
     device: str = "cpu"
@@ -156,10 +281,11 @@ class LocalizationStudy:
     def data(self) -> str:
         return "ilsvrc" if self.base is not None else "procedural"
 
-    def batches(self, name: str, ten_crop: bool = False):
+    def batches(self, name: str, ten_crop: bool = False, limit: int | None = None):
         """Batches of ``(x, targets)`` for network ``name``: ILSVRC with its preprocess (ten crops:
-        :class:`~camlib.evaluation.localize.TenCrop`, the first ``n_ten_crop`` images in the quick profile,
-        batches of ``batch_size // 5``), or the procedural test set with masks."""
+        :class:`~camlib.evaluation.localize.TenCrop`, ``n_ten_crop`` images in the quick profile,
+        batches of ``batch_size // 5``; ``limit``: that many images), or the procedural test set with
+        masks. A subset is the first images, or a seeded draw with ``subset_seed`` (:func:`seeded_subset`)."""
         from torch.utils.data import Subset
 
         from camlib.datasets.ilsvrc import make_loader
@@ -170,8 +296,10 @@ class LocalizationStudy:
         net = self.nets[name]
         pre = preprocess_of(net, self.profile)
         ds = self.base.with_preprocess(TenCrop(input_normalizer(pre)) if ten_crop else pre)
-        if ten_crop and self.profile == "quick" and self.n_ten_crop < len(ds):
-            ds = Subset(ds, range(self.n_ten_crop))
+        if ten_crop and self.profile == "quick":
+            limit = self.n_ten_crop if limit is None else min(limit, self.n_ten_crop)
+        if limit is not None and limit < len(ds):
+            ds = Subset(ds, seeded_subset(len(ds), limit, self.subset_seed))
         bs = self.batch_size if not ten_crop else max(1, self.batch_size // 5)
         return make_loader(ds, batch_size=bs, num_workers=self.num_workers)
 
@@ -191,14 +319,69 @@ class LocalizationStudy:
         :data:`RELEASED_OPTIONS`, the others with :data:`PAPER_OPTIONS`); prints the image counts and
         every skipped image. Returns (and keeps in ``results``) run name -> result."""
         for run, name, source, ten_crop in self.settings():
-            r = evaluate_protocols(source, self.batches(name, ten_crop), options=RELEASED_OPTIONS if ten_crop else PAPER_OPTIONS,
+            limit = self.n_backprop if run.endswith("/backprop") else None
+            r = evaluate_protocols(source, self.batches(name, ten_crop, limit), options=RELEASED_OPTIONS if ten_crop else PAPER_OPTIONS,
                                    protocols=protocols, device=self.device, keep_predictions=True,
-                                   keep_maps=keep_maps if run.endswith("/cam") else 0, desc=run)  # fmt: skip
+                                   keep_maps=keep_maps if run.endswith("/cam") else 0, desc=run,
+                                   map_cache=self.map_cache(run, source, protocols.topk))  # fmt: skip
             self.results[run] = r
             print(f"{run}: {r['n_images']} images, {r['n_skipped']} skipped (unreadable), {r['seconds']:.0f} s")
             for s in r["skipped"]:
                 print(f"   skipped {s['image_id']}: {s['error']}")
         return self.results
+
+    def summary(self, fraction: float = 0.2, *, seed: int = 0, min_count: int = 5) -> dict[str, dict]:
+        """Per run: :func:`camlib.evaluation.records.set_summary` (every headline number with its 95%
+        interval over images; for the CAM single-crop run also the box-area strata and the
+        post-stratified full-val estimate)."""
+        from camlib.evaluation.records import set_summary
+
+        return {run: set_summary(r["records"], fraction=fraction, seed=seed, min_count=min_count,
+                                 strata=run.endswith("/cam") and self.data == "ilsvrc")
+                for run, r in self.results.items()}
+
+    def held_out(self, *, seed: int = 0) -> dict[str, dict]:
+        """Per run: the threshold lesson on disjoint halves (:func:`camlib.evaluation.records.held_out_halves`)
+        on GT-known localization at IoU 0.5 over the paper rule's fractions."""
+        from camlib.evaluation.records import held_out_halves
+
+        out = {}
+        for run, r in self.results.items():
+            rec = r["records"]
+            thresholds, ious = rec.sweep_axes["gt_known_sweep.largest"]
+            out[run] = held_out_halves(rec.sweeps["gt_known_sweep.largest"][:, ious.index(0.5), :], thresholds, seed=seed)
+        return out
+
+    def squash_effect(self, size: int = 227, *, fraction: float = 0.2, seed: int = 0) -> dict:
+        """What squashing the whole image to ``size`` x ``size`` (as the 1k set was made) does to the
+        numbers, measured on THIS study's images: the first network's CAM single-crop run again on
+        :func:`squashed` copies, paired with the as-is run image by image
+        (:func:`camlib.evaluation.records.paired_effect`: ``before`` = as is, ``after`` = squashed)."""
+        from camlib.evaluation.batch import box_key
+        from camlib.evaluation.records import paired_effect
+
+        name = next(iter(self.nets))
+        run = f"{name}/cam"
+        other = LocalizationStudy(self.profile, {name: self.nets[name]}, self.descriptions, base=squashed(self.base, size),
+                                  batch_size=self.batch_size, num_workers=self.num_workers, backprop=False,
+                                  ten_crop=False, device=self.device)  # fmt: skip
+        other.run(Protocols(fractions=(fraction,), released=False), keep_maps=0)
+        rule = box_key("paper", fraction)
+        names = {"top1_acc": "classification.top1", "gt_known_loc_acc": f"{rule}.gt_known",
+                 "top1_loc_acc": f"{rule}.top1_loc"}
+        out = paired_effect(self.results[run]["records"], other.results[run]["records"], names, seed=seed)
+        return {"size": size, "run": run, "n": other.results[run]["n_images"], "effects": out}
+
+    def map_cache(self, run: str, source, topk: int):
+        """The :class:`~camlib.evaluation.mapcache.MapCache` of a CAM single-crop run on ILSVRC under
+        ``cache_dir`` (None otherwise: other settings are recomputed)."""
+        if self.cache_dir is None or self.data != "ilsvrc" or not run.endswith("/cam"):
+            return None
+        from camlib.evaluation.mapcache import MapCache
+
+        name = run.split("/")[0]
+        return MapCache.for_cam(self.cache_dir, source, preprocessing=self.descriptions[name], image_ids=self.base.ids,
+                                dataset=str(getattr(self.base, "source", "")), topk=topk, channels_last=True)
 
     def image(self, image_id) -> np.ndarray:
         """The (H, W, 3) uint8 image of a prediction's ``image_id`` (predictions skip unreadable images,
@@ -229,6 +412,8 @@ class LocalizationStudy:
         name, kind = run.split("/")
         n = self.results[run]["n_images"]
         data = "100-image ILSVRC val sample" if n == 100 and self.profile == "quick" else f"{n} ILSVRC val images"
+        if self.label is not None:
+            data = f"{n} images of {self.label}" + (f" (seeded subset, seed {self.subset_seed})" if n < len(self.base) else "")
         return f"{self.descriptions[name].split(',')[0]}, {data}; {SETTING_TEXT[kind]}"
 
     def comparisons(self) -> list[dict]:

@@ -35,8 +35,8 @@ from typing import Any
 from camlib.evaluation.paper_numbers import PAPER_FIELDS, PAPER_YAML_FIX, load_paper, read_paper_yaml  # noqa: F401
 from camlib.tools.results import atomic_write_text, is_estimate, load_results
 
-__all__ = ["build_report", "collect_results", "flatten", "format_estimate", "load_paper", "main", "read_paper_yaml",
-           "write_report"]
+__all__ = ["build_report", "collect_results", "flatten", "format_estimate", "headline_table", "load_paper", "main",
+           "read_paper_yaml", "write_report"]
 
 MAX_LIST_ITEMS = 8
 HEADER = (
@@ -264,9 +264,10 @@ def notebook_section(reference: dict | None, paper: dict[str, dict], run: dict |
     data = (_data_rows(reference, "reference") + _data_rows(run, "your run")) if with_run else _data_rows(main, None)
     lines += ["### Data", ""]
     lines += _table((["Run"] if with_run else []) + ["Data set", "Found via", "Images", "Caveat"], data) + [""]
-    lines += ["### Metrics", ""]
     ref_flat = flatten(reference["metrics"]) if reference else {}
     run_flat = flatten(run["metrics"]) if run else {}
+    lines += headline_table(ref_flat, run_flat if with_run else None)
+    lines += ["### Metrics", ""]
     if with_run and (ref_flat or run_flat):
         names = sorted(set(ref_flat) | set(run_flat))
         lines += _table(["Metric", "Reference", "Your run"],
@@ -277,6 +278,36 @@ def notebook_section(reference: dict | None, paper: dict[str, dict], run: dict |
     else:
         lines.append("_No metrics recorded._")
     return lines + [""]
+
+
+def _is_headline(name: str) -> bool:
+    parts = name.split(".")
+    return "headline" in parts or ("post_stratified" in parts and parts[-1] == "estimate")
+
+
+def headline_table(ref_flat: dict[str, Any], run_flat: dict[str, Any] | None = None) -> list[str]:
+    """The measured numbers with their 95% intervals, first: every Estimate stored under a ``headline``
+    key (e.g. ``sets.1k.runs.<run>.headline.top1_acc``) or as a ``post_stratified.*.estimate`` (an
+    ESTIMATE of the full-val number, so labelled), as ``value [low, high] (n=N)``. Empty when the
+    notebook stores none."""
+    names = sorted(k for k in set(ref_flat) | set(run_flat or {})
+                   if _is_headline(k) and is_estimate(ref_flat.get(k, (run_flat or {}).get(k))))
+    if not names:
+        return []
+
+    def cell(flat: dict, k: str) -> str:
+        return format_estimate(flat[k], "{:.1f}") if k in flat else MISSING
+
+    def label(k: str) -> str:
+        return f"`{k}`" + (" (post-stratified ESTIMATE)" if "post_stratified" in k.split(".") else "")
+
+    if run_flat is None:
+        rows = [[label(k), cell(ref_flat, k)] for k in names]
+        header = ["Number", "Value [95% interval] (n)"]
+    else:
+        rows = [[label(k), cell(ref_flat, k), cell(run_flat, k)] for k in names]
+        header = ["Number", "Reference [95% interval] (n)", "Your run [95% interval] (n)"]
+    return ["### Measured numbers with 95% intervals", "", *_table(header, rows), ""]
 
 
 def _summary_cells(r: dict | None) -> list[str]:
