@@ -86,7 +86,7 @@ def build(args: argparse.Namespace):
         return model.eval(), ProceduralTargets(data), f"SmallGAPNet on {args.num_images} procedural test images"
     from camlib.datasets.ilsvrc import open_ilsvrc_val
     from camlib.datasets.transforms import imagenet_eval_transform
-    from camlib.evaluation.localize import load_gap_checkpoint, whole_image_transform
+    from camlib.evaluation.localize import load_gap_checkpoint, localization_input
 
     if not args.root:
         raise SystemExit("--data ilsvrc needs --root (the ILSVRC2012 val folder; see data/README.md)")
@@ -96,7 +96,7 @@ def build(args: argparse.Namespace):
         model, pre = load_gap_checkpoint(args.model, args.checkpoint), imagenet_eval_transform(224)
     else:
         net = load_efficientnet_lite0() if args.model == "efficientnet_lite0" else load_torchvision(args.model)
-        model, pre = net.model, whole_image_transform(net.preprocess)
+        model, pre = net.model, localization_input(net.preprocess)
     data = open_ilsvrc_val(args.root, pre)
     if args.limit:
         from torch.utils.data import Subset

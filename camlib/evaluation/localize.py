@@ -33,6 +33,7 @@ from camlib.datasets.transforms import (  # the input transforms live in the dat
     TenCrop,
     WholeImage,
     input_normalizer,
+    localization_input,
     ten_crop_offsets,
     whole_image_transform,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "explain_image",
     "input_normalizer",
     "load_gap_checkpoint",
+    "localization_input",
     "localization_table",
     "mask_batches",
     "merge_ten_crops",
@@ -134,7 +136,9 @@ def evaluate_ilsvrc_val(
 ) -> tuple:
     """:func:`evaluate_localization` on an ILSVRC val folder in any layout
     :func:`camlib.datasets.ilsvrc.open_ilsvrc_val` reads (the 100-image sample or the full 50,000), with
-    ``preprocess`` making the network input; ``limit`` keeps the first ``limit`` images.
+    ``preprocess`` making the network input (through :func:`localization_input`: a torchvision preset's
+    centre crop becomes the whole image resized, so the maps cover the pixels the boxes refer to);
+    ``limit`` keeps the first ``limit`` images.
 
     Returns ``(dataset, result)``: the dataset (for showing its images) and the result dict.
     """
@@ -142,7 +146,7 @@ def evaluate_ilsvrc_val(
 
     from camlib.datasets.ilsvrc import make_loader, open_ilsvrc_val
 
-    data = open_ilsvrc_val(root, preprocess)
+    data = open_ilsvrc_val(root, localization_input(preprocess))
     if limit is not None:
         data = Subset(data, range(min(limit, len(data))))
     loader = make_loader(data, batch_size=batch_size, num_workers=num_workers, pin_memory=torch.device(device).type == "cuda")
@@ -203,11 +207,13 @@ def explain_image(
 ) -> dict:
     """Top-k classes of one image with their probabilities, CAMs at the image's size and paper boxes.
 
-    ``image``: PIL image or (H, W, 3) uint8 array; ``preprocess`` makes the network input of it.
+    ``image``: PIL image or (H, W, 3) uint8 array; ``preprocess`` makes the network input of it, through
+    :func:`localization_input` (a torchvision preset's centre crop becomes the whole image resized, so the
+    maps are computed on exactly the pixels they are laid on).
     Returns ``{"classes", "names", "probs", "maps" (k, H, W), "boxes" (k, 4), "logits", "raw_maps"}``.
     """
     arr = np.asarray(image)
-    x = preprocess(image)[None]
+    x = localization_input(preprocess)(image)[None]
     out = cam(x, topk=k)
     size = arr.shape[:2]
     maps = postprocess(out.maps, options, input_size=tuple(x.shape[-2:]), original_size=size)[0]

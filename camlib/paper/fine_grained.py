@@ -454,16 +454,18 @@ class Table4Network:
 
 
 def load_table4_network(arch: str, gap_checkpoint: str | Path | None = None, device: str = "cpu") -> Table4Network:
-    """``"googlenet_gap"`` from ``gap_checkpoint`` (notebook 02's fine-tuned GoogLeNet-GAP); without one, the
-    unmodified torchvision GoogLeNet (said in the description and printed); any other name: that
-    torchvision classifier with ImageNet weights. In eval mode on ``device``."""
-    from camlib.models import googlenet_gap, load_torchvision
+    """``"googlenet_gap"`` from ``gap_checkpoint`` (notebook 02's fine-tuned GoogLeNet-GAP; ``None``: the one
+    notebook 02 left in :func:`camlib.models.checkpoint_dir`, when there); without one, the unmodified
+    torchvision GoogLeNet (said in the description and printed); any other name: that torchvision
+    classifier with ImageNet weights. In eval mode on ``device``."""
+    from camlib.evaluation.localize import load_gap_checkpoint
+    from camlib.models import find_checkpoint, load_torchvision
 
+    if arch == "googlenet_gap" and gap_checkpoint is None:
+        gap_checkpoint = find_checkpoint("googlenet_gap")
     if arch == "googlenet_gap" and gap_checkpoint:
-        model = googlenet_gap(1000, weights=None)
-        state = torch.load(gap_checkpoint, map_location="cpu", weights_only=True)
-        model.load_state_dict(state.get("model", state))
-        return Table4Network(model.eval().to(device), "googlenet_gap", f"GoogLeNet-GAP from {gap_checkpoint}")
+        model = load_gap_checkpoint("googlenet_gap", gap_checkpoint, device=device)
+        return Table4Network(model, "googlenet_gap", f"GoogLeNet-GAP from {gap_checkpoint}")
     tv = "googlenet" if arch == "googlenet_gap" else arch
     if arch == "googlenet_gap":
         print("GAP_CHECKPOINT not given: using the unmodified torchvision GoogLeNet instead of GoogLeNet-GAP")
