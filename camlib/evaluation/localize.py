@@ -276,6 +276,10 @@ def evaluate_protocols(
     keep_maps: int = 0,
     desc: str = "localize",
     sync: bool = False,
+    max_map_side: int | None = None,
+    resume: dict | None = None,
+    checkpoint=None,
+    checkpoint_every: int = 0,
 ) -> dict:
     """Every localization protocol of the paper and of Choe et al. in one pass over ``batches``: a
     configuration of :func:`camlib.evaluation.loop.run_evaluation`.
@@ -296,7 +300,9 @@ def evaluate_protocols(
     ``n_images``, ``n_skipped``, ``skipped``; ``seconds``; the options; and ``evaluators`` (the sweep
     evaluators, whose per-image tables allow held-out threshold choices).
 
-    ``sync=True`` under ``torch.distributed``: see :func:`camlib.evaluation.loop.run_evaluation`.
+    ``sync=True`` under ``torch.distributed``, ``max_map_side`` (maps of very large images at a capped
+    size), ``resume`` / ``checkpoint`` / ``checkpoint_every`` (a resumable pass): see
+    :func:`camlib.evaluation.loop.run_evaluation`.
     """
     p = protocols
     k = p.topk
@@ -314,7 +320,8 @@ def evaluate_protocols(
     evs["pxap"] = PxAPEvaluator(p.sweep_thresholds)
     res = run_evaluation(source, batches, evs, options=replace(options, normalize="none"), topk=k, device=device,
                          heuristic=(p.heuristic_tight, p.heuristic_loose), keep_predictions=keep_predictions,
-                         keep_maps=keep_maps, total=total, desc=desc, sync=sync)  # fmt: skip
+                         keep_maps=keep_maps, total=total, desc=desc, sync=sync, max_map_side=max_map_side,
+                         resume=resume, checkpoint=checkpoint, checkpoint_every=checkpoint_every)  # fmt: skip
     m = res.metrics
     out: dict = {
         "classification": m["classification"],
