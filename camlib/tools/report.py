@@ -337,20 +337,6 @@ def build_report(records: list[dict], paper: dict[str, dict], runs: list[dict] |
     return HEADER + "\n" + "\n".join(lines).rstrip("\n") + "\n"
 
 
-def check_one_profile(records: list[dict], folder: str | Path) -> str | None:
-    """The one profile of a folder's ``records`` (None when empty); ValueError when they mix profiles:
-    a table of quick and paper numbers side by side would read as one study."""
-    by: dict[str, list[str]] = {}
-    for r in records:
-        by.setdefault(r["profile"], []).append(r["notebook"])
-    if len(by) > 1:
-        mixed = "; ".join(f"{p}: {', '.join(sorted(n))}" for p, n in sorted(by.items()))
-        raise ValueError(f"{folder} mixes profiles ({mixed}): one table never mixes them. Keep one profile per "
-                         f"folder (make quick writes build/results, make reproduce build/results-paper) and "
-                         f"report each folder on its own")
-    return next(iter(by), None)
-
-
 def split_profiles(records: list[dict], runs: list[dict]) -> tuple[list[dict], list[str]]:
     """The reference ``records`` whose notebook's run has the same profile (paired in one table), and a
     note line per notebook whose reference is of another profile (shown apart, never in its table)."""
@@ -372,18 +358,15 @@ def write_report(results_dir: str | Path, paper_path: str | Path, out: str | Pat
     reference folder (None, or the same folder as ``results_dir``: the reference page alone).
 
     Every input is read and checked before ``out`` is touched: a missing folder, a ``results_dir`` without
-    results files, an invalid results file or ``paper.yaml``, a folder whose files mix profiles
-    (:func:`check_one_profile`) raises ValueError and leaves ``out`` as it was. A reference file of
-    another profile than the run's is left out of that notebook's table and listed at the end
-    (:func:`split_profiles`)."""
+    results files, an invalid results file or ``paper.yaml`` raises ValueError and leaves ``out`` as it
+    was. No table mixes profiles: each notebook's section is one record's (its profile in its header),
+    and a reference file of another profile than the run's is left out of that notebook's table and
+    listed at the end (:func:`split_profiles`)."""
     paper = load_paper(paper_path)
     if reference_dir is None or Path(reference_dir).resolve() == Path(results_dir).resolve():
-        records = collect_results(results_dir, require=True)
-        check_one_profile(records, results_dir)
-        text = build_report(records, paper)
+        text = build_report(collect_results(results_dir, require=True), paper)
     else:
         runs = collect_results(results_dir, require=True)
-        check_one_profile(runs, results_dir)
         reference, notes = split_profiles(collect_results(reference_dir), runs)
         text = build_report(reference, paper, runs)
         if notes:
