@@ -195,3 +195,19 @@ def test_paper_parameter_messages_give_the_syntax_that_works():
     for stem, key in (("08_class_specific_units", "IMAGE_FOLDER"), ("09_video_cam", "VIDEO_PATH")):
         text = (REPO / "notebooks" / f"{stem}.ipynb").read_text()
         assert f'cl.missing_parameter(\\"{key}\\"' in text and f"-p {key}" not in text
+
+
+def test_imagenette_class_folders_serve_as_an_ilsvrc_train_folder(tmp_path, capsys):
+    """imagenette2's train/ (ten of the 1000 wnids) trains a 1000-way network: labels are the classes'
+    ImageNet indices; any other partial folder is still refused."""
+    from camlib.datasets.ilsvrc import ilsvrc_train_folder
+
+    for wnid in ("n01440764", "n03888257"):
+        (tmp_path / "nette" / wnid).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "nette" / wnid / "a.JPEG")
+    ds = ilsvrc_train_folder(tmp_path / "nette")
+    assert ds.labels.tolist() == [0, 701] and "Imagenette class folders" in capsys.readouterr().out
+    (tmp_path / "other" / "n09999999").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "other" / "n09999999" / "a.JPEG")
+    with pytest.raises(ValueError, match="expected 1000"):
+        ilsvrc_train_folder(tmp_path / "other")
