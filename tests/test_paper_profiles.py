@@ -69,7 +69,7 @@ def imagenette_train(shared: Path, out: Path, per_class: int = 3) -> Path:
     return out
 
 
-def cub(shared: Path, out: Path, n_classes: int = 3, per_split: int = 6) -> Path:
+def cub(shared: Path, out: Path, n_classes: int = 3, per_split: int = 4) -> Path:
     """CUB's text layout for the first ``n_classes`` species, ``per_split`` train and test images each."""
     src = shared / "cub-100"
     path = dict(ln.split(" ", 1) for ln in (src / "images.txt").read_text().splitlines() if ln.strip())
@@ -185,7 +185,9 @@ def paper_parameters(shared: Path, tmp: Path) -> dict[str, dict]:
                           "PAPER_ARCHS": ["googlenet_gap"], "PAPER_POOLS": ["avg"], "WEIGHTS": None, "ITERS": 2,
                           "PAPER_BATCH_SIZE": 4, "NUM_WORKERS": 0, "REAL_PHOTOS": False, "N_SEEDS": 1,
                           "N_TRAIN": 64, "N_VAL": 32, "N_TEST": 32, "EPOCHS": 1, "STUDY_CACHE": cache},
-        "03_ilsvrc_localization": {"ILSVRC_ROOT": str(val), "PAPER_MODELS": ["efficientnet_lite0"], "BATCH_SIZE": 8},
+        # 8 images: ten crops of two networks (Lite0 and 02's GoogLeNet-GAP) are 160 forward passes
+        "03_ilsvrc_localization": {"ILSVRC_ROOT": str(ilsvrc_val(shared, tmp / "ilsvrc-val-8", n=8)),
+                                   "PAPER_MODELS": ["efficientnet_lite0"], "BATCH_SIZE": 8},
         "04_fine_grained_cub": {"CUB_ROOT": str(cub(shared, tmp / "cub")), "PAPER_MODELS": "googlenet_gap",
                                 "CACHE_DIR": cache},
         "05_generic_features": {"DATA_ROOT": str(caltech101(shared, tmp / "table5")), "TABLE5_DATASETS": "caltech101",
