@@ -203,7 +203,7 @@ def paper_parameters(shared: Path, tmp: Path) -> dict[str, dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1200)  # 395 s measured on 2 busy cores; 771 s at load average 10
+@pytest.mark.timeout(1200)  # 319-395 s measured on 2 busy cores; 771 s at load average 10
 def test_every_paper_profile_runs_on_real_jpegs(tmp_path, monkeypatch):
     """All nine notebooks, PROFILE="paper", through run_notebooks, each with its own parameters; each must
     finish and write its results file (profile "paper"); 03-05 must use 02's checkpoint by default."""
