@@ -10,6 +10,9 @@ NB_OUT ?= build/notebooks
 # a run's results/figures (a user's: build/); the committed results/ + figures/ are the reference
 RESULTS ?= build/results
 FIGURES ?= $(if $(filter results,$(RESULTS)),figures,build/figures)
+# the paper profile's results and figures: their own folders, so no table mixes profiles
+PAPER_RESULTS ?= build/results-paper
+PAPER_FIGURES ?= build/figures-paper
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 PYTEST_ARGS ?=
 JOBS ?= 2
@@ -70,9 +73,9 @@ quick: setup  ## run every notebook (quick profile, CPU) into build/results + bu
 refresh-results: setup  ## maintainers, with ../shared: regenerate the committed reference results/ + figures/
 	$(MAKE) --no-print-directory quick RESULTS=results FIGURES=figures
 
-reproduce: setup  ## run every notebook with the paper profile (real datasets, GPU advised)
-	$(PY) -m camlib.run_notebooks --profile paper --out $(NB_OUT)/paper $(PAPER_ARGS) $(NOTEBOOKS)
-	$(MAKE) --no-print-directory report
+reproduce: setup  ## paper profile, in order (02 fine-tunes first; 03-05 read build/checkpoints/), stops at the first failure
+	$(PY) -m camlib.run_notebooks --profile paper --stop-on-failure --out $(NB_OUT)/paper --results-dir $(PAPER_RESULTS) --figures-dir $(PAPER_FIGURES) $(PAPER_ARGS) $(NOTEBOOKS)
+	$(MAKE) --no-print-directory report RESULTS=$(PAPER_RESULTS)
 
 .PHONY: plan
 PLAN_ARGS ?=

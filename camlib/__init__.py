@@ -62,6 +62,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("ProceduralShapes",), "camlib.datasets"),
     # the notebook front door
     **dict.fromkeys(("Run", "start_run"), "camlib.tools.run"),
+    "missing_parameter": "camlib.tools.run_notebooks",
     "paper_values": "camlib.evaluation.paper_numbers",
     **dict.fromkeys(("write_results",), "camlib.tools.results"),
     "check": "camlib.tools.exercises",  # the check cell after each exercise: cl.check("02.1", globals())

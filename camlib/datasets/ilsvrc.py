@@ -709,6 +709,11 @@ def ilsvrc_train_folder(
     :func:`camlib.datasets.transforms.imagenet_train_transform`. A missing or malformed folder (no class
     folders, a class folder without images, not ``expect_classes`` classes) raises with
     :data:`ILSVRC_TRAIN_HINT` (where to put the data).
+
+    One subset is accepted as it is: imagenette2's ``train/`` folder (class folders that are all
+    Imagenette WordNet ids, :data:`IMAGENETTE_CLASSES`): its labels are then the classes' indices in
+    the 1000-class order (so a 1000-way network trains and evaluates on ILSVRC val unchanged) and
+    ``classes`` lists the folders' wnids; a note says so.
     """
     if root is None:
         raise FileNotFoundError(f"no ILSVRC train folder given. {ILSVRC_TRAIN_HINT}")
@@ -718,7 +723,11 @@ def ilsvrc_train_folder(
     paths, labels, classes = image_folder(root)
     if not classes:
         raise FileNotFoundError(f"{root} holds no class sub-folders. {ILSVRC_TRAIN_HINT}")
-    if expect_classes is not None and len(classes) != expect_classes:
+    imagenette = bool(classes) and set(classes) <= set(IMAGENETTE_CLASSES) and len(classes) != expect_classes
+    if imagenette:
+        print(f"NOTE: {root} holds {len(classes)} Imagenette class folders, not the {expect_classes} ILSVRC classes: "
+              f"labels are their indices in the 1000-class order")
+    elif expect_classes is not None and len(classes) != expect_classes:
         raise ValueError(
             f"{root} holds {len(classes)} class folders, expected {expect_classes} "
             f"(first: {classes[:3]}). {ILSVRC_TRAIN_HINT}"
@@ -728,6 +737,8 @@ def ilsvrc_train_folder(
         raise FileNotFoundError(f"class folder(s) {empty[:3]} of {root} hold no image "
                                 f"({', '.join(IMAGE_SUFFIXES)}). {ILSVRC_TRAIN_HINT}")
     transform = transform if transform is not None else imagenet_train_transform()
+    if imagenette:
+        labels = np.asarray([IMAGENETTE_CLASSES[c][1] for c in classes], dtype=np.int64)[np.asarray(labels)]
     return ImageFiles(paths, labels, transform, classes=classes)
 
 

@@ -10,7 +10,9 @@
 - **EfficientNet-Lite0's input scaling** (:func:`lite0_input`): ``(255 x - 127) / 128`` of [0, 1] images.
 - **ImageNet training / evaluation** (:func:`imagenet_train_transform`, :func:`imagenet_eval_transform`)
   and the batch augmentation of small images (:class:`PadCropFlip`).
-- :func:`resize_preprocess`: a model's own preprocessing without its crop (for receptive fields).
+- :func:`localization_input` (:func:`resize_preprocess` of a model): THE entry point for any map laid on
+  an image: a model's own preprocessing without its crop; numpy (H, W, 3) uint8 photos, PIL images and
+  (3, H, W) uint8 tensors all go through it.
 
 All are classes or module-level functions (no lambdas), so DataLoader workers can pickle them.
 """
@@ -39,6 +41,7 @@ __all__ = [
     "imagenet_train_transform",
     "input_normalizer",
     "lite0_input",
+    "localization_input",
     "resize_preprocess",
     "ten_crop_offsets",
     "whole_image_transform",
@@ -70,10 +73,16 @@ class PixelNormalize:
 
 def input_normalizer(preprocess) -> PixelNormalize:
     """The pixel normalisation inside a model's ``preprocess``, as a function of a float (3, H, W) image
-    with values 0..255. Understands torchvision's weight presets (``mean``/``std`` on [0, 1]) and
-    ``v2.Compose`` pipelines ending in ``ToDtype`` + ``Normalize`` (e.g. EfficientNet-Lite0's)."""
+    with values 0..255. Understands torchvision's weight presets (``mean``/``std`` on [0, 1]),
+    ``v2.Compose`` pipelines ending in ``ToDtype`` + ``Normalize`` (e.g. EfficientNet-Lite0's), a
+    :class:`WholeImage` (its normaliser: so ten crops work from any localization input, torchvision
+    networks and -GAP checkpoints alike) and a normaliser itself."""
     from torchvision.transforms import v2 as T
 
+    if isinstance(preprocess, (PixelNormalize, OnUnitRange)):
+        return preprocess
+    if isinstance(preprocess, WholeImage):  # e.g. imagenet_eval_transform (-GAP checkpoints), localization_input
+        return preprocess.normalize
     if hasattr(preprocess, "mean") and hasattr(preprocess, "std"):
         return PixelNormalize(preprocess.mean, preprocess.std, scale=True)
     steps = getattr(preprocess, "transforms", None)
@@ -150,18 +159,29 @@ def whole_image_transform(preprocess, size: int | tuple[int, int] = 224) -> Whol
     return WholeImage(input_normalizer(preprocess), size)
 
 
-def resize_preprocess(model) -> Callable:
-    """PIL image -> network input for an :class:`camlib.models.ImageNetModel`, WITHOUT cropping.
+def localization_input(preprocess, size: int | tuple[int, int] | None = None) -> Callable:
+    """The network input for a map that is laid on the WHOLE image, from a model's ``preprocess``.
 
-    Receptive fields are drawn on the whole image resized to the input size, so the network must see
-    exactly that: torchvision's resize + centre crop becomes :func:`whole_image_transform` at
-    ``model.input_size`` with the same mean/std; other preprocessings (EfficientNet-Lite0 already
-    resizes without crop) are returned as they are.
+    The map must be computed on exactly the pixels it is shown on and compared with boxes of: a
+    torchvision weight preset (resize to 256 and centre-crop 224; it also refuses numpy photos)
+    becomes :class:`WholeImage` (the whole image resized to ``size``, default the preset's crop
+    size, with the preset's mean/std; what the released localization code does); a
+    :class:`WholeImage` and other preprocessings that already resize without crop (EfficientNet-
+    Lite0's ``v2.Compose``) are returned as they are. Every result takes PIL images, (H, W, 3) uint8
+    numpy arrays and (3, H, W) uint8 tensors.
     """
-    pre = model.preprocess
-    if not (hasattr(pre, "crop_size") and hasattr(pre, "mean")):
-        return pre
-    return whole_image_transform(pre, tuple(model.input_size))
+    if isinstance(preprocess, WholeImage):
+        return preprocess if size is None or _hw(size) == _hw(preprocess.size) else WholeImage(preprocess.normalize, size)
+    if hasattr(preprocess, "crop_size") and hasattr(preprocess, "mean"):
+        return whole_image_transform(preprocess, size if size is not None else int(preprocess.crop_size[0]))
+    return preprocess
+
+
+def resize_preprocess(model) -> Callable:
+    """PIL image -> network input for an :class:`camlib.models.ImageNetModel`, WITHOUT cropping:
+    :func:`localization_input` of its ``preprocess`` at ``model.input_size`` (receptive fields are
+    drawn on the whole image resized to the input size, so the network must see exactly that)."""
+    return localization_input(model.preprocess, tuple(model.input_size))
 
 
 def ten_crop_offsets(size: int = TEN_CROP_SIZE, crop: int = TEN_CROP) -> list[tuple[int, int]]:

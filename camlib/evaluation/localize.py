@@ -33,6 +33,7 @@ from camlib.datasets.transforms import (  # the input transforms live in the dat
     TenCrop,
     WholeImage,
     input_normalizer,
+    localization_input,
     ten_crop_offsets,
     whole_image_transform,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "explain_image",
     "input_normalizer",
     "load_gap_checkpoint",
+    "localization_input",
     "localization_table",
     "mask_batches",
     "merge_ten_crops",
@@ -141,7 +143,9 @@ def evaluate_ilsvrc_val(
 ) -> tuple:
     """:func:`evaluate_localization` on an ILSVRC val folder in any layout
     :func:`camlib.datasets.ilsvrc.open_ilsvrc_val` reads (the 100-image sample or the full 50,000), with
-    ``preprocess`` making the network input; ``limit`` keeps the first ``limit`` images.
+    ``preprocess`` making the network input (through :func:`localization_input`: a torchvision preset's
+    centre crop becomes the whole image resized, so the maps cover the pixels the boxes refer to);
+    ``limit`` keeps the first ``limit`` images.
 
     Returns ``(dataset, result)``: the dataset (for showing its images) and the result dict.
     """
@@ -149,7 +153,7 @@ def evaluate_ilsvrc_val(
 
     from camlib.datasets.ilsvrc import make_loader, open_ilsvrc_val
 
-    data = open_ilsvrc_val(root, preprocess)
+    data = open_ilsvrc_val(root, localization_input(preprocess))
     if limit is not None:
         data = Subset(data, range(min(limit, len(data))))
     loader = make_loader(data, batch_size=batch_size, num_workers=num_workers, pin_memory=torch.device(device).type == "cuda")
@@ -247,11 +251,13 @@ def explain_image(
 ) -> dict:
     """Top-k classes of one image with their probabilities, CAMs at the image's size and paper boxes.
 
-    ``image``: PIL image or (H, W, 3) uint8 array; ``preprocess`` makes the network input of it.
+    ``image``: PIL image or (H, W, 3) uint8 array; ``preprocess`` makes the network input of it, through
+    :func:`localization_input` (a torchvision preset's centre crop becomes the whole image resized, so the
+    maps are computed on exactly the pixels they are laid on).
     Returns ``{"classes", "names", "probs", "maps" (k, H, W), "boxes" (k, 4), "logits", "raw_maps"}``.
     """
     arr = np.asarray(image)
-    x = preprocess(image)[None]
+    x = localization_input(preprocess)(image)[None]
     out = cam(x, topk=k)
     size = arr.shape[:2]
     maps = postprocess(out.maps, options, input_size=tuple(x.shape[-2:]), original_size=size)[0]
@@ -315,6 +321,10 @@ def evaluate_protocols(
     desc: str = "localize",
     sync: bool = False,
     map_cache=None,
+    max_map_side: int | None = None,
+    resume: dict | None = None,
+    checkpoint=None,
+    checkpoint_every: int = 0,
 ) -> dict:
     """Every localization protocol of the paper and of Choe et al. in one pass over ``batches``: a
     configuration of :func:`camlib.evaluation.loop.run_evaluation`.
@@ -336,7 +346,9 @@ def evaluate_protocols(
     evaluators, whose per-image tables allow held-out threshold choices); ``records``: every image's
     outcome under every protocol (:class:`~camlib.evaluation.records.ImageRecords`: intervals, strata).
 
-    ``sync=True`` under ``torch.distributed``: see :func:`camlib.evaluation.loop.run_evaluation`;
+    ``sync=True`` under ``torch.distributed``, ``max_map_side`` (maps of very large images at a capped
+    size), ``resume`` / ``checkpoint`` / ``checkpoint_every`` (a resumable pass): see
+    :func:`camlib.evaluation.loop.run_evaluation`.
     ``map_cache``: a :class:`camlib.evaluation.mapcache.MapCache` for a single-crop CAM source.
     """
     p = protocols
@@ -355,7 +367,9 @@ def evaluate_protocols(
     evs["pxap"] = PxAPEvaluator(p.sweep_thresholds)
     res = run_evaluation(source, batches, evs, options=replace(options, normalize="none"), topk=k, device=device,
                          heuristic=(p.heuristic_tight, p.heuristic_loose), keep_predictions=keep_predictions,
-                         keep_maps=keep_maps, total=total, desc=desc, sync=sync, map_cache=map_cache)  # fmt: skip
+                         keep_maps=keep_maps, total=total, desc=desc, sync=sync, max_map_side=max_map_side,
+                         resume=resume, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                         map_cache=map_cache)  # fmt: skip
     m = res.metrics
     out: dict = {
         "classification": m["classification"],

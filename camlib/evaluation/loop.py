@@ -31,7 +31,7 @@ configurations of :func:`run_evaluation`.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,7 +47,7 @@ from camlib.evaluation.batch import Batch, BoxSet, box_key, fraction_key, parse_
 from camlib.evaluation.metrics import Evaluator
 from camlib.evaluation.wsol import largest_component_boxes
 
-__all__ = ["LoopResult", "class_maps", "make_boxes", "run_evaluation"]
+__all__ = ["LoopResult", "cap_target", "class_maps", "loop_state", "make_boxes", "run_evaluation"]
 
 
 # ------------------------------------------------------------------------------------- map source
@@ -205,6 +205,57 @@ def _prediction(batch: Batch, i: int, probs: Tensor) -> dict:
     }
 
 
+def loop_state(done: int, n_images: int, skipped, kept, maps_kept, evaluators: Mapping[str, Evaluator]) -> dict:
+    """A picklable snapshot of a :func:`run_evaluation` pass after ``done`` batches (its ``resume=``)."""
+    return {"batches": int(done), "n_images": int(n_images), "skipped": list(skipped), "kept": list(kept),
+            "maps_kept": list(maps_kept), "evaluators": {k: ev.state() for k, ev in evaluators.items()}}
+
+
+def cap_target(t: Target, max_side: int) -> tuple[Target, tuple[float, float] | None]:
+    """``t`` on a grid whose longest side is at most ``max_side``: ``(scaled target, (sy, sx))`` with the
+    factors from the capped grid back to the image (``None`` and ``t`` itself when it fits). Boxes are
+    scaled per axis and rounded (inclusive pixels, clipped to the grid), the mask by nearest neighbour."""
+    if t.size is None or max(t.size) <= max_side:
+        return t, None
+    H, W = t.size
+    s = max_side / max(H, W)
+    h, w = max(1, round(H * s)), max(1, round(W * s))
+    sy, sx = H / h, W / w
+    b = t.boxes.astype(np.float64)
+    boxes = np.stack([np.floor(b[:, 0] / sx), np.floor(b[:, 1] / sy), np.floor(b[:, 2] / sx), np.floor(b[:, 3] / sy)], 1)
+    boxes = np.clip(boxes, 0, [w - 1, h - 1, w - 1, h - 1]).astype(np.int64)
+    mask = None
+    if t.mask is not None:
+        rows = np.minimum((np.arange(h) * sy).astype(int), H - 1)
+        cols = np.minimum((np.arange(w) * sx).astype(int), W - 1)
+        mask = np.asarray(t.mask)[rows][:, cols]
+    capped = Target(label=t.label, boxes=boxes, size=(h, w), image_id=t.image_id, mask=mask,
+                    extra={**t.extra, "original_size": (H, W), "original_boxes": t.boxes})
+    return capped, (sy, sx)
+
+
+def _scale_back(pred: dict, scale: tuple[float, float] | None, target: Target) -> dict:
+    """A kept prediction of a capped target with its boxes in the image's own pixels again."""
+    if scale is None:
+        return pred
+    sy, sx = scale
+
+    def up(b):
+        b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+        keep = b[:, 0] >= 0  # NO_BOX rows stay as they are
+        out = b.copy()
+        out[keep] = np.stack([np.floor(b[keep, 0] * sx), np.floor(b[keep, 1] * sy),
+                              np.floor((b[keep, 2] + 1) * sx) - 1, np.floor((b[keep, 3] + 1) * sy) - 1], 1)
+        return out.astype(np.int64).tolist()
+
+    pred = dict(pred)
+    pred["size"] = list(target.extra["original_size"])
+    pred["gt_boxes"] = np.asarray(target.extra["original_boxes"]).tolist()
+    pred["boxes"] = {k: up(v) for k, v in pred["boxes"].items()}
+    pred["gt_known_box"] = {k: up(v)[0] if np.asarray(v).ndim == 1 else up(v) for k, v in pred["gt_known_box"].items()}
+    return pred
+
+
 def _check_targets(targets) -> list[Target]:
     bad = next((t for t in targets if not isinstance(t, Target)), None)
     if bad is not None:
@@ -231,6 +282,10 @@ def run_evaluation(
     desc: str = "evaluate",
     sync: bool = False,
     map_cache=None,
+    max_map_side: int | None = None,
+    resume: dict | None = None,
+    checkpoint: Callable[[dict], None] | None = None,
+    checkpoint_every: int = 0,
 ) -> LoopResult:
     """One pass of ``batches`` through the map source, the boxes and every evaluator (module docstring).
 
@@ -242,6 +297,17 @@ def run_evaluation(
     of the first ``keep_maps`` images; ``map_cache``: a :class:`camlib.evaluation.mapcache.MapCache`
     (single-crop CAM only): each batch's logits, classes and raw maps come from it when stored, and
     are stored otherwise (saved after the pass).
+
+    ``max_map_side``: peak memory bound for very large images. A map is upsampled to the image's size
+    only up to this longest side; for a larger image the target (boxes, size, mask) is scaled to the
+    capped grid (:func:`cap_target`), every box is extracted and scored there (IoU is scale-free, up to
+    a pixel of rounding on the capped grid), and kept boxes are scaled back to the image's pixels.
+    ``None``: no cap (maps at the image's size, as the released code).
+
+    Resumable passes: ``checkpoint(state)`` is called every ``checkpoint_every`` batches with this
+    process's state so far (:func:`loop_state`: batches done, image counts, skipped images, kept
+    predictions/maps, every evaluator's ``state()``); ``resume=state`` starts from such a state, and
+    ``batches`` must then yield the batches AFTER the ``state["batches"]`` already done.
     """
     t0 = time.time()
     if isinstance(source, nn.Module):
@@ -250,12 +316,24 @@ def run_evaluation(
     skipped: list[dict] = []
     kept: list[dict] = []
     maps_kept: list[np.ndarray] = []
-    n_images = 0
+    n_images = done = 0
+    if resume is not None:
+        done, n_images = int(resume["batches"]), int(resume["n_images"])
+        skipped, kept, maps_kept = list(resume["skipped"]), list(resume["kept"]), list(resume["maps_kept"])
+        if set(resume["evaluators"]) != set(evaluators):
+            raise ValueError(f"resume state of evaluators {sorted(resume['evaluators'])}, not {sorted(evaluators)}")
+        for name, ev in evaluators.items():
+            ev.load_state(resume["evaluators"][name])
     for x, targets in tqdm(batches, total=total, desc=desc, leave=False):
+        done += 1
         skipped.extend(getattr(targets, "skipped", []))
         if len(targets) == 0:
             continue
         targets = _check_targets(targets)
+        scales = [None] * len(targets)
+        if max_map_side:
+            capped = [cap_target(t, max_map_side) for t in targets]
+            targets, scales = [c[0] for c in capped], [c[1] for c in capped]
         labels = [t.label for t in targets]
         ids = [t.image_id for t in targets]
         stored = None if map_cache is None else map_cache.get(ids)
@@ -280,9 +358,11 @@ def run_evaluation(
         n_images += len(batch)
         if keep_predictions:
             probs = batch.logits.softmax(1)
-            kept.extend(_prediction(batch, i, probs) for i in range(len(batch)))
+            kept.extend(_scale_back(_prediction(batch, i, probs), scales[i], targets[i]) for i in range(len(batch)))
         for m in batch.role("gt")[: max(0, keep_maps - len(maps_kept))]:
             maps_kept.append(m.astype(np.float16))
+        if checkpoint is not None and checkpoint_every and done % checkpoint_every == 0:
+            checkpoint(loop_state(done, n_images, skipped, kept, maps_kept, evaluators))
     if map_cache is not None:
         map_cache.save()
     if sync:
@@ -308,7 +388,12 @@ def run_evaluation(
 
 
 def fraction_keys(fractions: Sequence[float]) -> list[str]:
-    """:func:`camlib.evaluation.batch.fraction_key` of each fraction, refusing duplicates."""
+    """:func:`camlib.evaluation.batch.fraction_key` of each fraction, refusing duplicates and fractions
+    outside (0, 1] (a box from ``M >= 1.5 max M`` or ``M >= -0.2 max M`` is not a threshold rule): every
+    path that boxes at fractions (the batched box path of the loop included) goes through here."""
+    bad = [f for f in fractions if not (0.0 < float(f) <= 1.0)]
+    if bad:
+        raise ValueError(f"threshold fractions must lie in (0, 1] (a fraction of the map's maximum); got {bad}")
     keys = [fraction_key(f) for f in fractions]
     if len(set(keys)) != len(keys):
         raise ValueError(f"duplicate fractions in {list(fractions)}")

@@ -29,7 +29,6 @@ from camlib.evaluation.localize import (
     input_normalizer,
     load_gap_checkpoint,
     mask_batches,
-    whole_image_transform,
 )
 
 __all__ = ["LocalizationStudy", "ValSet", "data_rows", "load_networks", "model_of", "open_val_data", "open_val_sets", "preprocess_of",
@@ -204,7 +203,8 @@ def load_networks(
     """``(networks, descriptions)`` by name. Procedural data: a :class:`~camlib.models.SmallGAPNet`
     trained here on ``n_train`` procedural images (seconds in ``timings["train_s"]``); quick: the
     embedded EfficientNet-Lite0; paper: torchvision ``paper_models`` and -GAP networks from
-    ``gap_checkpoints`` ({arch: path}; a missing file stops with how to make it)."""
+    ``gap_checkpoints`` ({arch: path}; a missing file stops with how to make it; ``None``: every -GAP
+    checkpoint notebook 02 left in :func:`camlib.models.checkpoint_dir`, ``{}``: none)."""
     from camlib.models import load_efficientnet_lite0, load_torchvision
 
     if data == "procedural":
@@ -227,7 +227,11 @@ def load_networks(
         return {"efficientnet_lite0": lite}, {"efficientnet_lite0": lite.description}
     nets: dict = {name: load_torchvision(name, device=device) for name in paper_models}
     desc = {name: net.description for name, net in nets.items()}
-    for arch, path in (gap_checkpoints or {}).items():
+    if gap_checkpoints is None:
+        from camlib.models import GAP_ARCHS, find_gap_checkpoints
+
+        gap_checkpoints = find_gap_checkpoints(GAP_ARCHS)
+    for arch, path in gap_checkpoints.items():
         nets[arch] = load_gap_checkpoint(arch, path, device=device)
         desc[arch] = f"camlib.models.gap_variant({arch!r}) with weights from {path}"
     return nets, desc
@@ -240,12 +244,13 @@ def model_of(net) -> nn.Module:
 
 
 def preprocess_of(net, profile: str) -> Callable:
-    """The whole image resized to 224 x 224 with the network's normalisation (no centre crop)."""
-    from camlib.datasets.transforms import imagenet_eval_transform
+    """The whole image resized to 224 x 224 with the network's normalisation (no centre crop):
+    :func:`~camlib.datasets.transforms.localization_input` (``profile`` is kept for old callers)."""
+    from camlib.datasets.transforms import imagenet_eval_transform, localization_input
 
     if not hasattr(net, "preprocess"):  # a -GAP checkpoint: ImageNet normalisation
         return imagenet_eval_transform(224)
-    return net.preprocess if profile == "quick" else whole_image_transform(net.preprocess)
+    return localization_input(net.preprocess)
 
 
 SETTING_TEXT = {
@@ -266,7 +271,7 @@ class LocalizationStudy:
     base: object | None = None
     test: object | None = None
     batch_size: int = 25
-    num_workers: int = 0
+    num_workers: int | None = 0  # None: 0 in the quick profile, min(8, CPU count) in the paper profile
     n_ten_crop: int = 100
     n_backprop: int | None = None
     subset_seed: int | None = None
@@ -276,6 +281,10 @@ class LocalizationStudy:
     ten_crop: bool = True
     device: str = "cpu"
     results: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.num_workers is None:
+            self.num_workers = 0 if self.profile == "quick" else min(8, os.cpu_count() or 1)
 
     @property
     def data(self) -> str:
@@ -314,10 +323,15 @@ class LocalizationStudy:
             if self.ten_crop and self.data == "ilsvrc":
                 yield f"{name}/cam_ten_crop", name, CAM(model_of(net)), True
 
-    def run(self, protocols: Protocols, *, keep_maps: int = 24) -> dict[str, dict]:
+    def run(self, protocols: Protocols, *, keep_maps: int = 24, partial: str | Path | None = None) -> dict[str, dict]:
         """:func:`~camlib.evaluation.localize.evaluate_protocols` for every setting (ten crops with
         :data:`RELEASED_OPTIONS`, the others with :data:`PAPER_OPTIONS`); prints the image counts and
-        every skipped image. Returns (and keeps in ``results``) run name -> result."""
+        every skipped image. Returns (and keeps in ``results``) run name -> result.
+
+        ``partial``: a JSON file rewritten (atomically) as each setting finishes, with the
+        :func:`~camlib.evaluation.localize.summarize_protocols` of every finished one and the settings
+        still to run: hours of a paper-profile run are not lost when a later setting fails."""
+        todo = [run for run, *_ in self.settings()]
         for run, name, source, ten_crop in self.settings():
             limit = self.n_backprop if run.endswith("/backprop") else None
             r = evaluate_protocols(source, self.batches(name, ten_crop, limit), options=RELEASED_OPTIONS if ten_crop else PAPER_OPTIONS,
@@ -325,6 +339,8 @@ class LocalizationStudy:
                                    keep_maps=keep_maps if run.endswith("/cam") else 0, desc=run,
                                    map_cache=self.map_cache(run, source, protocols.topk))  # fmt: skip
             self.results[run] = r
+            if partial is not None:
+                self.write_partial(partial, todo)
             print(f"{run}: {r['n_images']} images, {r['n_skipped']} skipped (unreadable), {r['seconds']:.0f} s")
             for s in r["skipped"]:
                 print(f"   skipped {s['image_id']}: {s['error']}")
@@ -382,6 +398,21 @@ class LocalizationStudy:
         name = run.split("/")[0]
         return MapCache.for_cam(self.cache_dir, source, preprocessing=self.descriptions[name], image_ids=self.base.ids,
                                 dataset=str(getattr(self.base, "source", "")), topk=topk, channels_last=True)
+
+    def write_partial(self, path: str | Path, planned) -> Path:
+        """The finished settings' summaries (and the ones not yet run) to ``path``, atomically."""
+        import json
+
+        from camlib.core.io import atomic_write_text
+        from camlib.evaluation.localize import summarize_protocols
+
+        done = {run: summarize_protocols(r) for run, r in self.results.items()}
+        payload = {"profile": self.profile, "networks": self.descriptions, "finished": done,
+                   "not_yet_run": [run for run in planned if run not in done]}
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(payload, indent=1, sort_keys=True, default=str) + "\n")
+        return path
 
     def image(self, image_id) -> np.ndarray:
         """The (H, W, 3) uint8 image of a prediction's ``image_id`` (predictions skip unreadable images,

@@ -84,12 +84,13 @@ class Table4Split:
     """One split as the protocol sees it: ``items`` (what the feature and box functions read: a
     :class:`~camlib.datasets.fine_grained.FineGrainedBirds`, a :class:`~camlib.datasets.cub.CUBDataset`),
     ``labels`` (N,), inclusive ground-truth ``gt_boxes`` (N, 4) and the image ``sizes``: one (H, W) for
-    all images or (N, 2)."""
+    all images or (N, 2). ``gt_boxes`` is None for a CUB copy without ``bounding_boxes.txt``: then the
+    GT-box crop row and the localization rate are not measured (and said so), never invented."""
 
     name: str
     items: Any
     labels: np.ndarray
-    gt_boxes: np.ndarray
+    gt_boxes: np.ndarray | None
     sizes: tuple[int, int] | np.ndarray
 
     def __len__(self) -> int:
@@ -142,34 +143,38 @@ class Table4Result:
     seed: int = 0
 
     @property
+    def has_boxes(self) -> bool:
+        """Whether ground-truth boxes were there (the GT crop row and the localization rate need them)."""
+        return self.ious is not None
+
+    @property
     def accuracy(self) -> dict[str, float]:
-        return {k: self.probes[k]["acc"] for k in SETTINGS}
+        return {k: self.probes[k]["acc"] for k in SETTINGS if k in self.probes}
 
     @property
-    def loc_iou50(self) -> float:
-        """Test images whose CAM box has IoU >= 0.5 with the ground truth (%)."""
-        return float(100.0 * np.mean(self.ious >= 0.5))
+    def loc_iou50(self) -> float | None:
+        """Test images whose CAM box has IoU >= 0.5 with the ground truth (%); None without boxes."""
+        return None if self.ious is None else float(100.0 * np.mean(self.ious >= 0.5))
 
     @property
-    def chance_iou50(self) -> float:
-        return float(100.0 * np.mean(self.chance_ious >= 0.5))
+    def chance_iou50(self) -> float | None:
+        return None if self.chance_ious is None else float(100.0 * np.mean(self.chance_ious >= 0.5))
 
     @property
-    def ordering_holds(self) -> bool:
-        """The point estimates are ordered as in the paper: full < CAM crop <= GT box."""
+    def ordering_holds(self) -> bool | None:
+        """The point estimates are ordered as in the paper: full < CAM crop <= GT box (None without boxes)."""
         a = self.accuracy
-        return bool(a["full"] < a["cam_crop"] <= a["gt_crop"])
+        return bool(a["full"] < a["cam_crop"] <= a["gt_crop"]) if "gt_crop" in a else None
 
     def verdicts(self, paper: dict[str, float] | None = None) -> dict[str, dict]:
         """The paper's three claims, each decided by :func:`~camlib.evaluation.stats.verdict` on a paired
         bootstrap 95% interval over the test images: ``cam_crop_minus_full``, ``gt_crop_minus_cam_crop``
         (SVM hits) and ``loc_minus_random_box`` (IoU >= 0.5 hits). ``paper``: :func:`paper_table4`."""
         p = paper_table4() if paper is None else paper
-        pairs = {
-            "cam_crop_minus_full": (self.hits["cam_crop"], self.hits["full"], p["cam_crop"] - p["full"]),
-            "gt_crop_minus_cam_crop": (self.hits["gt_crop"], self.hits["cam_crop"], p["gt_crop"] - p["cam_crop"]),
-            "loc_minus_random_box": (self.ious >= 0.5, self.chance_ious >= 0.5, p["loc"] - p["chance"]),
-        }
+        pairs = {"cam_crop_minus_full": (self.hits["cam_crop"], self.hits["full"], p["cam_crop"] - p["full"])}
+        if self.has_boxes:  # without ground-truth boxes these two claims cannot be tested here
+            pairs["gt_crop_minus_cam_crop"] = (self.hits["gt_crop"], self.hits["cam_crop"], p["gt_crop"] - p["cam_crop"])
+            pairs["loc_minus_random_box"] = (self.ious >= 0.5, self.chance_ious >= 0.5, p["loc"] - p["chance"])
         out = {}
         for name, (a, b, paper_diff) in pairs.items():
             est = paired_diff_ci(a, b, seed=self.seed)
@@ -188,6 +193,10 @@ class Table4Result:
             f"{r['estimate']['high']:+.1f}] (paper {r['paper']:+.1f}): {r['verdict'].upper()}"
             for k, r in v.items()
         )
+        if not self.has_boxes:
+            return (f"Measured {where}: full image {a['full']:.1f}%, CAM crop {a['cam_crop']:.1f}% (paper on CUB: "
+                    f"{p['full']} / {p['cam_crop']}); NO ground-truth boxes here, so the GT-box crop row and the "
+                    f"localization rate are not measured. {claims}.")
         return (f"Measured {where}: full image {a['full']:.1f}%, CAM crop {a['cam_crop']:.1f}%, GT box "
                 f"{a['gt_crop']:.1f}% (paper on CUB: {p['full']} / {p['cam_crop']} / {p['gt_crop']}); the CAM box "
                 f"localizes {self.loc_iou50:.1f}% of the test images at IoU >= 0.5, a random box of the mean "
@@ -195,9 +204,10 @@ class Table4Result:
 
     def summary(self) -> dict:
         """JSON: the three probes, the localization numbers and the verdicts."""
-        return {**{k: self.probes[k] for k in SETTINGS}, "loc_iou50": self.loc_iou50,
-                "mean_iou": float(self.ious.mean()), "loc_iou50_chance_random_box": self.chance_iou50,
-                "verdicts": self.verdicts()}
+        return {**{k: self.probes[k] for k in SETTINGS if k in self.probes}, "loc_iou50": self.loc_iou50,
+                "mean_iou": None if self.ious is None else float(self.ious.mean()),
+                "loc_iou50_chance_random_box": self.chance_iou50, "verdicts": self.verdicts(),
+                "gt_boxes": "available" if self.has_boxes else "unavailable: GT-crop row and localization not measured"}
 
 
 def table4(train: Table4Split, test: Table4Split, features: Features, locate: Locate, *, svm: dict,
@@ -213,10 +223,14 @@ def table4(train: Table4Split, test: Table4Split, features: Features, locate: Lo
     probes["full"], full_probe, hits["full"] = probe_with_hits(X[train.name], train.labels, X[test.name],
                                                                test.labels, **svm)
     boxes = {s.name: np.asarray(locate(s, full_probe), dtype=np.int64).reshape(-1, 4) for s in splits}
-    for setting, crop in (("cam_crop", boxes), ("gt_crop", {s.name: s.gt_boxes for s in splits})):
+    gt = train.gt_boxes is not None and test.gt_boxes is not None
+    settings = [("cam_crop", boxes)] + ([("gt_crop", {s.name: s.gt_boxes for s in splits})] if gt else [])
+    for setting, crop in settings:
         X = {s.name: features(s, crop[s.name], setting) for s in splits}
         probes[setting], _, hits[setting] = probe_with_hits(X[train.name], train.labels, X[test.name],
                                                             test.labels, **svm)
+    if not gt:
+        return Table4Result(probes, hits, boxes, None, None, full_probe, seed)
     return Table4Result(probes, hits, boxes, PR.paired_iou(boxes[test.name], test.gt_boxes),
                         random_box_ious(test.gt_boxes, test.sizes, seed), full_probe, seed)
 
@@ -233,10 +247,10 @@ def table4_comparisons(result: Table4Result, setting: str, tag: str = "") -> lis
     """The four comparison rows of ``results/<notebook>.json`` (three accuracies + localization)."""
     a = result.accuracy
     rows = [("accuracy, full image (%)", "full", a["full"]), ("accuracy, CAM crop (%)", "cam_crop", a["cam_crop"]),
-            ("accuracy, GT box crop (%)", "gt_crop", a["gt_crop"]),
+            ("accuracy, GT box crop (%)", "gt_crop", a.get("gt_crop")),
             ("test images localized, IoU >= 0.5 (%)", "loc", result.loc_iou50)]
     return [{"metric": f"{metric}{tag}", "paper_ref": PAPER_KEYS[key], "reproduced": value, "setting": setting}
-            for metric, key, value in rows]
+            for metric, key, value in rows if value is not None]
 
 
 # --------------------------------------------------------------------------- quick profile: procedural birds
@@ -390,14 +404,21 @@ def procedural_metrics(result: Table4Result, detector: BirdDetector, train: Tabl
 
 def cub_splits(root: str | Path | None, preprocess: Callable, *, download: bool = False) -> tuple[Table4Split, Table4Split]:
     """The official train and test splits of CUB-200-2011 under ``root`` (see :func:`camlib.datasets.cub.cub_folder`),
-    with image sizes read from the JPEG headers and ground-truth boxes clipped to the images."""
-    from camlib.datasets.cub import CUBDataset, cub_folder, read_cub_metadata
+    with image sizes read from the JPEG headers and ground-truth boxes checked against the images (None,
+    with a note, for a copy without ``bounding_boxes.txt``)."""
+    from camlib.datasets.cub import BoxesUnavailable, CUBDataset, cub_folder, read_cub_metadata
 
     meta = read_cub_metadata(cub_folder(root, download=download))
     out = []
     for name in ("train", "test"):
         ds = CUBDataset(split=name, transform=preprocess, metadata=meta)
-        out.append(Table4Split(name, ds, ds.labels, ds.gt_boxes(), ds.sizes()))
+        try:
+            gt = ds.gt_boxes()
+        except BoxesUnavailable as exc:
+            if name == "train":
+                print(f"NOTE: {exc}\nThe GT-box crop row and the localization rate are NOT measured on this copy.")
+            gt = None
+        out.append(Table4Split(name, ds, ds.labels, gt, ds.sizes()))
     return out[0], out[1]
 
 
@@ -454,16 +475,18 @@ class Table4Network:
 
 
 def load_table4_network(arch: str, gap_checkpoint: str | Path | None = None, device: str = "cpu") -> Table4Network:
-    """``"googlenet_gap"`` from ``gap_checkpoint`` (notebook 02's fine-tuned GoogLeNet-GAP); without one, the
-    unmodified torchvision GoogLeNet (said in the description and printed); any other name: that
-    torchvision classifier with ImageNet weights. In eval mode on ``device``."""
-    from camlib.models import googlenet_gap, load_torchvision
+    """``"googlenet_gap"`` from ``gap_checkpoint`` (notebook 02's fine-tuned GoogLeNet-GAP; ``None``: the one
+    notebook 02 left in :func:`camlib.models.checkpoint_dir`, when there); without one, the unmodified
+    torchvision GoogLeNet (said in the description and printed); any other name: that torchvision
+    classifier with ImageNet weights. In eval mode on ``device``."""
+    from camlib.evaluation.localize import load_gap_checkpoint
+    from camlib.models import find_checkpoint, load_torchvision
 
+    if arch == "googlenet_gap" and gap_checkpoint is None:
+        gap_checkpoint = find_checkpoint("googlenet_gap")
     if arch == "googlenet_gap" and gap_checkpoint:
-        model = googlenet_gap(1000, weights=None)
-        state = torch.load(gap_checkpoint, map_location="cpu", weights_only=True)
-        model.load_state_dict(state.get("model", state))
-        return Table4Network(model.eval().to(device), "googlenet_gap", f"GoogLeNet-GAP from {gap_checkpoint}")
+        model = load_gap_checkpoint("googlenet_gap", gap_checkpoint, device=device)
+        return Table4Network(model, "googlenet_gap", f"GoogLeNet-GAP from {gap_checkpoint}")
     tv = "googlenet" if arch == "googlenet_gap" else arch
     if arch == "googlenet_gap":
         print("GAP_CHECKPOINT not given: using the unmodified torchvision GoogLeNet instead of GoogLeNet-GAP")

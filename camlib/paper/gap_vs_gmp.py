@@ -544,7 +544,7 @@ def paper_pooling_study(
     iters: int,
     batch_size: int = 64,
     weights: str | None = "DEFAULT",
-    checkpoint_dir: str | Path = "build/checkpoints",
+    checkpoint_dir: str | Path | None = None,
     resume: bool = True,
     device: str | torch.device = "cpu",
     seed: int = 0,
@@ -552,8 +552,10 @@ def paper_pooling_study(
 ) -> list[dict]:
     """Notebook 02's paper profile: :func:`finetune_and_evaluate` for every architecture and pooling
     (originals ``googlenet`` / ``resnet50`` with average pooling only, as loaded), checkpoints at
-    ``checkpoint_dir/<arch>_<pool>.pt``. The train folder is opened only when some network needs
+    ``checkpoint_dir/<arch>_<pool>.pt`` (``None``: :func:`camlib.models.checkpoint_dir`, the folder
+    notebooks 03, 04 and 05 read by default). The train folder is opened only when some network needs
     training. Prints one line per network; returns the rows."""
+    from camlib.models.checkpoints import checkpoint_path
     from camlib.models.gap import ORIGINAL_ARCHS
 
     if val_root is None:
@@ -567,7 +569,7 @@ def paper_pooling_study(
     for arch in archs:
         for pool in (["avg"] if arch in ORIGINAL_ARCHS else pools):
             row = finetune_and_evaluate(arch, pool, train_data, val_root, iters=iters, batch_size=batch_size,
-                                        weights=weights, checkpoint=Path(checkpoint_dir) / f"{arch}_{pool}.pt",
+                                        weights=weights, checkpoint=checkpoint_path(arch, pool, checkpoint_dir),
                                         resume=resume, device=device, seed=seed, num_workers=num_workers)  # fmt: skip
             rows.append(row)
             c, lo = row["classification"], row["localization"]

@@ -247,16 +247,17 @@ def open_paper_datasets(names: str, root, preprocess, *, seed: int = 0) -> tuple
 
 
 def paper_networks(gap_checkpoint: str | Path | None, device: str = "cpu") -> dict[str, tuple]:
-    """row -> (model, layer, pool, name): ``gap`` GoogLeNet-GAP from ``gap_checkpoint`` (skipped, with a
-    message, without one), ``avepool`` torchvision GoogLeNet, ``fc7`` AlexNet's ``classifier.5``."""
-    from camlib.models import googlenet_gap, load_torchvision
+    """row -> (model, layer, pool, name): ``gap`` GoogLeNet-GAP from ``gap_checkpoint`` (``None``: the one
+    notebook 02 left in :func:`camlib.models.checkpoint_dir`; skipped, with a message, without one),
+    ``avepool`` torchvision GoogLeNet, ``fc7`` AlexNet's ``classifier.5``."""
+    from camlib.evaluation.localize import load_gap_checkpoint
+    from camlib.models import find_checkpoint, load_torchvision
 
     networks = {}
+    if gap_checkpoint is None:
+        gap_checkpoint = find_checkpoint("googlenet_gap")
     if gap_checkpoint:
-        gap_net = googlenet_gap(1000, weights=None)
-        state = torch.load(gap_checkpoint, map_location="cpu", weights_only=True)
-        gap_net.load_state_dict(state.get("model", state))
-        networks["gap"] = (gap_net, None, None, "googlenet_gap")
+        networks["gap"] = (load_gap_checkpoint("googlenet_gap", gap_checkpoint, device=device), None, None, "googlenet_gap")
     else:
         print("GAP_CHECKPOINT not given: the GoogLeNet-GAP row is not run (train it with notebook 02 first)")
     networks["avepool"] = (load_torchvision("googlenet", device=device).model, None, None, "googlenet")

@@ -33,6 +33,7 @@ from torch import nn
 from camlib.core.boxes import paper_box
 from camlib.core.cam import CAM, CAMOptions, fc_weights, maps_from_features, postprocess
 from camlib.core.viz import GT_COLOR, draw_box, overlay
+from camlib.datasets.transforms import localization_input
 from camlib.models.imagenet import ImageNetModel
 
 __all__ = ["BOX_RULES", "CAMExplorer", "ExplorerState", "as_explorer_model"]
@@ -152,7 +153,7 @@ class CAMExplorer:
         if key not in self._cache:
             net, cam = self._model(model)
             device = next(net.model.parameters()).device
-            x = net.preprocess(self.images[image])[None].to(device)
+            x = localization_input(net.preprocess)(self.images[image])[None].to(device)  # whole image, no crop
             out = cam(x, topk=1)
             self.forward_passes += 1
             if model not in self._fc:

@@ -368,18 +368,40 @@ def build_report(records: list[dict], paper: dict[str, dict], runs: list[dict] |
     return HEADER + "\n" + "\n".join(lines).rstrip("\n") + "\n"
 
 
+def split_profiles(records: list[dict], runs: list[dict]) -> tuple[list[dict], list[str]]:
+    """The reference ``records`` whose notebook's run has the same profile (paired in one table), and a
+    note line per notebook whose reference is of another profile (shown apart, never in its table)."""
+    profile = {r["notebook"]: r["profile"] for r in runs}
+    kept, notes = [], []
+    for r in records:
+        p = profile.get(r["notebook"])
+        if p is not None and p != r["profile"]:
+            notes.append(f"- {r['notebook']}: the reference is of the `{r['profile']}` profile, your run of the "
+                         f"`{p}` profile: not put in one table (the reference page, results/README.md, has it).")
+        else:
+            kept.append(r)
+    return kept, notes
+
+
 def write_report(results_dir: str | Path, paper_path: str | Path, out: str | Path,
                  reference_dir: str | Path | None = None) -> Path:
     """Read the inputs, build the page and write it atomically to ``out``. ``reference_dir``: the
     reference folder (None, or the same folder as ``results_dir``: the reference page alone).
 
     Every input is read and checked before ``out`` is touched: a missing folder, a ``results_dir`` without
-    results files, an invalid results file or ``paper.yaml`` raises ValueError and leaves ``out`` as it was."""
+    results files, an invalid results file or ``paper.yaml`` raises ValueError and leaves ``out`` as it
+    was. No table mixes profiles: each notebook's section is one record's (its profile in its header),
+    and a reference file of another profile than the run's is left out of that notebook's table and
+    listed at the end (:func:`split_profiles`)."""
     paper = load_paper(paper_path)
     if reference_dir is None or Path(reference_dir).resolve() == Path(results_dir).resolve():
         text = build_report(collect_results(results_dir, require=True), paper)
     else:
-        text = build_report(collect_results(reference_dir), paper, collect_results(results_dir, require=True))
+        runs = collect_results(results_dir, require=True)
+        reference, notes = split_profiles(collect_results(reference_dir), runs)
+        text = build_report(reference, paper, runs)
+        if notes:
+            text += "\n## Not compared: another profile\n\n" + "\n".join(notes) + "\n"
     out = Path(out)
     atomic_write_text(out, text)
     return out

@@ -9,7 +9,10 @@
 Each notebook runs in its own folder (so ``../data`` resolves as in JupyterLab) with the parameters
 ``PROFILE``, ``RESULTS_DIR`` and ``FIGURES_DIR`` plus every ``--param KEY=VALUE`` (VALUE read as
 JSON, else as a Python literal, else kept as a string). A failing notebook does not stop the others;
-the exit status is 1 when any failed, naming it and its cell error.
+the exit status is 1 when any failed, naming it and its cell error. ``--stop-on-failure`` (what
+``make reproduce`` uses: later notebooks read what earlier ones write, e.g. 03-05 the checkpoints of
+02) runs them one at a time in the given order and stops at the first failure, naming it and the
+notebooks not run.
 
 Executed copies, never half-written, never over the sources:
 
@@ -55,7 +58,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NotebookRun", "main", "parse_param", "parse_params", "run_notebook", "run_notebooks"]
+__all__ = ["NotebookRun", "main", "missing_parameter", "parse_param", "parse_params", "run_notebook", "run_notebooks"]
 
 PROFILES = ("quick", "paper")
 KERNEL_NAME = "python3"
@@ -107,6 +110,20 @@ def parse_param(item: str) -> tuple[str, Any]:
 def parse_params(items: Sequence[str]) -> dict[str, Any]:
     """All ``--param`` items as a dict (a later KEY wins)."""
     return dict(parse_param(item) for item in items)
+
+
+def missing_parameter(key: str, example: str, notebook: str, what: str = "") -> FileNotFoundError:
+    """The error a notebook raises when a paper-profile parameter is missing, with the syntax that works:
+    ``python -m camlib.run_notebooks ... --param KEY=VALUE notebooks/<notebook>.ipynb`` (papermill's
+    ``-p KEY VALUE`` is not this command's syntax), or the parameters cell in JupyterLab."""
+    stem = Path(notebook).stem
+    return FileNotFoundError(
+        f"the paper profile of {stem} needs {key}{f' ({what})' if what else ''}. Run it as\n"
+        f"  python -m camlib.run_notebooks --profile paper --out build/notebooks/paper "
+        f"--param {key}={example} notebooks/{stem}.ipynb\n"
+        f"(`make reproduce PAPER_ARGS='--param {key}={example}'` for every notebook), or set {key} in the "
+        f"parameters cell in JupyterLab."
+    )
 
 
 def describe_error(exc: BaseException) -> str:
@@ -243,8 +260,10 @@ def run_notebooks(
     threads: int | None = None,
     results_dir: str | Path = RESULTS_DIR,
     figures_dir: str | Path = FIGURES_DIR,
+    stop_on_failure: bool = False,
 ) -> list[NotebookRun]:
-    """Run every notebook (all of them, even after a failure); print one line each.
+    """Run every notebook (all of them, even after a failure, unless ``stop_on_failure``); print one line
+    each. With ``stop_on_failure`` (one at a time only) the list ends at the first failed notebook.
 
     ``jobs``: how many run at once (in the given order, the next starting when one ends); the returned
     list keeps the given order. ``threads``: torch/OpenMP threads per kernel (``None``: unchanged when
@@ -258,6 +277,8 @@ def run_notebooks(
         raise ValueError(f"threads must be >= 1, got {threads}")
     if profile not in PROFILES:
         raise ValueError(f"profile {profile!r}: expected one of {', '.join(PROFILES)}")
+    if stop_on_failure and jobs != 1:
+        raise ValueError("--stop-on-failure runs the notebooks one at a time, in order: drop --jobs")
     paths = [Path(nb) for nb in notebooks]
     _check_unique_names(paths)
     check_out_dir(out_dir, paths)  # before any work
@@ -289,6 +310,10 @@ def run_notebooks(
                 print(f"[{i}/{n}] {path} ({profile}) ...", flush=True)
                 runs.append(done(i, run_notebook(path, out, per_notebook[i - 1], log_output=log_output,
                                                  timeout=timeout)))
+                if stop_on_failure and not runs[-1].ok:
+                    rest = [p.name for p in paths[i:]]
+                    print(f"STOPPED at the first failure, {path.name}; not run: {', '.join(rest) or 'none'}", flush=True)
+                    break
             return runs
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -393,6 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--figures-dir", default=FIGURES_DIR,
                         help=f"folder for the figures, passed as FIGURES_DIR (default {FIGURES_DIR}; "
                              "the committed reference is figures/)")
+    parser.add_argument("--stop-on-failure", "-x", action="store_true",
+                        help="stop at the first failed notebook (one at a time, in order; make reproduce)")
     parser.add_argument("notebooks", nargs="*", metavar="NOTEBOOK")
     return parser
 
@@ -420,6 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs = run_notebooks(
             args.notebooks, args.out, args.profile, params, log_output=args.log_output, timeout=args.timeout,
             jobs=args.jobs, threads=args.threads, results_dir=args.results_dir, figures_dir=args.figures_dir,
+            stop_on_failure=args.stop_on_failure,
         )
     except ValueError as exc:
         print(f"camlib.tools.run_notebooks: error: {exc}", file=sys.stderr)
@@ -435,6 +463,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = [r for r in runs if not r.ok]
     for run in failed:
         print(f"FAILED {run.notebook}: {run.error}\n  executed copy: {run.output}", file=sys.stderr)
+    if failed and len(runs) < len(args.notebooks):
+        rest = [Path(nb).name for nb in args.notebooks[len(runs):]]
+        print(f"STOPPED at {failed[-1].notebook.name} (--stop-on-failure); not run: {', '.join(rest)}", file=sys.stderr)
     return 1 if failed else 0
 
 
