@@ -38,6 +38,7 @@ __all__ = [
     "cam_boxes",
     "cam_boxes_of",
     "crop_resize",
+    "features_and_boxes",
     "fit_linear_svm",
     "linear_probe",
     "paired_iou",
@@ -221,14 +222,58 @@ def cam_boxes_of(
         B = len(x)
         t = None if targets is None else [int(v) for v in targets[start : start + B]]
         out = cam(x.to(device), targets=t)
-        for i in range(B):
-            size = sizes if one_size else sizes[start + i]
-            m = postprocess(out.maps[i : i + 1, :1].float().cpu(), options, original_size=tuple(int(s) for s in size))
-            for f in boxes:
-                boxes[f].append(paper_boxes(m[0, 0], f))
+        _box_batch(out, sizes if one_size else sizes[start : start + B], one_size, boxes, options)
         classes.append(out.classes[:, 0].cpu())
         start += B
     return {f: np.stack(b).astype(np.int64) for f, b in boxes.items()}, torch.cat(classes).numpy()
+
+
+def _box_batch(out: CAMResult, sizes, one_size: bool, boxes: dict[float, list[np.ndarray]], options=PAPER_OPTIONS) -> None:
+    """Append the paper box of each image's first map, at every fraction of ``boxes``, to ``boxes``."""
+    for i in range(len(out.maps)):
+        size = sizes if one_size else sizes[i]
+        m = postprocess(out.maps[i : i + 1, :1].float().cpu(), options, original_size=tuple(int(s) for s in size))
+        for f in boxes:
+            boxes[f].append(paper_boxes(m[0, 0], f))
+
+
+@torch.inference_mode()
+def features_and_boxes(
+    model: nn.Module,
+    data,
+    *,
+    sizes: Sequence[tuple[int, int]] | tuple[int, int],
+    fractions: Sequence[float] = (0.2,),
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """ONE pass of :class:`CAM` over ``data``: the pooled CAM-layer features (what
+    :func:`camlib.core.features.gap_features` gives) AND the paper boxes of the CAM of the network's
+    OWN top-1 class (its classifier on those same features), upsampled to ``sizes`` (one (H, W) or one
+    per image) and boxed at each fraction of the max.
+
+    Returns ``{"X": (N, K), "y": labels (when data has them), "classes": top-1 (N,),
+    "boxes@<f>": (N, 4) per fraction}`` (arrays only, so a :class:`~camlib.core.features.FeatureCache`
+    can store it).
+    """
+    cam = CAM(model)
+    one_size = isinstance(sizes, tuple) and len(sizes) == 2 and all(isinstance(s, (int, np.integer)) for s in sizes)
+    boxes: dict[float, list[np.ndarray]] = {float(f): [] for f in fractions}
+    feats, labels, classes, start = [], [], [], 0
+    for x, y in tqdm(iter_batches(data, batch_size, 0), desc="features + CAM boxes", leave=False, disable=not progress):
+        out = cam(x.to(device))
+        feats.append(pool_features(out.features.float(), out.head.pool, out.head.relu).cpu())
+        _box_batch(out, sizes if one_size else sizes[start : start + len(x)], one_size, boxes)
+        classes.append(out.classes[:, 0].cpu())
+        if y is not None:
+            labels.append(y.reshape(-1).cpu())
+        start += len(x)
+    result = {"X": torch.cat(feats).numpy().astype(np.float32), "classes": torch.cat(classes).numpy()}
+    result.update({f"boxes@{f:g}": np.stack(b).astype(np.int64) for f, b in boxes.items()})
+    if labels:
+        result["y"] = torch.cat(labels).numpy().astype(np.int64)
+    return result
 
 
 def cam_boxes(
