@@ -177,3 +177,22 @@ def test_caltech_table_30_train_per_class_seeded(tmp_path):
     rows = gf.caltech_comparisons(table, 32)
     assert len(rows) == 2 and all(r["comparable"] is False and "30/class" in r["setting"] for r in rows)
     assert "Caltech-101, 3 classes, 90 train / 12 test" in gf.caltech_sentence(table)
+
+
+@pytest.mark.parametrize("n_classes", [2, 5])
+def test_lbfgs_solver_solves_linearsvc_problem(n_classes):
+    """SquaredHingeSVC minimises LinearSVC's objective: the same predictions and nearly the same weights."""
+    rng = np.random.default_rng(n_classes)
+    y = np.arange(150) % n_classes
+    X = (rng.normal(size=(150, 12)) + 1.5 * np.eye(12)[y][:, :12]).astype(np.float32)
+    a = PR.fit_linear_svm(X, y, Cs=(0.01, 0.1), cv=3, solver="lbfgs")
+    b = PR.fit_linear_svm(X, y, Cs=(0.01, 0.1), cv=3, solver="liblinear", max_iter=100000)
+    assert type(a.pipeline.named_steps["svm"]).__name__ == "SquaredHingeSVC" and a.best_C == b.best_C
+    assert np.mean(a.predict(X) == b.predict(X)) >= 0.98
+    Wa, ba = a.linear_weights()
+    Wb, bb = b.linear_weights()
+    assert Wa.shape == Wb.shape == (n_classes, 12) and np.allclose(Wa, Wb, atol=2e-2) and np.allclose(ba, bb, atol=2e-2)
+    assert np.allclose(a.decision_function(X[:5]), X[:5] @ Wa.T + ba if n_classes > 2 else (X[:5] @ Wa.T + ba)[:, 1],
+                       atol=1e-3)
+    with pytest.raises(ValueError, match="solver must be"):
+        PR.fit_linear_svm(X, y, solver="sag")

@@ -52,6 +52,8 @@ __all__ = [
     "lite0_transform",
     "real_comparisons",
     "real_metrics",
+    "plot_real_crops",
+    "real_data_rows",
     "NetworkCropFeatures",
     "Table4Result",
     "Table4Split",
@@ -771,6 +773,45 @@ def plot_crops_vs_gt(detector: BirdDetector, result: Table4Result, test: Table4S
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def plot_real_crops(real: RealTable4, n: int = 8):
+    """Top: test photos with the CAM box (green: Lite0's own top-1 class at 0.2 of the max); below: the crop
+    the features were re-extracted from; titles: species, SVM right/wrong on the full image and the crop."""
+    import matplotlib.pyplot as plt
+
+    from camlib.core.viz import draw_box
+
+    ds, boxes, hits = real.test.items, real.result.boxes[real.test.name], real.result.hits
+    show = np.linspace(0, len(ds) - 1, n).astype(int)
+    fig, axes = plt.subplots(2, n, figsize=(2.0 * n, 4.4))
+    for j, i in enumerate(show):
+        img = ds.image(int(i))
+        x0, y0, x1, y1 = (int(v) for v in boxes[i])
+        axes[0, j].imshow(img)
+        draw_box(axes[0, j], boxes[i])
+        name = ds.classes[ds.labels[i]].split(".", 1)[-1][:18]
+        axes[0, j].set_title(f"{name}\nfull {'ok' if hits['full'][i] else 'x'}, crop "
+                             f"{'ok' if hits['cam_crop'][i] else 'x'}", fontsize=7)
+        axes[1, j].imshow(img.crop((x0, y0, x1 + 1, y1 + 1)).resize((real.input_size,) * 2))
+    for ax in axes.ravel():
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def real_data_rows(cub_root, real: RealTable4, birds_root, birds: dict | None) -> list:
+    """The ``data`` rows of notebook 04's real-photo run (``DataSource``: name, how found, n, caveat)."""
+    from dataclasses import replace
+
+    rows = [replace(cub_root.info.source(len(real.train) + len(real.test), caveat=(
+        f"{len(real.train)} train / {len(real.test)} test images used ({len(np.unique(real.train.labels))} species); "
+        f"{cub_root.info.caveat}")), name=Path(cub_root.path).name)]
+    if birds is not None:
+        rows.append(replace(birds_root.info.source(birds["n_images"], caveat=(
+            f"only its {birds['n_images']} images of ImageNet bird classes ({birds['n_boxes']} boxes); "
+            f"{birds_root.info.caveat}")), name=Path(birds_root.path).name))
+    return rows
 
 
 def plot_accuracy_bars(result: Table4Result, n_classes: int):
