@@ -196,3 +196,23 @@ def test_lbfgs_solver_solves_linearsvc_problem(n_classes):
                        atol=1e-3)
     with pytest.raises(ValueError, match="solver must be"):
         PR.fit_linear_svm(X, y, solver="sag")
+
+
+def test_bird_localization_on_a_tiny_wsol_folder(tmp_path):
+    """Only the images of ImageNet bird classes count; the paper rule is 0.2; the tuned row is chosen on
+    one half and reported on the other, and says it is not comparable."""
+    root, rng = tmp_path / "wsol", np.random.default_rng(2)
+    labels = [10, 11, 130, 94, 500, 10, 22, 3]  # 6 birds, a container ship (500) and a tiger shark (3)
+    keys = [f"val/ILSVRC2012_val_{i + 1:08d}.JPEG" for i in range(len(labels))]
+    for k in keys:
+        _square_image(root / "images" / k.split("/")[1], 0, rng, size=40)
+    (root / "image_ids.txt").write_text("".join(f"{k}\n" for k in keys))
+    (root / "class_labels.txt").write_text("".join(f"{k},{c}\n" for k, c in zip(keys, labels, strict=True)))
+    (root / "image_sizes.txt").write_text("".join(f"{k},40,40\n" for k in keys))
+    (root / "localization.txt").write_text("".join(f"{k},2,2,30,30\n" for k in keys) + f"{keys[0]},0,0,39,39\n")
+    birds = fg.bird_localization(root, input_size=64, fractions=(0.2, 0.5), seed=0, progress=False)
+    assert birds["n_images"] == 6 and birds["n_boxes"] == 7 and birds["paper_rule"]["fraction"] == 0.2
+    assert birds["paper_rule"]["loc_iou50"]["n"] == 6
+    t = birds["tuned"]
+    assert t["n_choose"] == t["n_report"] == 3 and t["loc_iou50"]["n"] == 3 and "NOT comparable" in t["note"]
+    assert set(birds["per_fraction_iou50"]) == {"0.2", "0.5"}
