@@ -129,6 +129,10 @@ def test_extract_layers_is_extract_features_per_layer(net):
     assert y is None
     for n in names:
         assert np.allclose(X[n], FT.extract_features(net, x, n, progress=False)[0], atol=1e-6)
+    flat, _ = FT.extract_layers(net, x, names[:1], flatten=names[:1], progress=False)
+    with FT.capture(net, names[0]) as out:
+        net(x)
+    assert np.allclose(flat[names[0]], out[names[0]].flatten(1).detach().numpy(), atol=1e-6)
 
 
 def test_capped_cub_subset_is_per_class_and_seeded(tmp_path):

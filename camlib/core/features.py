@@ -166,6 +166,7 @@ def extract_layers(
     layers: Sequence[str],
     *,
     pool: str = "avg",
+    flatten: Sequence[str] = (),
     batch_size: int = 64,
     device: str | torch.device = "cpu",
     progress: bool = True,
@@ -176,6 +177,7 @@ def extract_layers(
     Each layer's LAST output of the pass is pooled (``pool``, no ReLU), as :func:`extract_features` does
     for one layer: e.g. ``"_swish"`` of EfficientNet-Lite0 is its CAM layer (the ReLU6 after the head
     conv; the stem's call comes first), ``"_blocks.10"`` the trunk at stride 16. The full network runs.
+    Layers named in ``flatten`` are flattened instead of pooled (e.g. a small resampled copy of the input).
     """
     feats: dict[str, list[Tensor]] = {n: [] for n in layers}
     labels = []
@@ -184,7 +186,8 @@ def extract_layers(
             with capture(model, list(layers)) as out:
                 model(x.to(device))
             for n in layers:
-                feats[n].append(pool_features(out[n].float(), pool, False).cpu())
+                f = out[n].float()
+                feats[n].append((f.flatten(1) if n in flatten else pool_features(f, pool, False)).cpu())
             if y is not None:
                 labels.append(y.reshape(-1).cpu())
     X = {n: torch.cat(v).numpy().astype(np.float32, copy=False) for n, v in feats.items()}

@@ -243,7 +243,7 @@ LITE0_ROWS = {
                               "without the paper's added 3x3 conv and fine-tuning"),
 }
 CALTECH_ROWS = ("pixels", "s16_gap", "block15", "gap")
-PIXELS_SIZE = 16  #: raw-pixel floor: the whole image resized to 16 x 16 x 3 = 768 numbers in [0, 1]
+PIXELS_SIZE = 16  #: raw-pixel floor: the network input averaged down to 16 x 16 x 3 = 768 numbers
 #: row -> the paper's Table 5 row it stands in for (never comparable: another network, capped test side)
 CALTECH_REFS = {"gap": "table5.avepool_googlenet.caltech101", "s16_gap": "table5.gap_googlenet_gap.caltech101"}
 
@@ -275,32 +275,44 @@ def per_class_weights(labels) -> np.ndarray:
     return len(labels) / (len(classes) * counts[inverse].astype(np.float64))
 
 
+class _WithPixels(torch.nn.Module):
+    """``net`` plus a ``pixels`` layer: its input averaged down to ``size`` x ``size`` (the raw-pixel row,
+    captured in the same pass; the network's output is unchanged)."""
+
+    def __init__(self, net: torch.nn.Module, size: int) -> None:
+        super().__init__()
+        self.net, self.pixels = net, torch.nn.AdaptiveAvgPool2d(size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.pixels(x)
+        return self.net(x)
+
+
 def caltech_features(caltech, *, input_size: int = 224, cache=None, device: str = "cpu", batch_size: int = 64,
                      progress: bool = True) -> tuple[dict, dict]:
     """``({part: {row: X}}, {part: labels})`` of a :class:`~camlib.datasets.caltech101.Caltech101`: the three
-    Lite0 rows of :data:`LITE0_ROWS` from one pass (whole image resized to ``input_size``, Lite0's
-    scaling) and the raw-pixel row, each part cached in ``cache`` under the weights and the image list."""
+    Lite0 rows of :data:`LITE0_ROWS` and the raw-pixel row (the network input averaged to
+    :data:`PIXELS_SIZE`), all from ONE pass per photo (whole photo resized to ``input_size``, Lite0's
+    scaling), each part cached in ``cache`` under the weights and the image list."""
     from camlib.datasets.manifest import LabelledRecords
-    from camlib.datasets.transforms import PixelNormalize, WholeImage
     from camlib.models import load_efficientnet_lite0
     from camlib.paper.fine_grained import lite0_transform
 
-    lite0 = load_efficientnet_lite0(device)
-    layers = [layer for layer, _ in LITE0_ROWS.values()]
+    model = _WithPixels(load_efficientnet_lite0(device).model, PIXELS_SIZE).eval()
+    layers = {row: f"net.{layer}" for row, (layer, _) in LITE0_ROWS.items()} | {"pixels": "pixels"}
     X, y = {}, {}
     for part in ("train", "test"):
         records = getattr(caltech, part)
         ids = FT.array_digest(np.array([str(r.target.image_id) for r in records]))
-        parts = {"version": FT.FEATURES_VERSION, "model": lite0.name, "weights_sha256": FT.model_fingerprint(lite0.model),
+        parts = {"version": FT.FEATURES_VERSION, "model": "efficientnet_lite0", "weights_sha256": FT.model_fingerprint(model),
                  "layers": layers, "pool": "avg", "preprocessing": f"lite0 whole image {input_size}, pixels {PIXELS_SIZE}",
                  "dataset": f"caltech101({part}, n={len(records)}, {ids})"}
 
         def compute(records=records, part=part):
-            feats, labels = FT.extract_layers(lite0.model, LabelledRecords(records, lite0_transform(input_size)), layers,
-                                              batch_size=batch_size, device=device, progress=progress, desc=f"caltech {part}")
-            tiny = LabelledRecords(records, WholeImage(PixelNormalize([0.0] * 3, [1.0] * 3, scale=True), PIXELS_SIZE))
-            pix = np.concatenate([x.reshape(len(x), -1).numpy() for x, _ in FT.iter_batches(tiny, 256)])
-            return {**{row: feats[layer] for row, (layer, _) in LITE0_ROWS.items()}, "pixels": pix, "y": labels}
+            feats, labels = FT.extract_layers(model, LabelledRecords(records, lite0_transform(input_size)),
+                                              list(layers.values()), flatten=("pixels",), batch_size=batch_size,
+                                              device=device, progress=progress, desc=f"caltech {part}")
+            return {**{row: feats[layer] for row, layer in layers.items()}, "y": labels}
 
         arrays = compute() if cache is None else cache.get_or_compute(parts, compute)[0]
         X[part], y[part] = {row: arrays[row] for row in CALTECH_ROWS}, arrays["y"]
@@ -333,7 +345,7 @@ def caltech_table(X: dict, y: dict, *, svm: dict, seed: int = 0, margin: float =
     return {"rows": rows, "verdicts": verdicts, "n_train": int(len(y["train"])), "n_test": int(len(y["test"])),
             "n_classes": int(len(np.unique(y["train"]))), "train_per_class": sorted(set(np.bincount(y["train"]).tolist())),
             "test_per_class": {"min": int(counts[counts > 0].min()), "max": int(counts.max())},
-            "layers": {row: LITE0_ROWS[row][1] for row in LITE0_ROWS} | {"pixels": f"whole image at {PIXELS_SIZE}x{PIXELS_SIZE}x3"}}
+            "layers": {row: LITE0_ROWS[row][1] for row in LITE0_ROWS} | {"pixels": f"the input averaged to {PIXELS_SIZE}x{PIXELS_SIZE}x3"}}
 
 
 def caltech_sentence(table: dict) -> str:
