@@ -171,7 +171,7 @@ def test_caltech_table_30_train_per_class_seeded(tmp_path):
     cache = FT.FeatureCache(tmp_path / "cache")
     X, y = gf.caltech_features(caltech, input_size=32, cache=cache, progress=False)
     assert np.bincount(y["train"]).tolist() == [30, 30, 30] and np.bincount(y["test"]).tolist() == [4, 4, 4]
-    assert {k: v.shape[1] for k, v in X["train"].items()} == {"pixels": 768, "s16_gap": 112, "block15": 320, "gap": 1280}
+    assert {k: v.shape[1] for k, v in X["train"].items()} == {"pixels": 192, "s16_gap": 112, "block15": 320, "gap": 1280}
     X2, _ = gf.caltech_features(caltech, input_size=32, cache=cache, progress=False)
     assert cache.hits == 2 and np.array_equal(X2["test"]["gap"], X["test"]["gap"])
     table = gf.caltech_table(X, y, svm=dict(Cs=(1.0,), cv=3, seed=0))

@@ -243,7 +243,7 @@ LITE0_ROWS = {
                               "without the paper's added 3x3 conv and fine-tuning"),
 }
 CALTECH_ROWS = ("pixels", "s16_gap", "block15", "gap")
-PIXELS_SIZE = 16  #: raw-pixel floor: the network input averaged down to 16 x 16 x 3 = 768 numbers
+PIXELS_SIZE = 8  #: raw-pixel floor ("tiny images"): the network input averaged down to 8 x 8 x 3 = 192 numbers
 #: row -> the paper's Table 5 row it stands in for (never comparable: another network, capped test side)
 CALTECH_REFS = {"gap": "table5.avepool_googlenet.caltech101", "s16_gap": "table5.gap_googlenet_gap.caltech101"}
 
