@@ -628,6 +628,12 @@ class RealTable4:
     input_size: int
     description: str
 
+    def box_area_share(self) -> float:
+        """Mean area of the test photos' CAM boxes as a share of the photo (%): how much a crop removes."""
+        b, hw = self.result.boxes[self.test.name], np.asarray(self.test.sizes).reshape(-1, 2)
+        area = (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)
+        return float(100.0 * np.mean(area / (hw[:, 0] * hw[:, 1])))
+
     def top1_bird_share(self) -> float:
         """Test images whose Lite0 top-1 ImageNet class (the class whose CAM gave the box) is a bird (%)."""
         return float(100.0 * np.isin(self.features.top1[self.test.name], BIRD_CLASSES).mean())
@@ -706,7 +712,8 @@ def real_metrics(real: RealTable4, birds: dict | None, data_caveat: str) -> dict
             "n_classes": int(len(np.unique(real.train.labels))), "features": real.description,
             "crop_box": "CAM of Lite0's own top-1 ImageNet class, largest component >= 0.2 * max, upsampled to "
                         "the image; features re-extracted from the crop for train and test",
-            "top1_is_bird_test_pct": real.top1_bird_share(), "data": data_caveat,
+            "top1_is_bird_test_pct": real.top1_bird_share(), "cam_box_area_pct_test": real.box_area_share(),
+            "data": data_caveat,
             "verdict": r.sentence("on CUB"),
             "ilsvrc_birds_localization": birds if birds is not None else NOT_MEASURABLE}
 
