@@ -220,3 +220,18 @@ def test_bird_localization_on_a_tiny_wsol_folder(tmp_path):
     t = birds["tuned"]
     assert t["n_choose"] == t["n_report"] == 3 and t["loc_iou50"]["n"] == 3 and "NOT comparable" in t["note"]
     assert set(birds["per_fraction_iou50"]) == {"0.2", "0.5"}
+
+
+def test_procedural_localization_row_is_at_the_paper_rule_not_the_tuned_fraction():
+    from types import SimpleNamespace
+
+    from tests.test_fine_grained_paper import _features, _split
+
+    train, test = _split("train", 0), _split("test", 1)
+    result = fg.table4(train, test, _features, lambda s, probe: s.gt_boxes, svm=SVM, seed=0)  # tuned boxes: perfect
+    corner = np.tile([0, 0, 3, 3], (len(test), 1))  # the paper-rule boxes: mostly wrong
+    rows = fg.procedural_comparisons(result, SimpleNamespace(boxes_at={"test": {0.2: corner}}), test, "fixture")
+    loc = [r for r in rows if r["paper_ref"] == "table4.cub_loc_iou50"]
+    assert result.loc_iou50 == 100.0 and len(loc) == 1 and "paper rule 0.2" in loc[0]["metric"]
+    assert loc[0]["reproduced"]["value"] < 50 and loc[0]["reproduced"]["n"] == len(test)
+    assert all(r["comparable"] is False for r in rows) and len(rows) == 4
