@@ -20,7 +20,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +39,7 @@ __all__ = [
     "array_digest",
     "cached_features",
     "extract_features",
+    "extract_layers",
     "first_input",
     "gap_features",
     "iter_batches",
@@ -156,6 +157,41 @@ def extract_features(
         X = distributed.gather_rows(X if len(X) else None)
         y_all = distributed.gather_rows(y_all)
     return X, y_all
+
+
+@torch.inference_mode()
+def extract_layers(
+    model: nn.Module,
+    data,
+    layers: Sequence[str],
+    *,
+    pool: str = "avg",
+    flatten: Sequence[str] = (),
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    desc: str = "features",
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """Pooled outputs of SEVERAL layers from ONE forward pass per batch -> ``({layer: X (N, K)}, labels)``.
+
+    Each layer's LAST output of the pass is pooled (``pool``, no ReLU), as :func:`extract_features` does
+    for one layer: e.g. ``"_swish"`` of EfficientNet-Lite0 is its CAM layer (the ReLU6 after the head
+    conv; the stem's call comes first), ``"_blocks.10"`` the trunk at stride 16. The full network runs.
+    Layers named in ``flatten`` are flattened instead of pooled (e.g. a small resampled copy of the input).
+    """
+    feats: dict[str, list[Tensor]] = {n: [] for n in layers}
+    labels = []
+    with eval_mode(model):
+        for x, y in tqdm(iter_batches(data, batch_size), desc=desc, leave=False, disable=not progress):
+            with capture(model, list(layers)) as out:
+                model(x.to(device))
+            for n in layers:
+                f = out[n].float()
+                feats[n].append((f.flatten(1) if n in flatten else pool_features(f, pool, False)).cpu())
+            if y is not None:
+                labels.append(y.reshape(-1).cpu())
+    X = {n: torch.cat(v).numpy().astype(np.float32, copy=False) for n, v in feats.items()}
+    return X, (torch.cat(labels).numpy().astype(np.int64) if labels else None)
 
 
 def first_input(data) -> Tensor:

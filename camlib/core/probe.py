@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -35,9 +36,11 @@ from camlib.core.features import first_input, iter_batches, layer_output, pool_f
 __all__ = [
     "LinearOnFeatures",
     "SVMProbe",
+    "SquaredHingeSVC",
     "cam_boxes",
     "cam_boxes_of",
     "crop_resize",
+    "features_and_boxes",
     "fit_linear_svm",
     "linear_probe",
     "paired_iou",
@@ -102,12 +105,15 @@ def fit_linear_svm(
     max_iter: int = 5000,
     n_jobs: int | None = None,
     estimator=None,
+    solver: str = "liblinear",
 ) -> SVMProbe:
     """Linear SVM on TRAINING features, ``C`` picked by ``cv``-fold stratified cross-validation on them.
 
     The pipeline standardises each feature (mean 0, variance 1, fitted inside each fold) and fits
     ``LinearSVC(C, squared hinge, one-vs-rest)``; the best ``C`` is refitted on all training features.
-    Test features never enter this function. ``estimator`` replaces ``LinearSVC`` (tests pass a spy).
+    Test features never enter this function. ``estimator`` replaces ``LinearSVC`` (tests pass a spy);
+    ``solver="lbfgs"`` uses :class:`SquaredHingeSVC`, the same objective solved for all classes at once
+    (much faster with many classes; the real-photo runs of notebooks 04 and 05 use it).
     """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
@@ -124,7 +130,14 @@ def fit_linear_svm(
         raise ValueError("need at least two classes in the training labels")
     if counts.min() < cv:
         raise ValueError(f"every class needs at least cv={cv} training examples; the smallest has {counts.min()}")
-    svm = estimator if estimator is not None else LinearSVC(dual="auto", max_iter=max_iter, random_state=seed)
+    if solver not in ("liblinear", "lbfgs"):
+        raise ValueError(f"solver must be 'liblinear' or 'lbfgs', got {solver!r}")
+    if estimator is not None:
+        svm = estimator
+    elif solver == "lbfgs":
+        svm = SquaredHingeSVC(max_iter=min(max_iter, 500))
+    else:
+        svm = LinearSVC(dual="auto", max_iter=max_iter, random_state=seed)
     pipe = Pipeline([("scale", StandardScaler()), ("svm", svm)])
     search = GridSearchCV(
         pipe,
@@ -140,6 +153,53 @@ def fit_linear_svm(
     scores = {float(c): 100.0 * float(s) for c, s in zip(search.cv_results_["param_svm__C"],
                                                          search.cv_results_["mean_test_score"], strict=True)}
     return SVMProbe(search, float(search.best_params_["svm__C"]), scores, len(y), np.unique(y))
+
+
+class SquaredHingeSVC(ClassifierMixin, BaseEstimator):
+    """LinearSVC's primal problem solved for ALL classes at once (``solver="lbfgs"`` of :func:`fit_linear_svm`).
+
+    One-vs-rest, L2-regularised squared hinge with the bias as a constant feature (liblinear's
+    ``intercept_scaling=1``, so the bias is regularised too): per class ``c``,
+    ``min 0.5 |[w_c; b_c]|^2 + C sum_i max(0, 1 - y_ic (w_c . x_i + b_c))^2`` with ``y_ic = +-1``, the
+    objective of ``LinearSVC(loss="squared_hinge", penalty="l2")``. liblinear solves the classes one by
+    one; here one full-batch L-BFGS (torch, float32) solves them together with matrix products, many
+    times faster on 100 classes. A two-class problem has one score (positive = ``classes_[1]``), as in
+    scikit-learn. A scikit-learn estimator, so ``GridSearchCV`` clones it.
+    """
+
+    def __init__(self, C: float = 1.0, max_iter: int = 500, tol: float = 1e-5) -> None:
+        self.C, self.max_iter, self.tol = C, max_iter, tol
+
+    def fit(self, X, y) -> SquaredHingeSVC:
+        self.classes_ = np.unique(y)
+        y = np.asarray(y)
+        pos = self.classes_[1:] if len(self.classes_) == 2 else self.classes_
+        Y = torch.as_tensor(np.where(y[:, None] == pos[None, :], 1.0, -1.0), dtype=torch.float32)
+        Xb = torch.cat([torch.as_tensor(np.asarray(X, dtype=np.float32)), torch.ones(len(y), 1)], 1)
+        W = torch.zeros(Xb.shape[1], Y.shape[1], requires_grad=True)
+        opt = torch.optim.LBFGS([W], lr=1, max_iter=self.max_iter, tolerance_grad=self.tol, tolerance_change=1e-9,
+                                history_size=20, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            margin = (1.0 - Y * (Xb @ W)).clamp(min=0.0)
+            loss = 0.5 * (W * W).sum() + float(self.C) * (margin * margin).sum()
+            loss.backward()
+            return loss
+
+        with torch.enable_grad():
+            opt.step(closure)
+        W = W.detach().numpy().astype(np.float64)
+        self.coef_, self.intercept_ = W[:-1].T.copy(), W[-1].copy()
+        return self
+
+    def decision_function(self, X) -> np.ndarray:
+        s = np.asarray(X, dtype=np.float64) @ self.coef_.T + self.intercept_
+        return s[:, 0] if s.shape[1] == 1 else s
+
+    def predict(self, X) -> np.ndarray:
+        s = self.decision_function(X)
+        return self.classes_[(s > 0).astype(int)] if s.ndim == 1 else self.classes_[s.argmax(1)]
 
 
 # --------------------------------------------------------------------------- CAMs from the SVM
@@ -221,14 +281,58 @@ def cam_boxes_of(
         B = len(x)
         t = None if targets is None else [int(v) for v in targets[start : start + B]]
         out = cam(x.to(device), targets=t)
-        for i in range(B):
-            size = sizes if one_size else sizes[start + i]
-            m = postprocess(out.maps[i : i + 1, :1].float().cpu(), options, original_size=tuple(int(s) for s in size))
-            for f in boxes:
-                boxes[f].append(paper_boxes(m[0, 0], f))
+        _box_batch(out, sizes if one_size else sizes[start : start + B], one_size, boxes, options)
         classes.append(out.classes[:, 0].cpu())
         start += B
     return {f: np.stack(b).astype(np.int64) for f, b in boxes.items()}, torch.cat(classes).numpy()
+
+
+def _box_batch(out: CAMResult, sizes, one_size: bool, boxes: dict[float, list[np.ndarray]], options=PAPER_OPTIONS) -> None:
+    """Append the paper box of each image's first map, at every fraction of ``boxes``, to ``boxes``."""
+    for i in range(len(out.maps)):
+        size = sizes if one_size else sizes[i]
+        m = postprocess(out.maps[i : i + 1, :1].float().cpu(), options, original_size=tuple(int(s) for s in size))
+        for f in boxes:
+            boxes[f].append(paper_boxes(m[0, 0], f))
+
+
+@torch.inference_mode()
+def features_and_boxes(
+    model: nn.Module,
+    data,
+    *,
+    sizes: Sequence[tuple[int, int]] | tuple[int, int],
+    fractions: Sequence[float] = (0.2,),
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """ONE pass of :class:`CAM` over ``data``: the pooled CAM-layer features (what
+    :func:`camlib.core.features.gap_features` gives) AND the paper boxes of the CAM of the network's
+    OWN top-1 class (its classifier on those same features), upsampled to ``sizes`` (one (H, W) or one
+    per image) and boxed at each fraction of the max.
+
+    Returns ``{"X": (N, K), "y": labels (when data has them), "classes": top-1 (N,),
+    "boxes@<f>": (N, 4) per fraction}`` (arrays only, so a :class:`~camlib.core.features.FeatureCache`
+    can store it).
+    """
+    cam = CAM(model)
+    one_size = isinstance(sizes, tuple) and len(sizes) == 2 and all(isinstance(s, (int, np.integer)) for s in sizes)
+    boxes: dict[float, list[np.ndarray]] = {float(f): [] for f in fractions}
+    feats, labels, classes, start = [], [], [], 0
+    for x, y in tqdm(iter_batches(data, batch_size, 0), desc="features + CAM boxes", leave=False, disable=not progress):
+        out = cam(x.to(device))
+        feats.append(pool_features(out.features.float(), out.head.pool, out.head.relu).cpu())
+        _box_batch(out, sizes if one_size else sizes[start : start + len(x)], one_size, boxes)
+        classes.append(out.classes[:, 0].cpu())
+        if y is not None:
+            labels.append(y.reshape(-1).cpu())
+        start += len(x)
+    result = {"X": torch.cat(feats).numpy().astype(np.float32), "classes": torch.cat(classes).numpy()}
+    result.update({f"boxes@{f:g}": np.stack(b).astype(np.int64) for f, b in boxes.items()})
+    if labels:
+        result["y"] = torch.cat(labels).numpy().astype(np.int64)
+    return result
 
 
 def cam_boxes(

@@ -86,6 +86,25 @@ class CUBMetadata:
     def has_boxes(self) -> bool:
         return self.boxes_xywh is not None
 
+    def subset(self, index) -> CUBMetadata:
+        """The images at ``index`` (positions in this metadata, e.g. from
+        :func:`camlib.datasets.splits.cap_per_class`), classes unchanged."""
+        i = np.asarray(index, dtype=np.int64)
+        return CUBMetadata(self.folder, self.image_ids[i], [self.paths[k] for k in i], self.labels[i],
+                           self.is_train[i], None if self.boxes_xywh is None else self.boxes_xywh[i],
+                           self.classes, self.class_ids, None if self.box_lines is None else self.box_lines[i])
+
+    def capped(self, n_train: int | None, n_test: int | None, seed: int = 0) -> CUBMetadata:
+        """At most ``n_train`` training and ``n_test`` test images per class (seeded; None: all), the
+        official split kept."""
+        from camlib.datasets.splits import cap_per_class
+
+        keep = []
+        for part, n in ((True, n_train), (False, n_test)):
+            idx = np.flatnonzero(self.is_train == part)
+            keep.append(idx[cap_per_class(self.labels[idx], n, seed)])
+        return self.subset(np.sort(np.concatenate(keep)))
+
 
 _BOX_FIX = "boxes are '<id> x y width height' in pixels, inside the image: x + width <= W and y + height <= H"
 _CUB_FIX = "CUB text files hold '<id> <value ...>' per line, 1-based integer ids, each id once (see CUB_200_2011/README)"
@@ -291,5 +310,6 @@ class CUBDataset(Dataset):
         from camlib.core.digest import array_digest
 
         crop = "full" if self.crop_boxes is None else f"crop:{array_digest(self.crop_boxes)}"
-        return f"cub200_2011(split={self.split}, n={len(self)}, {crop})"
+        return (f"cub200_2011({self.meta.folder.name}, split={self.split}, n={len(self)}, "
+                f"ids={array_digest(self.image_ids)}, {crop})")
 

@@ -34,6 +34,7 @@ from camlib.datasets.targets import Target
 __all__ = [
     "BoxesUnavailable",
     "ImageRecord",
+    "LabelledRecords",
     "ManifestError",
     "RecordDataset",
     "check_box",
@@ -174,6 +175,20 @@ class RecordDataset(Dataset):
             t.boxes[:, [0, 2]] = t.boxes[:, [0, 2]].clip(0, img.width - 1)
             t.boxes[:, [1, 3]] = t.boxes[:, [1, 3]].clip(0, img.height - 1)
         return (self.preprocess(img) if self.preprocess is not None else img), t
+
+
+class LabelledRecords(Dataset):
+    """``(preprocess(image), label)`` pairs over :class:`ImageRecord` s (what feature extraction and
+    :func:`camlib.core.probe.features_and_boxes` batch; :class:`RecordDataset` gives the whole target)."""
+
+    def __init__(self, records: Sequence[ImageRecord], preprocess: Callable[[Image.Image], torch.Tensor]) -> None:
+        self.records, self.preprocess = list(records), preprocess
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int):
+        return self.preprocess(_files.read_rgb(self.records[i].path)), int(self.records[i].target.label)
 
 
 def list_images(folder: Path) -> list[Path]:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-__all__ = ["random_halves", "split_per_class", "stratified_split"]
+__all__ = ["cap_per_class", "random_halves", "split_per_class", "stratified_split"]
 
 
 def _shuffled_classes(labels, seed: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -63,3 +63,14 @@ def random_halves(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     reproducible from ``seed``."""
     perm = np.random.default_rng(seed).permutation(n)
     return np.sort(perm[: n // 2]), np.sort(perm[n // 2 :])
+
+
+def cap_per_class(labels, n: int | None, seed: int = 0) -> np.ndarray:
+    """Sorted indices of at most ``n`` random images per class (all of a class with fewer; ``n=None``:
+    every image), reproducible from ``seed``: a stated, seeded subset of a split."""
+    labels = np.asarray(labels)
+    if n is None:
+        return np.arange(len(labels), dtype=np.int64)
+    if n < 1:
+        raise ValueError(f"n must be at least 1 (or None for all), got {n}")
+    return _joined([idx[:n] for _, idx in _shuffled_classes(labels, seed)])

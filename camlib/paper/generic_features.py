@@ -30,12 +30,22 @@ from camlib.evaluation.stats import paired_diff_ci, verdict
 from camlib.paper.fine_grained import probe_with_hits
 
 __all__ = [
+    "CALTECH_REFS",
+    "CALTECH_ROWS",
+    "LITE0_ROWS",
     "MARGIN",
     "ROWS",
+    "caltech_comparisons",
+    "caltech_features",
+    "caltech_sentence",
+    "caltech_table",
+    "find_caltech",
     "gap_vs_original_verdicts",
     "open_paper_datasets",
     "paper_networks",
     "paper_table",
+    "per_class_weights",
+    "plot_caltech_bars",
     "plot_quick_bars",
     "plot_targets",
     "quick_comparisons",
@@ -220,6 +230,156 @@ def plot_quick_bars(acc: dict):
     ax.set_xticks(np.arange(len(names)), names)
     ax.set_ylabel("linear SVM test accuracy (%)")
     ax.legend(fontsize=8)
+    return fig
+
+
+# --------------------------------------------------------------------------- real photos: Caltech-101 with Lite0
+
+#: Feature rows on Caltech-101: name -> (Lite0 layer, what it is). All from ONE forward pass per image.
+LITE0_ROWS = {
+    "gap": ("_swish", "GAP layer of the full Lite0 (ReLU6 after conv_head + BN, 1280 channels, stride 32)"),
+    "block15": ("_blocks.15", "an earlier pooled layer: the last MBConv block before the head conv (320, stride 32)"),
+    "s16_gap": ("_blocks.10", "the same trunk cut at stride 16 + GAP (112 channels): the '-GAP' analogue, "
+                              "without the paper's added 3x3 conv and fine-tuning"),
+}
+CALTECH_ROWS = ("pixels", "s16_gap", "block15", "gap")
+PIXELS_SIZE = 8  #: raw-pixel floor ("tiny images"): the network input averaged down to 8 x 8 x 3 = 192 numbers
+#: row -> the paper's Table 5 row it stands in for (never comparable: another network, capped test side)
+CALTECH_REFS = {"gap": "table5.avepool_googlenet.caltech101", "s16_gap": "table5.gap_googlenet_gap.caltech101"}
+
+
+def find_caltech(root=None, use: bool = True, seed: int = 0):
+    """``(Caltech101 or None, DataRoot or None)``: the set found by :func:`camlib.datasets.roots.resolve_root`
+    (parameter -> ``$CALTECH101_ROOT`` -> ``data/`` -> ``../shared/data``), opened with its lists (or the
+    seeded 30-per-class split of a full archive); None when absent or ``use`` is False (printed)."""
+    from camlib.datasets.caltech101 import open_caltech101
+    from camlib.datasets.roots import resolve_root
+
+    if not use:
+        print("REAL_PHOTOS = False: the toy stand-ins only")
+        return None, None
+    found = resolve_root("caltech101", root)
+    if not found:
+        print(found.message() + " -> the toy stand-ins instead")
+        return None, found
+    caltech = open_caltech101(found.path, seed=seed)
+    print(f"caltech101: {found.path} (via {found.kind}; {caltech.protocol}; {found.info.caveat})")
+    return caltech, found
+
+
+def per_class_weights(labels) -> np.ndarray:
+    """``w_i = N / (K n_{c(i)})``: ``mean(hits * w)`` is the mean per-class accuracy, so the bootstrap
+    intervals of :mod:`camlib.evaluation.stats` apply to it unchanged (resampling images, weights fixed)."""
+    labels = np.asarray(labels)
+    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    return len(labels) / (len(classes) * counts[inverse].astype(np.float64))
+
+
+class _WithPixels(torch.nn.Module):
+    """``net`` plus a ``pixels`` layer: its input averaged down to ``size`` x ``size`` (the raw-pixel row,
+    captured in the same pass; the network's output is unchanged)."""
+
+    def __init__(self, net: torch.nn.Module, size: int) -> None:
+        super().__init__()
+        self.net, self.pixels = net, torch.nn.AdaptiveAvgPool2d(size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.pixels(x)
+        return self.net(x)
+
+
+def caltech_features(caltech, *, input_size: int = 224, cache=None, device: str = "cpu", batch_size: int = 64,
+                     progress: bool = True) -> tuple[dict, dict]:
+    """``({part: {row: X}}, {part: labels})`` of a :class:`~camlib.datasets.caltech101.Caltech101`: the three
+    Lite0 rows of :data:`LITE0_ROWS` and the raw-pixel row (the network input averaged to
+    :data:`PIXELS_SIZE`), all from ONE pass per photo (whole photo resized to ``input_size``, Lite0's
+    scaling), each part cached in ``cache`` under the weights and the image list."""
+    from camlib.datasets.manifest import LabelledRecords
+    from camlib.models import load_efficientnet_lite0
+    from camlib.paper.fine_grained import lite0_transform
+
+    model = _WithPixels(load_efficientnet_lite0(device).model, PIXELS_SIZE).eval()
+    layers = {row: f"net.{layer}" for row, (layer, _) in LITE0_ROWS.items()} | {"pixels": "pixels"}
+    X, y = {}, {}
+    for part in ("train", "test"):
+        records = getattr(caltech, part)
+        ids = FT.array_digest(np.array([str(r.target.image_id) for r in records]))
+        parts = {"version": FT.FEATURES_VERSION, "model": "efficientnet_lite0", "weights_sha256": FT.model_fingerprint(model),
+                 "layers": layers, "pool": "avg", "preprocessing": f"lite0 whole image {input_size}, pixels {PIXELS_SIZE}",
+                 "dataset": f"caltech101({part}, n={len(records)}, {ids})"}
+
+        def compute(records=records, part=part):
+            feats, labels = FT.extract_layers(model, LabelledRecords(records, lite0_transform(input_size)),
+                                              list(layers.values()), flatten=("pixels",), batch_size=batch_size,
+                                              device=device, progress=progress, desc=f"caltech {part}")
+            return {**{row: feats[layer] for row, layer in layers.items()}, "y": labels}
+
+        arrays = compute() if cache is None else cache.get_or_compute(parts, compute)[0]
+        X[part], y[part] = {row: arrays[row] for row in CALTECH_ROWS}, arrays["y"]
+    return X, y
+
+
+def caltech_table(X: dict, y: dict, *, svm: dict, seed: int = 0, margin: float = MARGIN) -> dict:
+    """A linear SVM per row of :data:`CALTECH_ROWS` (C by CV on train only), scored once on test:
+    accuracy and MEAN PER-CLASS accuracy with bootstrap 95% intervals (n test images), and the verdicts:
+    ``s16_gap`` as good as ``gap`` (non-inferiority within ``margin`` points, the paper's GoogLeNet-GAP
+    vs GoogLeNet claim) and, as a sanity check that is not a paper claim, each network row above pixels."""
+    from camlib.evaluation.stats import bootstrap_ci
+
+    w = per_class_weights(y["test"])
+    probes, hits = {}, {}
+    for row in CALTECH_ROWS:
+        probes[row], _, hits[row] = probe_with_hits(X["train"][row], y["train"], X["test"][row], y["test"], **svm)
+    rows = {row: {"mean_per_class_acc": bootstrap_ci(hits[row] * w, seed=seed).to_dict(),
+                  "acc": bootstrap_ci(hits[row], seed=seed).to_dict(), "best_C": probes[row]["best_C"],
+                  "cv_acc": probes[row]["cv_acc"], "dim": probes[row]["dim"]} for row in CALTECH_ROWS}
+    est = paired_diff_ci(hits["s16_gap"] * w, hits["gap"] * w, seed=seed)
+    verdicts = {"s16_gap_as_good_as_gap": {"estimate": est.to_dict(), "margin": margin, "paper": "91.98 vs 92.05 "
+                                           "(GoogLeNet-GAP vs GoogLeNet): as good", "verdict": verdict(
+                                               (est.low + margin, est.high + margin), 1)}}
+    for row in ("s16_gap", "block15", "gap"):
+        d = paired_diff_ci(hits[row] * w, hits["pixels"] * w, seed=seed)
+        verdicts[f"{row}_above_pixels"] = {"estimate": d.to_dict(), "paper": "no claim (sanity check)",
+                                           "verdict": verdict(d, 1)}
+    counts = np.bincount(y["test"])
+    return {"rows": rows, "verdicts": verdicts, "n_train": int(len(y["train"])), "n_test": int(len(y["test"])),
+            "n_classes": int(len(np.unique(y["train"]))), "train_per_class": sorted(set(np.bincount(y["train"]).tolist())),
+            "test_per_class": {"min": int(counts[counts > 0].min()), "max": int(counts.max())},
+            "layers": {row: LITE0_ROWS[row][1] for row in LITE0_ROWS} | {"pixels": f"the input averaged to {PIXELS_SIZE}x{PIXELS_SIZE}x3"}}
+
+
+def caltech_sentence(table: dict) -> str:
+    """The measured mean per-class accuracies and the verdicts in words."""
+    acc = ", ".join(f"{row} {r['mean_per_class_acc']['value']:.1f}% [{r['mean_per_class_acc']['low']:.1f}, "
+                    f"{r['mean_per_class_acc']['high']:.1f}]" for row, r in table["rows"].items())
+    v = table["verdicts"]["s16_gap_as_good_as_gap"]
+    e = v["estimate"]
+    return (f"Caltech-101, {table['n_classes']} classes, {table['n_train']} train / {table['n_test']} test images (test "
+            f"capped at {table['test_per_class']['max']} per class): mean per-class accuracy {acc}. Stride-16 cut + GAP "
+            f"minus full GAP layer: {e['value']:+.1f} points [{e['low']:+.1f}, {e['high']:+.1f}]; as good within "
+            f"{v['margin']:g} points (the paper's claim for GoogLeNet-GAP): {v['verdict'].upper()}.")
+
+
+def caltech_comparisons(table: dict, input_size: int) -> list[dict]:
+    """Comparison rows (never ``comparable``): data, network, n and rule in each setting."""
+    n = f"{table['n_train']} train (30/class) / {table['n_test']} test (<= 10/class)"
+    return [{"metric": f"Caltech-101 mean per-class accuracy (%), Lite0 {row} features",
+             "paper_ref": ref, "reproduced": table["rows"][row]["mean_per_class_acc"], "comparable": False,
+             "setting": f"caltech101 ({table['n_classes']} classes incl. BACKGROUND_Google, {n}); EfficientNet-Lite0 "
+                        f"ImageNet weights, {LITE0_ROWS[row][1]}, whole image at {input_size} px; LinearSVC, C by "
+                        f"3-fold CV on train"} for row, ref in CALTECH_REFS.items()]
+
+
+def plot_caltech_bars(table: dict):
+    """Mean per-class accuracy per feature row with its 95% interval."""
+    import matplotlib.pyplot as plt
+
+    rows = table["rows"]
+    v = np.array([[r["mean_per_class_acc"][k] for k in ("value", "low", "high")] for r in rows.values()])
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.bar(list(rows), v[:, 0], yerr=[v[:, 0] - v[:, 1], v[:, 2] - v[:, 0]], capsize=4, color="#4c72b0")
+    ax.set_ylabel("mean per-class accuracy (%)")
+    ax.set_title(f"Caltech-101, linear SVM (n = {table['n_test']} test images)", fontsize=9)
     return fig
 
 
