@@ -9,6 +9,11 @@ get their own temporary name (:func:`tempfile.mkstemp`); the last rename wins.
 
 Use :func:`atomic_path` for writers that want a file name (matplotlib's ``savefig``, a video encoder)
 and :func:`atomic_write_text` / :func:`atomic_write_bytes` for data already in memory.
+
+:func:`check_output_path` is the check a command makes BEFORE its work: the output's folder can be
+written, the output is not a folder, and it is none of the inputs (after resolving links), so a
+mistyped or hostile output path fails in a second instead of after an hour, and never overwrites an
+input.
 """
 
 from __future__ import annotations
@@ -19,7 +24,50 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["OutputPathError", "atomic_path", "atomic_write_bytes", "atomic_write_text", "check_output_path"]
+
+
+class OutputPathError(ValueError):
+    """An output path that cannot or must not be written (found before any work)."""
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)  # hard links
+    except OSError:
+        return False
+
+
+def check_output_path(path: str | Path, *, inputs=(), what: str = "output") -> Path:
+    """Check, before any work, that ``path`` can be written and is none of ``inputs``; return it.
+
+    Raises :class:`OutputPathError` (a ValueError) naming the path when ``path`` is one of ``inputs``
+    (compared after resolving symbolic links, and by inode for hard links), is an existing folder, or
+    its folder cannot be created or written (a temporary file is created there and removed). The folder
+    is created when missing.
+    """
+    p = Path(path).expanduser()
+    for src in inputs:
+        if src is not None and _same_file(p, Path(src).expanduser()):
+            raise OutputPathError(
+                f"{what} {p} is the input {src} (after resolving links): writing it would destroy the input; "
+                "choose another output file"
+            )
+    if p.is_dir():
+        raise OutputPathError(f"{what} {p} is a folder; give a file name")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=p.parent, prefix=".camlib-write-check.")
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise OutputPathError(
+            f"cannot write {what} {p}: its folder {p.parent} is not writable ({exc.strerror or exc}); "
+            "choose a folder you can write to"
+        ) from exc
+    return p
 
 
 def _fsync_file(path: Path) -> None:
