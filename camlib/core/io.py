@@ -14,6 +14,10 @@ and :func:`atomic_write_text` / :func:`atomic_write_bytes` for data already in m
 written, the output is not a folder, and it is none of the inputs (after resolving links), so a
 mistyped or hostile output path fails in a second instead of after an hour, and never overwrites an
 input.
+
+:func:`load_checkpoint` is the one way camlib reads a ``.pt`` file: ``torch.load(weights_only=True)``
+with errors that name the file and the way out (an empty or text file used to give ``EOFError:`` or
+``KeyError: 101``).
 """
 
 from __future__ import annotations
@@ -23,8 +27,70 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-__all__ = ["OutputPathError", "atomic_path", "atomic_write_bytes", "atomic_write_text", "check_output_path"]
+__all__ = [
+    "CheckpointError",
+    "OutputPathError",
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "check_output_path",
+    "load_checkpoint",
+]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read as tensors (empty, text, truncated, or holding code)."""
+
+
+def load_checkpoint(path: str | Path, *, map_location="cpu", fix: str = "") -> Any:
+    """``torch.load(path, weights_only=True)`` with clear errors naming ``path`` and the way out.
+
+    FileNotFoundError when ``path`` is missing or a folder; :class:`CheckpointError` (a ValueError) when
+    it is empty (0 bytes: an interrupted save or download), is not a PyTorch file (text, HTML from a
+    failed download, a truncated zip) or holds objects other than tensors and plain containers (which
+    ``weights_only`` refuses to run). ``fix`` is added to the message (e.g. how to make the checkpoint).
+    """
+    import pickle
+    import zipfile
+
+    import torch
+
+    p = Path(path).expanduser()
+    tail = f" {fix}" if fix else ""
+    if not p.is_file():
+        raise FileNotFoundError(f"checkpoint {p} not found{' (it is a folder)' if p.is_dir() else ''}.{tail}")
+    size = p.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"checkpoint {p} is empty (0 bytes): an interrupted save or download; "
+                              f"delete it and save or download it again.{tail}")
+    with open(p, "rb") as fh:
+        magic = fh.read(4)
+    try:
+        return torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch.save writes a zip (PK..) or, in the legacy format, a pickle (0x80 protocol byte)
+        if "Weights only load failed" in str(exc) and (magic.startswith(b"PK\x03\x04") or magic[:1] == b"\x80"):
+            raise CheckpointError(
+                f"checkpoint {p} holds Python objects other than tensors, which camlib does not load "
+                f"(torch.load weights_only=True refused it): save model.state_dict() instead.{tail}"
+            ) from None
+        raise CheckpointError(_not_a_checkpoint(p, size, exc, tail)) from None
+    except (EOFError, KeyError, RuntimeError, ValueError, zipfile.BadZipFile, OSError) as exc:
+        raise CheckpointError(_not_a_checkpoint(p, size, exc, tail)) from None
+
+
+def _not_a_checkpoint(p: Path, size: int, exc: BaseException, tail: str) -> str:
+    with open(p, "rb") as fh:
+        head = fh.read(64)
+    looks = " (it starts like text)" if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head) else ""
+    first = (str(exc).strip().splitlines() or [""])[0][:120]
+    if first.startswith("Weights only load failed"):  # torch's advice to unpickle anyway does not apply
+        first = "not a torch.save file"
+    return (f"{p} ({size:,} bytes) is not a PyTorch checkpoint{looks}: torch.load failed "
+            f"({type(exc).__name__}: {first}). It may be truncated, a failed download (an HTML page) or another "
+            f"file; make it with torch.save(model.state_dict(), path).{tail}")
 
 
 class OutputPathError(ValueError):

@@ -27,6 +27,7 @@ from camlib.core.cam import (
     CAMOptions,
     postprocess,
 )
+from camlib.core.io import load_checkpoint
 from camlib.datasets.targets import Target
 from camlib.datasets.transforms import (  # the input transforms live in the data layer; re-exported here
     PixelNormalize,
@@ -350,7 +351,7 @@ def load_gap_checkpoint(arch: str, path: str | Path, *, pool: str = "avg", devic
             f"checkpoint {path} for {arch} not found: fine-tune one with notebook 02 / camlib.paper.gap_vs_gmp "
             f"(ILSVRC train), then give its path in GAP_CHECKPOINTS"
         )
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_checkpoint(path, fix="Fine-tune one with notebook 02 / camlib.paper.gap_vs_gmp and give its path.")
     for key in ("model", "state_dict"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]

@@ -36,6 +36,7 @@ from torch import nn
 from camlib.core import features as FT
 from camlib.core import probe as PR
 from camlib.core.cam import CAM, CAMOptions, postprocess
+from camlib.core.io import load_checkpoint
 from camlib.evaluation.stats import paired_diff_ci, verdict
 
 __all__ = [
@@ -461,7 +462,7 @@ def load_table4_network(arch: str, gap_checkpoint: str | Path | None = None, dev
 
     if arch == "googlenet_gap" and gap_checkpoint:
         model = googlenet_gap(1000, weights=None)
-        state = torch.load(gap_checkpoint, map_location="cpu", weights_only=True)
+        state = load_checkpoint(gap_checkpoint, fix="Train GoogLeNet-GAP with notebook 02 and give its checkpoint.")
         model.load_state_dict(state.get("model", state))
         return Table4Network(model.eval().to(device), "googlenet_gap", f"GoogLeNet-GAP from {gap_checkpoint}")
     tv = "googlenet" if arch == "googlenet_gap" else arch

@@ -26,6 +26,7 @@ import torch
 
 from camlib.core import features as FT
 from camlib.core import probe as PR
+from camlib.core.io import load_checkpoint
 from camlib.evaluation.stats import paired_diff_ci, verdict
 from camlib.paper.fine_grained import probe_with_hits
 
@@ -254,7 +255,7 @@ def paper_networks(gap_checkpoint: str | Path | None, device: str = "cpu") -> di
     networks = {}
     if gap_checkpoint:
         gap_net = googlenet_gap(1000, weights=None)
-        state = torch.load(gap_checkpoint, map_location="cpu", weights_only=True)
+        state = load_checkpoint(gap_checkpoint, fix="Train GoogLeNet-GAP with notebook 02 and give its checkpoint.")
         gap_net.load_state_dict(state.get("model", state))
         networks["gap"] = (gap_net, None, None, "googlenet_gap")
     else:
