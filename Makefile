@@ -23,7 +23,7 @@ UV_VERSION ?= 0.13.9
 LOCK_VENV ?= build/lock-tools
 LOCK_ARGS ?=
 
-.PHONY: help setup lock quick reproduce report refresh-results test lint lab clean-notebooks student bench clean
+.PHONY: help setup lock quick reproduce report refresh-results verify test lint lab clean-notebooks student bench clean
 STUDENT_OUT ?= build/student
 
 help:  ## list the targets
@@ -51,6 +51,10 @@ quick: setup  ## run every notebook (quick profile, CPU) into build/results + bu
 
 refresh-results: setup  ## maintainers, with ../shared: regenerate the committed reference results/ + figures/
 	$(MAKE) --no-print-directory quick RESULTS=results FIGURES=figures
+
+VERIFY_ARGS ?=
+verify: setup  ## re-run notebooks (NOTEBOOKS="01 03", default all) quick into build/verify; compare with results/ (identical on the same setup, else within the CIs)
+	$(PY) -m camlib.tools.verify --out build/verify --jobs $(JOBS) $(VERIFY_ARGS) $(NOTEBOOKS)
 
 reproduce: setup  ## run every notebook with the paper profile (real datasets, GPU advised)
 	$(PY) -m camlib.run_notebooks --profile paper --out $(NB_OUT)/paper $(PAPER_ARGS) $(NOTEBOOKS)
