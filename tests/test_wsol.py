@@ -251,6 +251,24 @@ def test_pxap_ignore_pixels_are_neither_true_nor_false_positives():
         PxAPEvaluator([0.5]).update([m], [np.array([[0, 255, 0, 128]], np.uint8)])
 
 
+def test_ignore_pixels_reach_pxap_through_targets_and_batches():
+    from camlib.datasets.targets import Target
+    from camlib.evaluation.batch import Batch
+
+    m = np.array([[0.9, 0.8, 0.6, 0.2]], np.float32)
+    mask = np.array([[1, 255, 0, 1]], np.uint8)  # as in the first PxAP test: AP 50 % with the ignore pixel
+    b = Batch(targets=[Target(0, np.zeros((1, 4)), mask=mask)], logits=torch.zeros(1, 2), pred=np.zeros((1, 1)),
+              maps=[np.zeros((2, 1, 4))])
+    assert b.masks[0].dtype == np.uint8 and (b.masks[0] == mask).all()  # not cast to bool (255 -> True)
+    ev = PxAPEvaluator([0.7, 0.5])
+    ev.update([m], b.masks)
+    assert ev.compute()["pxap"] == pytest.approx(50.0)
+    from camlib.evaluation.localize import array_batches
+
+    _, targets = next(array_batches(np.zeros((1, 1, 4, 3), np.uint8), [0], [[0, 0, 1, 1]], masks=mask[None]))
+    assert (targets[0].mask == mask).all()
+
+
 def test_wsolevaluation_box_threshold_is_an_8_bit_one_as_the_docstring_says():
     # wsolevaluation: q = uint8(255 s), region q > int(tau max q). For a smooth min-max map this is
     # s >= (floor(255 tau) + 1) / 255, so the pixel set differs from ours (s >= tau) at nearly every tau.

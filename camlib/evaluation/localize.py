@@ -168,7 +168,8 @@ def array_batches(images, labels, boxes, batch_size: int = 128, masks=None):
 
     ``images``: (N, H, W, 3) uint8 or (N, 3, H, W) float in [0, 1]; ``labels``: (N,); ``boxes``: (N, 4)
     (one box per image, e.g. :class:`camlib.datasets.ProceduralShapes`) or a list of (n_i, 4) arrays;
-    ``masks``: optional (N, H, W) object masks (then PxAP can be measured).
+    ``masks``: optional (N, H, W) object masks (then PxAP can be measured): bool, or wsolevaluation's
+    integers (0 background, 1 foreground, 255 ignore: :func:`camlib.evaluation.wsol.split_mask`).
     Images are fed as float [0, 1] tensors at their own size, so maps are upsampled to (H, W).
     """
     imgs = torch.as_tensor(np.asarray(images))
@@ -178,7 +179,9 @@ def array_batches(images, labels, boxes, batch_size: int = 128, masks=None):
     if len(labels) != n or len(boxes) != n:
         raise ValueError(f"{n} images but {len(labels)} labels and {len(boxes)} boxes")
     if masks is not None:
-        masks = np.asarray(masks, dtype=bool)
+        masks = np.asarray(masks)
+        if masks.dtype != bool and not np.issubdtype(masks.dtype, np.integer):
+            masks = masks.astype(bool)  # integer masks keep their 255 = ignore
         if len(masks) != n:
             raise ValueError(f"{len(masks)} masks for {n} images")
     H, W = imgs.shape[-2:]
