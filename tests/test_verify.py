@@ -101,9 +101,11 @@ def test_compare_counts_and_resource_names():
     v = compare_results(ref, new, same=True)
     assert (v.identical, v.skipped, [r["metric"] for r in v.outside]) == (2, 1, ["comparisons[err]"])
     for name in ("real_photos.seconds.total", "quick.GAP.seconds_eval", "procedural.train_seconds",
-                 "timings_s.data_s", "memory.long.rss_peak_mb", "video.fps", "memory.peak_within_1p5x", "ilsvrc.features_cached"):
+                 "timings_s.data_s", "memory.long.rss_peak_mb", "video.fps", "memory.peak_within_1p5x", "ilsvrc.features_cached",
+                 "root", "memory.long.input", "data.cache_dir"):
         assert is_resource_metric(name), name
-    for name in ("ilsvrc.t0.2.gt_known_loc_acc", "video.input_fps", "labels", "ilsvrc.per_class.wall clock.top"):
+    for name in ("ilsvrc.t0.2.gt_known_loc_acc", "video.input_fps", "labels", "ilsvrc.per_class.wall clock.top",
+                 "inputs", "n_roots"):
         assert not is_resource_metric(name), name
 
 

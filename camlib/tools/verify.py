@@ -11,8 +11,9 @@ another thread count or CPU, and a moved logit can flip a top-1 or a box. So the
   list or flag that differs cannot be judged without an interval and is listed as ``unjudged`` (a
   failure only with ``--strict``).
 
-Timings, memory and cache state (``seconds``, ``*_s``, ``fps``, ``rss_*``, ``*_mb``, ``*_cached``, ...;
-:func:`is_resource_metric`) are never compared: they describe the machine and the run, not the method. A reference metric missing from the run
+Timings, memory, cache state and file paths (``seconds``, ``*_s``, ``fps``, ``rss_*``, ``*_mb``,
+``*_cached``, ``root``, ``input``, ...; :func:`is_resource_metric`) are never compared: they describe the
+machine and the run (a checkout elsewhere finds ``../shared`` at another absolute path), not the method. A reference metric missing from the run
 is a mismatch; a metric only in the run is listed as ``new``. Comparison rows' ``reproduced`` values are
 checked like metrics (``comparisons[<metric>]``).
 
@@ -60,13 +61,15 @@ REFERENCE_THREADS = 1
 _RESOURCE_SEGMENT = re.compile(
     r"^(seconds|cpu_seconds|timings_s|fps|peak_rss_ratio|rss_growth_ratio|peak_within_1p5x)$"
     r"|_seconds$|^seconds_|_s$|^rss_|_mb$|_cached$"
+    r"|^(root|input|output|path|gif)$|_(path|root|dir)$"
 )
 
 
 def is_resource_metric(name: str) -> bool:
     """True for a metric that measures the machine or the run's conditions (time, speed, memory, whether a
-    cache was warm), by any dotted segment of its name: ``seconds``, ``*_seconds``, ``seconds_*``, ``*_s``,
-    ``fps``, ``rss_*``, ``*_mb``, the memory ratios, ``*_cached``."""
+    cache was warm, where the files lie), by any dotted segment of its name: ``seconds``, ``*_seconds``,
+    ``seconds_*``, ``*_s``, ``fps``, ``rss_*``, ``*_mb``, the memory ratios, ``*_cached``, and the paths
+    ``root``, ``input``, ``output``, ``path``, ``gif``, ``*_path``, ``*_root``, ``*_dir``."""
     return any(_RESOURCE_SEGMENT.search(seg) for seg in name.split("."))
 
 
