@@ -26,7 +26,7 @@ UV_VERSION ?= 0.13.9
 LOCK_VENV ?= build/lock-tools
 LOCK_ARGS ?=
 
-.PHONY: help setup hooks lock quick reproduce report refresh-results test lint lab clean-notebooks student bench clean site
+.PHONY: help setup hooks lock quick reproduce report refresh-results verify test lint lab clean-notebooks student bench clean site
 STUDENT_OUT ?= build/student
 SITE ?= build/site
 # the git hooks of this checkout (empty outside a git repository: no hooks then); in a worktree, the shared ones
@@ -72,6 +72,10 @@ quick: setup  ## run every notebook (quick profile, CPU) into build/results + bu
 
 refresh-results: setup  ## maintainers, with ../shared: regenerate the committed reference results/ + figures/
 	$(MAKE) --no-print-directory quick RESULTS=results FIGURES=figures
+
+VERIFY_ARGS ?=
+verify: setup  ## re-run notebooks (NOTEBOOKS="01 03", default all) quick into build/verify; compare with results/ (identical on the same setup, else within the CIs)
+	$(PY) -m camlib.tools.verify --out build/verify --jobs $(JOBS) $(VERIFY_ARGS) $(NOTEBOOKS)
 
 reproduce: setup  ## paper profile, in order (02 fine-tunes first; 03-05 read build/checkpoints/), stops at the first failure
 	$(PY) -m camlib.run_notebooks --profile paper --stop-on-failure --out $(NB_OUT)/paper --results-dir $(PAPER_RESULTS) --figures-dir $(PAPER_FIGURES) $(PAPER_ARGS) $(NOTEBOOKS)

@@ -165,3 +165,74 @@ def test_notebooks_use_the_explorer():
                      ("03_ilsvrc_localization", "CAMExplorer.from_ilsvrc(")]:
         code = "\n".join(c.source for c in read(REPO / "notebooks" / f"{nb}.ipynb").cells if c.cell_type == "code")
         assert call in code and "explorer.show(interactive=INTERACTIVE)" in code, nb
+
+
+# -- uploads and in-memory images (issue 19) --------------------------------------------------------------
+def _jpeg_with_orientation(orientation: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    a = np.zeros((20, 40, 3), np.uint8)  # 40 wide, 20 high as stored; the left half red
+    a[:, :20, 0] = 255
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # 6: the camera was turned; show it rotated 90 degrees clockwise
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "JPEG", quality=95, exif=exif)
+    return buf.getvalue()
+
+
+def test_uploads_are_turned_upright_by_exif_and_16_bit_is_scaled():
+    import io
+
+    from PIL import Image
+
+    from camlib.datasets.files import decode_image_bytes
+
+    plain = np.asarray(decode_image_bytes(_jpeg_with_orientation(1)))
+    assert plain.shape == (20, 40, 3) and plain[10, 5, 0] > 200  # no turn: as stored
+    upright = np.asarray(decode_image_bytes(_jpeg_with_orientation(6)))
+    assert upright.shape == (40, 20, 3)  # turned: 20 wide, 40 high
+    assert upright[5, 10, 0] > 200 and upright[35, 10, 0] < 60  # the stored left half is now on top
+    buf = io.BytesIO()
+    Image.fromarray(np.full((4, 5), 32896, np.uint16)).save(buf, "PNG")  # a 16-bit gray PNG (I;16)
+    gray = np.asarray(decode_image_bytes(buf.getvalue()))
+    assert gray.shape == (4, 5, 3) and (gray == 128).all()  # round(32896 / 257) = 128, not clipped white
+
+
+def test_in_memory_images_float_rgba_and_refusals(explorer):
+    rgba = np.zeros((6, 7, 4), np.uint8)
+    rgba[..., 1] = 200
+    rgba[..., 3] = 17  # alpha is dropped, as PIL's convert("RGB") does
+    explorer.add_image("rgba", rgba)
+    assert explorer.images["rgba"].shape == (6, 7, 3) and (explorer.images["rgba"][..., 1] == 200).all()
+    f = np.full((6, 7, 3), 0.5, np.float32)  # float in [0, 1]: round(255 x 0.5) = 128, not 0
+    explorer.add_image("float", f)
+    assert explorer.images["float"].dtype == np.uint8 and (explorer.images["float"] == 128).all()
+    with pytest.raises(ValueError, match=r"float images must lie in \[0, 1\]"):
+        explorer.add_image("bad", np.full((6, 7, 3), 200.0))
+    with pytest.raises(ValueError, match="shape"):
+        explorer.add_image("bad", np.zeros((6, 7, 2), np.uint8))
+    for k in ("rgba", "float"):
+        del explorer.images[k]
+
+
+def test_widget_upload_errors_show_in_the_widget_not_as_a_traceback(explorer):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    explorer.widget()
+    import datetime as dt
+
+    when = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    upload, status, image = explorer._upload_widgets
+    before = set(explorer.images)
+    upload.value = ({"name": "broken.jpg", "type": "image/jpeg", "size": 9, "content": memoryview(b"not a jpg"),
+                     "last_modified": when},)  # the observer runs here; it must not raise
+    assert "could not use broken.jpg" in status.value and "not a readable image" in status.value
+    assert set(explorer.images) == before
+    upload.value = ({"name": "turned.jpg", "type": "image/jpeg", "size": 1, "content":
+                     memoryview(_jpeg_with_orientation(6)), "last_modified": when},)
+    assert image.value == "upload: turned.jpg" and explorer.images["upload: turned.jpg"].shape == (40, 20, 3)
+    assert status.value == "added turned.jpg"
+    del explorer.images["upload: turned.jpg"]

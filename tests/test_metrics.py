@@ -18,6 +18,21 @@ def test_classification_topk():
     assert r["n"] == 4 and r["top1_acc"] == 25.0 and r["top2_acc"] == 75.0 and r["top1_err"] == 75.0
 
 
+def test_classification_counts_nonfinite_logits_as_wrong_and_says_how_many():
+    ev = ClassificationEvaluator((1, 5))
+    nan = torch.full((2, 10), float("nan"))  # all-NaN rows used to score 50% top-1 / 100% top-5
+    ev.update(nan, [0, 9])
+    r = ev.compute()
+    assert r["n"] == 2 and r["n_nonfinite"] == 2 and r["top1_acc"] == 0.0 and r["top5_acc"] == 0.0
+    ev = ClassificationEvaluator((1, 2))
+    logits = torch.tensor([[3.0, 2.0, 1.0], [float("inf"), 0.0, 0.0], [5.0, float("nan"), 0.0], [0.0, 1.0, 0.0]])
+    ev.update(logits, [0, 0, 0, 1])  # right, +Inf on the target (wrong), NaN elsewhere (wrong), right
+    r = ev.compute()
+    assert r["n"] == 4 and r["n_nonfinite"] == 2 and r["top1_acc"] == 50.0 and r["top2_acc"] == 50.0
+    merged = ClassificationEvaluator((1, 2)).merge(ev, ev.state())
+    assert merged.compute()["n_nonfinite"] == 4
+
+
 def test_classification_guards():
     ev = ClassificationEvaluator((1, 5))
     with pytest.raises(ValueError, match="B, C"):

@@ -52,6 +52,8 @@ COVERAGE: dict[str, list[str]] = {
     "python -m camlib.video": ["tests/test_video.py::test_cli_runs_lite0_on_a_tiny_clip"],
     "conda env create -f environment.yml": ["tests/test_packaging.py::test_same_packages"],
     "make lock": ["tests/test_packaging.py::test_make_lock_command"],
+    "make verify": ["tests/test_readme.py::test_make_verify_compares_with_the_reference",
+                    "tests/test_verify.py::test_identical_results_pass_and_a_changed_metric_is_flagged"],
     "apt-get install --no-install-recommends chromium": ["CI: .ci/run",
                                                          "tests/test_browser.py::test_ensure_chromium_respects_no_apt"],
 }
@@ -280,6 +282,26 @@ def test_paper_profile_commands():
 
 
 @pytest.mark.timeout(120)
+def test_make_verify_compares_with_the_reference(tmp_path):
+    """`make verify NOTEBOOKS=...` runs camlib.tools.verify on the chosen notebooks into build/verify (here on
+    hand-made results with --no-run: the notebooks' own runs are what `make refresh-results` does)."""
+    done = make("-n", "verify", "NOTEBOOKS=01 03", timeout=60)
+    line = next(ln for ln in done.stdout.splitlines() if "camlib.tools.verify" in ln)
+    assert done.returncode == 0 and "--out build/verify" in line and line.endswith(" 01 03")
+    import time
+
+    from camlib.tools.results import write_results
+
+    (tmp_path / "nbs").mkdir()
+    (tmp_path / "nbs" / "01_toy.ipynb").write_text("{}")
+    for folder, value in ((tmp_path / "ref", 1.0), (tmp_path / "out" / "results", 2.0)):
+        write_results("01_toy", metrics={"m": value}, profile="quick", parameters={}, started=time.time(),
+                      results_dir=folder)
+    args = f"--no-run --reference {tmp_path / 'ref'} --out {tmp_path / 'out'} --notebook-dir {tmp_path / 'nbs'}"
+    done = make("verify", f"PY={sys.executable}", "NOTEBOOKS=01", f"VERIFY_ARGS={args}", timeout=120)
+    assert done.returncode != 0 and "OUTSIDE m: reference 1.0, run 2.0" in done.stdout, done.stdout + done.stderr
+
+
 def test_make_bench_scripts():
     """`make bench` runs the benchmark scripts (minutes of timing; here: they exist and start)."""
     done = make("-n", "bench", timeout=60)

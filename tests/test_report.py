@@ -195,6 +195,20 @@ def test_malformed_paper_yaml_names_file_line_and_fix(tmp_path, capsys, text, li
                       comparisons=[{"metric": "m", "paper_ref": "a.b", "reproduced": 1.0, "setting": "s"}])
 
 
+@pytest.mark.parametrize("text, line, message", [
+    ("a.b: {value: 1.0, unit: '%', what: x, source: y}\nc.d: {value: 2.0, unit: '%', what: x}\n",
+     2, r"'c\.d' must be a mapping with value, unit, what, source \(has \['unit', 'value', 'what'\]\)"),
+    ("a.b: {value: 1.0, unit: '%', what: x, source: y}\n\nc.d:\n  value: .nan\n  unit: '%'\n  what: x\n"
+     "  source: y\n", 3, r"c\.d\.value must be a finite number, got nan"),
+    ("a.b: {value: 1.0, unit: '%', what: x, source: y}\nc.d: {value: 2, unit: '%', what: x, source: y}\n"
+     "a.b: {value: 9.0, unit: '%', what: x, source: y}\n", 3, r"key 'a\.b' is given again \(first on line 1\)"),
+])  # fmt: skip
+def test_paper_yaml_bad_entries_name_file_and_line(tmp_path, text, line, message):
+    (tmp_path / "paper.yaml").write_text(text)
+    with pytest.raises(ValueError, match=rf"paper\.yaml:{line}: {message}"):
+        load_paper(tmp_path / "paper.yaml")
+
+
 def test_flatten():
     assert flatten({"a": {"b": 1, "c": {"d": "x"}}, "e": [1], "f": {}}) == {
         "a.b": 1,

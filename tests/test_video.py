@@ -177,3 +177,108 @@ def test_quick_clip_uses_the_real_clip_when_found_else_synthesises(tmp_path, mon
     assert not fake.real and fake.data.root_kind == "procedural" and fake.info.frames == 15
     assert "copy bikes.mp4 to data/video" in fake.line
     assert probe(fake.memory_pairs[1][0]).frames == 150
+
+
+# --------------------------------------------------------------------------- bad outputs and arguments (issue 19)
+
+
+def _no_model(*a, **k):
+    raise AssertionError("the model was loaded: the check did not come before the work")
+
+
+@pytest.fixture
+def clip(tmp_path):
+    src = tmp_path / "in.mp4"
+    synthesize_clip(src, ("coffee",), size=(64, 48), fps=4, seconds_per_image=1.0)
+    return src
+
+
+def test_cli_refuses_to_overwrite_its_input_directly_or_through_links(tmp_path, clip, capsys, monkeypatch):
+    import os
+
+    monkeypatch.setattr("camlib.paper.video.load_model", _no_model)
+    before = clip.read_bytes()
+    link = tmp_path / "link.mp4"
+    link.symlink_to(clip)
+    hard = tmp_path / "hard.mp4"
+    os.link(clip, hard)
+    for src, out in ((clip, clip), (clip, link), (link, clip), (clip, hard),
+                     (clip, tmp_path / "sub" / ".." / "in.mp4")):
+        assert main([str(src), str(out), "--no-progress"]) == 2
+        assert "is the input" in capsys.readouterr().err
+    assert main([str(clip), str(tmp_path / "o.mp4"), "--gif", str(link), "--no-progress"]) == 2
+    assert "is the input" in capsys.readouterr().err
+    assert clip.read_bytes() == before
+
+
+def test_cli_max_frames_below_one_is_an_error(tmp_path, clip, capsys, monkeypatch):
+    monkeypatch.setattr("camlib.paper.video.load_model", _no_model)
+    for bad in ("0", "-3"):
+        assert main([str(clip), str(tmp_path / "o.mp4"), "--max-frames", bad, "--no-progress"]) == 2
+        assert "max_frames must be >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "o.mp4").exists()
+    with pytest.raises(ValueError, match="max_frames"):
+        list(iter_frames(clip, max_frames=0))  # was: one frame
+    assert len(list(iter_frames(clip, max_frames=1))) == 1
+
+
+def test_cli_unwritable_output_is_found_before_any_work(tmp_path, clip, capsys, monkeypatch):
+    import os
+
+    monkeypatch.setattr("camlib.paper.video.load_model", _no_model)
+    a_file = tmp_path / "plain.txt"
+    a_file.write_text("x")
+    assert main([str(clip), str(a_file / "out.mp4"), "--no-progress"]) == 2  # its "folder" is a file
+    assert "cannot write output video" in capsys.readouterr().err
+    assert main([str(clip), str(tmp_path), "--no-progress"]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert main([str(clip), str(tmp_path / "o.mp4"), "--stats", str(a_file / "s.json"), "--no-progress"]) == 2
+    assert "cannot write stats file" in capsys.readouterr().err
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        assert main([str(clip), str(locked / "o.mp4"), "--no-progress"]) == 2
+        assert "not writable" in capsys.readouterr().err
+
+
+def test_cli_huge_frames_give_a_clear_error_not_a_reshape_error(tmp_path, clip, capsys, monkeypatch):
+    from camlib.datasets.video import VideoInfo
+
+    monkeypatch.setattr("camlib.paper.video.load_model", _no_model)
+    huge = VideoInfo(str(clip), 20000, 20000, 25.0, 10, "h264")  # what probe says of a 20000 x 20000 clip
+    monkeypatch.setattr("camlib.paper.video.probe", lambda path: huge)
+    assert main([str(clip), str(tmp_path / "o.mp4"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "20000 x 20000" in err and "downscale" in err and "reshape" not in err
+
+
+def test_failing_or_interrupted_run_keeps_the_earlier_output_and_leaves_no_truncated_mp4(tmp_path, clip, monkeypatch):
+    model = _tiny_model()
+    out, gif = tmp_path / "out.mp4", tmp_path / "out.gif"
+    process_video(clip, out, model, batch_size=1, gif=gif, progress=False)
+    earlier, earlier_gif = out.read_bytes(), gif.read_bytes()
+    import camlib.paper.video as pv
+
+    real = pv.heat_overlay
+    for exc in (RuntimeError("disk full"), KeyboardInterrupt()):
+        calls = []
+
+        def failing(frames, maps, alpha, exc=exc, calls=calls):
+            calls.append(1)
+            if len(calls) == 3:  # after two frames were encoded
+                raise exc
+            return real(frames, maps, alpha)
+
+        monkeypatch.setattr(pv, "heat_overlay", failing)
+        with pytest.raises(type(exc)):
+            process_video(clip, out, model, batch_size=1, gif=gif, progress=False)
+        assert len(calls) == 3
+        assert out.read_bytes() == earlier and gif.read_bytes() == earlier_gif
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.gif", "out.mp4"]  # no temporary left
+    monkeypatch.setattr(pv, "heat_overlay", real)
+    fresh = tmp_path / "fresh.mp4"
+    with pytest.raises(RuntimeError):
+        with VideoWriter(fresh, fps=4) as w:
+            w.write(_frames(1, 48, 64)[0])
+            raise RuntimeError("stop")
+    assert not fresh.exists() and not list(tmp_path.glob(".fresh*"))

@@ -11,6 +11,7 @@ from skimage.measure import label, regionprops
 from camlib.core.boxes import NO_BOX, paper_box
 from camlib.evaluation.wsol import (
     CHOE_THRESHOLDS,
+    IGNORE_VALUE,
     BoxAccSweep,
     PxAPEvaluator,
     box_hits,
@@ -205,6 +206,128 @@ def test_pxap_needs_foreground():
         ev.compute()
     with pytest.raises(ValueError, match="shape"):
         ev.update([np.zeros((3, 3))], [np.zeros((3, 4), bool)])
+
+
+def test_pxap_ignore_pixels_are_neither_true_nor_false_positives():
+    # One 1x4 map [0.9, 0.8, 0.6, 0.2] against mask [fg, ignore, bg, fg] (wsolevaluation's 1/255/0/1),
+    # thresholds 0.7 and 0.5 (predicted: value >= t).
+    #   without the ignore pixel (as wsolevaluation): counted pixels 0.9 (fg), 0.6 (bg), 0.2 (fg), n_fg = 2
+    #     t=0.7: predicted {0.9}       TP 1 FP 0 -> P 1,   R 1/2
+    #     t=0.5: predicted {0.9, 0.6}  TP 1 FP 1 -> P 1/2, R 1/2 (no recall gain)
+    #     AP = 1 x 1/2 + 1/2 x 0 = 50 %
+    #   with the ignore pixel read as background (the old behaviour on a bool mask): t=0.7 -> TP 1 FP 1,
+    #     P 1/2, R 1/2 -> AP = 25 %; read as foreground (255 cast to True): n_fg = 3, t=0.7 -> TP 2 FP 0,
+    #     R 2/3, AP = 66.7 %
+    m = np.array([[0.9, 0.8, 0.6, 0.2]], np.float32)
+    wsol_mask = np.array([[1, 255, 0, 1]], np.uint8)
+    ev = PxAPEvaluator([0.7, 0.5])
+    ev.update([m], [wsol_mask])
+    r = ev.compute()
+    assert r["pxap"] == pytest.approx(50.0) and r["n_ignored_pixels"] == 1
+    tp, fp = ev.counts()
+    np.testing.assert_array_equal(tp, [1, 1])
+    np.testing.assert_array_equal(fp, [0, 1])
+    # the same with a bool mask and a separate ignore mask; and the loop reference agrees
+    fg = wsol_mask == 1
+    ign = np.array([[False, True, False, False]])
+    ev2 = PxAPEvaluator([0.7, 0.5])
+    ev2.update([m], [fg], ignore=[ign])
+    assert ev2.compute()["pxap"] == pytest.approx(50.0)
+    rtp, rfp = reference_pxap_counts([m], [fg], [0.7, 0.5], ignore=[ign])
+    np.testing.assert_array_equal(rtp, tp)
+    np.testing.assert_array_equal(rfp, fp)
+    plain = PxAPEvaluator([0.7, 0.5])
+    plain.update([m], [fg])
+    assert plain.compute()["pxap"] == pytest.approx(25.0)
+    # an ignore pixel that is foreground stays foreground (wsolevaluation: ignore & ~foreground): ignoring
+    # every pixel leaves the two foreground ones counted (0.9 and 0.2), n_fg = 2; both thresholds predict
+    # only 0.9: TP 1 FP 0, P 1, R 1/2 -> AP = 50 %, with 2 pixels ignored (0.8 and 0.6)
+    ev3 = PxAPEvaluator([0.7, 0.5])
+    ev3.update([m], [fg], ignore=[np.ones_like(ign)])
+    r3 = ev3.compute()
+    assert r3["n_ignored_pixels"] == 2 and r3["pxap"] == pytest.approx(50.0)
+    np.testing.assert_array_equal(ev3.counts()[1], [0, 0])  # the background pixel 0.6 is ignored: no FP
+    with pytest.raises(ValueError, match="0 \\(background\\), 1 \\(foreground\\) or 255"):
+        PxAPEvaluator([0.5]).update([m], [np.array([[0, 255, 0, 128]], np.uint8)])
+
+
+def test_ignore_pixels_reach_pxap_through_targets_and_batches():
+    from camlib.datasets.targets import Target
+    from camlib.evaluation.batch import Batch
+
+    m = np.array([[0.9, 0.8, 0.6, 0.2]], np.float32)
+    mask = np.array([[1, 255, 0, 1]], np.uint8)  # as in the first PxAP test: AP 50 % with the ignore pixel
+    b = Batch(targets=[Target(0, np.zeros((1, 4)), mask=mask)], logits=torch.zeros(1, 2), pred=np.zeros((1, 1)),
+              maps=[np.zeros((2, 1, 4))])
+    assert b.masks[0].dtype == np.uint8 and (b.masks[0] == mask).all()  # not cast to bool (255 -> True)
+    ev = PxAPEvaluator([0.7, 0.5])
+    ev.update([m], b.masks)
+    assert ev.compute()["pxap"] == pytest.approx(50.0)
+    from camlib.evaluation.localize import array_batches
+
+    _, targets = next(array_batches(np.zeros((1, 1, 4, 3), np.uint8), [0], [[0, 0, 1, 1]], masks=mask[None]))
+    assert (targets[0].mask == mask).all()
+
+
+def test_wsolevaluation_box_threshold_is_an_8_bit_one_as_the_docstring_says():
+    # wsolevaluation: q = uint8(255 s), region q > int(tau max q). For a smooth min-max map this is
+    # s >= (floor(255 tau) + 1) / 255, so the pixel set differs from ours (s >= tau) at nearly every tau.
+    yy, xx = np.mgrid[0:224, 0:224]  # a broad bump at wsolevaluation's 224 x 224, like a CAM of a large object
+    m = np.exp(-((yy - 100.0) ** 2 + (xx - 90.0) ** 2) / 8000.0)
+    m = ((m - m.min()) / (m.max() - m.min())).astype(np.float32)
+    q = (m * 255).astype(np.uint8)
+    differ = 0
+    for tau in CHOE_THRESHOLDS:
+        theirs = q > int(tau * q.max())
+        np.testing.assert_array_equal(theirs, m * np.float32(255) >= np.floor(255 * tau) + 1)
+        differ += bool((theirs != (m >= np.float32(tau))).any())
+    assert differ >= 95  # of 100 thresholds
+
+
+def test_pxap_exact_operating_points_on_a_hand_made_case():
+    # scores 0.9 fg, 0.8 bg, 0.7 fg, 0.7 bg, 0.3 fg, NaN fg (never predicted); n_fg = 4
+    #   every distinct value is a threshold, from the top:
+    #     >= 0.9: TP 1 FP 0  P 1    R 1/4   gain 1/4
+    #     >= 0.8: TP 1 FP 1  P 1/2  R 1/4   gain 0
+    #     >= 0.7: TP 2 FP 2  P 1/2  R 2/4   gain 1/4
+    #     >= 0.3: TP 3 FP 2  P 3/5  R 3/4   gain 1/4
+    #   AP = 1/4 + 1/2 x 1/4 + 3/5 x 1/4 = 0.25 + 0.125 + 0.15 = 0.525 -> 52.5 %
+    #   a two-threshold sweep (0.75, 0.25) sees only: >= 0.75: TP 1 FP 1 (P 1/2, R 1/4);
+    #     >= 0.25: TP 3 FP 2 (P 3/5, R 3/4) -> AP = 1/2 x 1/4 + 3/5 x 1/2 = 0.425 -> 42.5 %
+    m = np.array([[0.9, 0.8, 0.7], [0.7, 0.3, np.nan]], np.float32)
+    g = np.array([[True, False, True], [False, True, True]])
+    ex = PxAPEvaluator("exact")
+    ex.update([m], [g])
+    r = ex.compute()
+    assert r["pxap"] == pytest.approx(52.5) and r["n_operating_points"] == 4
+    assert r["best_piou"] == pytest.approx(100 * 3 / 6)  # >= 0.3: TP 3 / (n_fg 4 + FP 2)
+    sweep = PxAPEvaluator([0.75, 0.25])
+    sweep.update([m], [g])
+    assert sweep.compute()["pxap"] == pytest.approx(42.5)
+    # exact mode merges (two halves = the whole) and matches sklearn on finite scores with ignore pixels
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(1)
+    maps = [np.round(rng.random((6, 7)), 2).astype(np.float32) for _ in range(4)]
+    masks = [rng.integers(0, 2, (6, 7)).astype(np.uint8) for _ in range(4)]
+    for k in masks:
+        k[0, :3] = IGNORE_VALUE
+    a, b, whole = PxAPEvaluator("exact"), PxAPEvaluator("exact"), PxAPEvaluator("exact")
+    a.update(maps[:2], masks[:2])
+    b.update(maps[2:], masks[2:])
+    whole.update(maps, masks)
+    a.merge(b)
+    assert a.compute()["pxap"] == pytest.approx(whole.compute()["pxap"])
+    keep = np.concatenate([k.ravel() != IGNORE_VALUE for k in masks])
+    y = np.concatenate([k.ravel() for k in masks])[keep] == 1
+    s = np.concatenate([x.ravel() for x in maps])[keep]
+    assert whole.compute()["pxap"] == pytest.approx(100 * average_precision_score(y, s))
+    # a sweep through every distinct value gives the same number as the exact mode
+    sw = PxAPEvaluator(np.unique(np.concatenate([x.ravel() for x in maps])))
+    sw.update(maps, masks)
+    assert sw.compute()["pxap"] == pytest.approx(whole.compute()["pxap"])
+    with pytest.raises(ValueError, match="exact"):
+        PxAPEvaluator("all")
 
 
 # ----------------------------------------------------------------------------- the protocol pipeline

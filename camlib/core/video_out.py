@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from camlib.core.io import atomic_path
+
 __all__ = [
     "GifPreview",
     "PeakRSS",
@@ -59,6 +61,11 @@ class VideoWriter:
 
     The size is taken from the first frame; odd sizes are padded by one pixel (edge copy) because
     yuv420p needs even dimensions. Use as a context manager, or call :meth:`close` to flush.
+
+    The frames go to a temporary file beside ``path`` (:func:`camlib.core.io.atomic_path`); only
+    :meth:`close` (or leaving the ``with`` block normally) renames it onto ``path``. :meth:`abort`
+    (or an exception, Ctrl-C included, inside the ``with`` block) deletes it: an interrupted or failing
+    run leaves no truncated MP4 and any earlier ``path`` exactly as it was.
     """
 
     def __init__(self, path: str | Path, fps: float, *, codec: str | None = None, crf: int = 23) -> None:
@@ -71,7 +78,13 @@ class VideoWriter:
         self.crf = crf
         self.frames = 0
         self.size: tuple[int, int] | None = None  # (H, W) as written
-        self._container = av.open(str(self.path), mode="w")
+        self._atomic = atomic_path(self.path)
+        self.tmp_path = self._atomic.__enter__()
+        try:
+            self._container = av.open(str(self.tmp_path), mode="w")  # format from the suffix, kept last
+        except BaseException as exc:
+            self._atomic.__exit__(type(exc), exc, exc.__traceback__)
+            raise
         self._stream = None
 
     def _start(self, h: int, w: int) -> None:
@@ -104,21 +117,45 @@ class VideoWriter:
         self.frames += 1
 
     def close(self) -> None:
+        """Flush the encoder and move the finished file onto ``path`` (nothing when already closed)."""
         if self._container is None:
             return
         try:
             if self._stream is not None:
                 for packet in self._stream.encode(None):
                     self._container.mux(packet)
-        finally:
             self._container.close()
-            self._container = None
+        except BaseException as exc:
+            self._discard(exc)
+            raise
+        self._container = None
+        self._atomic.__exit__(None, None, None)
+
+    def abort(self) -> None:
+        """Stop without writing ``path``: the temporary file is deleted, an earlier ``path`` is kept."""
+        if self._container is not None:
+            self._discard(RuntimeError("video writing aborted"))
+
+    def _discard(self, exc: BaseException) -> None:
+        try:
+            self._container.close()
+        except Exception:
+            pass
+        self._container = None
+        try:
+            self._atomic.__exit__(type(exc), exc, exc.__traceback__)  # deletes the temporary file
+        except BaseException as raised:
+            if raised is not exc:
+                raise
 
     def __enter__(self) -> VideoWriter:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._discard(exc)
 
 
 class GifPreview:
@@ -150,11 +187,12 @@ class GifPreview:
     def close(self) -> Path | None:
         if not self.frames:
             return None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         duration = max(20, round(1000.0 * self.stride / self.fps))
-        self.frames[0].save(
-            self.path, save_all=True, append_images=self.frames[1:], duration=duration, loop=0, optimize=False
-        )
+        with atomic_path(self.path) as tmp:  # never a half-written GIF over an earlier one
+            self.frames[0].save(
+                tmp, format="GIF", save_all=True, append_images=self.frames[1:], duration=duration, loop=0,
+                optimize=False,
+            )
         self.frames = []
         return self.path
 

@@ -53,8 +53,10 @@ __all__ = [
     "image_size",
     "is_image_file",
     "list_images",
+    "decode_image_bytes",
     "read_rgb",
     "to_rgb",
+    "to_rgb_array",
 ]
 
 #: File name endings camlib treats as images (lower case; compared with ``suffix.lower()``).
@@ -152,21 +154,63 @@ def image_size(path: str | Path) -> tuple[int, int]:
         return im.height, im.width
 
 
-def _as_pil(item: Any) -> Image.Image:
-    """An in-memory picture (PIL image, (H, W) or (H, W, 3|4) uint8 / uint16 array) as an RGB PIL image
-    (16-bit: :func:`to_rgb`'s ``round(v / 257)``)."""
+def to_rgb_array(item: Any, where: str = "in-memory image") -> np.ndarray:
+    """An in-memory picture as an (H, W, 3) uint8 RGB array, read the way its type says:
+
+    - a PIL image: :func:`to_rgb` (16-bit modes scaled by ``round(v / 257)``);
+    - uint8 arrays (H, W), (H, W, 3) or (H, W, 4): gray repeated, RGB as is, RGBA's alpha dropped
+      (what PIL's ``convert("RGB")`` does to an RGBA image);
+    - uint16 arrays: ``round(v / 257)`` as 16-bit files;
+    - float arrays with every value in [0, 1] (matplotlib / skimage convention): ``round(255 v)``. Other
+      floats (0..255 as floats, NaN) are refused with the fix: there is no single reading of them.
+    """
     if isinstance(item, Image.Image):
-        return to_rgb(item, "in-memory image")
+        return np.array(to_rgb(item, where))  # a writable copy
     a = np.asarray(item)
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
+        raise ValueError(f"{where}: expected an (H, W), (H, W, 3) or (H, W, 4) image, got shape {a.shape}")
     if a.dtype == np.uint16:
-        if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] < 3):
-            raise ValueError(f"expected an image path, a PIL image or an (H, W[, 3]) array, got shape {a.shape}")
-        return _rgb16(a, "in-memory image")
+        return np.array(_rgb16(a, where))
+    if np.issubdtype(a.dtype, np.floating):
+        if a.size and not (np.isfinite(a).all() and a.min() >= 0.0 and a.max() <= 1.0):
+            lo, hi = np.nanmin(a), np.nanmax(a)
+            raise ValueError(f"{where}: float image with values in [{lo:g}, {hi:g}]; float images must lie in "
+                             "[0, 1]. Fix: for 0..255 values pass a.astype(np.uint8)")
+        a = np.round(a.astype(np.float64) * 255.0).astype(np.uint8)
+    elif a.dtype == bool or a.dtype != np.uint8:
+        raise ValueError(f"{where}: {a.dtype} image; expected uint8, uint16 or float in [0, 1]")
     if a.ndim == 2:
         a = np.repeat(a[..., None], 3, axis=2)
-    if a.ndim != 3 or a.shape[2] < 3:
-        raise ValueError(f"expected an image path, a PIL image or an (H, W[, 3]) array, got shape {a.shape}")
-    return Image.fromarray(a[..., :3].astype(np.uint8))
+    return np.ascontiguousarray(a[..., :3])
+
+
+def decode_image_bytes(data: bytes, where: str = "upload") -> Image.Image:
+    """An image file's bytes (e.g. a notebook upload) as an RGB PIL image: fully decoded, turned upright by
+    its EXIF orientation (a phone photo taken in portrait is stored sideways with an orientation tag) and
+    16-bit modes scaled by :func:`to_rgb`. :class:`UnreadableImageError` naming ``where`` when the bytes
+    are not a readable image. (Dataset files are NOT turned: their boxes refer to the stored pixels.)"""
+    import io
+
+    from PIL import ImageOps
+
+    try:
+        with Image.open(io.BytesIO(bytes(data))) as im:
+            im.load()
+            upright = ImageOps.exif_transpose(im)
+            out = to_rgb(upright, where)
+            return out.copy() if out is im else out
+    except (OSError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise UnreadableImageError(
+            f"{where}: not a readable image ({type(exc).__name__}: {exc}); upload a JPEG or PNG file"
+        ) from None
+
+
+def _as_pil(item: Any) -> Image.Image:
+    """An in-memory picture (PIL image, (H, W[, 3|4]) uint8 / uint16 / float-in-[0, 1] array) as an RGB PIL
+    image (:func:`to_rgb_array`)."""
+    if isinstance(item, Image.Image):
+        return to_rgb(item, "in-memory image")
+    return Image.fromarray(to_rgb_array(item))
 
 
 def _pair(size: int | Sequence[int]) -> tuple[int, int]:

@@ -25,7 +25,8 @@ class Target:
 
     - ``label``: class index; ``boxes``: (n, 4) int64 inclusive boxes in the pixels of ``size``;
     - ``size``: (H, W) of the image the boxes refer to (None when not known yet);
-    - ``image_id``: the reader's id (file name or index); ``mask``: optional (H, W) bool object mask,
+    - ``image_id``: the reader's id (file name or index); ``mask``: optional (H, W) bool object mask (or
+      wsolevaluation's uint8 0 background / 1 foreground / 255 ignore),
       for PxAP; ``extra``: anything else a reader wants to carry along.
     """
 

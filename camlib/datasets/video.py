@@ -88,9 +88,13 @@ def probe(path: str | Path) -> VideoInfo:
 
 
 def iter_frames(path: str | Path, *, max_frames: int | None = None) -> Iterator[np.ndarray]:
-    """Decode a video frame by frame as (H, W, 3) uint8 RGB arrays; one frame in memory at a time."""
+    """Decode a video frame by frame as (H, W, 3) uint8 RGB arrays; one frame in memory at a time.
+
+    ``max_frames`` (>= 1) stops after so many frames; 0 or less is a ValueError, not one frame."""
     import av
 
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1 (or None for every frame), got {max_frames}")
     container = _open(path)
     n = 0
     try:

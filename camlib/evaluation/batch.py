@@ -112,6 +112,11 @@ class BoxSet:
     gt_known: np.ndarray | None = None
 
 
+def _mask(mask) -> np.ndarray:
+    m = np.asarray(mask)
+    return m if np.issubdtype(m.dtype, np.integer) and m.dtype != bool else m.astype(bool)
+
+
 @dataclass
 class Batch:
     """One batch as every evaluator sees it (see the module docstring)."""
@@ -149,8 +154,9 @@ class Batch:
 
     @property
     def masks(self) -> list[np.ndarray | None]:
-        """Each image's object mask (H, W) bool, or None."""
-        return [None if t.mask is None else np.asarray(t.mask, bool) for t in self.targets]
+        """Each image's object mask (H, W) bool, or None; integer masks stay as they are (wsolevaluation's
+        0 background / 1 foreground / 255 ignore, read by :func:`camlib.evaluation.wsol.split_mask`)."""
+        return [None if t.mask is None else _mask(t.mask) for t in self.targets]
 
     def role(self, name: str) -> list[np.ndarray]:
         """Maps by role: ``"classes"`` (k, H, W) per image, ``"gt"`` (H, W) the ground-truth class's map

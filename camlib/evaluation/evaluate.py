@@ -57,6 +57,7 @@ import torch
 from torch.utils.data import Dataset
 
 from camlib.core import distributed
+from camlib.core.io import load_checkpoint
 from camlib.datasets.targets import Target
 from camlib.evaluation.localize import PAPER_OPTIONS, Protocols, evaluate_protocols, summarize_protocols
 
@@ -111,7 +112,7 @@ def build(args: argparse.Namespace, setting: str = "cam"):
         torch.manual_seed(args.seed)  # the same random weights in every process when no checkpoint is given
         model = SmallGAPNet(len(CLASSES))
         if args.checkpoint:
-            model.load_state_dict(torch.load(args.checkpoint, map_location="cpu", weights_only=True))
+            model.load_state_dict(load_checkpoint(args.checkpoint, fix="Give --checkpoint a state dict saved by torch.save."))
         return model.eval(), ProceduralTargets(data), f"SmallGAPNet on {args.num_images} procedural test images"
     from camlib.datasets.ilsvrc import open_ilsvrc_val
     from camlib.datasets.transforms import (

@@ -27,6 +27,7 @@ from camlib.core.cam import (
     CAMOptions,
     postprocess,
 )
+from camlib.core.io import load_checkpoint
 from camlib.datasets.targets import Target
 from camlib.datasets.transforms import (  # the input transforms live in the data layer; re-exported here
     PixelNormalize,
@@ -215,7 +216,8 @@ def array_batches(images, labels, boxes, batch_size: int = 128, masks=None):
 
     ``images``: (N, H, W, 3) uint8 or (N, 3, H, W) float in [0, 1]; ``labels``: (N,); ``boxes``: (N, 4)
     (one box per image, e.g. :class:`camlib.datasets.ProceduralShapes`) or a list of (n_i, 4) arrays;
-    ``masks``: optional (N, H, W) object masks (then PxAP can be measured).
+    ``masks``: optional (N, H, W) object masks (then PxAP can be measured): bool, or wsolevaluation's
+    integers (0 background, 1 foreground, 255 ignore: :func:`camlib.evaluation.wsol.split_mask`).
     Images are fed as float [0, 1] tensors at their own size, so maps are upsampled to (H, W).
     """
     imgs = torch.as_tensor(np.asarray(images))
@@ -225,7 +227,9 @@ def array_batches(images, labels, boxes, batch_size: int = 128, masks=None):
     if len(labels) != n or len(boxes) != n:
         raise ValueError(f"{n} images but {len(labels)} labels and {len(boxes)} boxes")
     if masks is not None:
-        masks = np.asarray(masks, dtype=bool)
+        masks = np.asarray(masks)
+        if masks.dtype != bool and not np.issubdtype(masks.dtype, np.integer):
+            masks = masks.astype(bool)  # integer masks keep their 255 = ignore
         if len(masks) != n:
             raise ValueError(f"{len(masks)} masks for {n} images")
     H, W = imgs.shape[-2:]
@@ -412,7 +416,7 @@ def load_gap_checkpoint(arch: str, path: str | Path, *, pool: str = "avg", devic
             f"checkpoint {path} for {arch} not found: fine-tune one with notebook 02 / camlib.paper.gap_vs_gmp "
             f"(ILSVRC train), then give its path in GAP_CHECKPOINTS"
         )
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_checkpoint(path, fix="Fine-tune one with notebook 02 / camlib.paper.gap_vs_gmp and give its path.")
     for key in ("model", "state_dict"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]

@@ -150,8 +150,13 @@ class PerImage:
 
 
 class ClassificationEvaluator(PerImage, Evaluator):
-    """Top-k classification accuracy; ``compute()`` -> ``{"top1_acc", "top1_err", ..., "n"}``.
-    ``keep_per_image``: also keep each image's ``top{k}`` hits (:meth:`per_image`)."""
+    """Top-k classification accuracy; ``compute()`` -> ``{"top1_acc", "top1_err", ..., "n", "n_nonfinite"}``.
+    ``keep_per_image``: also keep each image's ``top{k}`` hits (:meth:`per_image`).
+
+    An image whose logits hold any NaN or infinity is counted WRONG at every k (a broken forward pass
+    must not score: all-NaN logits used to sort as 50% top-1 / 100% top-5), and ``n_nonfinite`` says
+    how many such images there were.
+    """
 
     def __init__(self, ks: Sequence[int] = (1, 5), *, keep_per_image: bool = False) -> None:
         if not ks or any(k < 1 for k in ks):
@@ -161,8 +166,9 @@ class ClassificationEvaluator(PerImage, Evaluator):
         self.n = 0
         self.keep_per_image = keep_per_image
         self._rows = []
+        self.n_nonfinite = 0
 
-    _COUNTS = ("_correct", "n")
+    _COUNTS = ("_correct", "n", "n_nonfinite")
     _LISTS = ("_rows",)
 
     @property
@@ -186,7 +192,7 @@ class ClassificationEvaluator(PerImage, Evaluator):
 
     def update(self, logits, targets) -> None:
         """Count (B, C) ``logits`` against (B,) ``targets``: correct at k when the target is among the k
-        highest logits (ties: lower index first)."""
+        highest logits (ties: lower index first). Rows with a non-finite logit are wrong at every k."""
         logits, targets = _np(logits), _np(targets).astype(np.int64)
         if logits.ndim != 2 or targets.ndim != 1 or len(logits) != len(targets):
             raise ValueError(
@@ -197,17 +203,19 @@ class ClassificationEvaluator(PerImage, Evaluator):
             raise ValueError(f"targets must be class indices in [0, {C})")
         if max(self.ks) > C:
             raise ValueError(f"top-{max(self.ks)} asked for but the model has {C} classes")
+        finite = np.isfinite(logits).all(axis=1)
         order = np.argsort(-logits, axis=1, kind="stable")
-        hits = np.stack([(order[:, :k] == targets[:, None]).any(axis=1) for k in self.ks], axis=1)
+        hits = np.stack([(order[:, :k] == targets[:, None]).any(axis=1) for k in self.ks], axis=1) & finite[:, None]
         for j, k in enumerate(self.ks):
             self.correct[k] += int(hits[:, j].sum())
         self.n += len(targets)
+        self.n_nonfinite += int((~finite).sum())
         self._keep(hits)
 
     def compute(self) -> dict[str, float]:
         if self.n == 0:
             raise ValueError("no samples accumulated")
-        out: dict[str, float] = {"n": self.n}
+        out: dict[str, float] = {"n": self.n, "n_nonfinite": self.n_nonfinite}
         for k in self.ks:
             acc = 100.0 * self.correct[k] / self.n
             out[f"top{k}_acc"] = acc

@@ -46,24 +46,44 @@ def read_paper_yaml(path: str | Path) -> Any:
 
 def load_paper(path: str | Path) -> dict[str, dict[str, Any]]:
     """Read paper.yaml: ``key -> {value, unit, what, source}``; raise ValueError on a bad entry or bad YAML
-    (:func:`read_paper_yaml`)."""
+    (:func:`read_paper_yaml`). Every error names the file and the line (``paper.yaml:12: ...``): a key given
+    twice (YAML would keep the last silently), an entry without its four fields, a value that is not a
+    finite number."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: paper numbers not found; pass --paper results/paper.yaml")
     paper = read_paper_yaml(path) or {}
     if not isinstance(paper, dict):
-        raise ValueError(f"{path}: expected a mapping of keys to {{value, unit, what, source}}")
+        raise ValueError(f"{path}:1: expected a mapping of keys to {{value, unit, what, source}}")
+    lines = _key_lines(path)
     for key, entry in paper.items():
-        _check_paper_entry(path, key, entry)
+        _check_paper_entry(f"{path}:{lines.get(str(key), ['?'])[0]}", key, entry)
     return paper
 
 
-def _check_paper_entry(path: Path, key: Any, entry: Any) -> None:
+def _key_lines(path: Path) -> dict[str, list[int]]:
+    """The line(s) of each top-level key (1-based); a key on two lines is an error naming both."""
+    node = yaml.compose(path.read_text(encoding="utf-8"))
+    lines: dict[str, list[int]] = {}
+    if isinstance(node, yaml.MappingNode):
+        for k, _ in node.value:
+            lines.setdefault(str(k.value), []).append(k.start_mark.line + 1)
+    twice = {k: v for k, v in lines.items() if len(v) > 1}
+    if twice:
+        k, v = next(iter(twice.items()))
+        raise ValueError(f"{path}:{v[1]}: key {k!r} is given again (first on line {v[0]}); YAML would keep "
+                         f"only the last silently. Fix: keep one entry per key")
+    return lines
+
+
+def _check_paper_entry(where: str, key: Any, entry: Any) -> None:
     if not isinstance(entry, dict) or any(f not in entry for f in PAPER_FIELDS):
-        raise ValueError(f"{path}: {key!r} must be a mapping with {', '.join(PAPER_FIELDS)}")
+        have = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
+        raise ValueError(f"{where}: {key!r} must be a mapping with {', '.join(PAPER_FIELDS)} (has {have}). "
+                         f"Fix: {PAPER_YAML_FIX}")
     value = entry["value"]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{path}: {key}.value must be a finite number, got {value!r}")
+        raise ValueError(f"{where}: {key}.value must be a finite number, got {value!r}")
 
 
 def paper_values(*keys: str, paper_yaml: str | Path | None = None) -> dict[str, float]:

@@ -65,6 +65,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset, default_collate
 from tqdm.auto import tqdm
 
+from camlib.core.io import load_checkpoint
+
 __all__ = [
     "SeededItems",
     "StepSampler",
@@ -501,7 +503,7 @@ def fit(
     state = TrainState(world_size=world)
     ckpt = Path(checkpoint) if checkpoint is not None else None
     if ckpt is not None and ckpt.exists():
-        saved = torch.load(ckpt, map_location=dev, weights_only=True)
+        saved = load_checkpoint(ckpt, map_location=dev, fix="Delete it to start the training over.")
         if saved.get("config") != cfg.to_dict() or saved.get("optimizer_kind", "sgd") != optimizer:
             raise ValueError(
                 f"checkpoint {ckpt} was made with a different config {saved.get('config')} "

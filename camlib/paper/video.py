@@ -45,6 +45,7 @@ from camlib.core.cam import (
     maps_from_features,
     postprocess,
 )
+from camlib.core.io import atomic_write_text, check_output_path
 from camlib.core.video_out import (
     GifPreview,
     PeakRSS,
@@ -58,10 +59,12 @@ from camlib.datasets.roots import DataSource
 from camlib.datasets.video import VideoInfo, iter_frames, probe, read_frames
 
 __all__ = [
+    "MAX_FRAME_PIXELS",
     "MEMORY_BOUND",
     "ClipSource",
     "FrameCAMs",
     "VideoCAMStats",
+    "check_video_args",
     "frame_transform",
     "label_segments",
     "label_switches",
@@ -71,6 +74,7 @@ __all__ = [
     "memory_growth",
     "plot_strip",
     "plot_timeline",
+    "probe_frames",
     "process_video",
     "quick_clip",
     "video_metrics",
@@ -78,6 +82,10 @@ __all__ = [
 
 #: the long clip's peak RSS may be at most this multiple of the short clip's (notebook 09)
 MEMORY_BOUND = 1.5
+
+#: the largest frame (width x height) processed: DCI 4K (4096 x 2160) passes, 8K is refused with the
+#: command that downscales it (a batch of 8 such frames as float input is already ~1.6 GB)
+MAX_FRAME_PIXELS = 4096 * 4096
 
 
 # --------------------------------------------------------------------------- the model side
@@ -225,13 +233,17 @@ def process_video(
     frame and min-max normalised (:data:`camlib.core.cam.DISPLAY_OPTIONS`), then blended in jet
     (:func:`camlib.core.video_out.heat_overlay`). Writes ``dst`` (MP4) and, with ``gif``, a small GIF
     preview. ``measure_memory`` samples the process RSS during the run (:class:`PeakRSS`).
+
+    Before any work: ``dst`` and ``gif`` must be writable and must not be ``src`` (after resolving
+    links), ``max_frames`` must be >= 1 and the frame at most :data:`MAX_FRAME_PIXELS`. The MP4 and the
+    GIF are written to temporary files and renamed on success, so a failing or interrupted run leaves
+    no truncated video and any earlier output intact.
     """
     from tqdm.auto import tqdm
 
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_video_args(src, dst, gif=gif, batch_size=batch_size, max_frames=max_frames)
     cams = FrameCAMs(model.model, smooth)  # checks smooth
-    info = probe(src)  # clear errors before any work
+    info = probe_frames(src)  # clear errors before any work
     tf = frame_transform(model)
     font = label_font(info.height)
     records: list[dict] = []
@@ -270,8 +282,12 @@ def process_video(
                     })
                     n += 1
                 bar.update(len(batch))
-    finally:
+    except BaseException:
+        writer.abort()  # no truncated MP4; an earlier dst stays as it was
+        raise
+    else:
         writer.close()
+    finally:
         if mem is not None:
             mem.__exit__(None, None, None)
     seconds = time.perf_counter() - t0
@@ -294,6 +310,32 @@ def process_video(
         gif=None if gif_path is None else str(gif_path),
         records=records,
     )
+
+
+def check_video_args(src, dst, *, gif=None, stats=None, batch_size: int = 1, max_frames: int | None = None) -> None:
+    """The checks :func:`process_video` and the command line make before any work (ValueError naming
+    the problem): outputs writable and none of them the input, ``batch_size`` and ``max_frames`` >= 1."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1 (or omitted for every frame), got {max_frames}")
+    check_output_path(dst, inputs=[src], what="output video")
+    if gif is not None:
+        check_output_path(gif, inputs=[src, dst], what="GIF preview")
+    if stats is not None:
+        check_output_path(stats, inputs=[src, dst, gif], what="stats file")
+
+
+def probe_frames(src) -> VideoInfo:
+    """:func:`camlib.datasets.video.probe`, refusing frames larger than :data:`MAX_FRAME_PIXELS`."""
+    info = probe(src)
+    if info.width * info.height > MAX_FRAME_PIXELS:
+        raise ValueError(
+            f"{src}: frames of {info.width} x {info.height} pixels are larger than this command handles "
+            f"({MAX_FRAME_PIXELS:,} pixels, e.g. 4096 x 4096); downscale first, e.g. "
+            f"ffmpeg -i {src} -vf scale=1920:-2 smaller.mp4"
+        )
+    return info
 
 
 def measure_in_subprocess(
@@ -322,7 +364,7 @@ def measure_in_subprocess(
                "--batch", str(batch_size), "--stats", str(stats), "--no-progress"]
         if threads:
             cmd += ["--threads", str(threads)]
-        if max_frames:
+        if max_frames is not None:
             cmd += ["--max-frames", str(max_frames)]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         if done.returncode != 0:
@@ -526,8 +568,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        probe(args.input)  # fail fast, before loading a model
+    try:  # fail fast, before loading a model: input readable, outputs writable, arguments in range
+        check_video_args(args.input, args.output, gif=args.gif, stats=args.stats, batch_size=args.batch,
+                         max_frames=args.max_frames)
+        probe_frames(args.input)
         model = load_model(args.model, args.device)
         stats = process_video(
             args.input, args.output, model, smooth=args.smooth, batch_size=args.batch, gif=args.gif,
@@ -538,8 +582,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.stats:
-        Path(args.stats).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.stats).write_text(json.dumps(stats.to_dict(), indent=1))
+        atomic_write_text(args.stats, json.dumps(stats.to_dict(), indent=1))
     print(
         f"{stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} frames/s), "
         f"peak RSS growth {stats.rss_growth_mb:.0f} MiB -> {stats.output}"

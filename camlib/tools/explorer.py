@@ -20,6 +20,7 @@ fallback into the models side by side (GAP vs GMP in notebook 02).
 from __future__ import annotations
 
 import dataclasses
+import html
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from torch import nn
 from camlib.core.boxes import paper_box
 from camlib.core.cam import CAM, CAMOptions, fc_weights, maps_from_features, postprocess
 from camlib.core.viz import GT_COLOR, draw_box, overlay
+from camlib.datasets.files import decode_image_bytes, to_rgb_array
 from camlib.datasets.transforms import localization_input
 from camlib.models.imagenet import ImageNetModel
 
@@ -173,8 +175,19 @@ class CAMExplorer:
         return maps_from_features(cached.features, w, b, torch.tensor([[int(c)]]), head.kind, relu=head.relu)
 
     def add_image(self, name: str, image) -> None:
-        """Add an image (e.g. an uploaded file decoded with PIL) to the choices."""
-        self.images[name] = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
+        """Add an image to the choices: a PIL image or an array, read by
+        :func:`camlib.datasets.files.to_rgb_array` (16-bit scaled, RGBA's alpha dropped, float in [0, 1]
+        scaled by 255; anything else a ValueError naming ``name``)."""
+        self.images[name] = to_rgb_array(image, name)
+
+    def add_upload(self, name: str, content: bytes) -> str:
+        """Add an uploaded image file: decoded, turned upright by its EXIF orientation
+        (:func:`camlib.datasets.files.decode_image_bytes`); returns its name in the choices,
+        ``"upload: <name>"``. A file that is not a readable image raises
+        :class:`~camlib.datasets.files.UnreadableImageError` naming it; nothing is added."""
+        key = f"upload: {name}"
+        self.add_image(key, decode_image_bytes(content, f"upload {name}"))
+        return key
 
     def compute(self, state: ExplorerState | None = None) -> dict:
         """Everything one view shows: top-k names/probabilities, the selected class's map and box."""
@@ -269,6 +282,8 @@ class CAMExplorer:
         rule = W.Dropdown(options=list(BOX_RULES), value=s.rule, description="box rule")
         ups = W.ToggleButtons(options=["bilinear", "bicubic", "none"], value=s.upsample, description="upsample")
         upload = W.FileUpload(accept="image/*", multiple=False, description="upload")
+        status = W.HTML()  # an upload that cannot be read says so here, not as a traceback in the callback
+        status.add_class("camlib-upload-status")
         view = W.Image(format="png")
         readout = W.HTML()
         readout.add_class("camlib-readout")
@@ -291,14 +306,17 @@ class CAMExplorer:
             redraw()
 
         def on_upload(change):
-            from PIL import Image
-
             files = upload.value
             if not files:
                 return
             f = files[0] if isinstance(files, (list, tuple)) else next(iter(files.values()))
-            name = f"upload: {f['name']}"
-            self.add_image(name, Image.open(io.BytesIO(bytes(f["content"]))))
+            try:
+                name = self.add_upload(f["name"], f["content"])
+            except (OSError, ValueError) as exc:
+                status.value = f"<span style='color:#b00'>could not use {html.escape(str(f['name']))}: " \
+                               f"{html.escape(str(exc))}</span>"
+                return
+            status.value = f"added {html.escape(str(f['name']))}"
             image.options = list(self.images)
             image.value = name
 
@@ -309,7 +327,8 @@ class CAMExplorer:
         for w in (image, model):
             w.observe(new_input, names="value")
         upload.observe(on_upload, names="value")
-        controls = W.VBox([W.HBox([image, model, upload]), W.HBox([rank, rule]), thr, ups, readout])
+        controls = W.VBox([W.HBox([image, model, upload]), status, W.HBox([rank, rule]), thr, ups, readout])
+        self._upload_widgets = (upload, status, image)  # for tests: feed an upload, read the message
         return W.VBox([controls, view])
 
     def show(self, interactive: bool = True) -> None:
