@@ -111,7 +111,12 @@ def interleaved(fns: dict, rounds: int, warmup: int = 1) -> dict[str, list[float
 
 def _summary(times: list[float], batch: int) -> dict:
     best = min(times)
-    return {"best_s": best, "median_s": statistics.median(times), "images_per_s": batch / best, "times_s": times}
+    return {
+        "best_s": best,
+        "median_s": statistics.median(times),
+        "images_per_s": batch / best,
+        "times_s": times,
+    }
 
 
 def paired_ratio(slow: list[float], fast: list[float]) -> float:
@@ -122,6 +127,7 @@ def paired_ratio(slow: list[float], fast: list[float]) -> float:
 
 def ratios_of(times: dict[str, list[float]], best: bool = False) -> dict[str, float]:
     """camlib top-1 (and all-class) against each other method present, paired or best-of-rounds."""
+
     def r(ref: str, m: str) -> float:
         return min(times[ref]) / min(times[m]) if best else paired_ratio(times[ref], times[m])
 
@@ -153,11 +159,19 @@ def throughput(cfg: dict, have: set[str], log) -> tuple[list[dict], list[dict], 
             ratios = ratios_of(times)
             rows.append({"model": name, "batch": batch, "size": size, "rounds": cfg["rounds"][batch],
                          "methods": res, "ratios": ratios, "ratios_best": ratios_of(times, best=True)})  # fmt: skip
-            log(f"{name:>18} b{batch:<3}" + "".join(f" {k} {v['images_per_s']:7.1f}/s" for k, v in res.items())
-                + "  " + " ".join(f"{k.replace('camlib_top1_vs_', 'x')}={v:.2f}" for k, v in ratios.items()))
+            log(
+                f"{name:>18} b{batch:<3}"
+                + "".join(f" {k} {v['images_per_s']:7.1f}/s" for k, v in res.items())
+                + "  "
+                + " ".join(f"{k.replace('camlib_top1_vs_', 'x')}={v:.2f}" for k, v in ratios.items())
+            )
         cl_rows.append(channels_last_row(model, name, cfg, g, have))
-        log(f"{name:>18} channels-last: plain forward x{cl_rows[-1]['speedup']:.2f} faster; "
-            + " ".join(f"{k.replace('camlib_top1_vs_', 'x')}={v:.2f}" for k, v in cl_rows[-1]["ratios"].items()))
+        log(
+            f"{name:>18} channels-last: plain forward x{cl_rows[-1]['speedup']:.2f} faster; "
+            + " ".join(
+                f"{k.replace('camlib_top1_vs_', 'x')}={v:.2f}" for k, v in cl_rows[-1]["ratios"].items()
+            )
+        )
     return rows, cl_rows, agreement
 
 
@@ -172,7 +186,10 @@ def channels_last_row(model: nn.Module, name: str, cfg: dict, g: torch.Generator
         with torch.inference_mode():
             model(x)
 
-    fns = {"plain_contiguous": plain_contiguous, **make_methods(m_cl, x.contiguous(memory_format=torch.channels_last), have)}
+    fns = {
+        "plain_contiguous": plain_contiguous,
+        **make_methods(m_cl, x.contiguous(memory_format=torch.channels_last), have),
+    }
     times = interleaved(fns, cfg["rounds"][batch])
     return {"model": name, "batch": batch, "methods": {k: _summary(v, batch) for k, v in times.items()},
             "speedup": paired_ratio(times["plain_contiguous"], times["plain"]), "ratios": ratios_of(times)}  # fmt: skip
@@ -235,8 +252,13 @@ def cost_growth(cfg: dict, log) -> list[dict]:
             h = w = -(-p["size"] // 32)  # ResNet's feature grid
             maps_mb = p["batch"] * p["classes"] * h * w * 4 / 2**20  # the all-class maps themselves, float32
             rows.append({"axis": axis, "value": v, **p, "methods": res, "all_class_maps_mb": maps_mb})
-            log(f"growth {axis}={v:<6}" + "".join(
-                f" {k} {r['ms_per_image']:7.1f} ms/img {r['peak_mb'] or 0:7.1f} MiB" for k, r in res.items()))
+            log(
+                f"growth {axis}={v:<6}"
+                + "".join(
+                    f" {k} {r['ms_per_image']:7.1f} ms/img {r['peak_mb'] or 0:7.1f} MiB"
+                    for k, r in res.items()
+                )
+            )
     return rows
 
 
@@ -273,9 +295,13 @@ def check_agreement(agreement: dict) -> dict:
     out = {}
     for name, a in agreement.items():
         if "torchcam" in a:
-            out[f"{name}/torchcam_equal"] = a["torchcam"]["max_abs_diff"] < 1e-4 and a["torchcam"]["classes_equal"]
+            out[f"{name}/torchcam_equal"] = (
+                a["torchcam"]["max_abs_diff"] < 1e-4 and a["torchcam"]["classes_equal"]
+            )
         if "gradcam" in a:
-            out[f"{name}/gradcam_corr"] = min(a["gradcam"]["corr_raw_min"], a["gradcam"]["corr_input_min"]) > 0.99
+            out[f"{name}/gradcam_corr"] = (
+                min(a["gradcam"]["corr_raw_min"], a["gradcam"]["corr_input_min"]) > 0.99
+            )
     return out
 
 
@@ -319,8 +345,10 @@ def main(argv: list[str] | None = None) -> dict:
         sweeps.append(measure_sweep(n_maps, n_thr, n_reference=n_ref, repeats=3 if not args.quick else 1,
                                     size=cfg["size"] if args.quick else 224, with_cv2=importlib.util.find_spec("cv2") is not None))  # fmt: skip
         s = sweeps[-1]
-        log(f"sweep {n_thr} thresholds: vectorised {s['vectorised_maps_per_s']:.1f} maps/s, contour loop "
-            f"{s.get('contour_loop_maps_per_s', float('nan')):.1f}, skimage loop {s['skimage_loop_maps_per_s']:.1f}")
+        log(
+            f"sweep {n_thr} thresholds: vectorised {s['vectorised_maps_per_s']:.1f} maps/s, contour loop "
+            f"{s.get('contour_loop_maps_per_s', float('nan')):.1f}, skimage loop {s['skimage_loop_maps_per_s']:.1f}"
+        )
     growth = cost_growth(cfg, log)
     agree = check_agreement(agreement)
     record = {
@@ -343,8 +371,10 @@ def main(argv: list[str] | None = None) -> dict:
     write(record, args.out, args.figures)
     for k, v in record["targets"].items():
         if v["measured"]:
-            log(f"target {k} >= {v['target']}: min {v['min']:.2f}, geomean {v['geomean']:.2f} -> "
-                f"{'PASS' if v['pass'] else 'MISS'}")
+            log(
+                f"target {k} >= {v['target']}: min {v['min']:.2f}, geomean {v['geomean']:.2f} -> "
+                f"{'PASS' if v['pass'] else 'MISS'}"
+            )
     if not all(agree.values()):
         raise SystemExit(f"camlib disagrees with a reference implementation: {agree}")
     return record

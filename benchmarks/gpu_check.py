@@ -44,7 +44,10 @@ NO_CUDA = ("benchmarks/gpu_check.py needs a CUDA GPU, and torch.cuda.is_availabl
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
 
 
 def eval_cam_vs_plain(rounds: int, log) -> dict:
@@ -120,7 +123,9 @@ def torchrun_evaluate(images: int, workdir: Path, log) -> dict:
     if done.returncode != 0:
         raise RuntimeError(f"torchrun evaluate failed ({done.returncode}):\n{done.stderr[-3000:]}")
     rec = json.loads(out.read_text())
-    log(f"torchrun evaluate: {images} procedural images, every protocol, {wall:.1f} s wall (start-up included)")
+    log(
+        f"torchrun evaluate: {images} procedural images, every protocol, {wall:.1f} s wall (start-up included)"
+    )
     return {"command": " ".join(cmd[1:]), "wall_s": wall, "images": images,
             "world_size": rec.get("world_size"), "backend": rec.get("backend"),
             "n_images": rec.get("metrics", {}).get("n_images")}  # fmt: skip
@@ -135,7 +140,9 @@ def _jpeg_folder(root: Path, classes: int = 8, per_class: int = 40) -> Path:
         d.mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
             small = rng.integers(0, 255, (48, 58, 3), dtype=np.uint8)
-            Image.fromarray(small).resize((469, 387), Image.BICUBIC).save(d / f"n{c:08d}_{i}.JPEG", quality=90)
+            Image.fromarray(small).resize((469, 387), Image.BICUBIC).save(
+                d / f"n{c:08d}_{i}.JPEG", quality=90
+            )
     return root
 
 

@@ -113,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.rounds} rounds (best round):")  # fmt: skip
     for k in ("serial", "fit_workers", "bare"):
         print(f"  {k:12s} {rates[k]:8.1f} images/s")
-    print(f"  fit_workers / bare   {ratios['fit_workers/bare']:.2f}x (median of per-round ratios; goal >= 0.9)")
+    print(
+        f"  fit_workers / bare   {ratios['fit_workers/bare']:.2f}x (median of per-round ratios; goal >= 0.9)"
+    )
     print(f"  fit_workers / serial {ratios['fit_workers/serial']:.2f}x")
     print(f"  uptime before: {out['uptime']['before']}\n  uptime after:  {out['uptime']['after']}")
     if args.json is not None:

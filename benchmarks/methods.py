@@ -75,7 +75,9 @@ def build_model(name: str, size: int = 224) -> nn.Module:
     return model.eval() if name == "efficientnet_lite0" else calibrate_batchnorm(model, size)
 
 
-def calibrate_batchnorm(model: nn.Module, size: int = 224, batches: int = 2, batch_size: int = 8) -> nn.Module:
+def calibrate_batchnorm(
+    model: nn.Module, size: int = 224, batches: int = 2, batch_size: int = 8
+) -> nn.Module:
     """Give a random-initialised network's BatchNorm layers the statistics of random inputs.
 
     Fresh running statistics (mean 0, variance 1) leave a deep random network's last features at
@@ -122,7 +124,11 @@ def make_methods(model: nn.Module, x: Tensor, available: set[str]) -> dict[str, 
     def camlib_all():
         return cam(x, all_classes=True).maps
 
-    out: dict[str, Callable[[], object]] = {"plain": plain, "camlib_top1": camlib_top1, "camlib_all": camlib_all}
+    out: dict[str, Callable[[], object]] = {
+        "plain": plain,
+        "camlib_top1": camlib_top1,
+        "camlib_all": camlib_all,
+    }
     if "torchcam" in available:
         from torchcam.methods import CAM as TorchCAM
 

@@ -44,14 +44,18 @@ def plot_throughput(record: dict, folder: Path) -> Path:
     kinds = [k for k in kinds if k[0] in sw[0]]
     width = 0.8 / len(kinds)
     for j, (key, label) in enumerate(kinds):
-        ax.bar(np.arange(len(sw)) + (j - (len(kinds) - 1) / 2) * width, [s[key] for s in sw], width, label=label)
+        ax.bar(
+            np.arange(len(sw)) + (j - (len(kinds) - 1) / 2) * width, [s[key] for s in sw], width, label=label
+        )
     ax.set_xticks(range(len(sw)), [f"{s['thresholds']} thresholds" for s in sw])
     ax.set_yscale("log")
     ax.set_ylabel("maps / s (MaxBoxAcc + V2, 3 IoUs)")
     ax.set_title(f"threshold sweep, {sw[0]['size']}x{sw[0]['size']} maps")
     ax.legend(fontsize=7)
     m = record["machine"]
-    fig.suptitle(f"make bench: {m.get('cpu') or m['platform']}, {record['threads']} torch threads", fontsize=9)
+    fig.suptitle(
+        f"make bench: {m.get('cpu') or m['platform']}, {record['threads']} torch threads", fontsize=9
+    )
     fig.tight_layout()
     path = save_figure(fig, "bench_throughput", folder)
     plt.close(fig)

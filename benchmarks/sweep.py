@@ -32,7 +32,9 @@ def cam_like_maps(n: int, size: int = 224, seed: int = 0) -> tuple[np.ndarray, l
     """``n`` CAM-like maps (random 7 x 7 grids upsampled bicubically to ``size``, min-max normalised,
     float32) and one random ground-truth box per map."""
     g = torch.Generator().manual_seed(seed)
-    maps = torch.nn.functional.interpolate(torch.rand(n, 1, 7, 7, generator=g), size=(size, size), mode="bicubic")
+    maps = torch.nn.functional.interpolate(
+        torch.rand(n, 1, 7, 7, generator=g), size=(size, size), mode="bicubic"
+    )
     maps = maps[:, 0].numpy()
     lo, hi = maps.min(axis=(1, 2), keepdims=True), maps.max(axis=(1, 2), keepdims=True)
     maps = ((maps - lo) / (hi - lo)).astype(np.float32)
@@ -45,7 +47,9 @@ def cam_like_maps(n: int, size: int = 224, seed: int = 0) -> tuple[np.ndarray, l
     return maps, gts
 
 
-def contour_loop(maps, gt_boxes, thresholds, iou_thresholds=CHOE_IOU_THRESHOLDS) -> tuple[np.ndarray, np.ndarray]:
+def contour_loop(
+    maps, gt_boxes, thresholds, iou_thresholds=CHOE_IOU_THRESHOLDS
+) -> tuple[np.ndarray, np.ndarray]:
     """(largest, any) hit tables (B, D, T), one ``cv2.findContours`` per map and threshold."""
     import cv2
 
@@ -81,8 +85,16 @@ def _timed(fn, repeats: int) -> tuple[object, list[float]]:
     return out, times
 
 
-def measure_sweep(n: int, n_thresholds: int, *, n_reference: int | None = None, repeats: int = 3,
-                  size: int = 224, seed: int = 0, with_cv2: bool = True) -> dict:
+def measure_sweep(
+    n: int,
+    n_thresholds: int,
+    *,
+    n_reference: int | None = None,
+    repeats: int = 3,
+    size: int = 224,
+    seed: int = 0,
+    with_cv2: bool = True,
+) -> dict:
     """Maps per second of the three implementations on the same ``n`` maps, ``n_thresholds`` thresholds.
 
     Calls alternate (vectorised, loop, vectorised, ...) so load drift hits both; maps/s from the best

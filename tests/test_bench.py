@@ -87,7 +87,8 @@ def test_quick_bench_writes_the_record_and_the_figures(tmp_path):
     assert saved["quick"] is True and saved["threads"] >= 1 and "torch" in saved["versions"]
     assert set(saved["targets"]) == set(bench.TARGETS)
     assert {(r["model"], r["batch"]) for r in saved["throughput"]} == {
-        (m, b) for m in bench.QUICK["models"] for b in bench.QUICK["batches"]}
+        (m, b) for m in bench.QUICK["models"] for b in bench.QUICK["batches"]
+    }
     for r in saved["throughput"]:
         assert r["ratios"]["camlib_top1_vs_plain"] > 0
     assert all(s["identical_to_skimage_loop"] for s in saved["sweep"])

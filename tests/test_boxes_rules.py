@@ -39,7 +39,14 @@ def _released_reference(m, thresholds=(20, 100, 110)):
             rects.append((sl[1].start, sl[0].start, sl[1].stop - sl[1].start, sl[0].stop - sl[0].start))
         for sl in find_objects(label(~fg, connectivity=1)):
             if sl[0].start > 0 and sl[1].start > 0 and sl[0].stop < H and sl[1].stop < W:
-                rects.append((sl[1].start - 1, sl[0].start - 1, sl[1].stop - sl[1].start + 2, sl[0].stop - sl[0].start + 2))
+                rects.append(
+                    (
+                        sl[1].start - 1,
+                        sl[0].start - 1,
+                        sl[1].stop - sl[1].start + 2,
+                        sl[0].stop - sl[0].start + 2,
+                    )
+                )
     lim = [(min(max(x, 0), W - 5), min(max(y, 0), H - 5), max(min(w, W - x - 5), 0), max(min(h, H - y - 5), 0))
            for x, y, w, h in rects]  # fmt: skip
     lim.sort(key=lambda r: -r[2] * r[3])
@@ -76,7 +83,10 @@ def test_released_boxes_two_blobs_hand_checked():
 def test_released_boxes_equal_the_whole_image_reference(seed):
     rng = np.random.default_rng(seed)
     H, W = int(rng.integers(20, 50)), int(rng.integers(20, 50))
-    m = sum(rng.uniform(0.2, 1) * _blob(H, W, rng.uniform(0, W), rng.uniform(0, H), rng.uniform(2, 9)) for _ in range(3))
+    m = sum(
+        rng.uniform(0.2, 1) * _blob(H, W, rng.uniform(0, W), rng.uniform(0, H), rng.uniform(2, 9))
+        for _ in range(3)
+    )
     if seed % 2:
         m = m + 0.3 * rng.random((H, W))  # noise: many small components and holes
     if seed == 5:

@@ -54,11 +54,24 @@ def explorer_notebook(folder: Path) -> Path:
     import papermill as pm
 
     out = folder / NOTEBOOK.name
-    pm.execute_notebook(str(NOTEBOOK), str(out), prepare_only=True, kernel_name="python3", progress_bar=False,
-                        parameters={"INTERACTIVE": True, "RESULTS_DIR": str(folder / "results"),
-                                    "FIGURES_DIR": str(folder / "figures")})
+    pm.execute_notebook(
+        str(NOTEBOOK),
+        str(out),
+        prepare_only=True,
+        kernel_name="python3",
+        progress_bar=False,
+        parameters={
+            "INTERACTIVE": True,
+            "RESULTS_DIR": str(folder / "results"),
+            "FIGURES_DIR": str(folder / "figures"),
+        },
+    )
     nb = nbformat.read(str(out), as_version=4)
-    last = max(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and ".show(interactive=INTERACTIVE)" in c.source)
+    last = max(
+        i
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code" and ".show(interactive=INTERACTIVE)" in c.source
+    )
     nb.cells = nb.cells[: last + 1]
     nbformat.write(nb, str(out))
     return out
@@ -67,8 +80,10 @@ def explorer_notebook(folder: Path) -> Path:
 #: JupyterLab user settings for the run: start the notebook's kernel without asking, no news toasts.
 LAB_SETTINGS = {
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"autoStartDefaultKernel": True},
-    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
-                                                                        "checkForUpdates": False},
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+        "fetchNews": "false",
+        "checkForUpdates": False,
+    },
 }
 
 
@@ -80,19 +95,32 @@ def start_lab(folder: Path, port: int, token: str, log: Path, state: Path) -> su
     for name, values in LAB_SETTINGS.items():
         (state / "settings" / name).parent.mkdir(parents=True, exist_ok=True)
         (state / "settings" / name).write_text(json.dumps(values))
-    env = os.environ | {"JUPYTERLAB_WORKSPACES_DIR": str(state / "workspaces"),
-                        "JUPYTERLAB_SETTINGS_DIR": str(state / "settings"),
-                        "JUPYTER_RUNTIME_DIR": str(state / "runtime")}
-    args = (f"--no-browser --ip=127.0.0.1 --port={port} --ServerApp.port_retries=0 --IdentityProvider.token={token} "
-            "--LabApp.news_url=None --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate")
+    env = os.environ | {
+        "JUPYTERLAB_WORKSPACES_DIR": str(state / "workspaces"),
+        "JUPYTERLAB_SETTINGS_DIR": str(state / "settings"),
+        "JUPYTER_RUNTIME_DIR": str(state / "runtime"),
+    }
+    args = (
+        f"--no-browser --ip=127.0.0.1 --port={port} --ServerApp.port_retries=0 --IdentityProvider.token={token} "
+        "--LabApp.news_url=None --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"
+    )
     if os.geteuid() == 0:  # CI containers run as root; Jupyter refuses that unless told
         args += " --allow-root"
     # -o: do not redo `make setup` here (make test has just done it; a stamp older than pyproject.toml
     # would otherwise reinstall the environment under the running test); GIT_HOOK=: nor install git hooks
-    cmd = ["make", "--no-print-directory", "-o", ".venv/.camlib-setup", "GIT_HOOK=", "lab",
-           f"LAB_DIR={folder}", f"LAB_ARGS={args}"]
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    cmd = [
+        "make",
+        "--no-print-directory",
+        "-o",
+        ".venv/.camlib-setup",
+        "GIT_HOOK=",
+        "lab",
+        f"LAB_DIR={folder}",
+        f"LAB_ARGS={args}",
+    ]
+    return subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def wait_for_server(proc: subprocess.Popen, url: str, log: Path, timeout: float = 90) -> None:
@@ -147,8 +175,9 @@ def accept_kernel_dialog(page, wait_ms: int = 3000) -> None:
 def wait_text(page, selector: str, want: str, timeout_ms: int = 30_000) -> str:
     """Wait until ``selector``'s text is ``want``; fail showing the text it had instead."""
     try:
-        page.wait_for_function(f"document.querySelector({selector!r})?.innerText.trim() === {want!r}",
-                               timeout=timeout_ms)
+        page.wait_for_function(
+            f"document.querySelector({selector!r})?.innerText.trim() === {want!r}", timeout=timeout_ms
+        )
     except Exception:
         got = page.locator(selector).first.inner_text() if page.locator(selector).count() else None
         pytest.fail(f"{selector} shows {got!r}, expected {want!r}")
@@ -203,8 +232,11 @@ def test_notebook01_explorer_in_jupyterlab(tmp_path):
     chromium = chromium_path()
     if chromium is None:
         pytest.skip(f"browser check skipped: no Chromium found; {HOW_TO_GET}")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="browser check skipped: playwright is not "
-                                   "installed (it is in the dev extra: make setup, or pip install playwright)")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api",
+        reason="browser check skipped: playwright is not "
+        "installed (it is in the dev extra: make setup, or pip install playwright)",
+    )
     started = time.time()
     expected = expected_readouts()
     served = tmp_path / "lab"
@@ -218,8 +250,12 @@ def test_notebook01_explorer_in_jupyterlab(tmp_path):
         wait_for_server(lab, f"{base}/api/status?token={token}", log)
         with sync_api.sync_playwright() as pw:
             context = pw.chromium.launch_persistent_context(
-                str(tmp_path / "chromium-profile"), executable_path=chromium, headless=True, args=list(CHROMIUM_FLAGS),
-                viewport={"width": 1400, "height": 1100})
+                str(tmp_path / "chromium-profile"),
+                executable_path=chromium,
+                headless=True,
+                args=list(CHROMIUM_FLAGS),
+                viewport={"width": 1400, "height": 1100},
+            )
             page = context.new_page()
             try:
                 page.goto(f"{base}/lab/tree/{nb.name}?token={token}")
@@ -234,7 +270,9 @@ def test_notebook01_explorer_in_jupyterlab(tmp_path):
                 for _ in range(8):  # 0.20 -> 0.60 in steps of 0.05, as a keyboard user would
                     page.keyboard.press("ArrowRight")
                 wait_text(page, f"{SLIDER} .widget-readout", "0.60")
-                after = wait_text(page, READOUT, expected[0.6])  # recomputed by the kernel from cached features
+                after = wait_text(
+                    page, READOUT, expected[0.6]
+                )  # recomputed by the kernel from cached features
                 widget = page.locator(".jp-OutputArea-output", has=page.locator(READOUT))
                 widget.scroll_into_view_if_needed()
                 page.wait_for_timeout(500)  # the new overlay image to paint

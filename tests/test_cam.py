@@ -120,7 +120,9 @@ def test_target_out_of_range_and_conflicts():
 )
 def test_non_cam_heads_rejected_with_way_out(make, match):
     with pytest.raises(NotCAMCompatibleError, match=match) as err:
-        CAM(make())(torch.randn(1, 3, 96, 96) if match != "normalisation after pooling" else torch.randn(1, 3, 64, 64))
+        CAM(make())(
+            torch.randn(1, 3, 96, 96) if match != "normalisation after pooling" else torch.randn(1, 3, 64, 64)
+        )
     assert "Ways out" in str(err.value)
 
 
@@ -178,7 +180,12 @@ def test_postprocess_options():
     assert torch.isnan(n[..., 0, 0]) and n[..., 1, 1] == 1
     with pytest.raises(ValueError, match="original_size"):
         postprocess(maps, CAMOptions(size="original"))
-    assert CAMOptions().to_dict() == {"upsample": "bilinear", "size": "input", "relu": False, "normalize": "minmax"}
+    assert CAMOptions().to_dict() == {
+        "upsample": "bilinear",
+        "size": "input",
+        "relu": False,
+        "normalize": "minmax",
+    }
 
 
 def test_gmp_detected_even_with_tiny_logits():
@@ -239,7 +246,9 @@ def test_normalize_maps_regular_maps_unchanged_and_huge_range_does_not_overflow(
     assert torch.equal(normalize_maps(m, "max"), m / hi)
     huge = torch.tensor([[-3e38, 0.0], [1e38, 3e38]])[None, None]  # max - min overflows float32
     out = normalize_maps(huge)
-    assert torch.isfinite(out).all() and out.min() == 0 and out.max() == 1 and abs(out[0, 0, 0, 1] - 0.5) < 1e-6
+    assert (
+        torch.isfinite(out).all() and out.min() == 0 and out.max() == 1 and abs(out[0, 0, 0, 1] - 0.5) < 1e-6
+    )
 
 
 @pytest.mark.parametrize(
@@ -292,7 +301,12 @@ def test_integer_targets_of_any_integer_dtype_still_accepted():
     from camlib.core.cam import select_classes
 
     logits = torch.zeros(2, 4)
-    for t in ([1, 3], torch.tensor([1, 3], dtype=torch.int32), np.array([1, 3]), torch.tensor([1, 3], dtype=torch.uint8)):
+    for t in (
+        [1, 3],
+        torch.tensor([1, 3], dtype=torch.int32),
+        np.array([1, 3]),
+        torch.tensor([1, 3], dtype=torch.uint8),
+    ):
         assert select_classes(logits, t).tolist() == [[1], [3]]
     assert select_classes(logits, 2).tolist() == [[2], [2]]
     with pytest.raises(TargetError, match="topk"):
@@ -306,8 +320,9 @@ def _fresh_vit() -> nn.Module:
     from torchvision.models.vision_transformer import VisionTransformer
 
     torch.manual_seed(0)
-    return VisionTransformer(image_size=32, patch_size=8, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=32,
-                             num_classes=10)
+    return VisionTransformer(
+        image_size=32, patch_size=8, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=32, num_classes=10
+    )
 
 
 def test_zero_classifier_cannot_be_decided():

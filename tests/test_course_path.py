@@ -27,5 +27,7 @@ def test_path_times_are_the_reference_runtimes():
     claims += re.findall(r"\b(\d\d): (\d+) s", text) + re.findall(r"\b(\d\d) \((\d+) s \(a\)\)", text)
     assert len(claims) >= 8, claims
     for nb, seconds in claims:
-        assert int(seconds) == _runtime(nb), f"notebook {nb}: the path says {seconds} s, results/ says {_runtime(nb)} s"
+        assert int(seconds) == _runtime(nb), (
+            f"notebook {nb}: the path says {seconds} s, results/ says {_runtime(nb)} s"
+        )
     assert "MEASURE" not in text

@@ -92,7 +92,10 @@ LABEL_SETS = [
 @pytest.mark.parametrize("labels", LABEL_SETS, ids=lambda a: f"n{len(a)}")
 def test_splits_identical_to_the_old_helpers(labels, seed):
     for share in (0.5, 0.7, 0.8):
-        new, old = stratified_split(labels, seed, train_share=share), old_split_halves(labels, seed, train_share=share)
+        new, old = (
+            stratified_split(labels, seed, train_share=share),
+            old_split_halves(labels, seed, train_share=share),
+        )
         assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(new, old, strict=True))
     new, old = stratified_split(labels, seed), old_stratified_halves(labels, seed)
     assert all(np.array_equal(a, b) for a, b in zip(new, old, strict=True))
@@ -107,7 +110,10 @@ def test_splits_identical_to_the_old_helpers(labels, seed):
         new = split_per_class(labels, n_train, n_test, seed)
         assert all(np.array_equal(a, b) for a, b in zip(new, old, strict=True)), n_min
     for n in (0, 1, 17, len(labels)):
-        assert all(np.array_equal(a, b) for a, b in zip(random_halves(n, seed), old_random_halves(n, seed), strict=True))
+        assert all(
+            np.array_equal(a, b)
+            for a, b in zip(random_halves(n, seed), old_random_halves(n, seed), strict=True)
+        )
 
 
 def test_splits_are_disjoint_and_stratified():
@@ -131,7 +137,10 @@ def test_the_old_names_are_the_new_functions():
     assert discovery.split_halves is stratified_split and table5.split_per_class is split_per_class
     assert wsol.random_halves is random_halves and discovery.lite0_input is lite0_input
     assert localize.WholeImage is WholeImage and localize.whole_image_transform is whole_image_transform
-    assert gap_vs_gmp.imagenet_eval_transform is imagenet_eval_transform and units.resize_preprocess is resize_preprocess
+    assert (
+        gap_vs_gmp.imagenet_eval_transform is imagenet_eval_transform
+        and units.resize_preprocess is resize_preprocess
+    )
 
 
 # ----------------------------------------------------------------------------- files
@@ -168,7 +177,10 @@ def test_image_folder_is_torchvisions_imagefolder_order(tmp_path):
             _png(tmp_path / cls / n)
     paths, labels, classes = image_folder(tmp_path)
     ref = ImageFolder(str(tmp_path))
-    assert classes == ref.classes and [(str(p), int(y)) for p, y in zip(paths, labels, strict=True)] == ref.samples
+    assert (
+        classes == ref.classes
+        and [(str(p), int(y)) for p, y in zip(paths, labels, strict=True)] == ref.samples
+    )
 
 
 def test_image_files_items_labels_and_display(tmp_path):
@@ -198,7 +210,9 @@ def test_unreadable_files_raise_or_are_skipped_like_ilsvrc(tmp_path):
 
     strict = ImageFiles([good, trunc, missing], [0, 1, 2], to_tensor)
     assert strict[0][0].shape == (3, 8, 8)
-    with pytest.raises(UnreadableImageError, match=r"trunc.png: cannot read image 1 of 3.*Fix: .*errors='skip'"):
+    with pytest.raises(
+        UnreadableImageError, match=r"trunc.png: cannot read image 1 of 3.*Fix: .*errors='skip'"
+    ):
         strict[1]
     with pytest.raises(UnreadableImageError, match="missing.jpg"):
         strict[2]
@@ -211,7 +225,7 @@ def test_unreadable_files_raise_or_are_skipped_like_ilsvrc(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         batches = list(DataLoader(lenient, batch_size=3, collate_fn=collate_skipping))
-    (x, labels), = batches
+    ((x, labels),) = batches
     assert x.shape == (1, 3, 8, 8) and list(labels) == [0]
     assert [(s["index"], s["path"]) for s in labels.skipped] == [(1, str(trunc)), (2, str(missing))]
     assert all(s["error"] for s in labels.skipped) and len(lenient.skipped) >= 1
@@ -240,10 +254,19 @@ def _png16(path, rows):
     raw = b"".join(b"\x00" + a[y].astype(">u2").tobytes() for y in range(h))
 
     def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, color, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, color, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -309,7 +332,11 @@ def test_whole_image_tensor_resample_unchanged_and_rectangular():
 
     im = _photo()
     norm = PixelNormalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), scale=True)
-    ref = norm(T.Compose([T.ToImage(), T.Resize((32, 32), antialias=True), T.ToDtype(torch.float32, scale=False)])(im))
+    ref = norm(
+        T.Compose([T.ToImage(), T.Resize((32, 32), antialias=True), T.ToDtype(torch.float32, scale=False)])(
+            im
+        )
+    )
     assert torch.equal(WholeImage(norm, 32)(im), ref)
     assert WholeImage(norm, (20, 30))(im).shape == (3, 20, 30)
     with pytest.raises(ValueError, match="resample"):
@@ -325,8 +352,14 @@ def test_resize_preprocess_matches_the_old_pipeline_to_float_precision():
     pre = ResNet18_Weights.DEFAULT.transforms()
     model = SimpleNamespace(preprocess=pre, input_size=(40, 48))
     im = _photo()
-    old = T.Compose([T.ToImage(), T.Resize((40, 48), antialias=True), T.ToDtype(torch.float32, scale=True),
-                     T.Normalize(mean=list(pre.mean), std=list(pre.std))])(im)
+    old = T.Compose(
+        [
+            T.ToImage(),
+            T.Resize((40, 48), antialias=True),
+            T.ToDtype(torch.float32, scale=True),
+            T.Normalize(mean=list(pre.mean), std=list(pre.std)),
+        ]
+    )(im)
     new = resize_preprocess(model)(im)
     assert new.shape == old.shape and torch.allclose(new, old, atol=1e-5, rtol=0)
     lite = SimpleNamespace(preprocess=T.Compose([T.ToImage()]), input_size=(8, 8))

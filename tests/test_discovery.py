@@ -95,9 +95,13 @@ def _toy(seed=0):
 def test_hard_negative_mining_recovers_the_right_boundary():
     pos, pool, hard = _toy()
     fit = lambda X, y: fit_linear_svm(X, y, Cs=(10.0,), cv=2)  # noqa: E731  (a hard-margin-like SVM)
-    res = D.mine_hard_negatives(pos, pool, n_initial=20, initial=np.arange(20), rounds=3, per_round=20, fit=fit)
+    res = D.mine_hard_negatives(
+        pos, pool, n_initial=20, initial=np.arange(20), rounds=3, per_round=20, fit=fit
+    )
     first, last = res.history[0], res.history[-1]
-    assert first["pool_false_positives"] >= 12  # random (easy) negatives: every hard negative is called positive
+    assert (
+        first["pool_false_positives"] >= 12
+    )  # random (easy) negatives: every hard negative is called positive
     assert last["pool_false_positives"] == 0  # after mining: none
     assert set(hard.tolist()) <= set(res.negatives.tolist())  # it found every hard negative
     assert len(res.negatives) < 20 + 3 * 20  # and stopped adding once nothing violated the margin
@@ -137,8 +141,14 @@ def test_detection_scores_hand_boxes():
     out = D.detection_scores(pred, gt)
     assert (out["tp"], out["n_pred"], out["n_gt"]) == (1, 3, 3)
     assert out["precision"] == pytest.approx(100 / 3) and out["recall"] == pytest.approx(100 / 3)
-    twice = D.detection_scores([np.array([[0, 0, 9, 9], [0, 0, 9, 9]])], [np.array([[0, 0, 9, 9], [-1, -1, -1, -1]])])
-    assert (twice["tp"], twice["precision"], twice["recall"]) == (1, 50.0, 100.0)  # one-to-one; -1 rows ignored
+    twice = D.detection_scores(
+        [np.array([[0, 0, 9, 9], [0, 0, 9, 9]])], [np.array([[0, 0, 9, 9], [-1, -1, -1, -1]])]
+    )
+    assert (twice["tp"], twice["precision"], twice["recall"]) == (
+        1,
+        50.0,
+        100.0,
+    )  # one-to-one; -1 rows ignored
     loose = D.detection_scores(pred[1:2], gt[1:2], iou_threshold=0.1)
     assert loose["tp"] == 1
     assert D.detection_scores([np.zeros((0, 4))], [np.zeros((0, 4))])["f1"] == 0.0
@@ -195,13 +205,19 @@ def test_probe_cams_are_the_svm_weights_on_the_feature_maps():
     assert top.shape == (3, 16, 16) and (np.isclose(peak, 1.0, atol=1e-5) | (peak == 0)).all()
     # two probes stacked: one pass, the second probe's classes come after the first's
     other = fit_linear_svm(X, 1 - y, Cs=(1.0,), cv=2)
-    both, table, pooled = D.probe_cams(net, [probe, other], x, head, (8, 8), targets=np.tile([1, 3], (24, 1)), features=True)
+    both, table, pooled = D.probe_cams(
+        net, [probe, other], x, head, (8, 8), targets=np.tile([1, 3], (24, 1)), features=True
+    )
     assert both.shape == (24, 4) and table.shape == (24, 2, 8, 8) and np.allclose(pooled, X, atol=1e-5)
-    assert np.allclose(both[:, 3], other.decision_function(X), atol=1e-4) and np.allclose(table[:, 0], maps, atol=1e-5)
+    assert np.allclose(both[:, 3], other.decision_function(X), atol=1e-4) and np.allclose(
+        table[:, 0], maps, atol=1e-5
+    )
 
 
 def test_require_folder_and_image_files(tmp_path):
-    with pytest.raises(DatasetNotFoundError, match=r"(?s)PROFILE='paper' needs SUN_ROOT.*not set.*Expected layout"):
+    with pytest.raises(
+        DatasetNotFoundError, match=r"(?s)PROFILE='paper' needs SUN_ROOT.*not set.*Expected layout"
+    ):
         D.require_folder(None, "SUN_ROOT", "<SUN_ROOT>/Images/...", "download SUN2012")
     with pytest.raises(DatasetNotFoundError, match="is not a folder"):
         D.require_folder(tmp_path / "missing", "SVT_ROOT", "svt1/", "prepare('svt')")
@@ -219,7 +235,13 @@ def test_require_folder_and_image_files(tmp_path):
 
 
 def test_phrase_split_and_word_matching():
-    caps = ["A lake; mirror in lake below a house", "a mirror on a wall", "a still pond", "Lake view", "mirror-in-lake!"]
+    caps = [
+        "A lake; mirror in lake below a house",
+        "a mirror on a wall",
+        "a still pond",
+        "Lake view",
+        "mirror-in-lake!",
+    ]
     assert caption_words("Mirror-in lake!") == ["mirror", "in", "lake"]
     assert has_phrase(caps[0], "mirror in lake") and has_phrase(caps[4], "Mirror in lake")
     assert not has_phrase(caps[1], "mirror in lake")
@@ -256,15 +278,23 @@ def test_caption_generator_is_deterministic_and_boxes_match_captions():
 def test_caption_folder_readers(tmp_path):
     for name in ("a.jpg", "b.jpg"):
         Image.new("RGB", (8, 8)).save(tmp_path / name)
-    (tmp_path / "captions.tsv").write_text("# comment\na.jpg\tA mirror in lake\nb.jpg\tcows\na.jpg\tcalm\nzz.jpg\tgone\n")
+    (tmp_path / "captions.tsv").write_text(
+        "# comment\na.jpg\tA mirror in lake\nb.jpg\tcows\na.jpg\tcalm\nzz.jpg\tgone\n"
+    )
     paths, caps = load_caption_folder(tmp_path)
     assert [p.name for p in paths] == ["a.jpg", "b.jpg"] and caps == ["A mirror in lake ; calm", "cows"]
     coco = tmp_path / "coco"
     (coco / "annotations").mkdir(parents=True)
     (coco / "val2014").mkdir()
     Image.new("RGB", (8, 8)).save(coco / "val2014" / "x.jpg")
-    (coco / "annotations" / "captions_val2014.json").write_text(json.dumps(
-        {"images": [{"id": 7, "file_name": "x.jpg"}], "annotations": [{"image_id": 7, "caption": "a view out of window"}]}))
+    (coco / "annotations" / "captions_val2014.json").write_text(
+        json.dumps(
+            {
+                "images": [{"id": 7, "file_name": "x.jpg"}],
+                "annotations": [{"image_id": 7, "caption": "a view out of window"}],
+            }
+        )
+    )
     paths, caps = load_caption_folder(coco)
     assert [p.name for p in paths] == ["x.jpg"] and caps == ["a view out of window"]
     with pytest.raises(FileNotFoundError, match="captions.tsv"):

@@ -80,9 +80,13 @@ def test_probe_cams_leave_the_model_as_it_was_and_match_the_cam_core():
     out = CAM(net, "bn", "fc")(x)
     raw = out.maps[:, 0].numpy()
     top = raw.max((1, 2), keepdims=True)
-    small = D.CAMPass(net, HEAD, (4, 4))(probe, x)[1]  # the conv keeps 16 x 16, so upsampling is a no-op at 16
+    small = D.CAMPass(net, HEAD, (4, 4))(probe, x)[
+        1
+    ]  # the conv keeps 16 x 16, so upsampling is a no-op at 16
     assert np.array_equal(out.classes[:, 0].numpy(), scores.argmax(1))
-    assert np.allclose(maps, np.where(top > 0, raw / np.where(top > 0, top, 1), 0), atol=1e-5) and small.shape == (12, 4, 4)
+    assert np.allclose(
+        maps, np.where(top > 0, raw / np.where(top > 0, top, 1), 0), atol=1e-5
+    ) and small.shape == (12, 4, 4)
 
 
 # --------------------------------------------------------------------------- 1. informative objects
@@ -107,7 +111,9 @@ def _scene_split(n: int, offset: int):
     inst = np.ones((4, 4), np.int64)
     inst[:, 2:] = 2
     inputs = torch.arange(offset, offset + n, dtype=torch.float32)[:, None, None, None].expand(n, 3, 4, 4)
-    split = DS.SceneSplit(inputs, labels, lambda i: (inst, np.array([0, 1])), lambda i: np.zeros((4, 4, 3), np.uint8))
+    split = DS.SceneSplit(
+        inputs, labels, lambda i: (inst, np.array([0, 1])), lambda i: np.zeros((4, 4, 3), np.uint8)
+    )
     return split
 
 
@@ -117,18 +123,37 @@ def test_informative_objects_hand_case_chooses_the_fraction_on_validation_only()
     for i in range(n_val + n_test):
         cls = i % 2
         maps[i, :, 2 * cls : 2 * cls + 2] = 1.0  # the own scene's object is hot ...
-        maps[i, :, 2 - 2 * cls : 4 - 2 * cls] = 0.45  # ... the other one lukewarm: in the region only when t <= 0.45
+        maps[i, :, 2 - 2 * cls : 4 - 2 * cls] = (
+            0.45  # ... the other one lukewarm: in the region only when t <= 0.45
+        )
     scores = np.zeros((n_val + n_test, 2))
     scores[np.arange(n_val + n_test), np.arange(n_val + n_test) % 2] = 1.0
     scores[n_val, :] = [0.0, 2.0]  # one test image of class 0 misclassified
     truth = np.array([[1.0, -1.0], [-1.0, 1.0]])
     X, y = np.random.default_rng(0).normal(size=(10, 3)), np.arange(10) % 2
     cams = _FakeCams(maps, scores)
-    res = DS.informative_objects(cams, X, y, _scene_split(n_test, n_val), truth, n_objects=2, svm=SVM,
-                                 val=_scene_split(n_val, 0), fractions=(0.4, 0.5), k=1, class_names=["a", "b"],
-                                 chunk=3, keep_maps=True)
-    assert res.fraction == 0.5 and res.val_spearman == pytest.approx({0.4: 0.0, 0.5: 1.0})  # t = 0.4: both objects, ties
-    assert res.rank["cam"].tolist() == [[1.0, 0.0], [0.0, 1.0]] and res.rank["frequency"].tolist() == [[1, 1], [1, 1]]
+    res = DS.informative_objects(
+        cams,
+        X,
+        y,
+        _scene_split(n_test, n_val),
+        truth,
+        n_objects=2,
+        svm=SVM,
+        val=_scene_split(n_val, 0),
+        fractions=(0.4, 0.5),
+        k=1,
+        class_names=["a", "b"],
+        chunk=3,
+        keep_maps=True,
+    )
+    assert res.fraction == 0.5 and res.val_spearman == pytest.approx(
+        {0.4: 0.0, 0.5: 1.0}
+    )  # t = 0.4: both objects, ties
+    assert res.rank["cam"].tolist() == [[1.0, 0.0], [0.0, 1.0]] and res.rank["frequency"].tolist() == [
+        [1, 1],
+        [1, 1],
+    ]
     assert res.scored["cam"]["precision_at_k"] == 100.0 and res.scored["frequency"]["spearman"] == 0.0
     assert res.accuracy == 100.0 * 7 / 8 and cams.calls == [3, 3, 3, 3, 2]  # chunks of 3
     assert np.array_equal(res.maps, maps[n_val:])
@@ -137,14 +162,32 @@ def test_informative_objects_hand_case_chooses_the_fraction_on_validation_only()
     # both objects are in every image of both scenes: the tf-idf baseline scores them 0, and says so in the results
     assert res.rank["tfidf"].tolist() == [[0.0, 0.0], [0.0, 0.0]] and m["tfidf_ranking"]["spearman"] == 0.0
     assert "tf-idf" in res.measured() and "tf-idf:" in res.summary(["a", "b"], ["left", "right"])
-    assert res.ranking_at(_scene_split(n_test, n_val), 2, fraction=0.4, min_cover=0.5)["cam"].tolist() == [[1, 1], [1, 1]]
+    assert res.ranking_at(_scene_split(n_test, n_val), 2, fraction=0.4, min_cover=0.5)["cam"].tolist() == [
+        [1, 1],
+        [1, 1],
+    ]
     assert "t = 0.5" in res.summary(["a", "b"], ["left", "right"]) and "Measured" in res.measured()
     # one fraction: used as given, no validation needed; several without validation: refused
-    fixed = DS.informative_objects(_FakeCams(maps, scores), X, y, _scene_split(n_test, n_val), truth, n_objects=2,
-                                   svm=SVM, fractions=(0.4,), k=1)
-    assert fixed.fraction == 0.4 and fixed.val_spearman == {} and "n_val" not in fixed.metrics(["a", "b"], ["l", "r"])
+    fixed = DS.informative_objects(
+        _FakeCams(maps, scores),
+        X,
+        y,
+        _scene_split(n_test, n_val),
+        truth,
+        n_objects=2,
+        svm=SVM,
+        fractions=(0.4,),
+        k=1,
+    )
+    assert (
+        fixed.fraction == 0.4
+        and fixed.val_spearman == {}
+        and "n_val" not in fixed.metrics(["a", "b"], ["l", "r"])
+    )
     with pytest.raises(ValueError, match="validation"):
-        DS.informative_objects(cams, X, y, _scene_split(n_test, n_val), truth, n_objects=2, svm=SVM, fractions=(0.4, 0.5))
+        DS.informative_objects(
+            cams, X, y, _scene_split(n_test, n_val), truth, n_objects=2, svm=SVM, fractions=(0.4, 0.5)
+        )
 
 
 def test_sun_scenes_rasterize_at_the_input_size_and_fig9_rows(tmp_path):
@@ -153,17 +196,23 @@ def test_sun_scenes_rasterize_at_the_input_size_and_fig9_rows(tmp_path):
         paths.append(tmp_path / f"im{i}.png")
         Image.new("RGB", (w, h)).save(paths[-1])
     square = np.array([[0, 0], [19, 0], [19, 9], [0, 9]], float)  # x 0..19, y 0..9: a quarter of image 0
-    sun = [SunImage(paths[0], "dining_room", None, [("table", square)]),
-           SunImage(paths[1], "kitchen", (20, 20), [("table", square), ("lamp", square)])]
+    sun = [
+        SunImage(paths[0], "dining_room", None, [("table", square)]),
+        SunImage(paths[1], "kitchen", (20, 20), [("table", square), ("lamp", square)]),
+    ]
     files = D.ImageFiles(paths, 8, labels=[0, 1])
     split = DS.sun_scenes(sun, files, [1, 0], ["table", "wall"], 8)
     assert split.labels.tolist() == [1, 0] and len(split) == 2 and split.image(1).shape == (8, 8, 3)
     inst, types = split.objects(1)  # image 0: 40 x 20 (from the file header) -> 8 x 8
-    assert types.tolist() == [0] and inst.shape == (8, 8) and (inst[:4, :4] == 1).all() and (inst[4:] == 0).all()
+    assert (
+        types.tolist() == [0] and inst.shape == (8, 8) and (inst[:4, :4] == 1).all() and (inst[4:] == 0).all()
+    )
     assert split.objects(0)[1].tolist() == [0, -1]  # "lamp" is outside the vocabulary
     with pytest.raises(ValueError, match="same list"):
         DS.sun_scenes(sun[:1], files, [0], ["table"], 8)
-    res = DS.InformativeObjects(None, 0.0, 0.5, {}, 0.5, {"cam": np.array([[0.96, 0.1], [0.0, 0.0]])}, {}, 1, None, 1)
+    res = DS.InformativeObjects(
+        None, 0.0, 0.5, {}, 0.5, {"cam": np.array([[0.96, 0.1], [0.0, 0.0]])}, {}, 1, None, 1
+    )
     rows = DS.fig9_comparisons(res, ["dining_room", "kitchen"], ["table", "wall"], "tiny")
     assert [(r["paper_ref"], r["reproduced"]) for r in rows] == [("fig9.dining_room.table", 96.0)]
     assert DS.fig9_comparisons(res, ["kitchen", "bath"], ["table"], "tiny") == []
@@ -182,11 +231,28 @@ def test_concept_localization_points_at_the_patch_and_beats_the_centre():
     X = extract_features(net, x[:n_tr], "bn", relu=True, progress=False)[0]
     confusers = {"mirror in lake": np.zeros(n_te, bool)}
     confusers["mirror in lake"][1::3] = True  # some negatives named confusers (here: plain negatives)
-    test = DS.CaptionSplit(x[n_tr:], caps[n_tr:], lambda i: np.zeros((16, 16, 3), np.uint8),
-                           {"mirror in lake": boxes[n_tr:]}, confusers)
+    test = DS.CaptionSplit(
+        x[n_tr:],
+        caps[n_tr:],
+        lambda i: np.zeros((16, 16, 3), np.uint8),
+        {"mirror in lake": boxes[n_tr:]},
+        confusers,
+    )
     cams = D.CAMPass(net, HEAD, (16, 16), batch_size=16)
-    res = DS.concept_localization(cams, X, caps[:n_tr], test, ["mirror in lake", "lonely owl"], svm=SVM, seed=0,
-                                  negatives_per_positive=0.5, added_per_positive=0.25, rounds=2, chunk=25, keep_maps=True)
+    res = DS.concept_localization(
+        cams,
+        X,
+        caps[:n_tr],
+        test,
+        ["mirror in lake", "lonely owl"],
+        svm=SVM,
+        seed=0,
+        negatives_per_positive=0.5,
+        added_per_positive=0.25,
+        rounds=2,
+        chunk=25,
+        keep_maps=True,
+    )
     assert list(res.detectors) == ["mirror in lake"] and "lonely owl" in res.skipped
     row = res.rows["mirror in lake"]
     assert row["n_test_pos"] == 20 and row["n_test_neg"] == 40 and row["n_test_confusers"] == 20
@@ -201,15 +267,37 @@ def test_concept_localization_points_at_the_patch_and_beats_the_centre():
     ap = 100 * average_precision_score(has[n_tr:], d.mined.probe.decision_function(X_te))
     assert row["mined"]["ap"] == pytest.approx(ap, abs=1e-6)
     assert len(d.random_negatives) == len(d.mined.negatives) and d.confusers is None
-    assert res.maps.shape == (n_te, 2, 16, 16) and np.array_equal(res.peaks[pos, 0], D.cam_peaks(res.maps[pos, 0]))
+    assert res.maps.shape == (n_te, 2, 16, 16) and np.array_equal(
+        res.peaks[pos, 0], D.cam_peaks(res.maps[pos, 0])
+    )
     m = res.metrics()
-    assert set(m) == {"per_phrase", "mean_ap", "mean_pointing_acc", "mean_confuser_false_positive_rate", "n_train", "n_test"}
+    assert set(m) == {
+        "per_phrase",
+        "mean_ap",
+        "mean_pointing_acc",
+        "mean_confuser_false_positive_rate",
+        "n_train",
+        "n_test",
+    }
     assert m["per_phrase"]["mirror in lake"]["n_train_pos"] == 40 and "Measured" in res.measured()
     # without concept boxes / confusers (the paper's caption folders): AP only
     bare = DS.CaptionSplit(x[n_tr:], caps[n_tr:], lambda i: np.zeros((16, 16, 3), np.uint8))
-    res2 = DS.concept_localization(cams, X, caps[:n_tr], bare, ["mirror in lake"], svm=SVM, seed=0,
-                                   negatives_per_positive=0.5, added_per_positive=0.25, rounds=2)
-    assert set(res2.rows["mirror in lake"]["mined"]) == {"ap"} and res2.rows["mirror in lake"]["mined"]["ap"] == row["mined"]["ap"]
+    res2 = DS.concept_localization(
+        cams,
+        X,
+        caps[:n_tr],
+        bare,
+        ["mirror in lake"],
+        svm=SVM,
+        seed=0,
+        negatives_per_positive=0.5,
+        added_per_positive=0.25,
+        rounds=2,
+    )
+    assert (
+        set(res2.rows["mirror in lake"]["mined"]) == {"ap"}
+        and res2.rows["mirror in lake"]["mined"]["ap"] == row["mined"]["ap"]
+    )
     assert res2.maps is None and set(res2.metrics()) == {"per_phrase", "mean_ap", "n_train", "n_test"}
 
 
@@ -220,12 +308,24 @@ def test_train_concept_detectors_sizes_and_confuser_counts():
     X[:20, 0] += 3.0
     conf = np.zeros(80, bool)
     conf[20:30] = True
-    det = DS.train_concept_detectors(X, caps, ["view out of window"], svm=SVM, seed=0, negatives_per_positive=0.5,
-                                     added_per_positive=0.25, rounds=1, confusers={"view out of window": conf})
+    det = DS.train_concept_detectors(
+        X,
+        caps,
+        ["view out of window"],
+        svm=SVM,
+        seed=0,
+        negatives_per_positive=0.5,
+        added_per_positive=0.25,
+        rounds=1,
+        confusers={"view out of window": conf},
+    )
     d = det["view out of window"]
     assert d.mined.history[0]["n_negatives"] == 10 and d.mined.history[0]["added"] <= 5
     assert set(d.pool.tolist()) == set(range(20, 80)) and d.positives.tolist() == list(range(20))
-    assert d.confusers == {"mined": int(conf[d.pool[d.mined.negatives]].sum()), "random": int(conf[d.random_negatives].sum())}
+    assert d.confusers == {
+        "mined": int(conf[d.pool[d.mined.negatives]].sum()),
+        "random": int(conf[d.random_negatives].sum()),
+    }
 
 
 # --------------------------------------------------------------------------- 3. text
@@ -238,21 +338,42 @@ def test_text_detector_finds_the_patch_and_reports_every_score():
     for name, n in (("train", 80), ("val", 30), ("test", 40)):
         labels = np.arange(n) % 2
         x, boxes = _patch_images(n, labels == 1, rng)
-        splits[name] = DS.TextSplit(x, labels, [b[None] for b in boxes], lambda i: np.zeros((16, 16, 3), np.uint8))
+        splits[name] = DS.TextSplit(
+            x, labels, [b[None] for b in boxes], lambda i: np.zeros((16, 16, 3), np.uint8)
+        )
     X = extract_features(net, splits["train"].inputs, "bn", relu=True, progress=False)[0]
     cams = D.CAMPass(net, HEAD, (16, 16))
-    res = DS.text_detector(cams, X, splits["train"].labels, splits["train"].boxes, splits["val"], splits["test"],
-                           svm=SVM, fractions=(0.3, 0.5, 0.7))
+    res = DS.text_detector(
+        cams,
+        X,
+        splits["train"].labels,
+        splits["train"].boxes,
+        splits["val"],
+        splits["test"],
+        svm=SVM,
+        fractions=(0.3, 0.5, 0.7),
+    )
     assert res.fraction in (0.3, 0.5, 0.7) and res.val_f1[res.fraction] == max(res.val_f1.values())
     assert res.accuracy >= 90.0 and res.centre_wh == (4.0, 4.0)
-    assert set(res.detections) == {"cam_boxes", "cam_boxes_paper_fraction_0.2", "cam_boxes_iou_0.3", "centre_box"}
+    assert set(res.detections) == {
+        "cam_boxes",
+        "cam_boxes_paper_fraction_0.2",
+        "cam_boxes_iou_0.3",
+        "centre_box",
+    }
     assert res.detections["cam_boxes"]["recall"] > res.detections["centre_box"]["recall"]
     assert res.detections["cam_boxes_iou_0.3"]["tp"] >= res.detections["cam_boxes"]["tp"]
-    assert res.metrics()["n_train"] == 80 and res.metrics()["box_fraction_val_f1"].keys() == {"0.3", "0.5", "0.7"}
+    assert res.metrics()["n_train"] == 80 and res.metrics()["box_fraction_val_f1"].keys() == {
+        "0.3",
+        "0.5",
+        "0.7",
+    }
     sub = splits["test"].subset([3, 1])
     assert sub.labels.tolist() == [1, 1] and np.array_equal(sub.boxes[0], splits["test"].boxes[3])
     with pytest.raises(ValueError, match="no true text box"):
-        DS.text_detector(cams, X, splits["train"].labels, [np.full((1, 4), -1)], splits["val"], splits["test"], svm=SVM)
+        DS.text_detector(
+            cams, X, splits["train"].labels, [np.full((1, 4), -1)], splits["val"], splits["test"], svm=SVM
+        )
 
 
 def test_svt_text_scales_word_boxes_with_floor_and_checks_the_order(tmp_path):
@@ -262,7 +383,10 @@ def test_svt_text_scales_word_boxes_with_floor_and_checks_the_order(tmp_path):
         Image.new("RGB", (w, h)).save(paths[-1])
     svt = [SVTImage(paths[0], None, np.array([[5, 3, 24, 9]]), ["OPEN"])]
     split = DS.svt_text(D.ImageFiles(paths, 16, labels=[1, 0]), svt, 16)
-    assert split.boxes[0].tolist() == [[2, 2, 9, 7]] and split.boxes[1].shape == (0, 4)  # floor(x*16/40), floor(y*16/20)
+    assert split.boxes[0].tolist() == [[2, 2, 9, 7]] and split.boxes[1].shape == (
+        0,
+        4,
+    )  # floor(x*16/40), floor(y*16/20)
     assert split.labels.tolist() == [1, 0]
     with pytest.raises(ValueError, match="SVT images first"):
         DS.svt_text(D.ImageFiles(paths[::-1], 16, labels=[0, 1]), svt, 16)

@@ -54,7 +54,9 @@ def test_without_torchrun_everything_is_one_process(monkeypatch):
 
 def _maps_and_boxes(n: int, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
-    maps = torch.nn.functional.interpolate(torch.rand(n, 1, 5, 5, generator=g), size=(32, 32), mode="bilinear")[:, 0]
+    maps = torch.nn.functional.interpolate(
+        torch.rand(n, 1, 5, 5, generator=g), size=(32, 32), mode="bilinear"
+    )[:, 0]
     rng = np.random.default_rng(seed)
     boxes = [np.array([[x, y, x + 10, y + 12]]) for x, y in rng.integers(0, 20, (n, 2))]
     masks = maps.numpy() > 0.6

@@ -48,9 +48,17 @@ GOOD = {"ds/a.txt": b"alpha\n", "ds/sub/b.txt": b"beta\n" * 100}
 
 
 def _spec(**kw) -> D.DatasetSpec:
-    base = dict(name="toy", title="Toy set", fetch="archive", homepage="http://example.invalid", citation="none",
-                layout="<root>/ds/\n  a.txt\n  sub/b.txt", filename="toy.tar.gz", folder="ds",
-                check_files=("a.txt", "sub/b.txt"))
+    base = dict(
+        name="toy",
+        title="Toy set",
+        fetch="archive",
+        homepage="http://example.invalid",
+        citation="none",
+        layout="<root>/ds/\n  a.txt\n  sub/b.txt",
+        filename="toy.tar.gz",
+        folder="ds",
+        check_files=("a.txt", "sub/b.txt"),
+    )
     base.update(kw)
     return D.DatasetSpec(**base)
 
@@ -255,14 +263,24 @@ def test_missing_data_error_names_the_layout(tmp_path):
 
 
 def test_registry_is_complete():
-    table5 = {"sun397", "mit_indoor67", "scene15", "sun_attribute", "caltech101", "caltech256",
-              "stanford_action40", "uiuc_event8"}
+    table5 = {
+        "sun397",
+        "mit_indoor67",
+        "scene15",
+        "sun_attribute",
+        "caltech101",
+        "caltech256",
+        "stanford_action40",
+        "uiuc_event8",
+    }
     real = {"imagenette2_160", "imagenette2_320", "wsol_ilsvrc_val"}  # python -m camlib.datasets.fetch
     assert table5 | {"cub200_2011", "svt"} | real == set(D.REGISTRY)
     for spec in D.REGISTRY.values():
         assert spec.citation and spec.layout and spec.homepage
         if spec.fetch != "manual":  # a checksum, or the reason there is none
-            assert spec.urls and (spec.filename or spec.files) and (spec.md5 or spec.sha256 or spec.unverified)
+            assert (
+                spec.urls and (spec.filename or spec.files) and (spec.md5 or spec.sha256 or spec.unverified)
+            )
     assert D.REGISTRY["cub200_2011"].urls[0].startswith("https://data.caltech.edu/records/65de6-vp158/")
 
 
@@ -392,8 +410,12 @@ def test_table4_pipeline_runs_on_a_fake_cub(tmp_path):
         lines["labels"].append(f"{i + 1} {c + 1}")
         lines["split"].append(f"{i + 1} {int(i < 12)}")
         lines["boxes"].append(f"{i + 1} 5.0 6.0 20.0 18.0")
-    for name, key in (("images", "images"), ("image_class_labels", "labels"), ("train_test_split", "split"),
-                      ("bounding_boxes", "boxes")):
+    for name, key in (
+        ("images", "images"),
+        ("image_class_labels", "labels"),
+        ("train_test_split", "split"),
+        ("bounding_boxes", "boxes"),
+    ):
         (folder / f"{name}.txt").write_text("\n".join(lines[key]) + "\n")
     (folder / "classes.txt").write_text("1 001.C0\n2 002.C1\n")
 
@@ -404,8 +426,18 @@ def test_table4_pipeline_runs_on_a_fake_cub(tmp_path):
     net = SmallGAPNet(3, channels=(8, 16), width=16).eval()
     cache = FeatureCache(tmp_path / "cache")
     for source in ("network", "svm"):
-        out = table4_cub(net, model_name="small", preprocess=preprocess, preprocessing="32x32", root=folder,
-                         cache=cache, cam_source=source, Cs=(1.0,), cv=3, progress=False)
+        out = table4_cub(
+            net,
+            model_name="small",
+            preprocess=preprocess,
+            preprocessing="32x32",
+            root=folder,
+            cache=cache,
+            cam_source=source,
+            Cs=(1.0,),
+            cv=3,
+            progress=False,
+        )
         for key in ("full", "cam_crop", "gt_crop"):
             assert 0 <= out[key]["acc"] <= 100 and out[key]["n_train"] == 12 and out[key]["n_test"] == 12
         assert 0 <= out["loc_iou50"] <= 100 and out["feature_layer"] == "cam_conv"

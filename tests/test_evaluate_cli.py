@@ -20,7 +20,9 @@ COMMON = ["-m", "camlib.evaluate", "--data", "procedural", "--num-images", "24",
 
 def _cli(args, cwd, check=True):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
     if check:
         assert done.returncode == 0, f"{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
     return done
@@ -31,10 +33,15 @@ def test_killed_evaluation_resumes_to_the_uninterrupted_numbers(tmp_path):
     """kill -9 right after the 3rd state write (inside the first setting), then the same command again:
     the same numbers, every setting, as one uninterrupted run; the state is removed at the end."""
     _cli([*COMMON, "--out", "whole.json"], tmp_path)
-    killed = _cli([*COMMON, "--out", "resumed.json", "--save-every", "1", "--stop-after-checkpoints", "3"],
-                  tmp_path, check=False)
+    killed = _cli(
+        [*COMMON, "--out", "resumed.json", "--save-every", "1", "--stop-after-checkpoints", "3"],
+        tmp_path,
+        check=False,
+    )
     assert killed.returncode == -9, killed.stderr[-2000:]
-    assert not (tmp_path / "resumed.json").exists() and (tmp_path / "resumed.json.state" / "rank0.pkl").is_file()
+    assert (
+        not (tmp_path / "resumed.json").exists() and (tmp_path / "resumed.json.state" / "rank0.pkl").is_file()
+    )
     again = _cli([*COMMON, "--out", "resumed.json", "--save-every", "1"], tmp_path)
     assert "resuming from" in again.stdout and "cam at batch 3" in again.stdout
     whole, resumed = (json.loads((tmp_path / f).read_text()) for f in ("whole.json", "resumed.json"))
@@ -45,9 +52,24 @@ def test_killed_evaluation_resumes_to_the_uninterrupted_numbers(tmp_path):
 
 
 def test_a_state_of_other_settings_is_refused(tmp_path):
-    _cli([*COMMON, "--settings", "cam", "--out", "a.json", "--save-every", "1", "--stop-after-checkpoints", "1"],
-         tmp_path, check=False)
-    other = _cli([*COMMON, "--settings", "cam", "--batch-size", "8", "--out", "a.json"], tmp_path, check=False)
+    _cli(
+        [
+            *COMMON,
+            "--settings",
+            "cam",
+            "--out",
+            "a.json",
+            "--save-every",
+            "1",
+            "--stop-after-checkpoints",
+            "1",
+        ],
+        tmp_path,
+        check=False,
+    )
+    other = _cli(
+        [*COMMON, "--settings", "cam", "--batch-size", "8", "--out", "a.json"], tmp_path, check=False
+    )
     assert other.returncode != 0 and "of another run" in other.stderr and "--restart" in other.stderr
 
 
@@ -75,7 +97,9 @@ def test_bad_fractions_are_refused_on_every_path(tmp_path):
     net = SmallGAPNet(len(CLASSES)).eval()
     for bad in ((1.5,), (-0.2,), (0.0,)):
         with pytest.raises(ValueError, match=r"\(0, 1\]"):
-            evaluate_protocols(net, mask_batches(d.images, d.labels, d.boxes, d.masks), protocols=Protocols(fractions=bad))
+            evaluate_protocols(
+                net, mask_batches(d.images, d.labels, d.boxes, d.masks), protocols=Protocols(fractions=bad)
+            )
         with pytest.raises(ValueError, match=r"\(0, 1\]"):
             evaluate_localization(net, mask_batches(d.images, d.labels, d.boxes, d.masks), fractions=bad)
 
@@ -101,9 +125,16 @@ def test_capped_maps_score_like_full_size_maps_and_keep_boxes_in_image_pixels():
     d = ProceduralShapes(16, seed=0, size=96, split="test")
     net = SmallGAPNet(len(CLASSES)).eval()
     p = Protocols(fractions=(0.2,))
-    full = evaluate_protocols(net, mask_batches(d.images, d.labels, d.boxes, d.masks), protocols=p, keep_predictions=True)
-    capped = evaluate_protocols(net, mask_batches(d.images, d.labels, d.boxes, d.masks), protocols=p,
-                                keep_predictions=True, max_map_side=48)
+    full = evaluate_protocols(
+        net, mask_batches(d.images, d.labels, d.boxes, d.masks), protocols=p, keep_predictions=True
+    )
+    capped = evaluate_protocols(
+        net,
+        mask_batches(d.images, d.labels, d.boxes, d.masks),
+        protocols=p,
+        keep_predictions=True,
+        max_map_side=48,
+    )
     assert capped["n_images"] == full["n_images"] == 16
     a, b = full["paper"][0.2]["gt_known_loc_acc"], capped["paper"][0.2]["gt_known_loc_acc"]
     assert abs(a - b) <= 100 * 3 / 16, (a, b)  # a pixel of rounding on a 48 grid moves at most a few images

@@ -26,8 +26,10 @@ SOLUTION = re.compile(r"^#\s*Exercise\s+(\d+)")
 CHECK = re.compile(r"""cl\.check\(\s*["'](\d\d)\.(\d+)["']""")
 ITEM = re.compile(r"^(\d+)\.\s+\*\*", re.M)
 #: exercises without a solution and a check yet, with the reason (keep this list short and honest)
-OPEN = {"03.1": "choosing the Table 3 heuristic's thresholds on half the images needs the top-3 maps per image, "
-                "which the study does not keep; no solution written yet"}
+OPEN = {
+    "03.1": "choosing the Table 3 heuristic's thresholds on half the images needs the top-3 maps per image, "
+    "which the study does not keep; no solution written yet"
+}
 
 
 def _tags(cell) -> list[str]:
@@ -35,7 +37,9 @@ def _tags(cell) -> list[str]:
 
 
 def _exercise_items(nb) -> list[int]:
-    heads = [c for c in nb.cells if c.cell_type == "markdown" and re.search(r"^##\s+Exercises", c.source, re.M)]
+    heads = [
+        c for c in nb.cells if c.cell_type == "markdown" and re.search(r"^##\s+Exercises", c.source, re.M)
+    ]
     assert len(heads) == 1, "one '## Exercises' markdown cell per notebook"
     return [int(n) for n in ITEM.findall(heads[0].source)]
 
@@ -43,10 +47,17 @@ def _exercise_items(nb) -> list[int]:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem[:2])
 def test_every_solution_cell_is_tagged(path):
     nb = read(path)
-    untagged = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and SOLUTION.match(c.source.lstrip())
-                and "solution" not in _tags(c)]
-    assert not untagged, f"{path.name}: cells {untagged} start with '# Exercise N' but are not tagged 'solution'"
-    checks_as_solutions = [i for i, c in enumerate(nb.cells) if CHECK.search(c.source) and "solution" in _tags(c)]
+    untagged = [
+        i
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code" and SOLUTION.match(c.source.lstrip()) and "solution" not in _tags(c)
+    ]
+    assert not untagged, (
+        f"{path.name}: cells {untagged} start with '# Exercise N' but are not tagged 'solution'"
+    )
+    checks_as_solutions = [
+        i for i, c in enumerate(nb.cells) if CHECK.search(c.source) and "solution" in _tags(c)
+    ]
     assert not checks_as_solutions, f"{path.name}: check cells {checks_as_solutions} are tagged 'solution'"
 
 
@@ -55,18 +66,30 @@ def test_every_exercise_ends_with_its_check_cell(path):
     nb, num = read(path), path.name[:2]
     items = _exercise_items(nb)
     assert items == list(range(1, len(items) + 1)), f"{path.name}: exercises numbered {items}"
-    checks = [(i, f"{m.group(1)}.{m.group(2)}") for i, c in enumerate(nb.cells) if c.cell_type == "code"
-              for m in [CHECK.search(c.source)] if m]
+    checks = [
+        (i, f"{m.group(1)}.{m.group(2)}")
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code"
+        for m in [CHECK.search(c.source)]
+        if m
+    ]
     ids = [e for _, e in checks]
     want = [f"{num}.{k}" for k in items if f"{num}.{k}" not in OPEN]
     assert ids == want, f"{path.name}: check cells for {ids}, expected one per exercise, in order: {want}"
     for i, ex in checks:
         assert "check" in _tags(nb.cells[i]), f"{path.name}: the check cell of {ex} is not tagged 'check'"
-        assert ex in E.EXERCISES, f"{path.name}: cl.check({ex!r}) has no entry in camlib.tools.exercises.EXERCISES"
+        assert ex in E.EXERCISES, (
+            f"{path.name}: cl.check({ex!r}) has no entry in camlib.tools.exercises.EXERCISES"
+        )
         k = int(ex.split(".")[1])
-        sols = [j for j, c in enumerate(nb.cells) if c.cell_type == "code" and (m := SOLUTION.match(c.source.lstrip()))
-                and int(m.group(1)) == k]
-        assert sols, f"{path.name}: exercise {ex} has a check but no solution cell ('# Exercise {k}' first line)"
+        sols = [
+            j
+            for j, c in enumerate(nb.cells)
+            if c.cell_type == "code" and (m := SOLUTION.match(c.source.lstrip())) and int(m.group(1)) == k
+        ]
+        assert sols, (
+            f"{path.name}: exercise {ex} has a check but no solution cell ('# Exercise {k}' first line)"
+        )
         assert max(sols) < i, f"{path.name}: the check of {ex} comes before its solution"
 
 
@@ -74,34 +97,49 @@ def test_every_registered_exercise_is_in_its_notebook():
     sources = {p.name[:2]: p.read_text(encoding="utf-8") for p in NOTEBOOKS}
     for ex in E.EXERCISES:
         assert E.ID.match(ex)
-        assert f'cl.check(\\"{ex}\\"' in sources[ex[:2]], f"exercise {ex} is registered but no notebook checks it"
+        assert f'cl.check(\\"{ex}\\"' in sources[ex[:2]], (
+            f"exercise {ex} is registered but no notebook checks it"
+        )
     assert not set(OPEN) & set(E.EXERCISES)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem[:2])
 def test_learning_goals_and_instructor_notes(path):
     nb = read(path)
-    goals = [i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.startswith("**Learning goals.**")]
+    goals = [
+        i
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "markdown" and c.source.startswith("**Learning goals.**")
+    ]
     assert goals and goals[0] <= 2, f"{path.name}: a '**Learning goals.**' markdown cell at the top"
     assert len(nb.cells[goals[0]].source.strip().splitlines()) == 2, "learning goals in two lines"
     for c in nb.cells:
         if "instructor" in _tags(c):
             assert c.cell_type == "markdown"
             # a note explains; the numbers are in the outputs and the results table, which a re-run moves
-            assert not re.search(r"\d+\.\d+\s*%|\d+\s*%", c.source), f"{path.name}: a number in an instructor note"
+            assert not re.search(r"\d+\.\d+\s*%|\d+\s*%", c.source), (
+                f"{path.name}: a number in an instructor note"
+            )
 
 
 # --------------------------------------------------------------------------- the checks themselves
 
 
 def _sweep(fractions, value=40.0):
-    return {"localization": {f: {"gt_known_loc_acc": value} for f in fractions},
-            "classification": {"top1_acc": 55.0}, "head": {"pool": "max"}}
+    return {
+        "localization": {f: {"gt_known_loc_acc": value} for f in fractions},
+        "classification": {"top1_acc": 55.0},
+        "head": {"pool": "max"},
+    }
 
 
 def _in_box(diff=(4.0, -1.0, 9.0)):
-    return {"top": {"value": 60.0}, "random": {"value": 56.0}, "n_pairs": 120,
-            "diff": {"value": diff[0], "low": diff[1], "high": diff[2]}}
+    return {
+        "top": {"value": 60.0},
+        "random": {"value": 56.0},
+        "n_pairs": 120,
+        "diff": {"value": diff[0], "low": diff[1], "high": diff[2]},
+    }
 
 
 class _Hits:
@@ -119,46 +157,113 @@ def _video(frames=32, fps=12.0, switches=3):
 CLASSES = ["house", "tree", "car", "flower", "snowman", "mushroom"]
 W = np.array([[0.5, -0.9, 0.1, -0.2], [0.3, 0.2, -0.4, 0.0]] + [[0.0] * 4] * 4)
 coffee = {"names": ["espresso", "cup"], "probs": [0.6, 0.2]}
-V = SimpleNamespace(label_switches=lambda records: sum(a != b for a, b in zip(records[:-1], records[1:], strict=True)))
+V = SimpleNamespace(
+    label_switches=lambda records: sum(a != b for a, b in zip(records[:-1], records[1:], strict=True))
+)
 
 #: exercise -> (a namespace shaped as the solution leaves it, a namespace with one thing wrong)
 CASES = {
-    "01.1": ({"gt_known": {0.1: 20.0, 0.2: 33.0, 0.6: 25.0}, "ilsvrc": _sweep((0.2,), 33.0)},
-             {"gt_known": {0.1: 20.0, 0.2: 31.0, 0.6: 25.0}, "ilsvrc": _sweep((0.2,), 33.0)}),
-    "01.2": ({"r": coffee, "explained": {"coffee": coffee}},
-             {"r": {"names": ["cat", "dog"], "probs": [0.5, 0.1]}, "explained": {"coffee": coffee}}),
-    "01.3": ({"gmp_eval": _sweep((0.2,)), "CLASSES": CLASSES},
-             {"gmp_eval": {**_sweep((0.2,)), "classification": {"top1_acc": 10.0}}, "CLASSES": CLASSES}),
+    "01.1": (
+        {"gt_known": {0.1: 20.0, 0.2: 33.0, 0.6: 25.0}, "ilsvrc": _sweep((0.2,), 33.0)},
+        {"gt_known": {0.1: 20.0, 0.2: 31.0, 0.6: 25.0}, "ilsvrc": _sweep((0.2,), 33.0)},
+    ),
+    "01.2": (
+        {"r": coffee, "explained": {"coffee": coffee}},
+        {"r": {"names": ["cat", "dog"], "probs": [0.5, 0.1]}, "explained": {"coffee": coffee}},
+    ),
+    "01.3": (
+        {"gmp_eval": _sweep((0.2,)), "CLASSES": CLASSES},
+        {"gmp_eval": {**_sweep((0.2,)), "classification": {"top1_acc": 10.0}}, "CLASSES": CLASSES},
+    ),
     "02.1": ({"res": _sweep((0.1, 0.35, 0.6))}, {"res": _sweep((0.2,))}),
-    "02.2": ({"res": _sweep((0.2,)), "swapped": SimpleNamespace(pool=type("AdaptiveMaxPool2d", (), {})())},
-             {"res": _sweep((0.2,)), "swapped": SimpleNamespace(pool=type("AdaptiveAvgPool2d", (), {})())}),
-    "02.3": ({"classes": np.array([0, 1, 2, 3, 2, 0]), "m": np.zeros((6, 4, 4))},
-             {"classes": np.array([0, 1, 2, 0, 1, 5]), "m": np.zeros((6, 4, 4))}),
-    "03.2": ({"hits_raw": [True, False] * 6, "hits_blur": [True] * 12},
-             {"hits_raw": [True] * 12, "hits_blur": [True] * 11}),
-    "04.1": ({"r": {"acc": 22.8}, "at02": {"train": [0] * 5, "test": [0] * 3}, "train": [0] * 5, "test": [0] * 3,
-              "CLASSES": list(range(10))},
-             {"r": {"acc": 22.8}, "at02": {"train": [0] * 4, "test": [0] * 3}, "train": [0] * 5, "test": [0] * 3,
-              "CLASSES": list(range(10))}),
-    "04.2": ({"r": {"acc": 40.0}, "settings": {"full": 0, "cam_crop": 0, "gt_crop": 0}, "CLASSES": list(range(10))},
-             {"r": {"acc": 140.0}, "settings": {"full": 0, "cam_crop": 0, "gt_crop": 0}, "CLASSES": list(range(10))}),
-    "04.3": ({"r": {"acc": 30.0}, "half": np.arange(8) % 2 == 0, "CLASSES": list(range(10))},
-             {"r": {"acc": 30.0}, "half": np.ones(8, bool), "CLASSES": list(range(10))}),
-    "05.1": ({"r": {"acc": 70.0}, "t": SimpleNamespace(classes=list(range(6)))},
-             {"r": {"acc": 12.0}, "t": SimpleNamespace(classes=list(range(6)))}),
-    "05.2": ({"r": {"acc": 70.0}, "Xtr": np.zeros((30, 64)), "t": SimpleNamespace(classes=[0, 1], y_train=[0] * 30)},
-             {"r": {"acc": 70.0}, "Xtr": np.zeros((29, 64)), "t": SimpleNamespace(classes=[0, 1], y_train=[0] * 30)}),
+    "02.2": (
+        {"res": _sweep((0.2,)), "swapped": SimpleNamespace(pool=type("AdaptiveMaxPool2d", (), {})())},
+        {"res": _sweep((0.2,)), "swapped": SimpleNamespace(pool=type("AdaptiveAvgPool2d", (), {})())},
+    ),
+    "02.3": (
+        {"classes": np.array([0, 1, 2, 3, 2, 0]), "m": np.zeros((6, 4, 4))},
+        {"classes": np.array([0, 1, 2, 0, 1, 5]), "m": np.zeros((6, 4, 4))},
+    ),
+    "03.2": (
+        {"hits_raw": [True, False] * 6, "hits_blur": [True] * 12},
+        {"hits_raw": [True] * 12, "hits_blur": [True] * 11},
+    ),
+    "04.1": (
+        {
+            "r": {"acc": 22.8},
+            "at02": {"train": [0] * 5, "test": [0] * 3},
+            "train": [0] * 5,
+            "test": [0] * 3,
+            "CLASSES": list(range(10)),
+        },
+        {
+            "r": {"acc": 22.8},
+            "at02": {"train": [0] * 4, "test": [0] * 3},
+            "train": [0] * 5,
+            "test": [0] * 3,
+            "CLASSES": list(range(10)),
+        },
+    ),
+    "04.2": (
+        {
+            "r": {"acc": 40.0},
+            "settings": {"full": 0, "cam_crop": 0, "gt_crop": 0},
+            "CLASSES": list(range(10)),
+        },
+        {
+            "r": {"acc": 140.0},
+            "settings": {"full": 0, "cam_crop": 0, "gt_crop": 0},
+            "CLASSES": list(range(10)),
+        },
+    ),
+    "04.3": (
+        {"r": {"acc": 30.0}, "half": np.arange(8) % 2 == 0, "CLASSES": list(range(10))},
+        {"r": {"acc": 30.0}, "half": np.ones(8, bool), "CLASSES": list(range(10))},
+    ),
+    "05.1": (
+        {"r": {"acc": 70.0}, "t": SimpleNamespace(classes=list(range(6)))},
+        {"r": {"acc": 12.0}, "t": SimpleNamespace(classes=list(range(6)))},
+    ),
+    "05.2": (
+        {
+            "r": {"acc": 70.0},
+            "Xtr": np.zeros((30, 64)),
+            "t": SimpleNamespace(classes=[0, 1], y_train=[0] * 30),
+        },
+        {
+            "r": {"acc": 70.0},
+            "Xtr": np.zeros((29, 64)),
+            "t": SimpleNamespace(classes=[0, 1], y_train=[0] * 30),
+        },
+    ),
     "05.3": ({"maps": np.full((6, 32, 32), 0.5), "SIZE": 32}, {"maps": np.full((6, 8, 8), 0.5), "SIZE": 32}),
-    "06.1": ({"r": {"precision": 30.0, "recall": 28.0}, "fire_last": np.ones(80, bool), "m_last": np.zeros((80, 4, 4))},
-             {"r": {"precision": 30.0, "recall": float("nan")}, "fire_last": np.ones(80, bool),
-              "m_last": np.zeros((80, 4, 4))}),
-    "06.2": ({"r": {"precision_at_k": 66.7, "spearman": 0.4}}, {"r": {"precision_at_k": 66.7, "spearman": 1.4}}),
+    "06.1": (
+        {
+            "r": {"precision": 30.0, "recall": 28.0},
+            "fire_last": np.ones(80, bool),
+            "m_last": np.zeros((80, 4, 4)),
+        },
+        {
+            "r": {"precision": 30.0, "recall": float("nan")},
+            "fire_last": np.ones(80, bool),
+            "m_last": np.zeros((80, 4, 4)),
+        },
+    ),
+    "06.2": (
+        {"r": {"precision_at_k": 66.7, "spearman": 0.4}},
+        {"r": {"precision_at_k": 66.7, "spearman": 1.4}},
+    ),
     "06.3": ({"ap": 0.0}, {"ap": 0.81 * -1}),  # 0% is a possible answer, not a wrong one
     "07.2": ({"acc": {"overall": 90.0}, "pt": {"cam_answer": 70.0}}, {"acc": {"overall": 90.0}, "pt": {}}),
-    "07.3": ({"shares": {"colour": [0.2, 0.3], "exists": [0.7]}}, {"shares": {"colour": [0.2, 1.3], "exists": [0.7]}}),
+    "07.3": (
+        {"shares": {"colour": [0.2, 0.3], "exists": [0.7]}},
+        {"shares": {"colour": [0.2, 1.3], "exists": [0.7]}},
+    ),
     "08.1": ({"REAL": True, "d": _in_box()}, {"REAL": True, "d": _in_box((12.0, -1.0, 9.0))}),
-    "08.2": ({"neg_rows": [("house (neg)", [1, 3], [-0.9, -0.2])], "W": W, "CLASSES": CLASSES},
-             {"neg_rows": [("house (neg)", [3], [-0.2])], "W": W, "CLASSES": CLASSES}),
+    "08.2": (
+        {"neg_rows": [("house (neg)", [1, 3], [-0.9, -0.2])], "W": W, "CLASSES": CLASSES},
+        {"neg_rows": [("house (neg)", [3], [-0.2])], "W": W, "CLASSES": CLASSES},
+    ),
     "08.3": ({"hits_g": _Hits(0.4), "top_g": [1, 2]}, {"hits_g": _Hits(4.0), "top_g": [1, 2]}),
     "08.4": ({"d": _in_box()}, {"d": {**_in_box(), "n_pairs": 0}}),
     "09.1": ({"r": _video(32), "V": V}, {"r": _video(64), "V": V}),
@@ -223,8 +328,19 @@ def test_vqa_yes_map_check_on_tiny_models(capsys):
     i, sh, co = vs.demo_scene(test)
     ns = {"models": models, "i": i, "sh": sh, "co": co, "test_set": test, "train_set": train}
     assert E.check("07.1", ns) is True
-    assert E.check("07.1", {**ns, "models": {"paper_model": models["gated_not_in_paper"],
-                                              "gated_not_in_paper": models["gated_not_in_paper"]}}) is False
+    assert (
+        E.check(
+            "07.1",
+            {
+                **ns,
+                "models": {
+                    "paper_model": models["gated_not_in_paper"],
+                    "gated_not_in_paper": models["gated_not_in_paper"],
+                },
+            },
+        )
+        is False
+    )
     assert E.check("07.1", {**ns, "models": {"gated_not_in_paper": models["gated_not_in_paper"]}}) is False
     assert "Hint:" in capsys.readouterr().out
 

@@ -12,8 +12,9 @@ from camlib.tools.explorer import CAMExplorer, ExplorerState
 
 @pytest.fixture(scope="module")
 def explorer():
-    return CAMExplorer({"cat": load_photo("chelsea"), "coffee": load_photo("coffee")},
-                       {"lite0": load_efficientnet_lite0})
+    return CAMExplorer(
+        {"cat": load_photo("chelsea"), "coffee": load_photo("coffee")}, {"lite0": load_efficientnet_lite0}
+    )
 
 
 def test_settings_change_without_forward_pass(explorer):
@@ -35,7 +36,9 @@ def test_map_matches_cam_pipeline(explorer):
     from camlib.evaluation.localize import PAPER_OPTIONS, explain_image
 
     net = load_efficientnet_lite0()
-    r = explain_image(CAM(net.model), load_photo("chelsea"), net.preprocess, net.classes, k=1, options=PAPER_OPTIONS)
+    r = explain_image(
+        CAM(net.model), load_photo("chelsea"), net.preprocess, net.classes, k=1, options=PAPER_OPTIONS
+    )
     e = explorer.compute(ExplorerState("cat", "lite0"))
     np.testing.assert_allclose(e["map"], r["maps"][0].numpy(), atol=1e-5)
     assert e["box"].tolist() == r["boxes"][0].tolist()
@@ -65,13 +68,16 @@ def gap_gmp():
     for name, pool in (("GAP", "avg"), ("GMP", "max")):
         torch.manual_seed(0)
         models[name] = as_explorer_model(SmallGAPNet(len(CLASSES), pool=pool, width=16), name, CLASSES)
-    return CAMExplorer.from_arrays(data.images, data.labels, data.boxes, models, CLASSES, n=3, compare=True), data
+    return CAMExplorer.from_arrays(
+        data.images, data.labels, data.boxes, models, CLASSES, n=3, compare=True
+    ), data
 
 
 def test_gap_gmp_toggle_caches_per_model(gap_gmp):
     ex, data = gap_gmp
-    assert list(ex.images) == [f"#{i} ({c})" for i, c in enumerate(ex.model_loaders["GAP"].classes[y]
-                                                                   for y in data.labels[:3])]
+    assert list(ex.images) == [
+        f"#{i} ({c})" for i, c in enumerate(ex.model_loaders["GAP"].classes[y] for y in data.labels[:3])
+    ]
     first = next(iter(ex.images))
     np.testing.assert_array_equal(ex.gt_boxes[first], data.boxes[:1])
     gap = ex.compute(ExplorerState(first, "GAP"))
@@ -108,7 +114,11 @@ class FakeILSVRC:
         self.photos = photos
         self.ids = ["val/ILSVRC2012_val_00000001.JPEG", "val/broken.JPEG", "val/ILSVRC2012_val_00000003.JPEG"]
         self.labels = [281, 0, 967]
-        self.boxes = [np.array([[10, 20, 200, 280]]), np.zeros((1, 4), int), np.array([[0, 0, 9999, 9999], [5, 5, 50, 50]])]
+        self.boxes = [
+            np.array([[10, 20, 200, 280]]),
+            np.zeros((1, 4), int),
+            np.array([[0, 0, 9999, 9999], [5, 5, 50, 50]]),
+        ]
 
     def __len__(self):
         return len(self.ids)
@@ -133,8 +143,13 @@ def test_ilsvrc_explorer_static_fallback(explorer):
 
     classes = imagenet_classes()
     lite0 = explorer._model("lite0")[0]
-    ex = CAMExplorer.from_ilsvrc(FakeILSVRC([load_photo("chelsea"), load_photo("coffee")]), {"lite0": lite0}, classes)
-    assert list(ex.images) == [f"ILSVRC2012_val_00000001 ({classes[281]})", f"ILSVRC2012_val_00000003 ({classes[967]})"]
+    ex = CAMExplorer.from_ilsvrc(
+        FakeILSVRC([load_photo("chelsea"), load_photo("coffee")]), {"lite0": lite0}, classes
+    )
+    assert list(ex.images) == [
+        f"ILSVRC2012_val_00000001 ({classes[281]})",
+        f"ILSVRC2012_val_00000003 ({classes[967]})",
+    ]
     second = list(ex.images)[1]
     h, w = ex.images[second].shape[:2]
     assert ex.gt_boxes[second].tolist() == [[0, 0, w - 1, h - 1], [5, 5, 50, 50]]  # clipped to the image
@@ -149,8 +164,9 @@ def test_ilsvrc_explorer_on_the_sample(ilsvrc_sample, explorer):
     from camlib.datasets.ilsvrc import open_ilsvrc_val
     from camlib.models import imagenet_classes
 
-    ex = CAMExplorer.from_ilsvrc(open_ilsvrc_val(ilsvrc_sample), {"lite0": explorer._model("lite0")[0]},
-                                 imagenet_classes(), n=3)
+    ex = CAMExplorer.from_ilsvrc(
+        open_ilsvrc_val(ilsvrc_sample), {"lite0": explorer._model("lite0")[0]}, imagenet_classes(), n=3
+    )
     assert len(ex.images) == 3 and all(len(b) >= 1 for b in ex.gt_boxes.values())
     assert ex.compute()["readout"].startswith("box:")
 
@@ -161,9 +177,14 @@ def test_notebooks_use_the_explorer():
 
     from .conftest import REPO
 
-    for nb, call in [("01_cam_basics", "CAMExplorer("), ("02_gap_vs_gmp", "compare=True"),
-                     ("03_ilsvrc_localization", "CAMExplorer.from_ilsvrc(")]:
-        code = "\n".join(c.source for c in read(REPO / "notebooks" / f"{nb}.ipynb").cells if c.cell_type == "code")
+    for nb, call in [
+        ("01_cam_basics", "CAMExplorer("),
+        ("02_gap_vs_gmp", "compare=True"),
+        ("03_ilsvrc_localization", "CAMExplorer.from_ilsvrc("),
+    ]:
+        code = "\n".join(
+            c.source for c in read(REPO / "notebooks" / f"{nb}.ipynb").cells if c.cell_type == "code"
+        )
         assert call in code and "explorer.show(interactive=INTERACTIVE)" in code, nb
 
 
@@ -227,12 +248,26 @@ def test_widget_upload_errors_show_in_the_widget_not_as_a_traceback(explorer):
     when = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
     upload, status, image = explorer._upload_widgets
     before = set(explorer.images)
-    upload.value = ({"name": "broken.jpg", "type": "image/jpeg", "size": 9, "content": memoryview(b"not a jpg"),
-                     "last_modified": when},)  # the observer runs here; it must not raise
+    upload.value = (
+        {
+            "name": "broken.jpg",
+            "type": "image/jpeg",
+            "size": 9,
+            "content": memoryview(b"not a jpg"),
+            "last_modified": when,
+        },
+    )  # the observer runs here; it must not raise
     assert "could not use broken.jpg" in status.value and "not a readable image" in status.value
     assert set(explorer.images) == before
-    upload.value = ({"name": "turned.jpg", "type": "image/jpeg", "size": 1, "content":
-                     memoryview(_jpeg_with_orientation(6)), "last_modified": when},)
+    upload.value = (
+        {
+            "name": "turned.jpg",
+            "type": "image/jpeg",
+            "size": 1,
+            "content": memoryview(_jpeg_with_orientation(6)),
+            "last_modified": when,
+        },
+    )
     assert image.value == "upload: turned.jpg" and explorer.images["upload: turned.jpg"].shape == (40, 20, 3)
     assert status.value == "added turned.jpg"
     del explorer.images["upload: turned.jpg"]

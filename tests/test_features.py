@@ -33,7 +33,9 @@ def test_gap_features_are_what_the_fc_reads(net):
     assert X.shape == (10, 24) and X.dtype == np.float32 and y is None
     with torch.no_grad():
         logits = net(x)
-    assert np.allclose(X @ net.fc.weight.detach().numpy().T + net.fc.bias.detach().numpy(), logits.numpy(), atol=1e-4)
+    assert np.allclose(
+        X @ net.fc.weight.detach().numpy().T + net.fc.bias.detach().numpy(), logits.numpy(), atol=1e-4
+    )
     assert net.training is False
 
 
@@ -60,7 +62,9 @@ def test_reused_layer_gives_its_last_output():
 def test_cache_hits_on_second_run_and_misses_on_a_change(net, tmp_path):
     x = _images(384, size=48)
     cache = FT.FeatureCache(tmp_path / "cache")
-    kw = dict(model_name="small", preprocessing="48px, [0,1]", dataset="random(384)", cache=cache, progress=False)
+    kw = dict(
+        model_name="small", preprocessing="48px, [0,1]", dataset="random(384)", cache=cache, progress=False
+    )
     first = FT.cached_features(net, x, **kw)
     second = FT.cached_features(net, x, **kw)
     print(f"\nfeature extraction {first.seconds * 1e3:.1f} ms, cache hit {second.seconds * 1e3:.1f} ms")

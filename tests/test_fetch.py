@@ -59,14 +59,20 @@ def _serve_everything(tmp: Path, srv, monkeypatch) -> dict[str, bytes]:
         zf.writestr("caltech-101/show_annotation.m", "% annotations viewer\n")
     served["/caltech-101.zip"] = buf.getvalue()
     # CUB-200-2011 with boxes
-    served["/CUB_200_2011.tgz"] = _targz(tmp / "c.tgz", _cub(src / "CUB_200_2011", boxes=True), "CUB_200_2011")
+    served["/CUB_200_2011.tgz"] = _targz(
+        tmp / "c.tgz", _cub(src / "CUB_200_2011", boxes=True), "CUB_200_2011"
+    )
     srv.files.update(served)
     reg = D.REGISTRY
-    for name, path in (("imagenette2_160", "/imagenette2-160.tgz"), ("caltech101", "/caltech-101.zip"),
-                       ("cub200_2011", "/CUB_200_2011.tgz")):
+    for name, path in (
+        ("imagenette2_160", "/imagenette2-160.tgz"),
+        ("caltech101", "/caltech-101.zip"),
+        ("cub200_2011", "/CUB_200_2011.tgz"),
+    ):
         monkeypatch.setitem(reg, name, replace(reg[name], urls=(srv.url + path,), md5=_md5(served[path])))
-    monkeypatch.setitem(reg, "wsol_ilsvrc_val", replace(reg["wsol_ilsvrc_val"],
-                                                         urls=(srv.url + "/gone/", srv.url + "/wsol/")))
+    monkeypatch.setitem(
+        reg, "wsol_ilsvrc_val", replace(reg["wsol_ilsvrc_val"], urls=(srv.url + "/gone/", srv.url + "/wsol/"))
+    )
     return served
 
 
@@ -76,7 +82,9 @@ def test_fetch_all_then_read(tmp_path, server, monkeypatch, capsys):  # noqa: F8
     assert F.main(["imagenette", "caltech101", "cub", "--root", str(data), "--no-progress"]) == 0
     err = capsys.readouterr().err
     sha = hashlib.sha256(served["/wsol/localization.txt"]).hexdigest()
-    assert "localization.txt is NOT verified" in err and sha in err  # no published checksum: computed and shown
+    assert (
+        "localization.txt is NOT verified" in err and sha in err
+    )  # no published checksum: computed and shown
     # imagenette: wsol/ written with the lines of the tree's ILSVRC val files only, boxes scaled per axis
     d = open_imagenette(data / "imagenette2-160")
     assert len(d.train) == 1 and d.val == [] and len(d.boxed) == 2 and d.wsol_without_file == 0
@@ -110,7 +118,11 @@ def test_fetch_refuses_a_bad_archive(tmp_path, server, monkeypatch):  # noqa: F8
 def test_fetch_cli_lists_and_refuses_unknown_names(capsys):
     assert F.main(["--list"]) == 0
     out = capsys.readouterr().out
-    assert "e793b78cc4c9e9a4ccc0c1155377a412" in out and "UNVERIFIED" in out and "97eceeb196236b17998738112f37df78" in out
+    assert (
+        "e793b78cc4c9e9a4ccc0c1155377a412" in out
+        and "UNVERIFIED" in out
+        and "97eceeb196236b17998738112f37df78" in out
+    )
     with pytest.raises(SystemExit):
         F.main(["imagenet"])
     with pytest.raises(D.DatasetNotFoundError, match="caltech-101.zip"):

@@ -34,7 +34,9 @@ def test_deterministic_and_splits_differ():
     assert not any(np.array_equal(x, y) for x in tr.images for y in te.images)
     assert tr.identity() != te.identity()
     x, y = tr[1]
-    assert x.shape == (3, 128, 128) and x.dtype == torch.float32 and 0 <= float(x.min()) and float(x.max()) <= 1
+    assert (
+        x.shape == (3, 128, 128) and x.dtype == torch.float32 and 0 <= float(x.min()) and float(x.max()) <= 1
+    )
     assert y == int(tr.labels[1])
 
 

@@ -95,8 +95,10 @@ def test_pad_crop_flip_is_a_shifted_window_and_seeded():
     assert torch.equal(PadCropFlip(pad=0, flip=False)(x), x)
     torch.manual_seed(1)
     flipped = PadCropFlip(pad=0, flip=True)(x.repeat(8, 1, 1, 1))
-    kinds = {("same" if torch.equal(f, x[i % 2]) else "mirror" if torch.equal(f, x[i % 2].flip(-1)) else "?")
-             for i, f in enumerate(flipped)}
+    kinds = {
+        ("same" if torch.equal(f, x[i % 2]) else "mirror" if torch.equal(f, x[i % 2].flip(-1)) else "?")
+        for i, f in enumerate(flipped)
+    }
     assert kinds == {"same", "mirror"}
 
 
@@ -175,11 +177,13 @@ def test_train_pooling_run_chooses_the_threshold_on_val(shapes):
     val = ProceduralShapes(12, seed=0, size=32, split="val")
     test = ProceduralShapes(12, seed=0, size=32, split="test")
     cfg = TrainConfig(epochs=1, batch_size=8, lr=0.01, seed=0)
-    run = train_pooling_run(lambda: _model(pool="max"), shapes, val, test, cfg, fractions=(0.1, 0.4, 0.7),
-                            progress=False)
+    run = train_pooling_run(
+        lambda: _model(pool="max"), shapes, val, test, cfg, fractions=(0.1, 0.4, 0.7), progress=False
+    )
     m = run["metrics"]
-    assert m["best_fraction"] == best_fraction({"localization": {
-        f: {"gt_known_loc_acc": v} for f, v in run["val_curve"].items()}})
+    assert m["best_fraction"] == best_fraction(
+        {"localization": {f: {"gt_known_loc_acc": v} for f, v in run["val_curve"].items()}}
+    )
     assert m["val_gt_known_loc_acc@best"] == max(run["val_curve"].values())
     x = torch.as_tensor(np.asarray(test.images))
     x = x.permute(0, 3, 1, 2).float() / 255.0 if x.dtype == torch.uint8 else x.float()
@@ -191,7 +195,12 @@ def test_train_pooling_run_chooses_the_threshold_on_val(shapes):
     # lies within Frechet's bounds of those two, and it is a whole number of the len(test) images.
     for at in ("0.2", "best"):
         top1, gt_known, cls = m[f"top1_loc_acc@{at}"], m[f"gt_known_loc_acc@{at}"], m["cls_acc"]
-        assert max(0.0, cls + gt_known - 100) - 1e-9 <= top1 <= min(cls, gt_known) + 1e-9, (at, top1, gt_known, cls)
+        assert max(0.0, cls + gt_known - 100) - 1e-9 <= top1 <= min(cls, gt_known) + 1e-9, (
+            at,
+            top1,
+            gt_known,
+            cls,
+        )
         assert top1 * len(test) / 100 == pytest.approx(round(top1 * len(test) / 100)), (at, top1)
     maps = gt_cams(run["model"], test.images[:3], test.labels[:3])
     assert maps.shape == (3, 32, 32) and np.nanmax(maps) <= 1.0 + 1e-6
@@ -222,17 +231,35 @@ def test_comparison_rows_name_paper_keys(tmp_path):
     for pool in ("avg", "max"):
         summary[pool]["top1_loc_acc@0.2"] = summary[pool]["loc"]
     rows = quick_comparisons(summary, "SmallGAPNet-{pool}, procedural")
-    assert [r["paper_ref"] for r in rows] == ["table1.googlenet_gap.top1_err", "table2.googlenet_gap.top1_loc_err",
-                                              "table1.googlenet_gmp.top1_err", "table2.googlenet_gmp.top1_loc_err"]
-    assert rows[0]["reproduced"] == pytest.approx(10.0) and rows[0]["setting"] == "SmallGAPNet-GAP, procedural"
-    fake = {"paper_key": "googlenet_gmp", "steps": 5, "description": "GoogLeNet-GMP", "n_images": 3,
-            "classification": {"top1_err": 40.0, "top5_err": 20.0},
-            "localization": {"top1_loc_err": 60.0, "top5_loc_err": 50.0}}
+    assert [r["paper_ref"] for r in rows] == [
+        "table1.googlenet_gap.top1_err",
+        "table2.googlenet_gap.top1_loc_err",
+        "table1.googlenet_gmp.top1_err",
+        "table2.googlenet_gmp.top1_loc_err",
+    ]
+    assert (
+        rows[0]["reproduced"] == pytest.approx(10.0) and rows[0]["setting"] == "SmallGAPNet-GAP, procedural"
+    )
+    fake = {
+        "paper_key": "googlenet_gmp",
+        "steps": 5,
+        "description": "GoogLeNet-GMP",
+        "n_images": 3,
+        "classification": {"top1_err": 40.0, "top5_err": 20.0},
+        "localization": {"top1_loc_err": 60.0, "top5_loc_err": 50.0},
+    }
     rows += paper_comparisons([fake, {**fake, "paper_key": None}])
     assert len(rows) == 8 and rows[-1]["paper_ref"] == "table2.googlenet_gmp.top5_loc_err"
     shutil.copy(REPO / "results" / "paper.yaml", tmp_path / "paper.yaml")
-    write_results("02_test", metrics={}, profile="quick", parameters={}, started=0.0, comparisons=rows,
-                  results_dir=tmp_path)  # raises if a paper_ref is not a key of paper.yaml
+    write_results(
+        "02_test",
+        metrics={},
+        profile="quick",
+        parameters={},
+        started=0.0,
+        comparisons=rows,
+        results_dir=tmp_path,
+    )  # raises if a paper_ref is not a key of paper.yaml
 
 
 def _run_notebook_02(tmp_path, **parameters):
@@ -272,16 +299,30 @@ def test_notebook_02_paper_profile_on_a_fake_train_folder(tmp_path, ilsvrc_sampl
         d = tmp_path / "train" / f"n{i:08d}"
         d.mkdir(parents=True)
         (d / f"n{i:08d}_1.JPEG").symlink_to(images[i % len(images)])
-    res = _run_notebook_02(tmp_path, PROFILE="paper", ILSVRC_TRAIN=str(tmp_path / "train"),
-                           ILSVRC_VAL=str(ilsvrc_sample), PAPER_ARCHS=["alexnet_gap"], WEIGHTS=None, ITERS=2,
-                           PAPER_BATCH_SIZE=4, NUM_WORKERS=0, REAL_PHOTOS=False)
+    res = _run_notebook_02(
+        tmp_path,
+        PROFILE="paper",
+        ILSVRC_TRAIN=str(tmp_path / "train"),
+        ILSVRC_VAL=str(ilsvrc_sample),
+        PAPER_ARCHS=["alexnet_gap"],
+        WEIGHTS=None,
+        ITERS=2,
+        PAPER_BATCH_SIZE=4,
+        NUM_WORKERS=0,
+        REAL_PHOTOS=False,
+    )
     rows = res["metrics"]["paper"]
-    assert [(r["arch"], r["pool"], r["steps"]) for r in rows] == [("alexnet_gap", "avg", 2), ("alexnet_gap", "max", 2)]
+    assert [(r["arch"], r["pool"], r["steps"]) for r in rows] == [
+        ("alexnet_gap", "avg", 2),
+        ("alexnet_gap", "max", 2),
+    ]
     assert rows[1]["head"]["pool"] == "max" and rows[0]["n_images"] == 100
     assert (tmp_path / "ck" / "alexnet_gap_max.pt").is_file()
     assert [c["paper_ref"] for c in res["comparisons"]] == [
-        "table1.alexnet_gap.top1_err", "table1.alexnet_gap.top5_err",
-        "table2.alexnet_gap.top1_loc_err", "table2.alexnet_gap.top5_loc_err",
+        "table1.alexnet_gap.top1_err",
+        "table1.alexnet_gap.top5_err",
+        "table2.alexnet_gap.top1_loc_err",
+        "table2.alexnet_gap.top5_loc_err",
     ]  # AlexNet-GMP has no row in the paper
 
 

@@ -121,7 +121,9 @@ def test_gmp_pools_the_max_of_each_unit(arch):
             h.remove()
     f = seen["f"]
     torch.testing.assert_close(seen["pooled"].flatten(1), f.amax((2, 3)))
-    torch.testing.assert_close(logits, f.amax((2, 3)) @ model.fc.weight.T + model.fc.bias, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        logits, f.amax((2, 3)) @ model.fc.weight.T + model.fc.bias, rtol=1e-4, atol=1e-4
+    )
     out = CAM(model)(x, all_classes=True)
     mean_identity = out.maps.mean((2, 3)) + model.fc.bias
     assert not torch.allclose(mean_identity, out.logits, rtol=1e-3, atol=1e-3)
@@ -157,7 +159,9 @@ def test_weights_go_through_the_weights_api(monkeypatch):
         calls.append((name, weights))
         torch.manual_seed(5)
         net = tvm.GoogLeNet(aux_logits=True, transform_input=True, init_weights=True)
-        return imagenet.ImageNetModel(name, net.eval(), lambda im: im, (224, 224), [], f"mock {name} {weights}")
+        return imagenet.ImageNetModel(
+            name, net.eval(), lambda im: im, (224, 224), [], f"mock {name} {weights}"
+        )
 
     monkeypatch.setattr(imagenet, "load_torchvision", fake_load)
     m = googlenet_gap(num_classes=NUM_CLASSES, weights="IMAGENET1K_V1")
@@ -165,7 +169,9 @@ def test_weights_go_through_the_weights_api(monkeypatch):
     assert m.features.transform_input.enabled and "mock googlenet" in m.description
     torch.manual_seed(5)
     ref = tvm.GoogLeNet(aux_logits=True, transform_input=True, init_weights=True)
-    torch.testing.assert_close(m.features.inception4e.branch1.conv.weight, ref.inception4e.branch1.conv.weight)
+    torch.testing.assert_close(
+        m.features.inception4e.branch1.conv.weight, ref.inception4e.branch1.conv.weight
+    )
     orig = gap_variant("googlenet", weights="DEFAULT")
     assert orig.aux1 is None and orig.aux2 is None and not orig.aux_logits
 

@@ -18,8 +18,12 @@ def _hits(rate: float, n: int = 200, seed: int = 0) -> np.ndarray:
 def test_as_good_is_non_inferiority_within_the_margin():
     same = _hits(0.7)
     much_worse = same * (np.random.default_rng(1).random(200) < 0.5)  # loses about half of its hits
-    v = gf.gap_vs_original_verdicts({"gap": {"a": same, "b": much_worse, "c": same},
-                                     "original": {"a": same, "b": same, "c": _hits(0.7, seed=2)}})
+    v = gf.gap_vs_original_verdicts(
+        {
+            "gap": {"a": same, "b": much_worse, "c": same},
+            "original": {"a": same, "b": same, "c": _hits(0.7, seed=2)},
+        }
+    )
     assert v["a"]["as_good"] == "agrees"  # identical hits: [0, 0] + 2 > 0
     assert v["b"]["as_good"] == "reversed"  # about -35 points: the whole interval below -2
     assert v["c"]["as_good"] == "not resolved"  # independent draws: the interval is wider than the margin
@@ -29,7 +33,10 @@ def test_as_good_is_non_inferiority_within_the_margin():
 
 def test_quick_metrics_sentence_and_pixels_verdicts():
     ones, zeros = np.ones(50), np.zeros(50)
-    table = {row: {"s": {"acc": 100.0 * h.mean()}} for row, h in (("pixels", zeros), ("original", ones), ("gap", ones))}
+    table = {
+        row: {"s": {"acc": 100.0 * h.mean()}}
+        for row, h in (("pixels", zeros), ("original", ones), ("gap", ones))
+    }
     hits = {"pixels": {"s": zeros}, "original": {"s": ones}, "gap": {"s": ones}}
     m = gf.quick_metrics(table, hits, seed=0, size=32)
     assert m["gap_minus_original"] == {"s": 0.0} and m["size"] == 32
@@ -58,8 +65,15 @@ def test_table5_probe_on_a_tiny_folder(tmp_path):
     torch.manual_seed(0)
     net = SmallGAPNet(2, channels=(8,), width=8).eval()
     cache = FT.FeatureCache(tmp_path / "cache")
-    r = gf.table5_probe(net, data, model_name="tiny", preprocessing="16x16", cache=cache,
-                        svm=dict(Cs=(1.0,), cv=3), progress=False)
+    r = gf.table5_probe(
+        net,
+        data,
+        model_name="tiny",
+        preprocessing="16x16",
+        cache=cache,
+        svm=dict(Cs=(1.0,), cv=3),
+        progress=False,
+    )
     assert r["n_train"] == 140 and r["n_test"] == 120 and r["acc"] > 90
 
 

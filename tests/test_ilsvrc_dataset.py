@@ -27,7 +27,12 @@ from camlib.models import SmallGAPNet
 
 # wnids deliberately listed out of order: indices must follow the SORTED order (torchvision's). A wnid
 # list must name all 1000 classes: FILLER are made-up wnids that sort after these four
-MAPPING = ["n09999999 last class, zzz", "n01440764 tench, Tinca tinca", "n02012849 crane", "n01443537 goldfish"]
+MAPPING = [
+    "n09999999 last class, zzz",
+    "n01440764 tench, Tinca tinca",
+    "n02012849 crane",
+    "n01443537 goldfish",
+]
 FILLER = [f"n{10_000_000 + k:08d}" for k in range(1000 - len(MAPPING))]
 IDX = {"n01440764": 0, "n01443537": 1, "n02012849": 2, "n09999999": 3}
 
@@ -41,7 +46,12 @@ IMAGES = {
     "ILSVRC2012_val_00000006": ("RGB", (20, 20), [("n01443537", [1, 2, 8, 9]), ("n01440764", [0, 0, 19, 19]),
                                                  ("n01443537", [10, 10, 19, 19])]),
 }  # fmt: skip
-READABLE = ["ILSVRC2012_val_00000001", "ILSVRC2012_val_00000002", "ILSVRC2012_val_00000003", "ILSVRC2012_val_00000006"]
+READABLE = [
+    "ILSVRC2012_val_00000001",
+    "ILSVRC2012_val_00000002",
+    "ILSVRC2012_val_00000003",
+    "ILSVRC2012_val_00000006",
+]
 
 
 def _write_images(folder):
@@ -162,8 +172,10 @@ def test_collate_drops_and_lists_unreadable_images(tmp_path):
         batches_w = list(make_loader(ds, batch_size=4, num_workers=1))  # skips travel through workers
     for bs in (batches, batches_w):
         assert [len(t) for _, t in bs] == [3, 1]
-        assert sorted(s["image_id"] for _, t in bs for s in t.skipped) == ["ILSVRC2012_val_00000004",
-                                                                            "ILSVRC2012_val_00000005"]
+        assert sorted(s["image_id"] for _, t in bs for s in t.skipped) == [
+            "ILSVRC2012_val_00000004",
+            "ILSVRC2012_val_00000005",
+        ]
     x, t = collate_with_targets([(None, {"image_id": "a", "error": "E"})])
     assert x.numel() == 0 and len(t) == 0 and t.skipped == [{"image_id": "a", "error": "E"}]
 
@@ -174,7 +186,9 @@ def test_pipeline_counts_skipped_images(tmp_path):
     net = SmallGAPNet(4, channels=(8, 8), width=8).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        r = evaluate_protocols(net, make_loader(ds, batch_size=4), protocols=Protocols(topk=3, released=False))
+        r = evaluate_protocols(
+            net, make_loader(ds, batch_size=4), protocols=Protocols(topk=3, released=False)
+        )
         ref = evaluate_localization(net, make_loader(ds, batch_size=4), topk=3)
     assert r["n_images"] == 4 and r["n_skipped"] == 2 and r["classification"]["n"] == 4
     assert {s["image_id"] for s in r["skipped"]} == {"ILSVRC2012_val_00000004", "ILSVRC2012_val_00000005"}
@@ -202,8 +216,12 @@ def test_partial_wnid_list_is_refused_not_shifted(tmp_path):
     """Without tench, goldfish (class 1) would be the first of the sorted list: class 0. Refused, in every
     layout that maps wnids, with the fix; a full list of the wrong wnids is caught where an index is known."""
     partial = tmp_path / "partial.txt"
-    partial.write_text("\n".join(w for w in MAPPING[2:] + FILLER) + "\n")  # tench (and the last class) missing
-    with pytest.raises(ManifestError, match=r"partial.txt: 998 wnids, expected all 1000.*LOC_synset_mapping.txt"):
+    partial.write_text(
+        "\n".join(w for w in MAPPING[2:] + FILLER) + "\n"
+    )  # tench (and the last class) missing
+    with pytest.raises(
+        ManifestError, match=r"partial.txt: 998 wnids, expected all 1000.*LOC_synset_mapping.txt"
+    ):
         read_wnids(partial)
     for layout in (make_xml_layout, make_kaggle_layout):
         root = layout(tmp_path / layout.__name__)
@@ -215,8 +233,11 @@ def test_partial_wnid_list_is_refused_not_shifted(tmp_path):
     # 1000 distinct wnids, but tench is not first: not ILSVRC2012's list
     shifted = ["n00000001"] + [m.split()[0] for m in MAPPING[1:]] + FILLER[:-1] + ["n09999998"]
     with pytest.raises(ManifestError, match=r"n01440764 \(tench\) would be class 1, but it is class 0"):
-        ILSVRCBoxDataset.from_xml(tmp_path / "make_xml_layout" / "ILSVRC2012_img_val",
-                                  tmp_path / "make_xml_layout" / "Annotations", shifted)
+        ILSVRCBoxDataset.from_xml(
+            tmp_path / "make_xml_layout" / "ILSVRC2012_img_val",
+            tmp_path / "make_xml_layout" / "Annotations",
+            shifted,
+        )
 
 
 def test_parsers_and_errors(tmp_path):
@@ -256,10 +277,15 @@ def _line_of(path, text, nth=1):
 
 def _xml(path, name, size, objects, pretty=True):
     sep = "\n" if pretty else ""
-    objs = sep.join(f"<object>{sep}<name>{wn}</name>{sep}<bndbox>{sep}<xmin>{b[0]}</xmin>{sep}<ymin>{b[1]}</ymin>{sep}"
-                    f"<xmax>{b[2]}</xmax>{sep}<ymax>{b[3]}</ymax>{sep}</bndbox>{sep}</object>" for wn, b in objects)
-    path.write_text(f"<annotation>{sep}<filename>{name}</filename>{sep}<size><width>{size[0]}</width>"
-                    f"<height>{size[1]}</height></size>{sep}{objs}{sep}</annotation>\n")
+    objs = sep.join(
+        f"<object>{sep}<name>{wn}</name>{sep}<bndbox>{sep}<xmin>{b[0]}</xmin>{sep}<ymin>{b[1]}</ymin>{sep}"
+        f"<xmax>{b[2]}</xmax>{sep}<ymax>{b[3]}</ymax>{sep}</bndbox>{sep}</object>"
+        for wn, b in objects
+    )
+    path.write_text(
+        f"<annotation>{sep}<filename>{name}</filename>{sep}<size><width>{size[0]}</width>"
+        f"<height>{size[1]}</height></size>{sep}{objs}{sep}</annotation>\n"
+    )
     return path
 
 
@@ -273,7 +299,9 @@ def _xml(path, name, size, objects, pretty=True):
 ])  # fmt: skip
 def test_xml_boxes_and_wnids_are_validated_naming_file_and_line(tmp_path, case, objects, pattern):
     root = make_xml_layout(tmp_path)
-    bad = _xml(root / "Annotations" / "ILSVRC2012_val_00000006.xml", "ILSVRC2012_val_00000006", (20, 20), objects)
+    bad = _xml(
+        root / "Annotations" / "ILSVRC2012_val_00000006.xml", "ILSVRC2012_val_00000006", (20, 20), objects
+    )
     # the last object is the bad one: its box's line is named (a coordinate's own line when it is no number)
     line = _line_of(bad, "<ymin>one") if case == "not a number" else _line_of(bad, "<bndbox>", len(objects))
     with pytest.raises(ManifestError, match=rf"ILSVRC2012_val_00000006.xml:{line}: {pattern}.*Fix: ") as err:
@@ -292,8 +320,11 @@ def test_xml_parse_errors_and_duplicate_images_name_file_and_line(tmp_path):
     good.write_text(text)
     # a second file for image 2 that gives it another class: conflicting labels are refused, not "last wins"
     dup = _xml(ann / "copy_of_2.xml", "ILSVRC2012_val_00000002", (24, 36), [("n02012849", [1, 1, 5, 5])])
-    with pytest.raises(ManifestError, match=rf"copy_of_2.xml:2: duplicate image id 'ILSVRC2012_val_00000002' \(first "
-                                            rf"in {ann / 'ILSVRC2012_val_00000002.xml'}:1\)"):
+    with pytest.raises(
+        ManifestError,
+        match=rf"copy_of_2.xml:2: duplicate image id 'ILSVRC2012_val_00000002' \(first "
+        rf"in {ann / 'ILSVRC2012_val_00000002.xml'}:1\)",
+    ):
         open_ilsvrc_val(root)
     assert dup.is_file()
 
@@ -305,24 +336,41 @@ def test_kaggle_rows_are_validated_naming_file_and_line(tmp_path):
 
     def expect(extra: list[str], pattern: str) -> None:
         csv_path.write_text("\n".join(rows + extra) + "\n")
-        with pytest.raises(ManifestError, match=rf"LOC_val_solution.csv:{len(rows) + len(extra)}: {pattern}.*Fix: "):
+        with pytest.raises(
+            ManifestError, match=rf"LOC_val_solution.csv:{len(rows) + len(extra)}: {pattern}.*Fix: "
+        ):
             open_ilsvrc_val(root)
 
     # the same image again with another class: refused (the dict used to keep the last row)
-    expect(["ILSVRC2012_val_00000002,n01443537 1 1 5 5"], r"duplicate image id 'ILSVRC2012_val_00000002' \(first on "
-           r"line 3\)")
-    expect(["ILSVRC2012_val_00000007,n01443537 1 1 5"], "PredictionString must hold groups of 'wnid x0 y0 x1 y1', got 4 fields")
+    expect(
+        ["ILSVRC2012_val_00000002,n01443537 1 1 5 5"],
+        r"duplicate image id 'ILSVRC2012_val_00000002' \(first on "
+        r"line 3\)",
+    )
+    expect(
+        ["ILSVRC2012_val_00000007,n01443537 1 1 5"],
+        "PredictionString must hold groups of 'wnid x0 y0 x1 y1', got 4 fields",
+    )
     expect(["ILSVRC2012_val_00000007,n01443537 1 1 5 x5"], "'x5' is not a number")
     expect(["ILSVRC2012_val_00000007,n01443537 8 1 5 5"], r"inverted box \(8, 1, 5, 5\)")
     expect(["ILSVRC2012_val_00000007,n01443537 -1 1 5 5"], r"box \(-1, 1, 5, 5\) has a negative coordinate")
-    expect(["ILSVRC2012_val_00000007,n07777777 1 1 5 5"], "wnid 'n07777777' of image ILSVRC2012_val_00000007 is not")
+    expect(
+        ["ILSVRC2012_val_00000007,n07777777 1 1 5 5"],
+        "wnid 'n07777777' of image ILSVRC2012_val_00000007 is not",
+    )
     # sizes from the image headers: image 1 is 40 x 30; a box reaching x = 41 is refused
     rows[1] = "ILSVRC2012_val_00000001,n02012849 2 3 41 30"
     csv_path.write_text("\n".join(rows) + "\n")
-    with pytest.raises(ManifestError, match=r"LOC_val_solution.csv:2: box \(2, 3, 41, 30\) lies outside the 40 x 30"):
+    with pytest.raises(
+        ManifestError, match=r"LOC_val_solution.csv:2: box \(2, 3, 41, 30\) lies outside the 40 x 30"
+    ):
         open_ilsvrc_val(root)
-    ds = ILSVRCBoxDataset.from_kaggle_csv(root / "ILSVRC" / "Data" / "CLS-LOC" / "val", csv_path,
-                                          root / "LOC_synset_mapping.txt", check_sizes=False)  # opt out: clipped
+    ds = ILSVRCBoxDataset.from_kaggle_csv(
+        root / "ILSVRC" / "Data" / "CLS-LOC" / "val",
+        csv_path,
+        root / "LOC_synset_mapping.txt",
+        check_sizes=False,
+    )  # opt out: clipped
     assert len(ds) == len(IMAGES)
 
 

@@ -43,7 +43,9 @@ def test_load_checkpoint_errors_name_the_path_and_the_fix(tmp_path):
         load_checkpoint(empty, fix="Train it first.")  # was: EOFError with no message
     text = tmp_path / "notes.pt"
     text.write_text("hello, this is not a checkpoint\n")
-    with pytest.raises(CheckpointError, match=r"notes\.pt \(32 bytes\) is not a PyTorch checkpoint \(it starts like text\)"):
+    with pytest.raises(
+        CheckpointError, match=r"notes\.pt \(32 bytes\) is not a PyTorch checkpoint \(it starts like text\)"
+    ):
         load_checkpoint(text)  # was: KeyError: 101
     truncated = tmp_path / "cut.pt"
     torch.save({"w": torch.arange(1000.0)}, truncated)

@@ -26,7 +26,13 @@ PACKAGE = REPO / "camlib"
 FORBIDDEN: dict[str, tuple[str, ...]] = {
     "core": ("camlib.datasets", "camlib.paper", "camlib.evaluation", "camlib.tools"),
     "models": ("camlib.datasets", "camlib.paper", "camlib.evaluation", "camlib.tools"),
-    "datasets": ("camlib.paper", "camlib.evaluation", "camlib.tools", "camlib.core.features", "camlib.core.probe"),
+    "datasets": (
+        "camlib.paper",
+        "camlib.evaluation",
+        "camlib.tools",
+        "camlib.core.features",
+        "camlib.core.probe",
+    ),
     "evaluation": ("camlib.paper", "camlib.tools"),
     "paper": ("camlib.tools",),
 }
@@ -71,9 +77,14 @@ def imports_of(path: Path, root: Path) -> list[tuple[int, str, str | None]]:
                     base = ".".join([*up, base] if base else up)
                 found.append((child.lineno, base, owner))
                 found.extend((child.lineno, f"{base}.{a.name}", owner) for a in child.names if a.name != "*")
-            elif (isinstance(child, ast.Call) and isinstance(child.func, (ast.Attribute, ast.Name))
-                  and getattr(child.func, "attr", getattr(child.func, "id", None)) == "import_module"
-                  and child.args and isinstance(child.args[0], ast.Constant) and isinstance(child.args[0].value, str)):
+            elif (
+                isinstance(child, ast.Call)
+                and isinstance(child.func, (ast.Attribute, ast.Name))
+                and getattr(child.func, "attr", getattr(child.func, "id", None)) == "import_module"
+                and child.args
+                and isinstance(child.args[0], ast.Constant)
+                and isinstance(child.args[0].value, str)
+            ):
                 found.append((child.lineno, child.args[0].value, owner))
             visit(child, owner)
 
@@ -112,7 +123,9 @@ def test_the_rule_catches_imports_anywhere(tmp_path):
         (pkg / sub / "__init__.py").write_text("")
     (pkg / "__init__.py").write_text("")
     (pkg / "cam.py").write_text("from camlib.core.cam import *  # noqa\n")  # a shim
-    (pkg / "datasets" / "ok.py").write_text("import numpy\nfrom camlib.core.boxes import iou\nfrom . import ok\n")
+    (pkg / "datasets" / "ok.py").write_text(
+        "import numpy\nfrom camlib.core.boxes import iou\nfrom . import ok\n"
+    )
     (pkg / "datasets" / "bad.py").write_text(
         "import numpy\n"
         "def f():\n"
@@ -124,8 +137,10 @@ def test_the_rule_catches_imports_anywhere(tmp_path):
         "def table5_probe():\n"
         "    import camlib.tools.results\n"  # line 9: allowed below
     )
-    (pkg / "core" / "bad.py").write_text("class A:\n    def m(self):\n        import importlib\n"
-                                         "        return importlib.import_module('camlib.datasets.files')\n")
+    (pkg / "core" / "bad.py").write_text(
+        "class A:\n    def m(self):\n        import importlib\n"
+        "        return importlib.import_module('camlib.datasets.files')\n"
+    )
     (pkg / "models" / "ok.py").write_text("from camlib.core.cam import CAM\n")
     problems = layer_violations(pkg, {("camlib/datasets/bad.py", "table5_probe")})
     assert problems == [

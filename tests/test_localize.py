@@ -25,7 +25,9 @@ def test_kept_predictions_shapes_and_gt_known_consistency():
                               fractions=(0.2, 0.5), keep_predictions=True)  # fmt: skip
     preds = r["predictions"]
     assert len(preds) == 16 and r["n_images"] == 16
-    assert set(preds[0]["boxes"]) == {"paper@0.2", "paper@0.5"} and np.shape(preds[0]["boxes"]["paper@0.5"]) == (3, 4)
+    assert set(preds[0]["boxes"]) == {"paper@0.2", "paper@0.5"} and np.shape(
+        preds[0]["boxes"]["paper@0.5"]
+    ) == (3, 4)
     same = [p for p in preds if p["pred_classes"][0] == p["label"]]
     assert same, "the test needs at least one image whose top-1 class is right"
     for p in same:  # where the top-1 class is the true class, its box IS the GT-known box
@@ -37,8 +39,13 @@ def test_kept_predictions_shapes_and_gt_known_consistency():
 def test_evaluate_localization_on_procedural_ranges():
     torch.manual_seed(0)
     ds = ProceduralShapes(40, seed=2, split="test")
-    r = evaluate_localization(SmallGAPNet(6), array_batches(ds.images, ds.labels, ds.boxes, 16), topk=1,
-                              fractions=(0.2,), options=PAPER_OPTIONS.__class__(size="original", normalize="max"))
+    r = evaluate_localization(
+        SmallGAPNet(6),
+        array_batches(ds.images, ds.labels, ds.boxes, 16),
+        topk=1,
+        fractions=(0.2,),
+        options=PAPER_OPTIONS.__class__(size="original", normalize="max"),
+    )
     loc = r["localization"][0.2]
     assert r["classification"]["n"] == 40
     assert loc["top1_loc_acc"] <= loc["gt_known_loc_acc"] + 1e-9
@@ -62,8 +69,11 @@ def test_ilsvrc_sample_matches_reference(ilsvrc_sample):
     m = load_efficientnet_lite0()
     ds = WSOLManifestDataset(ilsvrc_sample, m.preprocess)
     assert len(ds) == 100
-    r = evaluate_localization(m.model, DataLoader(ds, batch_size=25, collate_fn=collate_with_targets),
-                              fractions=(0.2, 0.3, 0.4, 0.5))
+    r = evaluate_localization(
+        m.model,
+        DataLoader(ds, batch_size=25, collate_fn=collate_with_targets),
+        fractions=(0.2, 0.3, 0.4, 0.5),
+    )
     assert abs(r["classification"]["top1_acc"] - 69) <= 2
     assert abs(r["classification"]["top5_acc"] - 90) <= 2
     for f, ref in zip((0.2, 0.3, 0.4, 0.5), (32, 42, 50, 43), strict=True):

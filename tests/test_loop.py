@@ -134,8 +134,12 @@ def net():
 
 
 def test_run_evaluation_feeds_every_evaluator_and_keeps_what_is_asked(shapes, net):
-    evs = {"cls": ClassificationEvaluator((1, 3)), "loc": LocalizationEvaluator((1, 3), boxes="paper@0.2"),
-           "sweep": BoxAccSweep(np.linspace(0, 0.9, 10), keep_per_image=True), "pxap": PxAPEvaluator([0.2, 0.5])}
+    evs = {
+        "cls": ClassificationEvaluator((1, 3)),
+        "loc": LocalizationEvaluator((1, 3), boxes="paper@0.2"),
+        "sweep": BoxAccSweep(np.linspace(0, 0.9, 10), keep_per_image=True),
+        "pxap": PxAPEvaluator([0.2, 0.5]),
+    }
     res = run_evaluation(net, mask_batches(shapes.images, shapes.labels, shapes.boxes, shapes.masks, batch_size=8),
                          evs, options=PAPER_OPTIONS, topk=3, keep_predictions=True, keep_maps=5)  # fmt: skip
     assert res.n_images == 20 and set(res.metrics) == {"cls", "loc", "sweep", "pxap"}
@@ -157,7 +161,9 @@ def test_run_evaluation_counts_skipped_and_refuses_plain_dicts(net):
     good = TargetList([Target(0, [[1, 1, 10, 10]], (32, 32)), Target(1, [[0, 0, 31, 31]], (32, 32))],
                       skipped=[{"image_id": "bad.jpg", "error": "truncated"}])  # fmt: skip
     empty = TargetList([], skipped=[{"image_id": "worse.jpg", "error": "missing"}])
-    res = run_evaluation(net, [(x, good), (torch.empty(0), empty)], {"cls": ClassificationEvaluator((1,))}, topk=1)
+    res = run_evaluation(
+        net, [(x, good), (torch.empty(0), empty)], {"cls": ClassificationEvaluator((1,))}, topk=1
+    )
     assert res.n_images == 2 and [s["image_id"] for s in res.skipped] == ["bad.jpg", "worse.jpg"]
     with pytest.raises(ValueError, match="no image"):
         run_evaluation(net, [(torch.empty(0), empty)], {"cls": ClassificationEvaluator((1,))}, topk=1)
@@ -189,12 +195,21 @@ def test_localization_study_runs_every_setting_through_the_loop(shapes, net):
     from camlib.datasets import CLASSES
     from camlib.evaluation.study import LocalizationStudy
 
-    study = LocalizationStudy("quick", {"small": net}, {"small": "SmallGAPNet, test"}, test=shapes, batch_size=8)
+    study = LocalizationStudy(
+        "quick", {"small": net}, {"small": "SmallGAPNet, test"}, test=shapes, batch_size=8
+    )
     assert study.data == "procedural"
-    assert [run for run, *_ in study.settings()] == ["small/cam", "small/backprop"]  # no ten crops without ILSVRC
+    assert [run for run, *_ in study.settings()] == [
+        "small/cam",
+        "small/backprop",
+    ]  # no ten crops without ILSVRC
     res = study.run(Protocols(topk=3, fractions=(0.2,)), keep_maps=6)
     assert set(res) == {"small/cam", "small/backprop"} and res["small/cam"]["n_images"] == 20
-    assert "pxap" in res["small/cam"] and len(res["small/cam"]["gt_maps"]) == 6 and res["small/backprop"].get("gt_maps") is None
+    assert (
+        "pxap" in res["small/cam"]
+        and len(res["small/cam"]["gt_maps"]) == 6
+        and res["small/backprop"].get("gt_maps") is None
+    )
     assert study.comparisons() == []  # procedural numbers are never set against the paper's
     fig = study.example_grid("small/cam", CLASSES, n_each=2)
     assert 1 <= len([ax for ax in fig.axes if ax.images]) <= 4

@@ -29,10 +29,12 @@ class TinySqueeze(nn.Module):
 
     def __init__(self, num_classes: int = 4) -> None:
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(),
-                                      nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())
-        self.classifier = nn.Sequential(nn.Dropout(0.5), nn.Conv2d(8, num_classes, 1), nn.ReLU(),
-                                        nn.AdaptiveAvgPool2d(1))
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU()
+        )
+        self.classifier = nn.Sequential(
+            nn.Dropout(0.5), nn.Conv2d(8, num_classes, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1)
+        )
 
     def forward(self, x):
         return torch.flatten(self.classifier(self.features(x)), 1)
@@ -85,7 +87,9 @@ def test_video_overlay_is_cams_map(kind, tmp_path, monkeypatch):
     synthesize_clip(src, ("coffee", "chelsea"), size=(64, 48), fps=3, seconds_per_image=1.0)
     written = []
     original = VideoWriter.write
-    monkeypatch.setattr(VideoWriter, "write", lambda self, f: (written.append(np.array(f)), original(self, f))[1])
+    monkeypatch.setattr(
+        VideoWriter, "write", lambda self, f: (written.append(np.array(f)), original(self, f))[1]
+    )
     alpha = 0.45
     st = V.process_video(src, tmp_path / "out.mp4", model, batch_size=6, alpha=alpha, progress=False)
     frames = np.stack(list(iter_frames(src)))

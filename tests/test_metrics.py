@@ -25,7 +25,9 @@ def test_classification_counts_nonfinite_logits_as_wrong_and_says_how_many():
     r = ev.compute()
     assert r["n"] == 2 and r["n_nonfinite"] == 2 and r["top1_acc"] == 0.0 and r["top5_acc"] == 0.0
     ev = ClassificationEvaluator((1, 2))
-    logits = torch.tensor([[3.0, 2.0, 1.0], [float("inf"), 0.0, 0.0], [5.0, float("nan"), 0.0], [0.0, 1.0, 0.0]])
+    logits = torch.tensor(
+        [[3.0, 2.0, 1.0], [float("inf"), 0.0, 0.0], [5.0, float("nan"), 0.0], [0.0, 1.0, 0.0]]
+    )
     ev.update(logits, [0, 0, 0, 1])  # right, +Inf on the target (wrong), NaN elsewhere (wrong), right
     r = ev.compute()
     assert r["n"] == 4 and r["n_nonfinite"] == 2 and r["top1_acc"] == 50.0 and r["top2_acc"] == 50.0

@@ -23,8 +23,13 @@ def test_notebook_01_runs_headless(tmp_path):
         kernel_name="python3",
         cwd=str(REPO / "notebooks"),
         progress_bar=False,
-        parameters={"N_TRAIN": 256, "N_TEST": 64, "EPOCHS": 1, "RESULTS_DIR": str(tmp_path / "results"),
-                    "FIGURES_DIR": str(tmp_path / "figures")},
+        parameters={
+            "N_TRAIN": 256,
+            "N_TEST": 64,
+            "EPOCHS": 1,
+            "RESULTS_DIR": str(tmp_path / "results"),
+            "FIGURES_DIR": str(tmp_path / "figures"),
+        },
     )
     res = json.loads((tmp_path / "results" / "01_cam_basics.json").read_text())
     validate_results(res)
@@ -32,7 +37,10 @@ def test_notebook_01_runs_headless(tmp_path):
     assert res["metrics"]["identity_max_abs_err"] < 1e-4
     assert (tmp_path / "figures" / "01_top5_cams_chelsea.png").stat().st_size > 10_000
     # the explorer's static fallback (INTERACTIVE = False): one figure, shown once
-    explorer_cell = next(c for c in nbformat.read(str(out), as_version=4).cells
-                         if c.cell_type == "code" and "explorer.show(interactive=INTERACTIVE)" in c.source)
+    explorer_cell = next(
+        c
+        for c in nbformat.read(str(out), as_version=4).cells
+        if c.cell_type == "code" and "explorer.show(interactive=INTERACTIVE)" in c.source
+    )
     assert [o.output_type for o in explorer_cell.outputs] == ["display_data"]
     assert "image/png" in explorer_cell.outputs[0].data

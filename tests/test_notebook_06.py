@@ -37,11 +37,19 @@ def _fake_data(root):
     for folder in ("d/dining_room", "b/bathroom", "k/kitchen"):
         for i in range(8):
             name = f"sun_{folder[0]}{i}"
-            _image(root / "SUN2012/Images" / folder / f"{name}.jpg", 48, 40, rng, (8, 18, 26, 32) if folder[0] == "d" else None)
+            _image(
+                root / "SUN2012/Images" / folder / f"{name}.jpg",
+                48,
+                40,
+                rng,
+                (8, 18, 26, 32) if folder[0] == "d" else None,
+            )
             xml = root / "SUN2012/Annotations" / folder / f"{name}.xml"
             xml.parent.mkdir(parents=True, exist_ok=True)
-            xml.write_text(f"<annotation><filename>{name}.jpg</filename><folder>{folder}</folder>"
-                           f"{_polygon('wall', 0, 0, 47, 20)}{_polygon('table', 8, 18, 26, 32)}</annotation>")
+            xml.write_text(
+                f"<annotation><filename>{name}.jpg</filename><folder>{folder}</folder>"
+                f"{_polygon('wall', 0, 0, 47, 20)}{_polygon('table', 8, 18, 26, 32)}</annotation>"
+            )
     lines = []
     for i in range(42):
         _image(root / "caps/images" / f"{i}.jpg", 40, 40, rng, (4, 4, 20, 20) if i % 3 == 0 else None)
@@ -51,9 +59,11 @@ def _fake_data(root):
         rows = []
         for i in range(n):
             _image(root / "svt/svt1/img" / f"{split}{i}.jpg", 64, 48, rng, text=(10, 16, "OPEN"))
-            rows.append(f'<image><imageName>img/{split}{i}.jpg</imageName><Resolution x="64" y="48"/><taggedRectangles>'
-                        f'<taggedRectangle height="12" width="30" x="9" y="15"><tag>OPEN</tag></taggedRectangle>'
-                        f"</taggedRectangles></image>")
+            rows.append(
+                f'<image><imageName>img/{split}{i}.jpg</imageName><Resolution x="64" y="48"/><taggedRectangles>'
+                f'<taggedRectangle height="12" width="30" x="9" y="15"><tag>OPEN</tag></taggedRectangle>'
+                f"</taggedRectangles></image>"
+            )
         (root / "svt/svt1" / f"{split}.xml").write_text("<tagset>" + "".join(rows) + "</tagset>")
     for i in range(16):
         _image(root / "negs" / f"n{i}.jpg", 56, 40, rng)
@@ -65,18 +75,27 @@ def test_notebook_06_paper_profile_on_tiny_fake_data(tmp_path):
     _fake_data(tmp_path)
     results = tmp_path / "results"
     results.mkdir()
-    shutil.copy(REPO / "results" / "paper.yaml", results / "paper.yaml")  # comparison rows are checked against it
+    shutil.copy(
+        REPO / "results" / "paper.yaml", results / "paper.yaml"
+    )  # comparison rows are checked against it
     pm.execute_notebook(
         str(REPO / "notebooks" / "06_pattern_discovery.ipynb"),
         str(tmp_path / "06.ipynb"),
         kernel_name="python3",
         cwd=str(REPO / "notebooks"),
         progress_bar=False,
-        parameters={"PROFILE": "paper", "SUN_ROOT": str(tmp_path / "SUN2012"), "SUN_MIN_IMAGES": 5,
-                    "CAPTIONS_ROOT": str(tmp_path / "caps"), "SVT_ROOT": str(tmp_path / "svt"),
-                    "TEXT_NEGATIVES_ROOT": str(tmp_path / "negs"), "PAPER_INPUT_SIZE": 64,
-                    "CACHE_DIR": str(tmp_path / "cache"), "RESULTS_DIR": str(results),
-                    "FIGURES_DIR": str(tmp_path / "figures")},
+        parameters={
+            "PROFILE": "paper",
+            "SUN_ROOT": str(tmp_path / "SUN2012"),
+            "SUN_MIN_IMAGES": 5,
+            "CAPTIONS_ROOT": str(tmp_path / "caps"),
+            "SVT_ROOT": str(tmp_path / "svt"),
+            "TEXT_NEGATIVES_ROOT": str(tmp_path / "negs"),
+            "PAPER_INPUT_SIZE": 64,
+            "CACHE_DIR": str(tmp_path / "cache"),
+            "RESULTS_DIR": str(results),
+            "FIGURES_DIR": str(tmp_path / "figures"),
+        },
     )
     res = json.loads((results / "06_pattern_discovery.json").read_text())
     validate_results(res)
@@ -86,4 +105,7 @@ def test_notebook_06_paper_profile_on_tiny_fake_data(tmp_path):
     assert {"cam_boxes", "centre_box"} <= set(res["metrics"]["text"])
     assert [c["paper_ref"] for c in res["comparisons"]] == ["fig9.dining_room.table"]
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
-        "06_concept_localization_captions.png", "06_informative_objects_sun.png", "06_text_detector_svt.png"]
+        "06_concept_localization_captions.png",
+        "06_informative_objects_sun.png",
+        "06_text_detector_svt.png",
+    ]

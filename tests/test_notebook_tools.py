@@ -184,8 +184,12 @@ def test_edit_the_pair_then_sync(tmp_path):
     original = read(nb_path)
 
     def sync(path: Path) -> None:
-        done = subprocess.run([sys.executable, "-m", "jupytext", "--sync", str(path)], cwd=tmp_path,
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "jupytext", "--sync", str(path)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+        )
         assert done.returncode == 0, done.stderr
 
     sync(nb_path)
@@ -217,7 +221,11 @@ def test_student_copy_removes_solution_and_instructor_cells(tmp_path):
     assert main(["student", "--out", str(tmp_path / "student"), str(src)]) == 0
     copy = read(tmp_path / "student" / "nb.ipynb")
     assert not [c for c in copy.cells if {"solution", "instructor"} & set(c.metadata.get("tags", []))]
-    assert [c.source for c in copy.cells][4:] == ["Exercise: add 41 to x.", PLACEHOLDER, "assert answer == 42"]
+    assert [c.source for c in copy.cells][4:] == [
+        "Exercise: add 41 to x.",
+        PLACEHOLDER,
+        "assert answer == 42",
+    ]
     assert copy.cells[5].metadata["tags"] == ["exercise"] and copy.cells[5].id == nb.cells[5].id
     assert _cells(copy)[:4] == _cells(nb)[:4] and check_notebook(copy) == []
     assert "answer = 1 + 41" in read(src).cells[5].source  # the original is untouched
@@ -228,7 +236,10 @@ def test_student_copy_removes_solution_and_instructor_cells(tmp_path):
     [
         ("x = 1\ny = 2", 2),
         ("# a comment\n\nx = 1  # trailing comment\n", 1),
-        ("import numpy as np\nfrom camlib.models import (\n    SmallGAPNet,\n    load_torchvision,\n)\nx = np.zeros(3)", 1),
+        (
+            "import numpy as np\nfrom camlib.models import (\n    SmallGAPNet,\n    load_torchvision,\n)\nx = np.zeros(3)",
+            1,
+        ),
         ("f(\n    a,\n    b,\n)", 3),  # the lone closing bracket does not count, each argument line does
         ("s = '''one\ntwo\nthree'''", 1),  # a multi-line string is one line of logic
         ("%matplotlib inline\nx = 1", 2),  # a magic is not Python but still a line

@@ -123,7 +123,9 @@ TARGETS = {
 def lock_entries(text: str | None = None) -> list[Requirement]:
     """The requirement lines of the lock (``name==version ; marker``), comments and ``# via`` notes dropped."""
     text = LOCK.read_text() if text is None else text
-    return [Requirement(line) for line in text.splitlines() if line.strip() and not line.startswith(("#", " "))]
+    return [
+        Requirement(line) for line in text.splitlines() if line.strip() and not line.startswith(("#", " "))
+    ]
 
 
 def pinned(entries: list[Requirement], env: dict[str, str]) -> dict[str, Version]:
@@ -133,7 +135,9 @@ def pinned(entries: list[Requirement], env: dict[str, str]) -> dict[str, Version
         if req.marker is not None and not req.marker.evaluate(env):
             continue
         name = normalize(req.name)
-        assert name not in out, f"requirements.lock gives {name} twice for {env['python_full_version']} {env['sys_platform']}"
+        assert name not in out, (
+            f"requirements.lock gives {name} twice for {env['python_full_version']} {env['sys_platform']}"
+        )
         (spec,) = req.specifier
         out[name] = Version(spec.version)
     return out
@@ -145,7 +149,9 @@ def test_lock_pins_exact_versions_and_names_no_index():
     assert len(entries) > 100, "requirements.lock looks empty or truncated: run `make lock`"
     for req in entries:
         specs = list(req.specifier)
-        assert len(specs) == 1 and specs[0].operator == "==" and "*" not in specs[0].version, f"not an exact pin: {req}"
+        assert len(specs) == 1 and specs[0].operator == "==" and "*" not in specs[0].version, (
+            f"not an exact pin: {req}"
+        )
         assert not req.url and not req.extras, f"requirements.lock must name released versions only: {req}"
     # installable from the package registry alone: no index, find-links or local path (pip.conf on one
     # machine may add those; the lock must not depend on them)
@@ -157,7 +163,9 @@ def test_lock_pins_exact_versions_and_names_no_index():
 
 def test_lock_parser_selects_one_version_per_target():
     """The parser of these tests: markers select one version per target, and a duplicate is refused."""
-    entries = lock_entries("numpy==2.2.6 ; python_full_version < '3.11'\n    # via x\nnumpy==2.4.6 ; python_full_version >= '3.11'\n")
+    entries = lock_entries(
+        "numpy==2.2.6 ; python_full_version < '3.11'\n    # via x\nnumpy==2.4.6 ; python_full_version >= '3.11'\n"
+    )
     assert pinned(entries, TARGETS["linux-x86_64-3.10"]) == {"numpy": Version("2.2.6")}
     assert pinned(entries, TARGETS["linux-x86_64-3.11"]) == {"numpy": Version("2.4.6")}
     with pytest.raises(AssertionError, match="twice"):
@@ -174,7 +182,9 @@ def test_lock_pins_every_dependency_within_the_pyproject_spec(target):
         elif not SpecifierSet(spec).contains(versions[name], prereleases=True):
             outside.append(f"{name}=={versions[name]} (pyproject: {spec})")
     assert not missing, f"requirements.lock has no pin of {missing} for {target}: run `make lock`"
-    assert not outside, f"requirements.lock pins versions that pyproject.toml excludes: {outside}; run `make lock`"
+    assert not outside, (
+        f"requirements.lock pins versions that pyproject.toml excludes: {outside}; run `make lock`"
+    )
 
 
 def test_lock_versions_satisfy_environment_yml():
@@ -193,7 +203,9 @@ def test_lock_has_the_torch_pair_of_constraints_txt():
     assert set(constraints) == {"torch", "torchvision"}
     for name, spec in constraints.items():
         exact = [s.version for s in spec if s.operator == "=="]
-        assert exact and versions[name] == Version(exact[0]), f"lock {name}=={versions[name]}, constraints.txt {spec}"
+        assert exact and versions[name] == Version(exact[0]), (
+            f"lock {name}=={versions[name]}, constraints.txt {spec}"
+        )
 
 
 def test_lock_holds_everything_the_installed_packages_need():
@@ -221,7 +233,9 @@ def test_lock_holds_everything_the_installed_packages_need():
             dep = Requirement(line)
             if dep.marker is None or any(dep.marker.evaluate(env | {"extra": e}) for e in ("", *req.extras)):
                 todo.append(dep)
-    assert not unpinned, f"installed packages need {sorted(set(unpinned))}, which requirements.lock does not pin: run `make lock`"
+    assert not unpinned, (
+        f"installed packages need {sorted(set(unpinned))}, which requirements.lock does not pin: run `make lock`"
+    )
 
 
 def test_installed_versions_match_the_lock():
@@ -236,7 +250,9 @@ def test_installed_versions_match_the_lock():
             continue
         if Version(installed.public) != version:
             drift[name] = (str(version), str(installed))
-    assert not drift, f"installed packages differ from requirements.lock (lock, installed): {drift}; `make setup`"
+    assert not drift, (
+        f"installed packages differ from requirements.lock (lock, installed): {drift}; `make setup`"
+    )
 
 
 def _pyproject_requirement_strings() -> list[str]:
@@ -246,7 +262,9 @@ def _pyproject_requirement_strings() -> list[str]:
 
 def _recipe(target: str) -> tuple[str, str]:
     """(prerequisites, recipe text) of a Makefile rule."""
-    head, body = re.search(rf"^{re.escape(target)}:([^\n]*)\n((?:\t[^\n]*\n?)*)", MAKEFILE, flags=re.M).groups()
+    head, body = re.search(
+        rf"^{re.escape(target)}:([^\n]*)\n((?:\t[^\n]*\n?)*)", MAKEFILE, flags=re.M
+    ).groups()
     return head, body.replace("\\\n", " ")
 
 
@@ -257,14 +275,25 @@ def test_setup_installs_from_the_lock():
     installs = [ln.strip() for ln in recipe.splitlines() if "pip install" in ln]
     assert any("-r $(LOCK)" in ln and "-c constraints.txt" in ln for ln in installs), installs
     assert any("--no-deps -e ." in ln for ln in installs), "camlib itself: editable, no dependency resolution"
-    others = [ln for ln in installs if "-r $(LOCK)" not in ln and "--no-deps" not in ln and "--upgrade pip" not in ln]
+    others = [
+        ln
+        for ln in installs
+        if "-r $(LOCK)" not in ln and "--no-deps" not in ln and "--upgrade pip" not in ln
+    ]
     assert not others, f"make setup installs packages outside the lock: {others}"
 
 
 def test_make_lock_command():
     _, recipe = _recipe("lock")
     compile_line = next(ln for ln in recipe.splitlines() if "pip compile" in ln)
-    for part in ("uv pip compile", "--no-config", "pyproject.toml", "--extra dev", "-c constraints.txt", "--universal",
-                 "-o $(LOCK)"):
+    for part in (
+        "uv pip compile",
+        "--no-config",
+        "pyproject.toml",
+        "--extra dev",
+        "-c constraints.txt",
+        "--universal",
+        "-o $(LOCK)",
+    ):
         assert part in compile_line, f"make lock: {part!r} missing from {compile_line!r}"
     assert "$(VENV)" not in recipe and "$(PY)" not in recipe, "make lock must not touch the project's .venv"

@@ -59,7 +59,9 @@ def test_maps_are_computed_and_evaluated_on_the_pixels_they_are_laid_on(random_r
     hook = random_resnet.model.register_forward_pre_hook(lambda m, a: seen.append(a[0].detach().clone()))
     try:
         photo = (np.random.default_rng(1).random((240, 320, 3)) * 255).astype(np.uint8)
-        out = explain_image(CAM(random_resnet.model), photo, random_resnet.preprocess, random_resnet.classes, k=2)
+        out = explain_image(
+            CAM(random_resnet.model), photo, random_resnet.preprocess, random_resnet.classes, k=2
+        )
     finally:
         hook.remove()
     whole = WholeImage(input_normalizer(random_resnet.preprocess), 224)(photo)
@@ -79,7 +81,9 @@ def test_ilsvrc_evaluation_uses_the_whole_image(tmp_path, random_resnet):
 
 
 @pytest.mark.slow
-def test_ten_crops_on_a_torchvision_network_and_a_gap_checkpoint_with_partial_results(tmp_path, random_resnet, monkeypatch):
+def test_ten_crops_on_a_torchvision_network_and_a_gap_checkpoint_with_partial_results(
+    tmp_path, random_resnet, monkeypatch
+):
     """Notebook 03's paper profile: ten crops ran into "cannot find the normalisation in <WholeImage>" for
     torchvision networks and -GAP checkpoints. Both run now, the checkpoint found in the checkpoint folder
     by default, and the partial results file lists every finished setting as it finishes."""
@@ -95,7 +99,9 @@ def test_ten_crops_on_a_torchvision_network_and_a_gap_checkpoint_with_partial_re
     torch.manual_seed(0)
     ckpt = checkpoint_path("googlenet_gap", "avg")
     ckpt.parent.mkdir(parents=True)
-    torch.save({"model": gap_variant("googlenet_gap").state_dict(), "step": 2, "config": {"max_iters": 2}}, ckpt)
+    torch.save(
+        {"model": gap_variant("googlenet_gap").state_dict(), "step": 2, "config": {"max_iters": 2}}, ckpt
+    )
     nets, desc = load_networks("paper", "ilsvrc", paper_models=["resnet18"], gap_checkpoints=None)
     assert set(nets) == {"resnet18", "googlenet_gap"} and str(ckpt) in desc["googlenet_gap"]
     base = open_ilsvrc_val(ilsvrc_val(SHARED, tmp_path / "val", n=2))
@@ -106,7 +112,9 @@ def test_ten_crops_on_a_torchvision_network_and_a_gap_checkpoint_with_partial_re
     results = study.run(Protocols(fractions=(0.2,)), keep_maps=0, partial=partial)
     assert {"resnet18/cam_ten_crop", "googlenet_gap/cam_ten_crop"} <= set(results)
     saved = json.loads(partial.read_text())
-    assert set(saved["finished"]) == set(results) and saved["not_yet_run"] == [] and saved["profile"] == "paper"
+    assert (
+        set(saved["finished"]) == set(results) and saved["not_yet_run"] == [] and saved["profile"] == "paper"
+    )
 
 
 def test_the_checkpoint_folder_chains_02_to_04_and_05(tmp_path, monkeypatch, capsys):
@@ -116,8 +124,10 @@ def test_the_checkpoint_folder_chains_02_to_04_and_05(tmp_path, monkeypatch, cap
     assert checkpoint_dir() == REPO / "build" / "checkpoints"
     monkeypatch.setenv("CAMLIB_CHECKPOINTS", str(tmp_path))
     assert find_checkpoint("googlenet_gap") is None and "notebook 02" in capsys.readouterr().out
-    torch.save({"model": gap_variant("googlenet_gap").state_dict(), "step": 1, "config": {"max_iters": 5}},
-               tmp_path / "googlenet_gap_avg.pt")
+    torch.save(
+        {"model": gap_variant("googlenet_gap").state_dict(), "step": 1, "config": {"max_iters": 5}},
+        tmp_path / "googlenet_gap_avg.pt",
+    )
     assert find_checkpoint("googlenet_gap") == tmp_path / "googlenet_gap_avg.pt"
     assert "UNFINISHED" in capsys.readouterr().out  # step 1 of 5: said, not hidden
     from camlib.paper.fine_grained import load_table4_network
@@ -127,14 +137,19 @@ def test_the_checkpoint_folder_chains_02_to_04_and_05(tmp_path, monkeypatch, cap
     nb = nbformat.read(str(REPO / "notebooks" / "02_gap_vs_gmp.ipynb"), as_version=4)
     params = next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     assert "CHECKPOINT_DIR = None" in params  # 02 writes where 03-05 read, unless told otherwise
-    for stem, line in (("03_ilsvrc_localization", "GAP_CHECKPOINTS = None"), ("04_fine_grained_cub", "GAP_CHECKPOINT = None"),
-                       ("05_generic_features", "GAP_CHECKPOINT = None")):
+    for stem, line in (
+        ("03_ilsvrc_localization", "GAP_CHECKPOINTS = None"),
+        ("04_fine_grained_cub", "GAP_CHECKPOINT = None"),
+        ("05_generic_features", "GAP_CHECKPOINT = None"),
+    ):
         nb = nbformat.read(str(REPO / "notebooks" / f"{stem}.ipynb"), as_version=4)
         assert line in next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", [])), stem
 
 
 def _notebook(path: Path, *cells: str) -> Path:
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nb = nbformat.v4.new_notebook(
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    )
     nb.cells = [nbformat.v4.new_code_cell('PROFILE = "paper"', metadata={"tags": ["parameters"]})]
     nb.cells += [nbformat.v4.new_code_cell(c) for c in cells]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -149,18 +164,49 @@ def test_reproduce_stops_at_the_first_failing_notebook(tmp_path, capsys):
     not run, and the summary says which failed and which were not run."""
     from camlib.tools.run_notebooks import main
 
-    nbs = [_notebook(tmp_path / "nb" / "01_ok.ipynb", "x = 1"),
-           _notebook(tmp_path / "nb" / "02_fails.ipynb", 'raise RuntimeError("no ILSVRC train folder")'),
-           _notebook(tmp_path / "nb" / "03_after.ipynb", 'open("ran.txt", "w").write("ran")')]
-    rc = main(["--profile", "paper", "--stop-on-failure", "--out", str(tmp_path / "out"),
-               "--results-dir", str(tmp_path / "res"), *map(str, nbs)])
+    nbs = [
+        _notebook(tmp_path / "nb" / "01_ok.ipynb", "x = 1"),
+        _notebook(tmp_path / "nb" / "02_fails.ipynb", 'raise RuntimeError("no ILSVRC train folder")'),
+        _notebook(tmp_path / "nb" / "03_after.ipynb", 'open("ran.txt", "w").write("ran")'),
+    ]
+    rc = main(
+        [
+            "--profile",
+            "paper",
+            "--stop-on-failure",
+            "--out",
+            str(tmp_path / "out"),
+            "--results-dir",
+            str(tmp_path / "res"),
+            *map(str, nbs),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 1 and "FAILED" in err and "02_fails.ipynb" in err
     assert "STOPPED at 02_fails.ipynb" in err and "not run: 03_after.ipynb" in err
     assert not (tmp_path / "nb" / "ran.txt").exists()
-    assert main(["--profile", "paper", "--stop-on-failure", "--jobs", "2", "--out", str(tmp_path / "o"), str(nbs[0])]) == 2
-    done = subprocess.run(["make", "-n", "reproduce", "PY=python", "STAMP=Makefile"], cwd=REPO, capture_output=True,
-                          text=True, timeout=60)
+    assert (
+        main(
+            [
+                "--profile",
+                "paper",
+                "--stop-on-failure",
+                "--jobs",
+                "2",
+                "--out",
+                str(tmp_path / "o"),
+                str(nbs[0]),
+            ]
+        )
+        == 2
+    )
+    done = subprocess.run(
+        ["make", "-n", "reproduce", "PY=python", "STAMP=Makefile"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     line = next(ln for ln in done.stdout.splitlines() if "camlib.run_notebooks" in ln)
     assert "--stop-on-failure" in line and "--results-dir build/results-paper" in line
 
@@ -177,9 +223,13 @@ def test_report_never_puts_two_profiles_in_one_table(tmp_path):
 
     one(tmp_path / "ref", "quick", 60.0)
     one(tmp_path / "run", "paper", 45.0)
-    page = write_report(tmp_path / "run", REPO / "results" / "paper.yaml", tmp_path / "page.md", tmp_path / "ref").read_text()
+    page = write_report(
+        tmp_path / "run", REPO / "results" / "paper.yaml", tmp_path / "page.md", tmp_path / "ref"
+    ).read_text()
     section = page.split("## 03_ilsvrc_localization")[1].split("## Not compared")[0]
-    assert "45.00" in section and "60.00" not in section  # the quick reference is not in the paper run's table
+    assert (
+        "45.00" in section and "60.00" not in section
+    )  # the quick reference is not in the paper run's table
     assert "## Not compared: another profile" in page and "`quick` profile" in page
 
 
@@ -189,7 +239,7 @@ def test_paper_parameter_messages_give_the_syntax_that_works():
 
     msg = str(cl.missing_parameter("IMAGE_FOLDER", "/path/to/images", "08_class_specific_units"))
     cmd = next(ln for ln in msg.splitlines() if "camlib.run_notebooks" in ln).split()
-    args = build_parser().parse_args(cmd[cmd.index("camlib.run_notebooks") + 1:])
+    args = build_parser().parse_args(cmd[cmd.index("camlib.run_notebooks") + 1 :])
     assert parse_params(args.param) == {"IMAGE_FOLDER": "/path/to/images"} and args.profile == "paper"
     assert "-p IMAGE_FOLDER" not in msg
     for stem, key in (("08_class_specific_units", "IMAGE_FOLDER"), ("09_video_cam", "VIDEO_PATH")):

@@ -120,8 +120,9 @@ def svt(shared: Path, root: Path) -> Path:
             for b in (inst["bbox"] for inst in item["instances"] if not inst.get("ignore"))
         )
         docs["train" if k % 2 == 0 else "test"].append(
-            f"<image><imageName>img/{name}</imageName><Resolution x=\"{item['width']}\" y=\"{item['height']}\"/>"
-            f"<taggedRectangles>{rects}</taggedRectangles></image>")
+            f'<image><imageName>img/{name}</imageName><Resolution x="{item["width"]}" y="{item["height"]}"/>'
+            f"<taggedRectangles>{rects}</taggedRectangles></image>"
+        )
     for part, images in docs.items():
         (folder / f"{part}.xml").write_text("<tagset>" + "".join(images) + "</tagset>\n")
     return root
@@ -135,20 +136,33 @@ def vqa(shared: Path, root: Path, n: int = 40) -> Path:
     labels = dict(ln.split(",") for ln in (src / "class_labels.txt").read_text().splitlines() if ln.strip())
     ids = (src / "image_ids.txt").read_text().split()[:n]
     names = imagenet_classes()
-    parts = {"train2014": ids[: n * 3 // 4], "val2014": ids[n * 3 // 4:]}
+    parts = {"train2014": ids[: n * 3 // 4], "val2014": ids[n * 3 // 4 :]}
     for split, part in parts.items():
         qs, anns = [], []
         for k, i in enumerate(part):
             iid = k + 1
             _link(src / "images" / Path(i).name, root / split / f"COCO_{split}_{iid:012d}.jpg")
             name = names[int(labels[i])].lower()
-            for j, (q, a, t) in enumerate((("what is this?", name, "other"),
-                                           ("is there an animal?", "yes" if int(labels[i]) < 398 else "no", "yes/no"))):
+            for j, (q, a, t) in enumerate(
+                (
+                    ("what is this?", name, "other"),
+                    ("is there an animal?", "yes" if int(labels[i]) < 398 else "no", "yes/no"),
+                )
+            ):
                 qid = iid * 10 + j
                 qs.append({"image_id": iid, "question": q, "question_id": qid})
-                anns.append({"question_id": qid, "image_id": iid, "answer_type": t, "question_type": q.split()[0],
-                             "multiple_choice_answer": a, "answers": [{"answer": a, "answer_confidence": "yes",
-                                                                       "answer_id": m + 1} for m in range(10)]})
+                anns.append(
+                    {
+                        "question_id": qid,
+                        "image_id": iid,
+                        "answer_type": t,
+                        "question_type": q.split()[0],
+                        "multiple_choice_answer": a,
+                        "answers": [
+                            {"answer": a, "answer_confidence": "yes", "answer_id": m + 1} for m in range(10)
+                        ],
+                    }
+                )
         (root / f"v2_OpenEnded_mscoco_{split}_questions.json").write_text(json.dumps({"questions": qs}))
         (root / f"v2_mscoco_{split}_annotations.json").write_text(json.dumps({"annotations": anns}))
     return root
@@ -181,24 +195,61 @@ def paper_parameters(shared: Path, tmp: Path) -> dict[str, dict]:
     cache = str(tmp / "cache")
     return {
         "01_cam_basics": {"ILSVRC_ROOT": str(val), "PAPER_MODEL": "efficientnet_lite0", **small},
-        "02_gap_vs_gmp": {"ILSVRC_TRAIN": str(imagenette_train(shared, tmp / "ilsvrc-train")), "ILSVRC_VAL": str(val),
-                          "PAPER_ARCHS": ["googlenet_gap"], "PAPER_POOLS": ["avg"], "WEIGHTS": None, "ITERS": 2,
-                          "PAPER_BATCH_SIZE": 4, "NUM_WORKERS": 0, "REAL_PHOTOS": False, "N_SEEDS": 1,
-                          "N_TRAIN": 64, "N_VAL": 32, "N_TEST": 32, "EPOCHS": 1, "STUDY_CACHE": cache},
+        "02_gap_vs_gmp": {
+            "ILSVRC_TRAIN": str(imagenette_train(shared, tmp / "ilsvrc-train")),
+            "ILSVRC_VAL": str(val),
+            "PAPER_ARCHS": ["googlenet_gap"],
+            "PAPER_POOLS": ["avg"],
+            "WEIGHTS": None,
+            "ITERS": 2,
+            "PAPER_BATCH_SIZE": 4,
+            "NUM_WORKERS": 0,
+            "REAL_PHOTOS": False,
+            "N_SEEDS": 1,
+            "N_TRAIN": 64,
+            "N_VAL": 32,
+            "N_TEST": 32,
+            "EPOCHS": 1,
+            "STUDY_CACHE": cache,
+        },
         # 8 images: ten crops of two networks (Lite0 and 02's GoogLeNet-GAP) are 160 forward passes
-        "03_ilsvrc_localization": {"ILSVRC_ROOT": str(ilsvrc_val(shared, tmp / "ilsvrc-val-8", n=8)),
-                                   "PAPER_MODELS": ["efficientnet_lite0"], "BATCH_SIZE": 8},
-        "04_fine_grained_cub": {"CUB_ROOT": str(cub(shared, tmp / "cub")), "PAPER_MODELS": "googlenet_gap",
-                                "CACHE_DIR": cache},
-        "05_generic_features": {"DATA_ROOT": str(caltech101(shared, tmp / "table5")), "TABLE5_DATASETS": "caltech101",
-                                "CACHE_DIR": cache},
-        "06_pattern_discovery": {"PARTS": ["text"], "SVT_ROOT": str(svt(shared, tmp / "svt")),
-                                 "TEXT_NEGATIVES_ROOT": str(image_folder(shared, tmp / "negatives")), "CACHE_DIR": cache},
-        "07_vqa": {"VQA_ROOT": str(vqa(shared, tmp / "vqa")), "HEAD_EPOCHS": 2, "NUM_WORKERS": 0,
-                   "TOP_ANSWERS": 50, "MIN_WORD_COUNT": 1},
-        "08_class_specific_units": {"IMAGE_FOLDER": str(image_folder(shared, tmp / "photos")),
-                                    "PAPER_MODEL": "efficientnet_lite0", "CACHE_DIR": cache},
-        "09_video_cam": {"VIDEO_PATH": str(street_clip(shared, tmp / "video" / "bikes_40.mp4")), "OUT_DIR": str(tmp / "video")},
+        "03_ilsvrc_localization": {
+            "ILSVRC_ROOT": str(ilsvrc_val(shared, tmp / "ilsvrc-val-8", n=8)),
+            "PAPER_MODELS": ["efficientnet_lite0"],
+            "BATCH_SIZE": 8,
+        },
+        "04_fine_grained_cub": {
+            "CUB_ROOT": str(cub(shared, tmp / "cub")),
+            "PAPER_MODELS": "googlenet_gap",
+            "CACHE_DIR": cache,
+        },
+        "05_generic_features": {
+            "DATA_ROOT": str(caltech101(shared, tmp / "table5")),
+            "TABLE5_DATASETS": "caltech101",
+            "CACHE_DIR": cache,
+        },
+        "06_pattern_discovery": {
+            "PARTS": ["text"],
+            "SVT_ROOT": str(svt(shared, tmp / "svt")),
+            "TEXT_NEGATIVES_ROOT": str(image_folder(shared, tmp / "negatives")),
+            "CACHE_DIR": cache,
+        },
+        "07_vqa": {
+            "VQA_ROOT": str(vqa(shared, tmp / "vqa")),
+            "HEAD_EPOCHS": 2,
+            "NUM_WORKERS": 0,
+            "TOP_ANSWERS": 50,
+            "MIN_WORD_COUNT": 1,
+        },
+        "08_class_specific_units": {
+            "IMAGE_FOLDER": str(image_folder(shared, tmp / "photos")),
+            "PAPER_MODEL": "efficientnet_lite0",
+            "CACHE_DIR": cache,
+        },
+        "09_video_cam": {
+            "VIDEO_PATH": str(street_clip(shared, tmp / "video" / "bikes_40.mp4")),
+            "OUT_DIR": str(tmp / "video"),
+        },
     }
 
 
@@ -232,12 +283,16 @@ def test_every_paper_profile_runs_on_real_jpegs(tmp_path, monkeypatch):
         assert record["profile"] == "paper", stem
     print("paper-profile seconds per notebook:", times, "total", round(sum(times.values()), 1))
     assert not failures, "\n".join(failures)
-    if not only or "03" in only.split(","):  # 03 wrote its settings as they finished, outside the NN_*.json glob
+    if not only or "03" in only.split(
+        ","
+    ):  # 03 wrote its settings as they finished, outside the NN_*.json glob
         files = sorted((results / "partial").glob("03_ilsvrc_localization.*.json"))  # one per ILSVRC set
         assert files, "no partial results of 03"
         for f in files:
             partial = json.loads(f.read_text())
-            assert partial["not_yet_run"] == [] and "efficientnet_lite0/cam_ten_crop" in partial["finished"], f.name
+            assert (
+                partial["not_yet_run"] == [] and "efficientnet_lite0/cam_ten_crop" in partial["finished"]
+            ), f.name
     if not only or {"02", "03"} <= set(only.split(",")):
         nets = json.loads((results / "03_ilsvrc_localization.json").read_text())["metrics"]["networks"]
         assert any("googlenet_gap" in k for k in nets), nets  # 02's checkpoint, found by default

@@ -36,7 +36,9 @@ def test_projection_adds_on_a_cpu_and_overlaps_on_a_gpu():
     assert gpu[0]["wall_s"] == pytest.approx(10.0) and gpu[0]["gpu_hours"] == pytest.approx(10 / 3600)
     assert gpu[0]["bound"] == "compute"
     projected = plan.gpu_projection(_rates("cpu"), tflops=2.0, cpus=8)
-    assert projected.eval_s["net"] == pytest.approx(0.5e-3) and projected.train_s["net"] == pytest.approx(1.5e-3)
+    assert projected.eval_s["net"] == pytest.approx(0.5e-3) and projected.train_s["net"] == pytest.approx(
+        1.5e-3
+    )
     assert projected.workers == 8 and projected.device.startswith("cuda")
 
 

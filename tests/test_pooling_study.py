@@ -120,8 +120,9 @@ def _fake_imagenette(root, size=(40, 30)):
     (wsol / "image_ids.txt").write_text("\n".join(ids) + "\n")
     (wsol / "class_labels.txt").write_text(f"{ids[0]},0\n{ids[1]},701\n")
     (wsol / "image_sizes.txt").write_text(f"{ids[0]},400,300\n{ids[1]},200,100\n")  # width, height
-    (wsol / "localization.txt").write_text(f"{ids[0]},100.0,30.0,299.0,269.0\n{ids[1]},0.0,0.0,99.0,49.0\n"
-                                           f"{ids[1]},100.0,50.0,199.0,99.0\n")
+    (wsol / "localization.txt").write_text(
+        f"{ids[0]},100.0,30.0,299.0,269.0\n{ids[1]},0.0,0.0,99.0,49.0\n{ids[1]},100.0,50.0,199.0,99.0\n"
+    )
     return root
 
 
@@ -129,7 +130,10 @@ def test_reader_keeps_every_ilsvrc_val_file_out_of_training_and_scales_boxes(tmp
     items = ps.study_items(_fake_imagenette(tmp_path))
     names = [p.name for p in items.train_paths]
     assert len(names) == 6 and not any(n.startswith("ILSVRC2012_val_") for n in names)
-    assert [p.name for p in items.test_paths] == ["ILSVRC2012_val_00000001.JPEG", "ILSVRC2012_val_00000002.JPEG"]
+    assert [p.name for p in items.test_paths] == [
+        "ILSVRC2012_val_00000001.JPEG",
+        "ILSVRC2012_val_00000002.JPEG",
+    ]
     assert [p.name for p in items.unboxed] == ["ILSVRC2012_val_00000003.JPEG"]
     assert items.test_labels.tolist() == [0, 9] and items.test_labels_1000.tolist() == [0, 701]
     t0, t1 = items.test_targets
@@ -147,7 +151,8 @@ def test_reader_errors_name_the_file_and_line(tmp_path):
         ps.study_items(root)
     root2 = _fake_imagenette(tmp_path / "b")
     (root2 / "wsol" / "class_labels.txt").write_text(
-        "train/ILSVRC2012_val_00000001.JPEG,5\nval/ILSVRC2012_val_00000002.JPEG,701\n")
+        "train/ILSVRC2012_val_00000001.JPEG,5\nval/ILSVRC2012_val_00000002.JPEG,701\n"
+    )
     with pytest.raises(ValueError, match="sits in"):
         ps.study_items(root2)
 
@@ -208,14 +213,18 @@ def test_verdict_path_on_hand_made_numbers(gap_rate, gmp_rate, expected):
     u = rng.random(n)
     correct = np.ones(n, bool)
     runs = [_run("avg", s, u < gap_rate, correct) for s in (0, 1)]
-    runs += [_run("max", s, (u < gmp_rate) if gap_rate != gmp_rate else (u < gap_rate), correct) for s in (0, 1)]
+    runs += [
+        _run("max", s, (u < gmp_rate) if gap_rate != gmp_rate else (u < gap_rate), correct) for s in (0, 1)
+    ]
     out = ps.summarize_setup(runs, n_resamples=500)
     assert out["primary"] == ps.PRIMARY_METRIC
     assert out["verdict"] == expected
     assert out["per_metric"]["gt_known@0.2"] == expected
     assert out["per_metric"]["cls_acc"] == "not resolved" and out["cls_about_equal"]
     d = out["diff"]["top1_loc@0.2"]
-    assert d["ci"]["value"] == pytest.approx(100 * (np.mean(u < gap_rate) - np.mean(u < gmp_rate)) if gap_rate != gmp_rate else 0.0)
+    assert d["ci"]["value"] == pytest.approx(
+        100 * (np.mean(u < gap_rate) - np.mean(u < gmp_rate)) if gap_rate != gmp_rate else 0.0
+    )
     assert d["seeds"]["std"] == 0.0 and len(d["seeds"]["values"]) == 2
     assert out["per_pool"]["avg"]["top1_loc@0.2"]["mean"] == pytest.approx(100 * np.mean(u < gap_rate))
     json.dumps(out)
@@ -223,9 +232,15 @@ def test_verdict_path_on_hand_made_numbers(gap_rate, gmp_rate, expected):
 
 def test_setup_verdict_from_intervals_and_the_classification_tolerance():
     e = lambda lo, hi: Estimate((lo + hi) / 2, lo, hi, 500)  # noqa: E731
-    out = ps.setup_verdict({"top1_loc@0.2": e(-6.0, -1.0), "gt_known@0.2": e(0.5, 4.0), "cls_acc": e(-4.0, 1.0)})
+    out = ps.setup_verdict(
+        {"top1_loc@0.2": e(-6.0, -1.0), "gt_known@0.2": e(0.5, 4.0), "cls_acc": e(-4.0, 1.0)}
+    )
     assert out["verdict"] == "reversed"
-    assert out["per_metric"] == {"top1_loc@0.2": "reversed", "gt_known@0.2": "agrees", "cls_acc": "not resolved"}
+    assert out["per_metric"] == {
+        "top1_loc@0.2": "reversed",
+        "gt_known@0.2": "agrees",
+        "cls_acc": "not resolved",
+    }
     assert not out["cls_about_equal"]  # -4 is beyond the 3-point tolerance
     assert ps.setup_verdict({"top1_loc@0.2": e(-1, 1), "cls_acc": e(-2, 2)})["cls_about_equal"]
     with pytest.raises(KeyError, match="primary"):
@@ -233,7 +248,10 @@ def test_setup_verdict_from_intervals_and_the_classification_tolerance():
 
 
 def test_summarize_refuses_unpaired_seeds():
-    runs = [_run("avg", 0, np.ones(4, bool), np.ones(4, bool)), _run("max", 1, np.ones(4, bool), np.ones(4, bool))]
+    runs = [
+        _run("avg", 0, np.ones(4, bool), np.ones(4, bool)),
+        _run("max", 1, np.ones(4, bool), np.ones(4, bool)),
+    ]
     with pytest.raises(ValueError, match="same seeds"):
         ps.summarize_setup(runs)
 
@@ -249,8 +267,13 @@ def _small_preprocess(im):
 def test_trunk_features_cache_mirror_and_reference(lite0, tmp_path):
     root = _fake_imagenette(tmp_path / "data")
     items = ps.study_items(root)
-    kw = {"preprocessing": "64x64 test", "dataset": "fake", "cache": tmp_path / "cache", "mirror": True,
-          "reference_classes": items.test_labels_1000.tolist()}
+    kw = {
+        "preprocessing": "64x64 test",
+        "dataset": "fake",
+        "cache": tmp_path / "cache",
+        "mirror": True,
+        "reference_classes": items.test_labels_1000.tolist(),
+    }
     arrays, hit = ps.cached_trunk_features(lite0, items.test_paths, [9, 10], _small_preprocess, **kw)
     assert not hit
     assert arrays["block10"].shape == (2, 112, 4, 4) and arrays["block10"].dtype == np.float16
@@ -258,12 +281,17 @@ def test_trunk_features_cache_mirror_and_reference(lite0, tmp_path):
     assert arrays["ref_logits"].shape == (2, 1000) and arrays["ref_maps"].shape == (2, 2, 2)
     # the reference map is Lite0's own CAM: its mean + bias is the class's logit
     b = lite0._fc.bias.detach().numpy()[items.test_labels_1000]
-    np.testing.assert_allclose(arrays["ref_maps"].mean((1, 2)) + b,
-                               arrays["ref_logits"][[0, 1], items.test_labels_1000], rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(
+        arrays["ref_maps"].mean((1, 2)) + b,
+        arrays["ref_logits"][[0, 1], items.test_labels_1000],
+        rtol=1e-3,
+        atol=1e-3,
+    )
     again, hit = ps.cached_trunk_features(lite0, items.test_paths, [9, 10], _small_preprocess, **kw)
     assert hit and np.array_equal(again["block10"], arrays["block10"])
-    _, hit = ps.cached_trunk_features(lite0, items.test_paths[:1], [9, 10], _small_preprocess,
-                                      **{**kw, "reference_classes": [0]})
+    _, hit = ps.cached_trunk_features(
+        lite0, items.test_paths[:1], [9, 10], _small_preprocess, **{**kw, "reference_classes": [0]}
+    )
     assert not hit  # other files: another key
 
 
@@ -274,9 +302,16 @@ def test_run_pooling_study_end_to_end_on_fake_data(tmp_path):
 
     root = _fake_imagenette(tmp_path / "data")
     budget = ps.StudyBudget(
-        name="test", setups=(ps.SetupSpec("frozen", 0, 1, (0, 1)), ps.SetupSpec("tuned", 1, 1, (0,))),
-        train_per_class=2, width=8, batch_size=4, lr_grid=(0.01,), lr_epochs=1, holdout_fraction=0.5,
-        fractions=(0.1, 0.2), n_resamples=100,
+        name="test",
+        setups=(ps.SetupSpec("frozen", 0, 1, (0, 1)), ps.SetupSpec("tuned", 1, 1, (0,))),
+        train_per_class=2,
+        width=8,
+        batch_size=4,
+        lr_grid=(0.01,),
+        lr_epochs=1,
+        holdout_fraction=0.5,
+        fractions=(0.1, 0.2),
+        n_resamples=100,
     )
     study = ps.run_pooling_study(root, budget, cache=tmp_path / "cache")
     s = study.summary()
@@ -288,23 +323,36 @@ def test_run_pooling_study_end_to_end_on_fake_data(tmp_path):
     assert s["cache_hits"] == {"test": False, "train": False}
     rows = ps.real_photo_comparisons(s)
     assert len(rows) == 8 and {r["paper_ref"] for r in rows} >= {"table2.googlenet_gap.top1_loc_err"}
-    for fig in (ps.plot_pooling_maps(study, "tuned", [0, 1]), ps.plot_threshold_curves(s),
-                ps.plot_paired_differences(s)):
+    for fig in (
+        ps.plot_pooling_maps(study, "tuned", [0, 1]),
+        ps.plot_threshold_curves(s),
+        ps.plot_paired_differences(s),
+    ):
         assert isinstance(fig, plt.Figure)
         plt.close(fig)
-    assert ps.run_pooling_study(root, budget, cache=tmp_path / "cache").cache_hits == {"test": True, "train": True}
+    assert ps.run_pooling_study(root, budget, cache=tmp_path / "cache").cache_hits == {
+        "test": True,
+        "train": True,
+    }
 
 
 # --------------------------------------------------------------------------- sentences from the numbers
 
 
 def test_curve_crossings_interpolates_sign_changes():
-    curves = {"fractions": [0.1, 0.2, 0.3, 0.4], "avg": {"value": [0.5, 0.6, 0.4, 0.3]},
-              "max": {"value": [0.6, 0.5, 0.4, 0.5]}}
+    curves = {
+        "fractions": [0.1, 0.2, 0.3, 0.4],
+        "avg": {"value": [0.5, 0.6, 0.4, 0.3]},
+        "max": {"value": [0.6, 0.5, 0.4, 0.5]},
+    }
     # d = -0.1, +0.1, 0, -0.2: crossings at 0.15 and at the zero 0.3
     np.testing.assert_allclose(ps.curve_crossings(curves), [0.15, 0.3])
-    assert ps.curve_crossings({"fractions": [0.1, 0.2], "avg": {"value": [0.6, 0.7]},
-                               "max": {"value": [0.5, 0.5]}}) == []
+    assert (
+        ps.curve_crossings(
+            {"fractions": [0.1, 0.2], "avg": {"value": [0.6, 0.7]}, "max": {"value": [0.5, 0.5]}}
+        )
+        == []
+    )
 
 
 def _hand_summary(primary_ci, cls_ci, gk_ci):
@@ -312,10 +360,14 @@ def _hand_summary(primary_ci, cls_ci, gk_ci):
         return {"value": v[0], "low": v[1], "high": v[2]}
 
     diffs = {"top1_loc@0.2": ci(primary_ci), "cls_acc": ci(cls_ci), "gt_known@0.2": ci(gk_ci)}
-    s = {"seeds": [0, 1], "n_test": 500, "lr": {"avg": 0.01, "max": 0.001},
-         "per_pool": {p: {"cls_acc": {"mean": 80.0, "std": 1.0}} for p in ("avg", "max")},
-         "diff": {m: {"ci": v} for m, v in diffs.items()},
-         "curves": {"fractions": [0.1, 0.2], "avg": {"value": [0.5, 0.6]}, "max": {"value": [0.6, 0.5]}}}
+    s = {
+        "seeds": [0, 1],
+        "n_test": 500,
+        "lr": {"avg": 0.01, "max": 0.001},
+        "per_pool": {p: {"cls_acc": {"mean": 80.0, "std": 1.0}} for p in ("avg", "max")},
+        "diff": {m: {"ci": v} for m, v in diffs.items()},
+        "curves": {"fractions": [0.1, 0.2], "avg": {"value": [0.5, 0.6]}, "max": {"value": [0.6, 0.5]}},
+    }
     s.update(ps.setup_verdict(diffs))
     return {"setups": {"a": s}}
 

@@ -22,9 +22,8 @@ from .conftest import REPO
 CONFIG = yaml.safe_load((REPO / ".pre-commit-config.yaml").read_text(encoding="utf-8"))
 HOOKS = {hook["id"]: hook for repo in CONFIG["repos"] for hook in repo["hooks"]}
 BIN = Path(sys.executable).parent  # the environment's scripts: pre-commit, ruff, nbstripout
-#: hooks skipped on the fresh copy: ruff format waits for the one formatting commit over the tree (until
-#: then `ruff format --check` would rewrite most files); `make lint` runs every hook.
-SKIP_UNTIL_FORMATTED = "ruff-format"
+#: hooks skipped on the fresh copy: none since the formatting commit over the tree (`make lint` runs every hook).
+SKIP_UNTIL_FORMATTED = ""
 
 
 def _command(entry: str) -> list[str]:
@@ -44,17 +43,40 @@ def test_every_hook_is_local_and_runs_an_installed_package():
         assert "additional_dependencies" not in hook
     assert _command(HOOKS["ruff-check"]["entry"])[:2] == ["ruff", "check"]
     assert _command(HOOKS["ruff-format"]["entry"])[:2] == ["ruff", "format"]
-    assert _command(HOOKS["notebook-rules"]["entry"]) == ["python", "-m", "camlib.tools.notebook_tools", "check"]
+    assert _command(HOOKS["notebook-rules"]["entry"]) == [
+        "python",
+        "-m",
+        "camlib.tools.notebook_tools",
+        "check",
+    ]
     files = re.compile(CONFIG["files"])
-    for path in ("camlib/core/cam.py", "tests/test_cam.py", "benchmarks/bench.py", "notebooks/01_cam_basics.ipynb"):
+    for path in (
+        "camlib/core/cam.py",
+        "tests/test_cam.py",
+        "benchmarks/bench.py",
+        "notebooks/01_cam_basics.ipynb",
+    ):
         assert files.search(path), path
     assert not files.search("docs/CONTRIBUTING.md") and not files.search("results/README.md")
     assert "jupyter" in HOOKS["ruff-check"]["types_or"]  # ruff reads the notebooks natively
 
 
 def test_the_hook_and_the_git_filter_strip_alike():
-    done = subprocess.run(["make", "-n", "--no-print-directory", "-o", ".venv/.camlib-setup", "hooks",
-                           "GIT_HOOK=build/x/pre-commit"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            "make",
+            "-n",
+            "--no-print-directory",
+            "-o",
+            ".venv/.camlib-setup",
+            "hooks",
+            "GIT_HOOK=build/x/pre-commit",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     (clean,) = [ln for ln in done.stdout.splitlines() if "filter.nbstripout.clean" in ln]
     value = shlex.split(clean)[-1]  # git config KEY VALUE
@@ -67,8 +89,13 @@ def test_the_hook_and_the_git_filter_strip_alike():
 def _fresh_copy(tmp_path: Path) -> Path:
     """The checkout's files (tracked and new, not ignored) in a new git repository, with .venv pointing at
     this environment, as a fresh clone after `make setup` would have it."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                            capture_output=True, text=True, check=True).stdout.split("\0")
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
     root = tmp_path / "clone"
     for name in filter(None, listed):
         if (REPO / name).is_file():
@@ -84,10 +111,19 @@ def _fresh_copy(tmp_path: Path) -> Path:
 
 def _pre_commit(root: Path, *args: str, skip: str = SKIP_UNTIL_FORMATTED) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SKIP")}
-    env |= {"SKIP": skip, "PRE_COMMIT_HOME": str(root.parent / "pre-commit-home"),
-            "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"}
-    return subprocess.run([str(BIN / "pre-commit"), "run", *args], cwd=root, capture_output=True, text=True,
-                          timeout=600, env=env)
+    env |= {
+        "SKIP": skip,
+        "PRE_COMMIT_HOME": str(root.parent / "pre-commit-home"),
+        "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+    }
+    return subprocess.run(
+        [str(BIN / "pre-commit"), "run", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
 
 
 @pytest.mark.slow
@@ -126,21 +162,38 @@ def test_setup_installs_the_hooks_once_and_nbstripout_filters_notebooks(tmp_path
     assert third.returncode == 0 and "pre-commit install" in third.stdout  # a changed config: reinstalled
     attributes = (root / ".git" / "info" / "attributes").read_text()
     assert attributes.count("*.ipynb filter=nbstripout") == 1
-    config = subprocess.run(["git", "config", "filter.nbstripout.clean"], cwd=root, capture_output=True, text=True)
+    config = subprocess.run(
+        ["git", "config", "filter.nbstripout.clean"], cwd=root, capture_output=True, text=True
+    )
     assert "-m nbstripout --keep-id" in config.stdout
 
     # a committed notebook passes through the filter unchanged (one: each filter run starts a Python);
     # with outputs it is staged without them
     subprocess.run(["git", "add", "--renormalize", "notebooks/01_cam_basics.ipynb"], cwd=root, check=True)
-    assert subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True).stdout == ""
+    assert (
+        subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True).stdout
+        == ""
+    )
     nb_path = root / "notebooks" / "01_cam_basics.ipynb"
     nb = nbformat.read(str(nb_path), as_version=4)
     code = next(c for c in nb.cells if c.cell_type == "code")
     code.outputs, code.execution_count = [nbformat.v4.new_output("stream", text="left over\n")], 7
     nbformat.write(nb, str(nb_path))
     subprocess.run(["git", "add", "notebooks/01_cam_basics.ipynb"], cwd=root, check=True)
-    staged = json.loads(subprocess.run(["git", "show", ":notebooks/01_cam_basics.ipynb"], cwd=root,
-                                       capture_output=True, text=True, check=True).stdout)
-    assert all(not c.get("outputs") and c.get("execution_count") is None
-               for c in staged["cells"] if c["cell_type"] == "code")
-    assert subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=root).returncode == 0  # same as committed
+    staged = json.loads(
+        subprocess.run(
+            ["git", "show", ":notebooks/01_cam_basics.ipynb"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    assert all(
+        not c.get("outputs") and c.get("execution_count") is None
+        for c in staged["cells"]
+        if c["cell_type"] == "code"
+    )
+    assert (
+        subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=root).returncode == 0
+    )  # same as committed

@@ -98,7 +98,9 @@ def test_svm_cam_equals_hand_computed_weighted_sum(net):
     boxes, classes = PR.cam_boxes(net, probe, x, sizes=(64, 64), progress=False)
     assert (classes == probe.predict(X)).all()
     top = torch.stack([hand[i, probe.predict(X)[i]] for i in range(30)])[:, None]
-    ref = paper_boxes(postprocess(top, CAMOptions(size="original", normalize="max"), original_size=(64, 64))[:, 0])
+    ref = paper_boxes(
+        postprocess(top, CAMOptions(size="original", normalize="max"), original_size=(64, 64))[:, 0]
+    )
     assert np.array_equal(boxes, ref)
 
 

@@ -29,33 +29,53 @@ STAMP = ".venv/.camlib-setup"  # `make -o STAMP`: run a target without redoing `
 COVERAGE: dict[str, list[str]] = {
     "make quick": ["tests/test_readme.py::test_make_quick_runs_notebooks_then_the_report"],
     "make test": ["CI: .ci/run"],
-    "make setup": ["CI: .ci/run",  # the first prerequisite of make test; its git-hook step:
-                   "tests/test_precommit.py::test_setup_installs_the_hooks_once_and_nbstripout_filters_notebooks"],
+    "make setup": [
+        "CI: .ci/run",  # the first prerequisite of make test; its git-hook step:
+        "tests/test_precommit.py::test_setup_installs_the_hooks_once_and_nbstripout_filters_notebooks",
+    ],
     "make lab": ["tests/test_browser.py::test_notebook01_explorer_in_jupyterlab"],
-    "make report": ["tests/test_readme.py::test_make_quick_runs_notebooks_then_the_report",
-                    "tests/test_report.py::test_deterministic"],
-    "make reproduce": ["tests/test_readme.py::test_paper_profile_commands",
-                       "tests/test_paper_paths.py::test_reproduce_stops_at_the_first_failing_notebook",
-                       "tests/test_paper_profiles.py::test_every_paper_profile_runs_on_real_jpegs"],
+    "make report": [
+        "tests/test_readme.py::test_make_quick_runs_notebooks_then_the_report",
+        "tests/test_report.py::test_deterministic",
+    ],
+    "make reproduce": [
+        "tests/test_readme.py::test_paper_profile_commands",
+        "tests/test_paper_paths.py::test_reproduce_stops_at_the_first_failing_notebook",
+        "tests/test_paper_profiles.py::test_every_paper_profile_runs_on_real_jpegs",
+    ],
     "make plan": ["tests/test_plan.py::test_tiny_plan_prints_every_notebook_and_the_totals"],
-    "make refresh-results": ["tests/test_readme.py::test_quick_writes_build_and_refresh_results_the_reference"],
+    "make refresh-results": [
+        "tests/test_readme.py::test_quick_writes_build_and_refresh_results_the_reference"
+    ],
     "make clean-notebooks": ["tests/test_readme.py::test_make_clean_notebooks_and_student"],
     "make student": ["tests/test_readme.py::test_make_clean_notebooks_and_student"],
-    "make site": ["tests/test_site.py::test_make_site_builds_from_nb_out", "tests/test_site.py::test_site_in_a_browser"],
+    "make site": [
+        "tests/test_site.py::test_make_site_builds_from_nb_out",
+        "tests/test_site.py::test_site_in_a_browser",
+    ],
     "make bench": ["tests/test_readme.py::test_make_bench_scripts"],
-    "make lint": ["tests/test_readme.py::test_make_lint", "tests/test_precommit.py::test_pre_commit_passes_on_a_fresh_copy_and_catches_outputs",
-                  "CI: .ci/run"],
+    "make lint": [
+        "tests/test_readme.py::test_make_lint",
+        "tests/test_precommit.py::test_pre_commit_passes_on_a_fresh_copy_and_catches_outputs",
+        "CI: .ci/run",
+    ],
     "jupytext --sync": ["tests/test_notebook_tools.py::test_edit_the_pair_then_sync"],
     "make help": ["tests/test_readme.py::test_make_help_lists_the_readme_targets"],
-    "python -m camlib.run_notebooks": ["tests/test_readme.py::test_paper_profile_commands",
-                                       "tests/test_run_notebooks.py::test_runs_notebooks_and_fails_clearly"],
+    "python -m camlib.run_notebooks": [
+        "tests/test_readme.py::test_paper_profile_commands",
+        "tests/test_run_notebooks.py::test_runs_notebooks_and_fails_clearly",
+    ],
     "python -m camlib.video": ["tests/test_video.py::test_cli_runs_lite0_on_a_tiny_clip"],
     "conda env create -f environment.yml": ["tests/test_packaging.py::test_same_packages"],
     "make lock": ["tests/test_packaging.py::test_make_lock_command"],
-    "make verify": ["tests/test_readme.py::test_make_verify_compares_with_the_reference",
-                    "tests/test_verify.py::test_identical_results_pass_and_a_changed_metric_is_flagged"],
-    "apt-get install --no-install-recommends chromium": ["CI: .ci/run",
-                                                         "tests/test_browser.py::test_ensure_chromium_respects_no_apt"],
+    "make verify": [
+        "tests/test_readme.py::test_make_verify_compares_with_the_reference",
+        "tests/test_verify.py::test_identical_results_pass_and_a_changed_metric_is_flagged",
+    ],
+    "apt-get install --no-install-recommends chromium": [
+        "CI: .ci/run",
+        "tests/test_browser.py::test_ensure_chromium_respects_no_apt",
+    ],
 }
 _INLINE = re.compile(r"`((?:make|python|\.venv/bin/python|conda|apt-get|sudo apt-get) [^`]*)`")
 
@@ -84,23 +104,38 @@ def coverage_of(command: str) -> list[str]:
 
 
 def make(*args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "--no-print-directory", "-o", STAMP, "GIT_HOOK=", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout, env=os.environ | env)
+    return subprocess.run(
+        ["make", "--no-print-directory", "-o", STAMP, "GIT_HOOK=", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=os.environ | env,
+    )
 
 
 # -- the README's promises -----------------------------------------------------------------------------
 def test_readme_commands_are_found():
     cmds = readme_commands()
-    for expected in ("make quick", "make test", "make lab", "make student",
-                     'make reproduce PAPER_ARGS="--param DEVICE=cuda"'):
+    for expected in (
+        "make quick",
+        "make test",
+        "make lab",
+        "make student",
+        'make reproduce PAPER_ARGS="--param DEVICE=cuda"',
+    ):
         assert expected in cmds
-    assert readme_commands("```bash\nmake x  # c\n# only a comment\nexport A=1\n.venv/bin/python -m y \\\n  z\n```\n"
-                           "and `make lint` inline") == ["make x", "python -m y z", "make lint"]
+    assert readme_commands(
+        "```bash\nmake x  # c\n# only a comment\nexport A=1\n.venv/bin/python -m y \\\n  z\n```\n"
+        "and `make lint` inline"
+    ) == ["make x", "python -m y z", "make lint"]
 
 
 def test_every_readme_command_is_exercised():
     missing = [c for c in readme_commands() if not coverage_of(c)]
-    assert not missing, f"README commands that no test or CI runs (add a test and an entry in COVERAGE): {missing}"
+    assert not missing, (
+        f"README commands that no test or CI runs (add a test and an entry in COVERAGE): {missing}"
+    )
     for where in {w for ws in COVERAGE.values() for w in ws}:
         if where.startswith("CI: "):
             ci = (REPO / where[4:]).read_text()
@@ -114,11 +149,17 @@ def test_readme_make_targets_exist():
     targets = {c.split()[1] for c in readme_commands() if c.startswith("make ")}
     assert {"quick", "test", "lab"} <= targets
     for t in targets:
-        assert re.search(rf"^{re.escape(t)}:", MAKEFILE, flags=re.M), f"README names `make {t}`; the Makefile has no {t}:"
+        assert re.search(rf"^{re.escape(t)}:", MAKEFILE, flags=re.M), (
+            f"README names `make {t}`; the Makefile has no {t}:"
+        )
 
 
 def test_ci_runs_exactly_the_readme_test_command():
-    lines = [ln for ln in (REPO / ".ci" / "run").read_text().splitlines() if ln and not ln.startswith(("#", "set ", "cd "))]
+    lines = [
+        ln
+        for ln in (REPO / ".ci" / "run").read_text().splitlines()
+        if ln and not ln.startswith(("#", "set ", "cd "))
+    ]
     assert lines == ["make test"]
     recipe = MAKEFILE.split("\ntest:", 1)[1].split("\n\n", 1)[0]
     assert "camlib.browser ensure" in recipe and recipe.index("browser ensure") < recipe.index("pytest")
@@ -129,10 +170,14 @@ def test_notebook_guide_lists_every_notebook():
     named = {re.match(r"\| `([^`]+)`", r)[1]: r for r in rows}
     for nb in sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         assert nb.stem in named, f"README's notebook table has no row for {nb.stem}"
-        assert re.search(r"; (\d+ s|runtime not measured yet) \|", named[nb.stem]), f"{nb.stem}: no quick runtime in its row"
+        assert re.search(r"; (\d+ s|runtime not measured yet) \|", named[nb.stem]), (
+            f"{nb.stem}: no quick runtime in its row"
+        )
     for stem, row in named.items():
         if re.match(r"\d\d_", stem) and not (REPO / "notebooks" / f"{stem}.ipynb").exists():
-            assert "being written" in row, f"README lists {stem}, which does not exist (mark it as being written)"
+            assert "being written" in row, (
+                f"README lists {stem}, which does not exist (mark it as being written)"
+            )
 
 
 def test_readme_links_and_figures_exist():
@@ -185,12 +230,15 @@ def test_own_model_snippet_runs(tmp_path, monkeypatch):
 # -- the make targets, on small inputs ------------------------------------------------------------------
 def tiny_notebook(path: Path, results: Path) -> Path:
     nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell(f'PROFILE = "quick"\nSEED = 0\nDEVICE = "cpu"\nINTERACTIVE = False\nRESULTS_DIR = "{results}"')
+    params = nbformat.v4.new_code_cell(
+        f'PROFILE = "quick"\nSEED = 0\nDEVICE = "cpu"\nINTERACTIVE = False\nRESULTS_DIR = "{results}"'
+    )
     params.metadata["tags"] = ["parameters"]
     body = nbformat.v4.new_code_cell(
         "import time\nfrom camlib.tools.results import write_results\n"
         f'write_results("{path.stem}", metrics={{"ok": 1.0}}, profile=PROFILE, parameters={{"SEED": SEED}}, '
-        "started=time.time(), results_dir=RESULTS_DIR)")
+        "started=time.time(), results_dir=RESULTS_DIR)"
+    )
     nb.cells = [params, body]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, str(path))
@@ -202,7 +250,9 @@ def tiny_notebook(path: Path, results: Path) -> Path:
 def test_make_quick_runs_notebooks_then_the_report(tmp_path):
     results = tmp_path / "results"
     (tmp_path / "nb").mkdir()
-    nb = tiny_notebook(tmp_path / "nb" / "98_readme_check.ipynb", results)  # executed copies go outside its folder
+    nb = tiny_notebook(
+        tmp_path / "nb" / "98_readme_check.ipynb", results
+    )  # executed copies go outside its folder
     done = make("quick", f"NOTEBOOKS={nb}", f"NB_OUT={tmp_path / 'out'}", f"RESULTS={results}")
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "out" / nb.name).is_file()
@@ -230,8 +280,9 @@ def test_make_clean_notebooks_and_student(tmp_path):
     assert done.returncode == 0, done.stderr
     for path in notebooks:
         copy = read(tmp_path / "student" / path.name)
-        assert not [c for c in copy.cells if "solution" in c.metadata.get("tags", [])
-                    and "Your turn" not in c.source], f"{path.name}: a solution survived"
+        assert not [
+            c for c in copy.cells if "solution" in c.metadata.get("tags", []) and "Your turn" not in c.source
+        ], f"{path.name}: a solution survived"
         assert not [c for c in copy.cells if "instructor" in c.metadata.get("tags", [])], path.name
 
 
@@ -295,11 +346,21 @@ def test_make_verify_compares_with_the_reference(tmp_path):
     (tmp_path / "nbs").mkdir()
     (tmp_path / "nbs" / "01_toy.ipynb").write_text("{}")
     for folder, value in ((tmp_path / "ref", 1.0), (tmp_path / "out" / "results", 2.0)):
-        write_results("01_toy", metrics={"m": value}, profile="quick", parameters={}, started=time.time(),
-                      results_dir=folder)
-    args = f"--no-run --reference {tmp_path / 'ref'} --out {tmp_path / 'out'} --notebook-dir {tmp_path / 'nbs'}"
+        write_results(
+            "01_toy",
+            metrics={"m": value},
+            profile="quick",
+            parameters={},
+            started=time.time(),
+            results_dir=folder,
+        )
+    args = (
+        f"--no-run --reference {tmp_path / 'ref'} --out {tmp_path / 'out'} --notebook-dir {tmp_path / 'nbs'}"
+    )
     done = make("verify", f"PY={sys.executable}", "NOTEBOOKS=01", f"VERIFY_ARGS={args}", timeout=120)
-    assert done.returncode != 0 and "OUTSIDE m: reference 1.0, run 2.0" in done.stdout, done.stdout + done.stderr
+    assert done.returncode != 0 and "OUTSIDE m: reference 1.0, run 2.0" in done.stdout, (
+        done.stdout + done.stderr
+    )
 
 
 def test_make_bench_scripts():
@@ -308,5 +369,7 @@ def test_make_bench_scripts():
     scripts = sorted(set(re.findall(r"(benchmarks/\w+\.py)", done.stdout)))
     assert done.returncode == 0 and scripts, done.stdout + done.stderr
     for script in scripts:
-        started = subprocess.run([sys.executable, script, "--help"], cwd=REPO, capture_output=True, text=True, timeout=60)
+        started = subprocess.run(
+            [sys.executable, script, "--help"], cwd=REPO, capture_output=True, text=True, timeout=60
+        )
         assert started.returncode == 0, started.stderr

@@ -45,8 +45,10 @@ def _wsol(folder: Path, items=WSOL) -> Path:
     _lines(folder / "image_ids.txt", [f"val/{k}" for k in items])
     _lines(folder / "class_labels.txt", [f"val/{k},{v[1]}" for k, v in items.items()])
     _lines(folder / "image_sizes.txt", [f"val/{k},{v[2][0]},{v[2][1]}" for k, v in items.items()])
-    _lines(folder / "localization.txt", [f"val/{k},{','.join(f'{c:.1f}' for c in b)}" for k, v in items.items()
-                                         for b in v[3]])
+    _lines(
+        folder / "localization.txt",
+        [f"val/{k},{','.join(f'{c:.1f}' for c in b)}" for k, v in items.items() for b in v[3]],
+    )
     return folder
 
 
@@ -69,7 +71,10 @@ def test_imagenette_partial_tree_splits_by_file_name_and_scales_boxes(tmp_path):
     assert [r.path.name for r in d.train] == ["n01440764_1.JPEG", "n01440764_2.JPEG"]
     assert [r.path.name for r in d.val] == ["n03888257_7.JPEG"]
     assert not any(r.path.name.startswith("ILSVRC2012_val_") for r in d.train + d.val)  # never trained on
-    assert sorted(r.path.name for r in d.boxed) == ["ILSVRC2012_val_00000001.JPEG", "ILSVRC2012_val_00000002.JPEG"]
+    assert sorted(r.path.name for r in d.boxed) == [
+        "ILSVRC2012_val_00000001.JPEG",
+        "ILSVRC2012_val_00000002.JPEG",
+    ]
     assert [p.name for p in d.unboxed] == ["ILSVRC2012_val_00000005.JPEG"] and d.wsol_without_file == 1
     by = {r.path.name: r.target for r in d.boxed}
     t = by["ILSVRC2012_val_00000001.JPEG"]
@@ -115,16 +120,38 @@ def test_wsol_validation_names_file_and_line(tmp_path):
     meta = read_wsol_metadata(f)
     assert meta.ids[0] == "val/ILSVRC2012_val_00000001.JPEG" and meta.sizes[meta.ids[1]] == (500, 200)
     cases = [
-        ("image_ids.txt", ["val/a.JPEG", "val/b.JPEG", "val/a.JPEG"], r"image_ids.txt:3: duplicate id 'val/a.JPEG' "
-         r"\(first on line 1\)"),
-        ("class_labels.txt", ["val/ILSVRC2012_val_00000001.JPEG,0", "val/ILSVRC2012_val_00000002.JPEG,1000"],
-         r"class_labels.txt:2: unknown class index 1000"),
-        ("class_labels.txt", ["val/ILSVRC2012_val_00000001.JPEG,zero"], r"class_labels.txt:1: 'zero' is not an integer"),
-        ("localization.txt", ["val/ILSVRC2012_val_00000001.JPEG,10,10,5,20"], r"localization.txt:1: inverted box"),
-        ("localization.txt", ["val/ILSVRC2012_val_00000001.JPEG,0,0,401,10"],
-         r"localization.txt:1: box \(0, 0, 401, 10\) lies outside the 400 x 300 image"),
+        (
+            "image_ids.txt",
+            ["val/a.JPEG", "val/b.JPEG", "val/a.JPEG"],
+            r"image_ids.txt:3: duplicate id 'val/a.JPEG' "
+            r"\(first on line 1\)",
+        ),
+        (
+            "class_labels.txt",
+            ["val/ILSVRC2012_val_00000001.JPEG,0", "val/ILSVRC2012_val_00000002.JPEG,1000"],
+            r"class_labels.txt:2: unknown class index 1000",
+        ),
+        (
+            "class_labels.txt",
+            ["val/ILSVRC2012_val_00000001.JPEG,zero"],
+            r"class_labels.txt:1: 'zero' is not an integer",
+        ),
+        (
+            "localization.txt",
+            ["val/ILSVRC2012_val_00000001.JPEG,10,10,5,20"],
+            r"localization.txt:1: inverted box",
+        ),
+        (
+            "localization.txt",
+            ["val/ILSVRC2012_val_00000001.JPEG,0,0,401,10"],
+            r"localization.txt:1: box \(0, 0, 401, 10\) lies outside the 400 x 300 image",
+        ),
         ("localization.txt", ["val/ILSVRC2012_val_00000001.JPEG,0,0,10"], r"localization.txt:1: expected 5"),
-        ("localization.txt", ["val/nope.JPEG,0,0,1,1"], r"localization.txt:1: unknown image id 'val/nope.JPEG'"),
+        (
+            "localization.txt",
+            ["val/nope.JPEG,0,0,1,1"],
+            r"localization.txt:1: unknown image id 'val/nope.JPEG'",
+        ),
         ("image_sizes.txt", ["val/ILSVRC2012_val_00000001.JPEG,0,3"], r"image_sizes.txt:1: image size 0 x 3"),
     ]
     for name, lines, pattern in cases:
@@ -135,8 +162,11 @@ def test_wsol_validation_names_file_and_line(tmp_path):
         assert str(g / name) in str(err.value) and "Fix:" in str(err.value)
     g = _wsol(tmp_path / "nobox")
     _lines(g / "localization.txt", ["val/ILSVRC2012_val_00000001.JPEG,0,0,1,1"])
-    with pytest.raises(ManifestError, match=r"image_ids.txt:2: image 'val/ILSVRC2012_val_00000002.JPEG' has no line "
-                       r"in localization.txt"):
+    with pytest.raises(
+        ManifestError,
+        match=r"image_ids.txt:2: image 'val/ILSVRC2012_val_00000002.JPEG' has no line "
+        r"in localization.txt",
+    ):
         read_wsol_metadata(g)
 
 
@@ -149,7 +179,10 @@ def test_ilsvrc_1k_layout_with_original_sizes(tmp_path):
     _lines(root / "class_labels.txt", [f"val/{k},{v[0]}" for k, v in items.items()])
     _lines(root / "image_sizes.txt", [f"val/{k},227,227" for k in items])
     _lines(root / "original_sizes.txt", [f"val/{k},{v[1][0]},{v[1][1]}" for k, v in items.items()])
-    _lines(root / "localization.txt", [f"val/{k},{','.join(map(str, b))}" for k, v in items.items() for b in v[2]])
+    _lines(
+        root / "localization.txt",
+        [f"val/{k},{','.join(map(str, b))}" for k, v in items.items() for b in v[2]],
+    )
     ds = WSOLManifestDataset(root)
     assert ds.original_sizes == {"val/ILSVRC2012_val_00000003.JPEG": (250, 500)}
     assert ds.boxes[0].tolist() == [[22, 0, 227, 226]]  # int(float(v)) as before; clipped when read
@@ -162,8 +195,12 @@ def test_ilsvrc_1k_layout_with_original_sizes(tmp_path):
 
 # ------------------------------------------------------------------------------------ CUB
 def _cub(folder: Path, boxes: bool) -> Path:
-    rows = [(1, "004.A/a1.jpg", 4, 1, "1.0 2.0 10.0 8.0"), (2, "004.A/a2.jpg", 4, 0, "0.0 0.0 20.0 20.0"),
-            (3, "017.B/b1.jpg", 17, 1, "5.0 5.0 4.0 4.0"), (4, "017.B/b2.jpg", 17, 0, "2.0 3.0 6.0 6.0")]
+    rows = [
+        (1, "004.A/a1.jpg", 4, 1, "1.0 2.0 10.0 8.0"),
+        (2, "004.A/a2.jpg", 4, 0, "0.0 0.0 20.0 20.0"),
+        (3, "017.B/b1.jpg", 17, 1, "5.0 5.0 4.0 4.0"),
+        (4, "017.B/b2.jpg", 17, 0, "2.0 3.0 6.0 6.0"),
+    ]
     for _, p, *_ in rows:
         _img(folder / "images" / p, (20, 20))
     _lines(folder / "images.txt", [f"{i} {p}" for i, p, *_ in rows])
@@ -203,7 +240,9 @@ def test_cub_with_boxes_and_validation(tmp_path):
     _lines(folder / "bounding_boxes.txt", ["1 1 2 10 8", "2 0 0 0 20", "3 5 5 4 4", "4 2 3 6 6"])
     with pytest.raises(ManifestError, match=r"bounding_boxes.txt:2: box .* non-positive width"):
         read_cub_metadata(folder)
-    _lines(folder / "bounding_boxes.txt", ["1 1 2 10 8", "2 0 0 20 20", "3 5 5 4 4", "4 2 3 6 6", "9 1 1 1 1"])
+    _lines(
+        folder / "bounding_boxes.txt", ["1 1 2 10 8", "2 0 0 20 20", "3 5 5 4 4", "4 2 3 6 6", "9 1 1 1 1"]
+    )
     with pytest.raises(ManifestError, match=r"bounding_boxes.txt:5: unknown image id 9"):
         read_cub_metadata(folder)
     _lines(folder / "train_test_split.txt", ["1 1", "2 x", "3 1", "4 0"])
@@ -217,9 +256,14 @@ def test_cub_boxes_outside_the_image_are_refused_not_clipped(tmp_path):
     x = 25 became a 1-pixel box on the edge. Both are now errors naming bounding_boxes.txt and the line."""
     folder = _cub(tmp_path / "cub", boxes=True)
     _lines(folder / "bounding_boxes.txt", ["1 1 2 10 8", "2 0 0 20 20", "3 5 5 4 4", "4 10 3 10 17"])
-    assert CUBDataset(folder, "test").gt_boxes().tolist() == [[0, 0, 19, 19], [10, 3, 19, 19]]  # on the edge: fine
-    for box, pattern in [("11 3 10 6", r"box \(11, 3, 21, 9\) lies outside the 20 x 20 image"),
-                         ("25 25 2 2", r"box \(25, 25, 27, 27\) lies outside")]:
+    assert CUBDataset(folder, "test").gt_boxes().tolist() == [
+        [0, 0, 19, 19],
+        [10, 3, 19, 19],
+    ]  # on the edge: fine
+    for box, pattern in [
+        ("11 3 10 6", r"box \(11, 3, 21, 9\) lies outside the 20 x 20 image"),
+        ("25 25 2 2", r"box \(25, 25, 27, 27\) lies outside"),
+    ]:
         _lines(folder / "bounding_boxes.txt", ["1 1 2 10 8", "2 0 0 20 20", "3 5 5 4 4", f"4 {box}"])
         test = CUBDataset(folder, "test")
         with pytest.raises(ManifestError, match=rf"bounding_boxes.txt:4: {pattern}.*b2.jpg is 20 x 20"):
@@ -251,11 +295,15 @@ def test_caltech_seeded_split_30_per_class(tmp_path):
 
 def test_caltech_lists_and_their_validation(tmp_path):
     root = _caltech(tmp_path / "c", per_class=4)
-    _lines(root / "train.txt", ["ant/image_0001.jpg", "bee/image_0002.jpg", "BACKGROUND_Google/image_0001.jpg"])
+    _lines(
+        root / "train.txt", ["ant/image_0001.jpg", "bee/image_0002.jpg", "BACKGROUND_Google/image_0001.jpg"]
+    )
     _lines(root / "test.txt", ["ant/image_0003.jpg"])
     d = open_caltech101(root)
     assert d.counts() == {"n_classes": 3, "n_train": 3, "n_test": 1} and "lists" in d.protocol
-    assert [r.target.label for r in d.train] == [1, 2, 0] and d.train[0].target.image_id == "ant/image_0001.jpg"
+    assert [r.target.label for r in d.train] == [1, 2, 0] and d.train[
+        0
+    ].target.image_id == "ant/image_0001.jpg"
     for lines, pattern in [
         (["ant/image_0009.jpg"], r"test.txt:1: .*image_0009.jpg does not exist"),
         (["wasp/image_0001.jpg"], r"test.txt:1: unknown class 'wasp'"),
@@ -271,11 +319,31 @@ def test_caltech_lists_and_their_validation(tmp_path):
 
 # ------------------------------------------------------------------------------------ mmocr JSON
 def _textdet_data() -> dict:
-    return {"metainfo": {"dataset_type": "TextDetDataset", "task_name": "textdet"}, "data_list": [
-        {"img_path": "imgs/test/img_1.jpg", "height": 32, "width": 64, "instances": [
-            {"polygon": [2, 3, 20, 3, 20, 10, 2, 10], "bbox": [2.0, 3.0, 20.0, 10.4], "bbox_label": 0, "ignore": False},
-            {"polygon": [30, 3, 40, 3, 40, 9, 30, 9], "bbox": [30.0, 3.0, 40.0, 9.0], "bbox_label": 0, "ignore": True}]},
-        {"img_path": "imgs/test/img_2.jpg", "height": 32, "width": 64, "instances": []}]}
+    return {
+        "metainfo": {"dataset_type": "TextDetDataset", "task_name": "textdet"},
+        "data_list": [
+            {
+                "img_path": "imgs/test/img_1.jpg",
+                "height": 32,
+                "width": 64,
+                "instances": [
+                    {
+                        "polygon": [2, 3, 20, 3, 20, 10, 2, 10],
+                        "bbox": [2.0, 3.0, 20.0, 10.4],
+                        "bbox_label": 0,
+                        "ignore": False,
+                    },
+                    {
+                        "polygon": [30, 3, 40, 3, 40, 9, 30, 9],
+                        "bbox": [30.0, 3.0, 40.0, 9.0],
+                        "bbox_label": 0,
+                        "ignore": True,
+                    },
+                ],
+            },
+            {"img_path": "imgs/test/img_2.jpg", "height": 32, "width": 64, "instances": []},
+        ],
+    }
 
 
 def _textdet(root: Path, data: dict) -> Path:
@@ -303,12 +371,16 @@ def test_textdet_json_validation(tmp_path):
     data = _textdet_data()
     data["data_list"][0]["instances"][1]["bbox"] = [30.0, 3.0, 70.0, 9.0]
     path = _textdet(tmp_path / "a", data)
-    with pytest.raises(ManifestError, match=rf"textdet_test.json:{_line(path, 'img_1.jpg')}: .*outside the 64 x 32"):
+    with pytest.raises(
+        ManifestError, match=rf"textdet_test.json:{_line(path, 'img_1.jpg')}: .*outside the 64 x 32"
+    ):
         read_textdet_json(path)
     data = _textdet_data()
     data["data_list"][1]["img_path"] = "imgs/test/img_1.jpg"
     path = _textdet(tmp_path / "b", data)
-    with pytest.raises(ManifestError, match=rf":{_line(path, 'img_1.jpg', 2)}: data_list\[1\]: duplicate img_path"):
+    with pytest.raises(
+        ManifestError, match=rf":{_line(path, 'img_1.jpg', 2)}: data_list\[1\]: duplicate img_path"
+    ):
         read_textdet_json(path)
     del data["data_list"][0]["height"]
     path = _textdet(tmp_path / "c", data)

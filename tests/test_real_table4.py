@@ -72,8 +72,9 @@ class _Spy:
 def _table4(folder, net, tmp_path):
     pre = fg.lite0_transform(32)  # any whole-image transform; the network here is a small random GAP net
     train, test = fg.cub_splits(folder, pre)
-    features = fg.NetworkCropFeatures(net, "small", pre, "32 px", FT.FeatureCache(tmp_path / "cache"), batch_size=8,
-                                      progress=False)
+    features = fg.NetworkCropFeatures(
+        net, "small", pre, "32 px", FT.FeatureCache(tmp_path / "cache"), batch_size=8, progress=False
+    )
     spy = _Spy(features)
     return fg.table4(train, test, spy, features.locate, svm=SVM, seed=0), spy, train, test
 
@@ -83,17 +84,29 @@ def test_cub_without_boxes_reports_the_gt_row_not_measurable(tmp_path, net):
     assert not read_cub_metadata(folder).has_boxes
     result, _, train, test = _table4(folder, net, tmp_path)
     assert train.gt_boxes is None and test.gt_boxes is None and not result.has_gt
-    assert set(result.probes) == {"full", "cam_crop"} and result.loc_iou50 is None and result.ordering_holds is None
+    assert (
+        set(result.probes) == {"full", "cam_crop"}
+        and result.loc_iou50 is None
+        and result.ordering_holds is None
+    )
     summary = result.summary()
-    assert summary["gt_crop"] == summary["loc_iou50"] == fg.NOT_MEASURABLE and "bounding_boxes.txt" in summary["no_boxes"]
+    assert (
+        summary["gt_crop"] == summary["loc_iou50"] == fg.NOT_MEASURABLE
+        and "bounding_boxes.txt" in summary["no_boxes"]
+    )
     v = result.verdicts()
     assert v["gt_crop_minus_cam_crop"]["verdict"] == v["loc_minus_random_box"]["verdict"] == "not measurable"
     assert v["cam_crop_minus_full"]["verdict"] in ("agrees", "reversed", "not resolved")
     ci = result.accuracy_ci()
-    assert ci["full"]["n"] == len(test) == 9 and ci["full"]["low"] <= ci["full"]["value"] <= ci["full"]["high"]
+    assert (
+        ci["full"]["n"] == len(test) == 9 and ci["full"]["low"] <= ci["full"]["value"] <= ci["full"]["high"]
+    )
     assert "NOT MEASURABLE" in result.sentence("on the fixture")
     rows = fg.table4_comparisons(result, "fixture")
-    assert [r["paper_ref"] for r in rows] == ["table4.googlenet_gap_full.acc", "table4.googlenet_gap_cam_crop.acc"]
+    assert [r["paper_ref"] for r in rows] == [
+        "table4.googlenet_gap_full.acc",
+        "table4.googlenet_gap_cam_crop.acc",
+    ]
     assert all(r["comparable"] is False and r["reproduced"]["n"] == 9 for r in rows)
 
 
@@ -101,8 +114,12 @@ def test_cam_crops_are_re_extracted_for_train_and_test(tmp_path, net):
     folder = _cub_without_boxes(tmp_path / "cub")
     result, spy, train, test = _table4(folder, net, tmp_path)
     seen = [(s, setting, cropped) for s, setting, cropped, _ in spy.calls]
-    assert seen == [("train", "full", False), ("test", "full", False), ("train", "cam_crop", True),
-                    ("test", "cam_crop", True)]
+    assert seen == [
+        ("train", "full", False),
+        ("test", "full", False),
+        ("train", "cam_crop", True),
+        ("test", "cam_crop", True),
+    ]
     X = {(s, setting): x for s, setting, _, x in spy.calls}
     for split in ("train", "test"):
         assert X[(split, "full")].shape == X[(split, "cam_crop")].shape
@@ -139,7 +156,10 @@ def test_capped_cub_subset_is_per_class_and_seeded(tmp_path):
     meta = read_cub_metadata(_cub_without_boxes(tmp_path / "cub", n_train=5, n_test=4))
     a, b, c = meta.capped(2, 1, seed=3), meta.capped(2, 1, seed=3), meta.capped(2, 1, seed=4)
     assert np.array_equal(a.image_ids, b.image_ids) and not np.array_equal(a.image_ids, c.image_ids)
-    assert np.bincount(a.labels[a.is_train]).tolist() == [2, 2, 2] and np.bincount(a.labels[~a.is_train]).tolist() == [1] * 3
+    assert (
+        np.bincount(a.labels[a.is_train]).tolist() == [2, 2, 2]
+        and np.bincount(a.labels[~a.is_train]).tolist() == [1] * 3
+    )
     assert len(meta.capped(None, None).labels) == len(meta.labels)
     assert np.array_equal(cap_per_class([0, 0, 1], None), [0, 1, 2])
     with pytest.raises(ValueError, match="at least 1"):
@@ -171,11 +191,20 @@ def test_caltech_table_30_train_per_class_seeded(tmp_path):
     cache = FT.FeatureCache(tmp_path / "cache")
     X, y = gf.caltech_features(caltech, input_size=32, cache=cache, progress=False)
     assert np.bincount(y["train"]).tolist() == [30, 30, 30] and np.bincount(y["test"]).tolist() == [4, 4, 4]
-    assert {k: v.shape[1] for k, v in X["train"].items()} == {"pixels": 192, "s16_gap": 112, "block15": 320, "gap": 1280}
+    assert {k: v.shape[1] for k, v in X["train"].items()} == {
+        "pixels": 192,
+        "s16_gap": 112,
+        "block15": 320,
+        "gap": 1280,
+    }
     X2, _ = gf.caltech_features(caltech, input_size=32, cache=cache, progress=False)
     assert cache.hits == 2 and np.array_equal(X2["test"]["gap"], X["test"]["gap"])
     table = gf.caltech_table(X, y, svm=dict(Cs=(1.0,), cv=3, seed=0))
-    assert table["train_per_class"] == [30] and table["n_test"] == 12 and list(table["rows"]) == list(gf.CALTECH_ROWS)
+    assert (
+        table["train_per_class"] == [30]
+        and table["n_test"] == 12
+        and list(table["rows"]) == list(gf.CALTECH_ROWS)
+    )
     assert table["rows"]["gap"]["mean_per_class_acc"]["n"] == 12
     assert table["verdicts"]["s16_gap_as_good_as_gap"]["verdict"] in ("agrees", "reversed", "not resolved")
     rows = gf.caltech_comparisons(table, 32)
@@ -195,9 +224,16 @@ def test_lbfgs_solver_solves_linearsvc_problem(n_classes):
     assert np.mean(a.predict(X) == b.predict(X)) >= 0.98
     Wa, ba = a.linear_weights()
     Wb, bb = b.linear_weights()
-    assert Wa.shape == Wb.shape == (n_classes, 12) and np.allclose(Wa, Wb, atol=2e-2) and np.allclose(ba, bb, atol=2e-2)
-    assert np.allclose(a.decision_function(X[:5]), X[:5] @ Wa.T + ba if n_classes > 2 else (X[:5] @ Wa.T + ba)[:, 1],
-                       atol=1e-3)
+    assert (
+        Wa.shape == Wb.shape == (n_classes, 12)
+        and np.allclose(Wa, Wb, atol=2e-2)
+        and np.allclose(ba, bb, atol=2e-2)
+    )
+    assert np.allclose(
+        a.decision_function(X[:5]),
+        X[:5] @ Wa.T + ba if n_classes > 2 else (X[:5] @ Wa.T + ba)[:, 1],
+        atol=1e-3,
+    )
     with pytest.raises(ValueError, match="solver must be"):
         PR.fit_linear_svm(X, y, solver="sag")
 
@@ -213,7 +249,9 @@ def test_bird_localization_on_a_tiny_wsol_folder(tmp_path):
     (root / "image_ids.txt").write_text("".join(f"{k}\n" for k in keys))
     (root / "class_labels.txt").write_text("".join(f"{k},{c}\n" for k, c in zip(keys, labels, strict=True)))
     (root / "image_sizes.txt").write_text("".join(f"{k},40,40\n" for k in keys))
-    (root / "localization.txt").write_text("".join(f"{k},2,2,30,30\n" for k in keys) + f"{keys[0]},0,0,39,39\n")
+    (root / "localization.txt").write_text(
+        "".join(f"{k},2,2,30,30\n" for k in keys) + f"{keys[0]},0,0,39,39\n"
+    )
     birds = fg.bird_localization(root, input_size=64, fractions=(0.2, 0.5), seed=0, progress=False)
     assert birds["n_images"] == 6 and birds["n_boxes"] == 7 and birds["paper_rule"]["fraction"] == 0.2
     assert birds["paper_rule"]["loc_iou50"]["n"] == 6
@@ -228,9 +266,13 @@ def test_procedural_localization_row_is_at_the_paper_rule_not_the_tuned_fraction
     from tests.test_fine_grained_paper import _features, _split
 
     train, test = _split("train", 0), _split("test", 1)
-    result = fg.table4(train, test, _features, lambda s, probe: s.gt_boxes, svm=SVM, seed=0)  # tuned boxes: perfect
+    result = fg.table4(
+        train, test, _features, lambda s, probe: s.gt_boxes, svm=SVM, seed=0
+    )  # tuned boxes: perfect
     corner = np.tile([0, 0, 3, 3], (len(test), 1))  # the paper-rule boxes: mostly wrong
-    rows = fg.procedural_comparisons(result, SimpleNamespace(boxes_at={"test": {0.2: corner}}), test, "fixture")
+    rows = fg.procedural_comparisons(
+        result, SimpleNamespace(boxes_at={"test": {0.2: corner}}), test, "fixture"
+    )
     loc = [r for r in rows if r["paper_ref"] == "table4.cub_loc_iou50"]
     assert result.loc_iou50 == 100.0 and len(loc) == 1 and "paper rule 0.2" in loc[0]["metric"]
     assert loc[0]["reproduced"]["value"] < 50 and loc[0]["reproduced"]["n"] == len(test)

@@ -20,8 +20,15 @@ from camlib.evaluation.stats import bootstrap_table_ci
 
 def _batch(labels, pred, boxes, gt_known, gt_boxes, size=(10, 20), ids=None):
     B = len(labels)
-    targets = [Target(label=int(labels[i]), boxes=np.asarray(gt_boxes[i]).reshape(-1, 4), size=size,
-                      image_id=(ids or list(range(B)))[i]) for i in range(B)]
+    targets = [
+        Target(
+            label=int(labels[i]),
+            boxes=np.asarray(gt_boxes[i]).reshape(-1, 4),
+            size=size,
+            image_id=(ids or list(range(B)))[i],
+        )
+        for i in range(B)
+    ]
     logits = torch.zeros(B, 6)
     for i, p in enumerate(pred):
         logits[i, p] = torch.arange(len(p), 0, -1, dtype=torch.float32)
@@ -43,7 +50,11 @@ def _two_batches():
 
 def test_evaluators_keep_per_image_outcomes_that_add_up_and_merge_in_order():
     b1, b2 = _two_batches()
-    cls, loc, idx = ClassificationEvaluator((1, 2), keep_per_image=True), LocalizationEvaluator((1, 2), keep_per_image=True), ImageIndex()
+    cls, loc, idx = (
+        ClassificationEvaluator((1, 2), keep_per_image=True),
+        LocalizationEvaluator((1, 2), keep_per_image=True),
+        ImageIndex(),
+    )
     for b in (b1, b2):
         for ev in (cls, loc, idx):
             ev.accumulate(b)
@@ -69,8 +80,12 @@ def test_evaluators_keep_per_image_outcomes_that_add_up_and_merge_in_order():
 
 def test_records_of_needs_one_image_index_and_names_outcomes_by_box_set():
     b1, b2 = _two_batches()
-    evs = {"images": ImageIndex(), "classification": ClassificationEvaluator((1,), keep_per_image=True),
-           "0.2": LocalizationEvaluator((1,), keep_per_image=True), "plain": LocalizationEvaluator((1,))}
+    evs = {
+        "images": ImageIndex(),
+        "classification": ClassificationEvaluator((1,), keep_per_image=True),
+        "0.2": LocalizationEvaluator((1,), keep_per_image=True),
+        "plain": LocalizationEvaluator((1,)),
+    }
     for b in (b1, b2):
         for ev in evs.values():
             ev.accumulate(b)
@@ -100,10 +115,17 @@ def _records(n=200, seed=0, area=None, ids=None):
     area = rng.random(n) if area is None else np.asarray(area, float)
     known = rng.random(n) < area  # bigger objects are easier
     sweep = np.stack([known, known & (rng.random(n) < 0.8)], axis=1)[:, None, :]  # (N, 1, 2)
-    return rec.ImageRecords(ids or [f"i{k}" for k in range(n)], area,
-                            {"classification.top1": rng.random(n) < 0.7, "paper@0.2.gt_known": known,
-                             "paper@0.2.top1_loc": known & (rng.random(n) < 0.7)},
-                            {"gt_known_sweep.largest": sweep}, {"gt_known_sweep.largest": ((0.2, 0.3), (0.5,))})
+    return rec.ImageRecords(
+        ids or [f"i{k}" for k in range(n)],
+        area,
+        {
+            "classification.top1": rng.random(n) < 0.7,
+            "paper@0.2.gt_known": known,
+            "paper@0.2.top1_loc": known & (rng.random(n) < 0.7),
+        },
+        {"gt_known_sweep.largest": sweep},
+        {"gt_known_sweep.largest": ((0.2, 0.3), (0.5,))},
+    )
 
 
 def test_set_summary_has_intervals_strata_and_the_post_stratified_estimate():
@@ -131,7 +153,11 @@ def test_held_out_halves_are_disjoint_and_catch_a_test_tuned_threshold():
     table[a, 0] = True
     table[b, 1] = True
     h = rec.held_out_halves(table, (0.2, 0.4), seed=3)
-    assert h["A->B"]["threshold"] == 0.2 and h["A->B"]["report_acc"] == 0.0 and h["A->B"]["oracle_report_acc"] == 100.0
+    assert (
+        h["A->B"]["threshold"] == 0.2
+        and h["A->B"]["report_acc"] == 0.0
+        and h["A->B"]["oracle_report_acc"] == 100.0
+    )
     assert h["B->A"]["threshold"] == 0.4 and h["B->A"]["report_ci"].value == 0.0
     assert h["cross_fitted"].value == 0.0 and h["cross_fitted"].n == n
     assert h["oracle"].value == 50.0 and h["optimism"].value == 50.0 and h["verdict"] == "agrees"
@@ -141,7 +167,10 @@ def test_held_out_halves_are_disjoint_and_catch_a_test_tuned_threshold():
 def test_pooled_and_compare_runs_match_images_by_id():
     x, y = _records(50, seed=1), _records(30, seed=2, ids=[f"j{k}" for k in range(30)])
     p = rec.pooled([x, y])
-    assert len(p) == 80 and p.hits["paper@0.2.gt_known"].tolist() == [*x.hits["paper@0.2.gt_known"], *y.hits["paper@0.2.gt_known"]]
+    assert len(p) == 80 and p.hits["paper@0.2.gt_known"].tolist() == [
+        *x.hits["paper@0.2.gt_known"],
+        *y.hits["paper@0.2.gt_known"],
+    ]
     sub = x.subset(range(10, 20))
     cmp = rec.compare_runs(x, sub)
     d = cmp["gt_known_loc_acc"]
@@ -150,7 +179,9 @@ def test_pooled_and_compare_runs_match_images_by_id():
     with pytest.raises(ValueError, match="share no image"):
         rec.compare_runs(x, y)
     e = rec.error_of(x.estimate("classification.top1"))
-    assert e.value == pytest.approx(100 - x.estimate("classification.top1").value) and e.low <= e.value <= e.high
+    assert (
+        e.value == pytest.approx(100 - x.estimate("classification.top1").value) and e.low <= e.value <= e.high
+    )
 
 
 # ------------------------------------------------------------------------------- sets and subsets
@@ -161,9 +192,12 @@ def _wsol_folder(folder: Path, sizes: list[tuple[int, int]]) -> Path:
         Image.new("RGB", (w, h), (120, 60, 30)).save(folder / "images" / Path(k).name)
     (folder / "image_ids.txt").write_text("".join(f"{k}\n" for k in keys))
     (folder / "class_labels.txt").write_text("".join(f"{k},{i}\n" for i, k in enumerate(keys)))
-    (folder / "image_sizes.txt").write_text("".join(f"{k},{w},{h}\n" for k, (w, h) in zip(keys, sizes, strict=True)))
-    (folder / "localization.txt").write_text("".join(f"{k},{w // 4},{h // 4},{w // 2},{h // 2}\n"
-                                                     for k, (w, h) in zip(keys, sizes, strict=True)))
+    (folder / "image_sizes.txt").write_text(
+        "".join(f"{k},{w},{h}\n" for k, (w, h) in zip(keys, sizes, strict=True))
+    )
+    (folder / "localization.txt").write_text(
+        "".join(f"{k},{w // 4},{h // 4},{w // 2},{h // 2}\n" for k, (w, h) in zip(keys, sizes, strict=True))
+    )
     return folder
 
 
@@ -173,7 +207,12 @@ def test_seeded_subset():
     assert seeded_subset(5, None, 0) == seeded_subset(5, 9, 0) == [0, 1, 2, 3, 4]
     assert seeded_subset(10, 3, None) == [0, 1, 2]
     s = seeded_subset(100, 10, 7)
-    assert s == sorted(s) and len(set(s)) == 10 and s == seeded_subset(100, 10, 7) and s != seeded_subset(100, 10, 8)
+    assert (
+        s == sorted(s)
+        and len(set(s)) == 10
+        and s == seeded_subset(100, 10, 7)
+        and s != seeded_subset(100, 10, 8)
+    )
 
 
 def test_open_val_sets_reports_each_set_and_says_when_none_is_found(tmp_path, monkeypatch, capsys):
@@ -183,10 +222,16 @@ def test_open_val_sets_reports_each_set_and_says_when_none_is_found(tmp_path, mo
     sample = _wsol_folder(tmp_path / "ilsvrc-val-sample", [(40, 32), (48, 40)])
     onek = _wsol_folder(tmp_path / "ilsvrc-val-1k", [(23, 23)] * 3)
     sets = open_val_sets("quick", sample, onek)
-    assert [(s.key, s.name, s.kind, s.n) for s in sets] == [("sample", "ilsvrc-val-sample", "param", 2), ("1k", "ilsvrc-val-1k", "param", 3)]
+    assert [(s.key, s.name, s.kind, s.n) for s in sets] == [
+        ("sample", "ilsvrc-val-sample", "param", 2),
+        ("1k", "ilsvrc-val-1k", "param", 3),
+    ]
     assert "small objects" in sets[0].caveat and "227" in sets[1].caveat
     rows = data_rows(sets, 7)
-    assert [(r.name, r.root_kind, r.n_images) for r in rows] == [("ilsvrc-val-sample", "param", 2), ("ilsvrc-val-1k", "param", 3)]
+    assert [(r.name, r.root_kind, r.n_images) for r in rows] == [
+        ("ilsvrc-val-sample", "param", 2),
+        ("ilsvrc-val-1k", "param", 3),
+    ]
     # nothing anywhere: [] and the first line says so, with how to get the sets
     monkeypatch.delenv("ILSVRC_ROOT", raising=False)
     monkeypatch.delenv("ILSVRC_1K_ROOT", raising=False)
@@ -223,17 +268,30 @@ def test_map_cache_replays_the_forward_pass_and_misses_on_other_weights(tmp_path
     protocols = Protocols(fractions=(0.2,), released=False)
 
     def run(c):
-        cache = MapCache.for_cam(tmp_path, c, preprocessing="float [0, 1]", image_ids=range(6), dataset="procedural 6",
-                                 topk=5, channels_last=True)
-        r = evaluate_protocols(c, mask_batches(data.images, data.labels, data.boxes, data.masks, batch_size=4),
-                               protocols=protocols, map_cache=cache)
+        cache = MapCache.for_cam(
+            tmp_path,
+            c,
+            preprocessing="float [0, 1]",
+            image_ids=range(6),
+            dataset="procedural 6",
+            topk=5,
+            channels_last=True,
+        )
+        r = evaluate_protocols(
+            c,
+            mask_batches(data.images, data.labels, data.boxes, data.masks, batch_size=4),
+            protocols=protocols,
+            map_cache=cache,
+        )
         return cache, r
 
     first, r1 = run(cam)
     second, r2 = run(cam)
     assert not first.hit and second.hit and len(list((tmp_path / "class_maps").glob("*.npz"))) == 1
     assert r2["classification"] == r1["classification"] and r2["paper"] == r1["paper"]
-    assert r2["records"].hits["paper@0.2.gt_known"].tolist() == r1["records"].hits["paper@0.2.gt_known"].tolist()
+    assert (
+        r2["records"].hits["paper@0.2.gt_known"].tolist() == r1["records"].hits["paper@0.2.gt_known"].tolist()
+    )
     other = CAM(SmallGAPNet(len(CLASSES)).eval())  # new random weights: another key
     third, _ = run(other)
     assert not third.hit and len(list((tmp_path / "class_maps").glob("*.npz"))) == 2
@@ -243,11 +301,18 @@ def test_maxboxacc_interval_at_the_chosen_threshold_or_rechosen():
     rng = np.random.default_rng(0)
     largest = rng.random((200, 3, 4)) < np.array([0.2, 0.6, 0.5, 0.1])
     anyhit = largest | (rng.random((200, 3, 4)) < 0.2)
-    r = rec.ImageRecords(list(range(200)), np.full(200, 0.5), {}, {"wsol.largest": largest, "wsol.all": anyhit},
-                         {k: ((0.1, 0.2, 0.3, 0.4), (0.3, 0.5, 0.7)) for k in ("wsol.largest", "wsol.all")})
+    r = rec.ImageRecords(
+        list(range(200)),
+        np.full(200, 0.5),
+        {},
+        {"wsol.largest": largest, "wsol.all": anyhit},
+        {k: ((0.1, 0.2, 0.3, 0.4), (0.3, 0.5, 0.7)) for k in ("wsol.largest", "wsol.all")},
+    )
     m = r.maxboxacc()
     assert m.value == pytest.approx(100 * largest[:, 1].mean(0).max()) and m.low <= m.value <= m.high
     v2 = r.maxboxacc(v2=True)
-    assert v2.value == pytest.approx(100 * anyhit.mean(0).max(axis=1).mean()) and v2.low <= v2.value <= v2.high
+    assert (
+        v2.value == pytest.approx(100 * anyhit.mean(0).max(axis=1).mean()) and v2.low <= v2.value <= v2.high
+    )
     again = r.maxboxacc(v2=True, rechoose=True)
     assert again.value == pytest.approx(v2.value) and again.n == 200

@@ -81,8 +81,19 @@ def _row(text: str, metric: str) -> list[str]:
 
 
 def _main(tmp_path: Path, *extra: str, results: str = "results", reference: str = "results") -> int:
-    return main(["--results", str(tmp_path / results), "--reference", str(tmp_path / reference),
-                 "--paper", str(tmp_path / "paper.yaml"), "--out", str(tmp_path / "README.md"), *extra])
+    return main(
+        [
+            "--results",
+            str(tmp_path / results),
+            "--reference",
+            str(tmp_path / reference),
+            "--paper",
+            str(tmp_path / "paper.yaml"),
+            "--out",
+            str(tmp_path / "README.md"),
+            *extra,
+        ]
+    )
 
 
 def test_delta_and_tables(tmp_path):
@@ -129,20 +140,32 @@ def test_reference_and_your_run(tmp_path):
     write_results(
         "02_localization",
         metrics={"loc": {"top5_loc_err": Estimate(60.0, 50.0, 70.0, 100)}, "n": 100},
-        profile="quick", parameters={"PROFILE": "quick", "SEED": 0}, started=time.time() - 1,
-        comparisons=[{"metric": "top-5 loc. error", "paper_ref": "table2.googlenet_gap.top5_loc_err",
-                      "reproduced": Estimate(60.0, 50.0, 70.0, 100), "setting": "SmallGAPNet, procedural shapes"}],
+        profile="quick",
+        parameters={"PROFILE": "quick", "SEED": 0},
+        started=time.time() - 1,
+        comparisons=[
+            {
+                "metric": "top-5 loc. error",
+                "paper_ref": "table2.googlenet_gap.top5_loc_err",
+                "reproduced": Estimate(60.0, 50.0, 70.0, 100),
+                "setting": "SmallGAPNet, procedural shapes",
+            }
+        ],
         data=[DataSource("procedural shapes", "procedural", 400, "not ILSVRC")],
         results_dir=run,
     )
-    write_results("03_only_here", metrics={}, profile="quick", parameters={}, started=time.time(), results_dir=run)
+    write_results(
+        "03_only_here", metrics={}, profile="quick", parameters={}, started=time.time(), results_dir=run
+    )
     assert _main(tmp_path, results="run") == 0
     text = (tmp_path / "README.md").read_text()
     assert "| Metric | Paper | Reference | Δ ref | Your run | Δ run | Setting |" in text
     row = _row(text, "top-5 loc. error")
     # the reference row is comparable (Δ), the run's is not (—): Lite0 on 100 images vs a procedural stand-in
     assert row[1:6] == ["43.00 (Table 2)", "47.26", "+4.26", "60.00 [50.00, 70.00] (n=100)", "—"]
-    assert row[6] == "reference: EfficientNet-Lite0, 100 val images · your run: SmallGAPNet, procedural shapes"
+    assert (
+        row[6] == "reference: EfficientNet-Lite0, 100 val images · your run: SmallGAPNet, procedural shapes"
+    )
     assert _row(text, "top-1 error")[1:6] == ["35.00 (Table 1)", "33.00", "—", "not run", ""]
     assert "| your run | procedural shapes | procedural | 400 | not ILSVRC |" in text
     assert "| reference | ilsvrc-val-sample | shared | 100 | small objects |" in text
@@ -163,12 +186,19 @@ def test_empty_or_mistyped_results_folder_is_an_error_and_the_page_stays(tmp_pat
     assert f"results folder {tmp_path / 'run'}" in err and "holds no NN_*.json" in err and "make quick" in err
     assert _main(tmp_path, results="resutls") == 1  # mistyped: does not exist
     err = capsys.readouterr().err
-    assert f"results folder {tmp_path / 'resutls'} does not exist" in err and "Fix: check the --results" in err
+    assert (
+        f"results folder {tmp_path / 'resutls'} does not exist" in err and "Fix: check the --results" in err
+    )
     assert _main(tmp_path, results="resutls", reference="resutls") == 1  # the reference page alone, too
     assert _main(tmp_path, results="results", reference="nowhere") == 1  # a mistyped reference
     assert "results folder " + str(tmp_path / "nowhere") in capsys.readouterr().err
     assert out.read_bytes() == page  # left intact every time
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "paper.yaml", "results", "run"]  # no temp file
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "README.md",
+        "paper.yaml",
+        "results",
+        "run",
+    ]  # no temp file
 
 
 @pytest.mark.parametrize("text, line, col, problem", [
@@ -182,8 +212,11 @@ def test_malformed_paper_yaml_names_file_line_and_fix(tmp_path, capsys, text, li
     out = tmp_path / "README.md"
     out.write_text("previous page")
     (tmp_path / "paper.yaml").write_text(text)
-    with pytest.raises(ValueError, match=rf"paper.yaml:{line}:{col or ''}.*not valid YAML \(.*{problem}.*\)\. Fix: "
-                                         "each entry is one key per line"):
+    with pytest.raises(
+        ValueError,
+        match=rf"paper.yaml:{line}:{col or ''}.*not valid YAML \(.*{problem}.*\)\. Fix: "
+        "each entry is one key per line",
+    ):
         load_paper(tmp_path / "paper.yaml")
     assert _main(tmp_path) == 1
     err = capsys.readouterr().err
@@ -191,8 +224,15 @@ def test_malformed_paper_yaml_names_file_line_and_fix(tmp_path, capsys, text, li
     assert out.read_text() == "previous page"
     # write_results checks paper_refs against the same file, with the same message
     with pytest.raises(ValueError, match=rf"paper.yaml:{line}:.*not valid YAML"):
-        write_results("03_x", metrics={}, profile="quick", parameters={}, started=0.0, results_dir=tmp_path,
-                      comparisons=[{"metric": "m", "paper_ref": "a.b", "reproduced": 1.0, "setting": "s"}])
+        write_results(
+            "03_x",
+            metrics={},
+            profile="quick",
+            parameters={},
+            started=0.0,
+            results_dir=tmp_path,
+            comparisons=[{"metric": "m", "paper_ref": "a.b", "reproduced": 1.0, "setting": "s"}],
+        )
 
 
 @pytest.mark.parametrize("text, line, message", [
@@ -240,8 +280,16 @@ def test_invalid_results_file_errors_naming_it(tmp_path, capsys):
 def test_deterministic(tmp_path):
     paper = _results(tmp_path / "results")
     out = tmp_path / "README.md"
-    args = ["--results", str(tmp_path / "results"), "--reference", str(tmp_path / "results"), "--paper", str(paper),
-            "--out", str(out)]
+    args = [
+        "--results",
+        str(tmp_path / "results"),
+        "--reference",
+        str(tmp_path / "results"),
+        "--paper",
+        str(paper),
+        "--out",
+        str(out),
+    ]
     main(args)
     first = out.read_bytes()
     main(args)
@@ -312,18 +360,35 @@ def test_per_set_intervals_and_caveats_are_shown_first(tmp_path):
     """A notebook measuring two ILSVRC sets: each set's headline numbers and its post-stratified
     estimate appear with their intervals and n in the 'measured numbers' table, labelled; the data
     table names both sets with their caveats."""
-    sets = {"sample": {"runs": {"cam": {"headline": {"top1_acc": Estimate(69.0, 60.0, 78.0, 100)},
-                                        "post_stratified": {"gt_known_loc_acc": {"estimate": Estimate(41.0, 30.0, 52.0, 100),
-                                                                                 "covered": 0.6}}}}},
-            "1k": {"runs": {"cam": {"headline": {"top1_acc": Estimate(81.0, 78.5, 83.4, 1000)}}}}}
-    write_results("03_loc", metrics={"sets": sets, "plain": 1.5}, profile="quick", parameters={}, started=time.time(),
-                  data=[DataSource("ilsvrc-val-sample", "shared", 100, "mostly small objects"),
-                        DataSource("ilsvrc-val-1k", "shared", 1000, "squashed to 227 x 227")],
-                  results_dir=tmp_path / "results")
+    sets = {
+        "sample": {
+            "runs": {
+                "cam": {
+                    "headline": {"top1_acc": Estimate(69.0, 60.0, 78.0, 100)},
+                    "post_stratified": {
+                        "gt_known_loc_acc": {"estimate": Estimate(41.0, 30.0, 52.0, 100), "covered": 0.6}
+                    },
+                }
+            }
+        },
+        "1k": {"runs": {"cam": {"headline": {"top1_acc": Estimate(81.0, 78.5, 83.4, 1000)}}}},
+    }
+    write_results(
+        "03_loc",
+        metrics={"sets": sets, "plain": 1.5},
+        profile="quick",
+        parameters={},
+        started=time.time(),
+        data=[
+            DataSource("ilsvrc-val-sample", "shared", 100, "mostly small objects"),
+            DataSource("ilsvrc-val-1k", "shared", 1000, "squashed to 227 x 227"),
+        ],
+        results_dir=tmp_path / "results",
+    )
     (tmp_path / "paper.yaml").write_text(PAPER)
     assert _main(tmp_path) == 0
     text = (tmp_path / "README.md").read_text()
-    head = text[text.index("### Measured numbers with 95% intervals"):text.index("### Metrics")]
+    head = text[text.index("### Measured numbers with 95% intervals") : text.index("### Metrics")]
     assert _row(head, "`sets.1k.runs.cam.headline.top1_acc`")[1] == "81.0 [78.5, 83.4] (n=1000)"
     assert _row(head, "`sets.sample.runs.cam.headline.top1_acc`")[1] == "69.0 [60.0, 78.0] (n=100)"
     row = _row(head, "`sets.sample.runs.cam.post_stratified.gt_known_loc_acc.estimate`")
@@ -333,4 +398,6 @@ def test_per_set_intervals_and_caveats_are_shown_first(tmp_path):
     assert _row(text, "ilsvrc-val-sample")[3] == "mostly small objects"
     # a notebook without intervals gets no such table
     paper = _results(tmp_path / "other" / "results")
-    assert "Measured numbers" not in build_report(collect_results(tmp_path / "other" / "results"), load_paper(paper))
+    assert "Measured numbers" not in build_report(
+        collect_results(tmp_path / "other" / "results"), load_paper(paper)
+    )

@@ -237,20 +237,31 @@ def test_committed_results_match_schema(tmp_path):
             assert not unknown, f"{path}: paper_ref not in results/paper.yaml: {unknown}"
 
 
-DATA = [DataSource("ilsvrc-val-sample", "shared", 100, "small objects"),
-        {"name": "procedural shapes", "root_kind": "procedural", "n_images": 600, "caveat": ""}]
+DATA = [
+    DataSource("ilsvrc-val-sample", "shared", 100, "small objects"),
+    {"name": "procedural shapes", "root_kind": "procedural", "n_images": 600, "caveat": ""},
+]
 
 
 def test_data_and_estimates_round_trip(tmp_path):
     est = Estimate(47.0, 37.0, 57.0, 100)
-    path = _write(tmp_path, data=DATA, metrics={"loc": {"top5_loc_err": est}, "n": 3},
-                  comparisons=[{**ROW, "reproduced": est, "comparable": False}, {**ROW, "comparable": True}])
+    path = _write(
+        tmp_path,
+        data=DATA,
+        metrics={"loc": {"top5_loc_err": est}, "n": 3},
+        comparisons=[{**ROW, "reproduced": est, "comparable": False}, {**ROW, "comparable": True}],
+    )
     record = load_results(path)
     assert record["schema_version"] == SCHEMA_VERSION == 2
-    assert record["data"] == [{"name": "ilsvrc-val-sample", "root_kind": "shared", "n_images": 100,
-                               "caveat": "small objects"}, DATA[1]]
-    assert record["metrics"]["loc"]["top5_loc_err"] == est.to_dict() == {
-        "value": 47.0, "low": 37.0, "high": 57.0, "n": 100, "level": 0.95}
+    assert record["data"] == [
+        {"name": "ilsvrc-val-sample", "root_kind": "shared", "n_images": 100, "caveat": "small objects"},
+        DATA[1],
+    ]
+    assert (
+        record["metrics"]["loc"]["top5_loc_err"]
+        == est.to_dict()
+        == {"value": 47.0, "low": 37.0, "high": 57.0, "n": 100, "level": 0.95}
+    )
     assert record["comparisons"][0]["reproduced"] == est.to_dict()
     assert [r.get("comparable") for r in record["comparisons"]] == [False, True]
     assert load_results(_write(tmp_path))["data"] == []  # not given: recorded as "not recorded"
@@ -277,9 +288,15 @@ def test_bad_data_rows_are_named(tmp_path, row, message):
 @pytest.mark.parametrize(
     ("est", "message"),
     [
-        ({"value": 1.0, "low": 2.0, "high": 0.5, "n": 10, "level": 0.95}, r": interval \[2.0, 0.5\] is inverted"),
+        (
+            {"value": 1.0, "low": 2.0, "high": 0.5, "n": 10, "level": 0.95},
+            r": interval \[2.0, 0.5\] is inverted",
+        ),
         ({"value": 1.0, "low": 0.0, "high": 2.0, "n": 0, "level": 0.95}, r"\.n must be the number of units"),
-        ({"value": 1.0, "low": 0.0, "high": 2.0, "n": 10, "level": 95}, r"\.level must be a confidence level"),
+        (
+            {"value": 1.0, "low": 0.0, "high": 2.0, "n": 10, "level": 95},
+            r"\.level must be a confidence level",
+        ),
         ({"value": "1", "low": 0.0, "high": 2.0, "n": 10, "level": 0.95}, r"\.value must be a finite number"),
     ],
 )
@@ -314,8 +331,12 @@ def test_git_revision_ignores_the_reference_folders(tmp_path):
     import subprocess
 
     def git(*args: str) -> None:
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            cwd=tmp_path,
+            check=True,
+            capture_output=True,
+        )
 
     for name in ("results/a.json", "figures/a.png", "code.py"):
         (tmp_path / name).parent.mkdir(exist_ok=True)

@@ -43,8 +43,14 @@ def test_resolution_order(places):
     assert (r.kind, r.path, r.info.n_images) == ("shared", p["shared"], 4)
     assert "NO bounding boxes" in r.info.caveat
     d = r.info.as_dict()
-    assert d == {"name": "cub", "root": str(p["shared"]), "kind": "shared", "n_images": 4, "caveat": r.info.caveat,
-                 "unit": "images"}
+    assert d == {
+        "name": "cub",
+        "root": str(p["shared"]),
+        "kind": "shared",
+        "n_images": 4,
+        "caveat": r.info.caveat,
+        "unit": "images",
+    }
 
 
 def test_not_found_gives_the_fetch_command(tmp_path):
@@ -62,7 +68,9 @@ def test_not_found_gives_the_fetch_command(tmp_path):
 def test_explicit_missing_folder_is_an_error_not_a_fallback(places):
     tmp, p = places
     with pytest.raises(DatasetNotFoundError, match="CUB_ROOT"):
-        R.resolve_root("cub", None, environ={"CUB_ROOT": str(tmp / "typo")}, data=tmp / "data", shared=tmp / "shared")
+        R.resolve_root(
+            "cub", None, environ={"CUB_ROOT": str(tmp / "typo")}, data=tmp / "data", shared=tmp / "shared"
+        )
     with pytest.raises(DatasetNotFoundError, match="parameter"):
         R.resolve_root("cub", tmp / "typo", environ={}, data=tmp / "data", shared=tmp / "shared")
     with pytest.raises(KeyError, match="known"):
@@ -77,9 +85,15 @@ def test_explicit_parent_folder_finds_the_set(places):
 
 def test_env_names_and_every_set_has_a_caveat_and_a_way_to_get_it():
     names = {s.name: s.env for s in R.SETS.values()}
-    assert names == {"imagenette": "IMAGENETTE_ROOT", "cub": "CUB_ROOT", "caltech101": "CALTECH101_ROOT",
-                     "scene-text": "SCENE_TEXT_ROOT", "video": "VIDEO_ROOT", "ilsvrc": "ILSVRC_ROOT",
-                     "ilsvrc-1k": "ILSVRC_1K_ROOT"}
+    assert names == {
+        "imagenette": "IMAGENETTE_ROOT",
+        "cub": "CUB_ROOT",
+        "caltech101": "CALTECH101_ROOT",
+        "scene-text": "SCENE_TEXT_ROOT",
+        "video": "VIDEO_ROOT",
+        "ilsvrc": "ILSVRC_ROOT",
+        "ilsvrc-1k": "ILSVRC_1K_ROOT",
+    }
     for s in R.SETS.values():
         assert s.caveats and s.fetch_command() and s.env in R.__doc__
 

@@ -23,7 +23,9 @@ PARAMS = 'PROFILE = "quick"\nSEED = 3\nDEVICE = "cpu"\nINTERACTIVE = False\nDATA
 
 
 def _notebook(tmp_path: Path, name: str = "42_tiny") -> Path:
-    nb = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nb = new_notebook(
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    )
     nb.cells = [new_code_cell(PARAMS, metadata={"tags": ["parameters"]}), new_code_cell("x = 1")]
     path = tmp_path / f"{name}.ipynb"
     nbformat.write(nb, str(path))
@@ -84,13 +86,22 @@ def test_find_notebook(tmp_path, monkeypatch):
 def test_write_results_fills_parameters_profile_and_started(tmp_path, capsys):
     path = _notebook(tmp_path)
     run = start_run("42_tiny", _namespace(tmp_path, DATA=tmp_path / "data"), notebook_path=path)
-    out = run.write_results(metrics={"acc": np.float32(0.5)}, parameters={"svm_Cs": [0.1, 1.0], "DATA": Path("x")})
+    out = run.write_results(
+        metrics={"acc": np.float32(0.5)}, parameters={"svm_Cs": [0.1, 1.0], "DATA": Path("x")}
+    )
     assert out == tmp_path / "res" / "42_tiny.json"
     assert f"wrote {out} after" in capsys.readouterr().out
     record = json.loads(out.read_text())
     assert record["profile"] == "quick" and record["metrics"] == {"acc": 0.5}
-    assert record["parameters"] == {"PROFILE": "quick", "SEED": 3, "DEVICE": "cpu", "INTERACTIVE": False,
-                                    "DATA": "x", "RESULTS_DIR": str(tmp_path / "res"), "svm_Cs": [0.1, 1.0]}
+    assert record["parameters"] == {
+        "PROFILE": "quick",
+        "SEED": 3,
+        "DEVICE": "cpu",
+        "INTERACTIVE": False,
+        "DATA": "x",
+        "RESULTS_DIR": str(tmp_path / "res"),
+        "svm_Cs": [0.1, 1.0],
+    }
     assert 0 <= record["runtime_s"] < 60
 
 

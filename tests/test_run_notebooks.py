@@ -57,8 +57,21 @@ def test_runs_notebooks_and_fails_clearly(tmp_path, capsys):
     after = _notebook(tmp_path / "other" / "03_after.ipynb", 'open("ran.txt", "w").write(PROFILE)')
     out = tmp_path / "executed"
 
-    rc = main(["--profile", "quick", "--out", str(out), "--results-dir", str(tmp_path / "res"), "--param", "SEED=7",
-               str(good), str(bad), str(after)])
+    rc = main(
+        [
+            "--profile",
+            "quick",
+            "--out",
+            str(out),
+            "--results-dir",
+            str(tmp_path / "res"),
+            "--param",
+            "SEED=7",
+            str(good),
+            str(bad),
+            str(after),
+        ]
+    )
     captured = capsys.readouterr()
 
     assert rc == 1
@@ -81,8 +94,20 @@ def test_runs_notebooks_and_fails_clearly(tmp_path, capsys):
 
 
 def test_missing_notebook_is_reported(tmp_path, capsys):
-    assert main(["--profile", "quick", "--out", str(tmp_path / "out"), "--results-dir", str(tmp_path / "res"),
-                 str(tmp_path / "nb" / "nope.ipynb")]) == 1
+    assert (
+        main(
+            [
+                "--profile",
+                "quick",
+                "--out",
+                str(tmp_path / "out"),
+                "--results-dir",
+                str(tmp_path / "res"),
+                str(tmp_path / "nb" / "nope.ipynb"),
+            ]
+        )
+        == 1
+    )
     assert "notebook not found" in capsys.readouterr().err
 
 
@@ -94,8 +119,22 @@ def test_jobs_run_at_once_with_threads_per_kernel(tmp_path, capsys):
     nbs = [_notebook(tmp_path / "nb" / f"0{i}_n.ipynb", src % i) for i in range(1, 4)]
     bad = _notebook(tmp_path / "nb" / "04_bad.ipynb", 'raise RuntimeError("boom")')
     before = os.environ.get("OMP_NUM_THREADS")
-    rc = main(["--profile", "quick", "--jobs", "2", "--threads", "1", "--out", str(tmp_path / "ex"),
-               "--results-dir", str(tmp_path / "res"), *map(str, nbs), str(bad)])
+    rc = main(
+        [
+            "--profile",
+            "quick",
+            "--jobs",
+            "2",
+            "--threads",
+            "1",
+            "--out",
+            str(tmp_path / "ex"),
+            "--results-dir",
+            str(tmp_path / "res"),
+            *map(str, nbs),
+            str(bad),
+        ]
+    )
     out = capsys.readouterr()
     assert rc == 1 and "2 at a time, 1 thread(s) each" in out.out
     assert [(tmp_path / "nb" / f"threads_{i}.txt").read_text() for i in range(1, 4)] == ["1", "1", "1"]
@@ -111,7 +150,10 @@ def test_folders_passed_relative_to_each_notebook(tmp_path, monkeypatch):
     """RESULTS_DIR / FIGURES_DIR: the run's folders seen from the notebook's folder; --param wins."""
     monkeypatch.chdir(tmp_path)
     nb = tmp_path / "notebooks" / "01_x.ipynb"
-    assert rn._with_folders({}, nb, tmp_path / "r", tmp_path / "f") == {"RESULTS_DIR": "../r", "FIGURES_DIR": "../f"}
+    assert rn._with_folders({}, nb, tmp_path / "r", tmp_path / "f") == {
+        "RESULTS_DIR": "../r",
+        "FIGURES_DIR": "../f",
+    }
     _notebook(nb)  # declares PROFILE and SEED only: no folder is passed (papermill would warn)
     assert rn._with_folders({"SEED": 1}, nb, tmp_path / "r", tmp_path / "f") == {"SEED": 1}
     nbf = nbformat.read(str(nb), as_version=4)
@@ -120,7 +162,11 @@ def test_folders_passed_relative_to_each_notebook(tmp_path, monkeypatch):
     res, fig = rn._folder(None, "build/results", nb.parent), rn._folder(None, "build/figures", nb.parent)
     assert res == tmp_path / "build" / "results"
     params = rn._with_folders({"PROFILE": "quick"}, nb, res, fig)
-    assert params == {"PROFILE": "quick", "RESULTS_DIR": "../build/results", "FIGURES_DIR": "../build/figures"}
+    assert params == {
+        "PROFILE": "quick",
+        "RESULTS_DIR": "../build/results",
+        "FIGURES_DIR": "../build/figures",
+    }
     assert rn._with_folders({"RESULTS_DIR": "/abs"}, nb, res, fig)["RESULTS_DIR"] == "/abs"
     assert rn._folder("../results", "build/results", nb.parent) == tmp_path / "results"
     assert rn.RESULTS_DIR == "build/results" and rn.FIGURES_DIR == "build/figures"
@@ -144,19 +190,28 @@ def test_a_run_writes_to_its_build_folders_not_the_reference(tmp_path, monkeypat
     results and figures, with or without an explicit folder, to the run's folders instead."""
     monkeypatch.chdir(tmp_path)
     nb = new_notebook(metadata={"kernelspec": KERNELSPEC})
-    nb.cells = [new_code_cell('PROFILE = "paper"\nRESULTS_DIR = "../results"\nFIGURES_DIR = "../figures"',
-                              metadata={"tags": ["parameters"]}),
-                new_code_cell("from pathlib import Path\nimport matplotlib\nmatplotlib.use('Agg')\n"
-                              "import matplotlib.pyplot as plt\nfrom camlib.core.viz import save_figure\n"
-                              "Path(RESULTS_DIR).mkdir(parents=True, exist_ok=True)\n"
-                              "Path(RESULTS_DIR, '01_w.txt').write_text(RESULTS_DIR)\n"
-                              "fig = plt.figure(figsize=(1, 1))\n"
-                              "save_figure(fig, 'explicit', FIGURES_DIR)\nsave_figure(fig, 'default')")]
+    nb.cells = [
+        new_code_cell(
+            'PROFILE = "paper"\nRESULTS_DIR = "../results"\nFIGURES_DIR = "../figures"',
+            metadata={"tags": ["parameters"]},
+        ),
+        new_code_cell(
+            "from pathlib import Path\nimport matplotlib\nmatplotlib.use('Agg')\n"
+            "import matplotlib.pyplot as plt\nfrom camlib.core.viz import save_figure\n"
+            "Path(RESULTS_DIR).mkdir(parents=True, exist_ok=True)\n"
+            "Path(RESULTS_DIR, '01_w.txt').write_text(RESULTS_DIR)\n"
+            "fig = plt.figure(figsize=(1, 1))\n"
+            "save_figure(fig, 'explicit', FIGURES_DIR)\nsave_figure(fig, 'default')"
+        ),
+    ]
     (tmp_path / "notebooks").mkdir()
     nbformat.write(nb, str(tmp_path / "notebooks" / "01_w.ipynb"))
     assert main(["--profile", "quick", "--out", "build/notebooks", "notebooks/01_w.ipynb"]) == 0
     assert (tmp_path / "build" / "results" / "01_w.txt").read_text() == "../build/results"
-    assert sorted(p.name for p in (tmp_path / "build" / "figures").iterdir()) == ["default.png", "explicit.png"]
+    assert sorted(p.name for p in (tmp_path / "build" / "figures").iterdir()) == [
+        "default.png",
+        "explicit.png",
+    ]
     assert (tmp_path / "build" / "results" / "paper.yaml").is_file()  # copied from the reference
     assert not (tmp_path / "results").exists() and not (tmp_path / "figures").exists()
     assert rn.FIGURES_ENV not in os.environ  # restored
@@ -168,12 +223,24 @@ def test_out_in_the_notebooks_folder_is_refused_before_any_work(tmp_path, capsys
     source = nb.read_bytes()
     (tmp_path / "link").symlink_to(tmp_path / "notebooks", target_is_directory=True)
     for out in ("notebooks", "notebooks/executed", "link", "link/executed", "notebooks/../notebooks"):
-        rc = main(["--profile", "quick", "--out", str(tmp_path / out), "--results-dir", str(tmp_path / "res"), str(nb)])
+        rc = main(
+            [
+                "--profile",
+                "quick",
+                "--out",
+                str(tmp_path / out),
+                "--results-dir",
+                str(tmp_path / "res"),
+                str(nb),
+            ]
+        )
         err = capsys.readouterr().err
         assert rc == 2 and f"--out {tmp_path / out}" in err and str(tmp_path / "notebooks") in err
         assert "overwrite or mix with the source notebooks" in err and "Fix: pass a folder outside it" in err
     assert nb.read_bytes() == source  # untouched
-    assert not (tmp_path / "notebooks" / "executed").exists() and not (tmp_path / "res").exists()  # no work done
+    assert (
+        not (tmp_path / "notebooks" / "executed").exists() and not (tmp_path / "res").exists()
+    )  # no work done
     assert rn.check_out_dir(tmp_path / "build", [nb]) == (tmp_path / "build").resolve()  # outside: fine
 
 
@@ -186,17 +253,24 @@ def test_stopped_copy_is_marked_and_its_cells_tell_the_truth(tmp_path):
     (out / "01_x.ipynb").write_text("previous complete copy")
     nb = new_notebook(metadata={"kernelspec": KERNELSPEC})
     ran = {"start_time": "t0", "end_time": "t1", "status": "completed", "exception": False}
-    nb.cells = [new_code_cell("x = 1", metadata={"papermill": dict(ran)}),
-                new_code_cell("sleep()", metadata={"papermill": dict(ran)},
-                              outputs=[nbformat.v4.new_output("error", ename="KeyboardInterrupt", evalue="",
-                                                              traceback=[])]),
-                new_code_cell("y = 2", metadata={"papermill": {**ran, "start_time": None, "end_time": None}})]
+    nb.cells = [
+        new_code_cell("x = 1", metadata={"papermill": dict(ran)}),
+        new_code_cell(
+            "sleep()",
+            metadata={"papermill": dict(ran)},
+            outputs=[nbformat.v4.new_output("error", ename="KeyboardInterrupt", evalue="", traceback=[])],
+        ),
+        new_code_cell("y = 2", metadata={"papermill": {**ran, "start_time": None, "end_time": None}}),
+    ]
     partial = rn.marked_copy(out / "01_x.ipynb", rn.INCOMPLETE)
     nbformat.write(nb, str(partial))
     marked = rn._finish_marked(partial, out / "01_x.ipynb", rn.INTERRUPTED, "interrupted (KeyboardInterrupt)")
     assert marked == out / "01_x.interrupted.ipynb" and not partial.exists()
     got = nbformat.read(str(marked), as_version=4)
-    assert got.metadata[rn.RUN_METADATA] == {"status": "interrupted", "error": "interrupted (KeyboardInterrupt)"}
+    assert got.metadata[rn.RUN_METADATA] == {
+        "status": "interrupted",
+        "error": "interrupted (KeyboardInterrupt)",
+    }
     assert [c.metadata.papermill["status"] for c in got.cells] == ["completed", "interrupted", "pending"]
     assert (out / "01_x.ipynb").read_text() == "previous complete copy"
     rn._clear_marks(out / "01_x.ipynb")  # what a complete run does after its rename
@@ -212,15 +286,34 @@ def test_sigterm_leaves_a_marked_copy_and_the_previous_one(tmp_path):
     import sys
     import time
 
-    nb = _notebook(tmp_path / "nb" / "01_slow.ipynb", "x = 1",
-                   'import time, pathlib\npathlib.Path("started").write_text("1")\ntime.sleep(120)', "y = 2")
+    nb = _notebook(
+        tmp_path / "nb" / "01_slow.ipynb",
+        "x = 1",
+        'import time, pathlib\npathlib.Path("started").write_text("1")\ntime.sleep(120)',
+        "y = 2",
+    )
     out = tmp_path / "out"
     out.mkdir()
     (out / "01_slow.ipynb").write_text("previous complete copy")
     env = {**os.environ, "PYTHONPATH": str(Path(rn.__file__).resolve().parents[2])}
-    proc = subprocess.Popen([sys.executable, "-m", "camlib.tools.run_notebooks", "--profile", "quick", "--out",
-                             str(out), "--results-dir", str(tmp_path / "res"), str(nb)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "camlib.tools.run_notebooks",
+            "--profile",
+            "quick",
+            "--out",
+            str(out),
+            "--results-dir",
+            str(tmp_path / "res"),
+            str(nb),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 240
     while not (nb.parent / "started").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)

@@ -118,7 +118,9 @@ def test_sun_reader_on_a_tiny_folder(tmp_path):
     _sun(tmp_path, "d/dining_room", "sun_a")
     _sun(tmp_path, "d/dining_room", "sun_b")
     _sun(tmp_path, "b/bathroom", "sun_c")
-    (tmp_path / "Annotations" / "b" / "bathroom" / "orphan.xml").write_text(XML.format(name="orphan", folder="b/x"))
+    (tmp_path / "Annotations" / "b" / "bathroom" / "orphan.xml").write_text(
+        XML.format(name="orphan", folder="b/x")
+    )
     images = load_sun_annotations(tmp_path)
     assert [s.path.name for s in images] == ["sun_c.jpg", "sun_a.jpg", "sun_b.jpg"]  # the orphan has no image
     s = images[1]

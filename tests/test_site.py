@@ -45,11 +45,14 @@ def _png() -> str:
 
 def executed_notebook(folder: Path, name: str = "05_generic_features") -> Path:
     """A notebook as papermill leaves it: a title, a stream output and an image output."""
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                           "language": "python"}})
+    nb = nbformat.v4.new_notebook(
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    )
     code = nbformat.v4.new_code_cell("print('accuracy 71.0%')\nplt.show()", execution_count=1)
-    code.outputs = [nbformat.v4.new_output("stream", name="stdout", text="accuracy 71.0%\n"),
-                    nbformat.v4.new_output("display_data", data={"image/png": _png(), "text/plain": "<Figure>"})]
+    code.outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="accuracy 71.0%\n"),
+        nbformat.v4.new_output("display_data", data={"image/png": _png(), "text/plain": "<Figure>"}),
+    ]
     nb.cells = [nbformat.v4.new_markdown_cell(f"# {name[:2]} · A test notebook\n\nText."), code]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.ipynb"
@@ -64,8 +67,13 @@ def test_site_from_executed_notebooks(tmp_path):
     (nbs / "09_video_cam.failed.ipynb").write_text("{}")  # a failed copy is not a page
     lines = []
     t0 = time.time()
-    index = S.build_site(nbs, tmp_path / "site", results=tmp_path / "no-results", figures=tmp_path / "no-figs",
-                         log=lines.append)
+    index = S.build_site(
+        nbs,
+        tmp_path / "site",
+        results=tmp_path / "no-results",
+        figures=tmp_path / "no-figs",
+        log=lines.append,
+    )
     assert time.time() - t0 < 120
     out = index.parent
     assert "2 executed notebook(s)" in lines[0] and "05_generic_features, 08_class_specific_units" in lines[0]
@@ -94,10 +102,14 @@ def test_site_prefers_the_runs_figures_and_results(tmp_path):
     figs.mkdir()
     res.mkdir()
     (figs / "05_quick_targets.png").write_bytes(base64.b64decode(_png()))
-    (res / "README.md").write_text("# Results\n\n| Metric | Paper | Reference | Your run |\n| --- | --- | --- | --- |\n| a | 1 | 2 | 3 |\n")
-    out = S.build_site(tmp_path / "nb", tmp_path / "site", results=res, figures=figs, log=lambda *_: None).parent
+    (res / "README.md").write_text(
+        "# Results\n\n| Metric | Paper | Reference | Your run |\n| --- | --- | --- | --- |\n| a | 1 | 2 | 3 |\n"
+    )
+    out = S.build_site(
+        tmp_path / "nb", tmp_path / "site", results=res, figures=figs, log=lambda *_: None
+    ).parent
     gallery = (out / "gallery.html").read_text()
-    block = gallery[gallery.index('id="05_quick_targets"'):][:600]
+    block = gallery[gallery.index('id="05_quick_targets"') :][:600]
     assert "your run" in block
     assert "Your run" in (out / "results.html").read_text()
 
@@ -145,7 +157,9 @@ def test_site_in_a_browser(tmp_path):
     chromium = chromium_path()
     if chromium is None:
         pytest.skip(f"browser check skipped: no Chromium found; {HOW_TO_GET}")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="browser check skipped: playwright is not installed")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="browser check skipped: playwright is not installed"
+    )
     source = _site_source(tmp_path)
     results = os.environ.get("CAMLIB_SITE_RESULTS", str(REPO / "build" / "results"))
     figures = os.environ.get("CAMLIB_SITE_FIGURES", str(REPO / "build" / "figures"))
@@ -159,7 +173,11 @@ def test_site_in_a_browser(tmp_path):
         # the notebook pages ask a CDN for MathJax / require.js: offline, answer those requests at once
         page.route("http*://**", lambda route: route.abort())
         try:
-            for name, path in (("index", index), ("notebook", first), ("gallery", index.parent / "gallery.html")):
+            for name, path in (
+                ("index", index),
+                ("notebook", first),
+                ("gallery", index.parent / "gallery.html"),
+            ):
                 page.goto(path.as_uri(), wait_until="load", timeout=60_000)
                 n = page.evaluate("document.images.length")
                 broken = _broken_images(page)
@@ -182,12 +200,42 @@ def test_make_site_builds_from_nb_out(tmp_path):
     import sys
 
     executed_notebook(tmp_path / "nb")
-    done = subprocess.run(["make", "--no-print-directory", "-o", ".venv/.camlib-setup", "site", "GIT_HOOK=", f"PY={sys.executable}",
-                           f"NB_OUT={tmp_path / 'nb'}", f"RESULTS={tmp_path / 'res'}", f"FIGURES={tmp_path / 'fig'}",
-                           f"SITE={tmp_path / 'site'}"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            "-o",
+            ".venv/.camlib-setup",
+            "site",
+            "GIT_HOOK=",
+            f"PY={sys.executable}",
+            f"NB_OUT={tmp_path / 'nb'}",
+            f"RESULTS={tmp_path / 'res'}",
+            f"FIGURES={tmp_path / 'fig'}",
+            f"SITE={tmp_path / 'site'}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert "1 executed notebook(s)" in done.stdout and (tmp_path / "site" / "index.html").is_file()
-    empty = subprocess.run(["make", "--no-print-directory", "-o", ".venv/.camlib-setup", "site", "GIT_HOOK=", f"PY={sys.executable}",
-                            f"NB_OUT={tmp_path / 'none'}", f"SITE={tmp_path / 'site2'}"], cwd=REPO, capture_output=True,
-                           text=True, timeout=300)
+    empty = subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            "-o",
+            ".venv/.camlib-setup",
+            "site",
+            "GIT_HOOK=",
+            f"PY={sys.executable}",
+            f"NB_OUT={tmp_path / 'none'}",
+            f"SITE={tmp_path / 'site2'}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert empty.returncode != 0 and "make quick" in empty.stderr

@@ -42,8 +42,14 @@ def test_paired_difference_of_identical_hits_is_zero():
 
 @pytest.mark.parametrize(
     ("interval", "sign", "expected"),
-    [((1.0, 3.0), 1, "agrees"), ((-3.0, -1.0), 1, "reversed"), ((-1.0, 2.0), 1, "not resolved"),
-     ((-3.0, -0.5), -1, "agrees"), ((0.5, 3.0), -1, "reversed"), ((0.0, 2.0), 1, "not resolved")],
+    [
+        ((1.0, 3.0), 1, "agrees"),
+        ((-3.0, -1.0), 1, "reversed"),
+        ((-1.0, 2.0), 1, "not resolved"),
+        ((-3.0, -0.5), -1, "agrees"),
+        ((0.5, 3.0), -1, "reversed"),
+        ((0.0, 2.0), 1, "not resolved"),
+    ],
 )
 def test_verdict_from_hand_made_intervals(interval, sign, expected):
     assert verdict(Estimate(sum(interval) / 2, *interval, n=10), sign) == expected
@@ -71,8 +77,13 @@ def test_stratum_index_half_open_last_closed():
 
 def test_stratum_accuracy_by_hand():
     # stratum [0, .5): hits 1, 0 -> 50 %; stratum [.5, 1]: hits 1, 1, 1 -> 100 %
-    strata = stratum_accuracy([1, 0, 1, 1, 1], [0.1, 0.2, 0.7, 0.9, 1.0], edges=(0, 0.5, 1), population=(30, 10))
-    assert [(s.low_edge, s.high_edge, s.population, s.n) for s in strata] == [(0.0, 0.5, 30, 2), (0.5, 1.0, 10, 3)]
+    strata = stratum_accuracy(
+        [1, 0, 1, 1, 1], [0.1, 0.2, 0.7, 0.9, 1.0], edges=(0, 0.5, 1), population=(30, 10)
+    )
+    assert [(s.low_edge, s.high_edge, s.population, s.n) for s in strata] == [
+        (0.0, 0.5, 30, 2),
+        (0.5, 1.0, 10, 3),
+    ]
     assert strata[0].estimate.value == 50.0 and strata[1].estimate == Estimate(100.0, 100.0, 100.0, 3)
     empty = stratum_accuracy([1], [0.7], edges=(0, 0.5, 1), population=(30, 10))
     assert empty[0].n == 0 and empty[0].estimate is None and empty[0].to_dict()["estimate"] is None
@@ -86,8 +97,10 @@ def test_post_stratified_reweights_by_population_share():
     r = post_stratified_ci([1, 0, 1, 1, 1], [0.1, 0.2, 0.7, 0.9, 1.0], edges=(0, 0.5, 1), population=(30, 10))
     assert r.estimate == Estimate(62.5, 25.0, 100.0, 5)
     assert r.cells == ((0,), (1,)) and r.covered == 1.0
-    assert post_stratified_ci([1, 0, 1, 1, 1], [0.1, 0.2, 0.7, 0.9, 1.0], edges=(0, 0.5, 1),
-                              population=(30, 10)) == r  # seeded
+    assert (
+        post_stratified_ci([1, 0, 1, 1, 1], [0.1, 0.2, 0.7, 0.9, 1.0], edges=(0, 0.5, 1), population=(30, 10))
+        == r
+    )  # seeded
     # a sample in the population's proportions (3 : 1) gets its plain mean back
     same = post_stratified_ci([1, 0, 0, 1], [0.1, 0.2, 0.3, 0.8], edges=(0, 0.5, 1), population=(30, 10))
     assert same.estimate.value == pytest.approx(50.0)
@@ -107,15 +120,33 @@ def test_post_stratified_pools_an_empty_stratum_with_its_neighbours():
     assert r.estimate.value == pytest.approx(40.0) and r.estimate.n == 8
     assert (r.estimate.low, r.estimate.high) == pytest.approx((10.0, 70.0))
     # an empty stratum at the end joins its one neighbour: [.75, 1] empty -> weight 0.7 on stratum 2
-    r = post_stratified_ci([1, 0, 1], [0.1, 0.3, 0.6], edges=(0, 0.25, 0.5, 0.75, 1), population=(10, 20, 30, 40))
-    assert r.cells == ((0,), (1,), (2, 3)) and r.estimate.value == pytest.approx(0.1 * 100 + 0.2 * 0 + 0.7 * 100)
+    r = post_stratified_ci(
+        [1, 0, 1], [0.1, 0.3, 0.6], edges=(0, 0.25, 0.5, 0.75, 1), population=(10, 20, 30, 40)
+    )
+    assert r.cells == ((0,), (1,), (2, 3)) and r.estimate.value == pytest.approx(
+        0.1 * 100 + 0.2 * 0 + 0.7 * 100
+    )
     # min_count 2 pools the one-image strata too: counts 2, 1, 1, 0 -> one cell, the plain mean 3/4
-    r = post_stratified_ci([1, 1, 0, 1], [0.1, 0.2, 0.3, 0.6], edges=(0, 0.25, 0.5, 0.75, 1),
-                           population=(10, 20, 30, 40), min_count=2)
-    assert r.cells == ((0, 1, 2, 3),) and r.estimate.value == pytest.approx(75.0) and r.covered == pytest.approx(0.1)
+    r = post_stratified_ci(
+        [1, 1, 0, 1],
+        [0.1, 0.2, 0.3, 0.6],
+        edges=(0, 0.25, 0.5, 0.75, 1),
+        population=(10, 20, 30, 40),
+        min_count=2,
+    )
+    assert (
+        r.cells == ((0, 1, 2, 3),)
+        and r.estimate.value == pytest.approx(75.0)
+        and r.covered == pytest.approx(0.1)
+    )
     with pytest.raises(ValueError, match="no stratum has 2 or more images"):
-        post_stratified_ci([1, 0, 1], [0.1, 0.3, 0.6], edges=(0, 0.25, 0.5, 0.75, 1), population=(10, 20, 30, 40),
-                           min_count=2)
+        post_stratified_ci(
+            [1, 0, 1],
+            [0.1, 0.3, 0.6],
+            edges=(0, 0.25, 0.5, 0.75, 1),
+            population=(10, 20, 30, 40),
+            min_count=2,
+        )
 
 
 def test_post_stratified_rejects_bad_input():
@@ -145,14 +176,20 @@ def test_read_box_area_counts_checks_rows(tmp_path):
 
 
 def test_shipped_counts_are_the_shared_csv():
-    assert sum(ILSVRC_VAL_BOX_AREA_COUNTS) == 50000 and len(ILSVRC_VAL_BOX_AREA_COUNTS) == len(BOX_AREA_EDGES) - 1
+    assert (
+        sum(ILSVRC_VAL_BOX_AREA_COUNTS) == 50000
+        and len(ILSVRC_VAL_BOX_AREA_COUNTS) == len(BOX_AREA_EDGES) - 1
+    )
     if not BOX_AREA_CSV.is_file():
         pytest.skip(f"{BOX_AREA_CSV} not present (a user's fresh clone)")
     assert read_box_area_counts(BOX_AREA_CSV) == (BOX_AREA_EDGES, ILSVRC_VAL_BOX_AREA_COUNTS)
 
 
 def test_largest_box_fraction_reproduces_the_csv_on_the_sample(ilsvrc_sample):
-    sizes = {ln.split(",")[0]: tuple(map(int, ln.split(",")[1:])) for ln in (ilsvrc_sample / "image_sizes.txt").read_text().split()}
+    sizes = {
+        ln.split(",")[0]: tuple(map(int, ln.split(",")[1:]))
+        for ln in (ilsvrc_sample / "image_sizes.txt").read_text().split()
+    }
     boxes: dict[str, list] = {}
     for ln in (ilsvrc_sample / "localization.txt").read_text().split():
         key, *box = ln.split(",")
@@ -167,12 +204,19 @@ def test_every_interval_is_scipy_bootstrap():
     """bootstrap_ci / paired_diff_ci are scipy.stats.bootstrap's percentile intervals with rng=default_rng(seed)."""
     rng = np.random.default_rng(5)
     a, b = (rng.random(80) < 0.6).astype(float), (rng.random(80) < 0.4).astype(float)
-    ref = scipy_stats.bootstrap((a, b), lambda x, y, axis=-1: (x - y).mean(axis), paired=True, n_resamples=500,
-                                method="percentile", rng=np.random.default_rng(3)).confidence_interval
+    ref = scipy_stats.bootstrap(
+        (a, b),
+        lambda x, y, axis=-1: (x - y).mean(axis),
+        paired=True,
+        n_resamples=500,
+        method="percentile",
+        rng=np.random.default_rng(3),
+    ).confidence_interval
     e = paired_diff_ci(a, b, n_resamples=500, seed=3)
     assert (e.low, e.high) == pytest.approx((100 * ref.low, 100 * ref.high))
-    ref = scipy_stats.bootstrap((a,), np.mean, n_resamples=500, method="percentile",
-                                rng=np.random.default_rng(3)).confidence_interval
+    ref = scipy_stats.bootstrap(
+        (a,), np.mean, n_resamples=500, method="percentile", rng=np.random.default_rng(3)
+    ).confidence_interval
     e = bootstrap_ci(a, n_resamples=500, seed=3)
     assert (e.low, e.high) == pytest.approx((100 * ref.low, 100 * ref.high))
 
@@ -180,7 +224,9 @@ def test_every_interval_is_scipy_bootstrap():
 def test_bootstrap_interval_holds_a_one_value_sample_fixed():
     """Unpaired samples: scipy cannot resample one value, which has no resampling variance: 3 - mean(b)."""
     b = np.array([1.0, 2.0, 3.0, 4.0])
-    lo, hi = bootstrap_interval(([3.0], b), lambda x, y, axis=-1: x.mean(axis) - y.mean(axis), vectorized=True)
+    lo, hi = bootstrap_interval(
+        ([3.0], b), lambda x, y, axis=-1: x.mean(axis) - y.mean(axis), vectorized=True
+    )
     blo, bhi = bootstrap_interval((b,), np.mean)
     assert (lo, hi) == pytest.approx((3 - bhi, 3 - blo))
     assert bootstrap_interval(([2.0],), np.mean) == (2.0, 2.0)

@@ -46,17 +46,23 @@ def test_object_rankings_carry_the_tfidf_ranking():
 def test_ignored_predictions_follow_mmocr_and_the_looser_iou_rule():
     words = np.array([[0, 0, 9, 9]])
     ignored = np.array([[20, 0, 29, 9]])
-    pred = np.array([[21, 0, 29, 9],  # inside the ignored word: set aside (mmocr)
-                     [0, 0, 9, 9],  # a readable word: kept
-                     [14, 0, 29, 9],  # 10/16 of its area on the ignored word (> 0.5): set aside
-                     [17, 0, 35, 9]])  # IoU 10/19 = 0.53 with the ignored word, 10/19 of it inside it: set aside
+    pred = np.array(
+        [
+            [21, 0, 29, 9],  # inside the ignored word: set aside (mmocr)
+            [0, 0, 9, 9],  # a readable word: kept
+            [14, 0, 29, 9],  # 10/16 of its area on the ignored word (> 0.5): set aside
+            [17, 0, 35, 9],
+        ]
+    )  # IoU 10/19 = 0.53 with the ignored word, 10/19 of it inside it: set aside
     assert D.ignored_predictions(pred, words, ignored, 0.5).tolist() == [True, False, True, True]
     # a word and an ignored word side by side; a box over half of each: IoU 70/170 = 0.41 with both, half of
     # it (not more) inside the ignored word, so mmocr keeps it
     word, ign, both = np.array([[0, 0, 9, 9]]), np.array([[10, 0, 19, 9]]), np.array([[3, 0, 16, 9]])
     assert D.ignored_predictions(both, word, ign, 0.5).tolist() == [False]
     assert D.ignored_predictions(both, word, ign, 0.3).tolist() == [False]  # reaches a readable word at 0.3
-    assert D.ignored_predictions(both, np.zeros((0, 4)), ign, 0.3).tolist() == [True]  # reaches only the ignored one
+    assert D.ignored_predictions(both, np.zeros((0, 4)), ign, 0.3).tolist() == [
+        True
+    ]  # reaches only the ignored one
     assert D.ignored_predictions(both, np.zeros((0, 4)), ign, 0.5).tolist() == [False]
 
 
@@ -86,9 +92,22 @@ def _scene_text(root: Path, n: int = 4) -> Path:
     items = []
     for k in range(n):
         _img(root / f"imgs/test/img_{k + 1}.jpg", (64, 32), (200, 200, 200))
-        items.append({"img_path": f"imgs/test/img_{k + 1}.jpg", "height": 32, "width": 64, "instances": [
-            {"polygon": [], "bbox": [8.0 * k, 12.0, 8.0 * k + 15, 19.0], "bbox_label": 0, "ignore": False},
-            {"polygon": [], "bbox": [50.0, 20.0, 60.0, 28.0], "bbox_label": 0, "ignore": True}]})
+        items.append(
+            {
+                "img_path": f"imgs/test/img_{k + 1}.jpg",
+                "height": 32,
+                "width": 64,
+                "instances": [
+                    {
+                        "polygon": [],
+                        "bbox": [8.0 * k, 12.0, 8.0 * k + 15, 19.0],
+                        "bbox_label": 0,
+                        "ignore": False,
+                    },
+                    {"polygon": [], "bbox": [50.0, 20.0, 60.0, 28.0], "bbox_label": 0, "ignore": True},
+                ],
+            }
+        )
     (root / "textdet_test.json").write_text(json.dumps({"metainfo": {}, "data_list": items}, indent=1))
     return root
 
@@ -98,7 +117,9 @@ def _ilsvrc(root: Path, classes: list[int]) -> Path:
     for k in keys:
         _img(root / "images" / k, (40, 30), (20, 40, 60))
     (root / "image_ids.txt").write_text("".join(f"val/{k}\n" for k in keys))
-    (root / "class_labels.txt").write_text("".join(f"val/{k},{c}\n" for k, c in zip(keys, classes, strict=True)))
+    (root / "class_labels.txt").write_text(
+        "".join(f"val/{k},{c}\n" for k, c in zip(keys, classes, strict=True))
+    )
     (root / "localization.txt").write_text("".join(f"val/{k},1,1,20,20\n" for k in keys))
     return root
 
@@ -114,15 +135,22 @@ def test_load_text_photos_scales_words_and_leaves_out_text_prone_negatives(tmp_p
     assert ph.ignored[0].tolist() == [[25, 10, 30, 14]] and ph.words[5].shape == (0, 4)
     assert ph.files[0][0].shape == (3, 16, 32) and ph.files.image(6).shape == (16, 32, 3)
     assert [d["n_images"] for d in ph.data] == [4, 5] and ph.data[0]["name"] == "scene-text"
-    assert all(d["root_kind"] == "param" for d in ph.data) and "text-prone classes left out: 2" in ph.data[1]["caveat"]
+    assert (
+        all(d["root_kind"] == "param" for d in ph.data)
+        and "text-prone classes left out: 2" in ph.data[1]["caveat"]
+    )
     assert "4 street photos with 4 readable words (+ 4 'ignore' words) vs 5 ILSVRC" in ph.describe()
     with pytest.raises(ValueError, match="only 1 usable negatives"):
-        DS.load_text_photos(DS.text_photo_source(tmp_path / "st", _ilsvrc(tmp_path / "il2", [919, 1])), (16, 32))
+        DS.load_text_photos(
+            DS.text_photo_source(tmp_path / "st", _ilsvrc(tmp_path / "il2", [919, 1])), (16, 32)
+        )
 
 
 def test_text_photo_source_says_where_the_real_photos_come_from_when_missing(tmp_path):
-    src = DS.TextPhotoSource(resolve_root("scene-text", environ={}, data=tmp_path, shared=tmp_path),
-                             resolve_root("ilsvrc", _ilsvrc(tmp_path / "il", [1, 2])))
+    src = DS.TextPhotoSource(
+        resolve_root("scene-text", environ={}, data=tmp_path, shared=tmp_path),
+        resolve_root("ilsvrc", _ilsvrc(tmp_path / "il", [1, 2])),
+    )
     msg = src.message()
     assert not src and "PROCEDURAL text set" in msg and "`make data` cannot fetch" in msg
     assert "ICDAR 2015" in msg and "SCENE_TEXT_ROOT" in msg and str(tmp_path / "scene-text") in msg
@@ -184,27 +212,40 @@ def test_text_photo_detector_leaves_each_photo_out_and_counts_words(tmp_path, mo
     assert [rows[f"img_{k}.jpg"]["cam_found_iou_0.5"] for k in (1, 2, 3, 4)] == [1, 1, 0, 1]
     assert rows["img_3.jpg"]["cam_box_set_aside_iou_0.5"] and rows["img_3.jpg"]["pointing_hit"] is False
     assert rows["img_3.jpg"]["pointing_hit_any_word"] is True and rows["img_1.jpg"]["pointing_hit"] is True
-    assert r.totals()["words"] == 4 and r.totals()["cam_found_iou_0.5"] == 3 and r.totals()["pointing_hit"] == 3
+    assert (
+        r.totals()["words"] == 4 and r.totals()["cam_found_iou_0.5"] == 3 and r.totals()["pointing_hit"] == 3
+    )
     rec = r.rates["cam_recall_iou_0.5"]
     assert rec.value == 75.0 and rec.n == 4 and rec.low <= 75.0 <= rec.high
-    assert {"centre_recall_iou_0.3", "tuned_recall_iou_0.5", "cam_pointing", "centre_pointing"} <= set(r.rates)
+    assert {"centre_recall_iou_0.3", "tuned_recall_iou_0.5", "cam_pointing", "centre_pointing"} <= set(
+        r.rates
+    )
     # CAM - centre on the same photos: pointing 3 vs 1 of 4 photos (+50 points), words found 3 vs 1 at IoU 0.5
     d = r.rates["cam_minus_centre_pointing"]
     assert d.value == 50.0 and d.n == 4 and r.rates["cam_minus_centre_found_iou_0.5"].value == 0.5
-    assert set(r.verdicts()) == {"cam_minus_centre_pointing", "cam_minus_centre_found_iou_0.5",
-                                 "cam_minus_centre_found_iou_0.3"}
+    assert set(r.verdicts()) == {
+        "cam_minus_centre_pointing",
+        "cam_minus_centre_found_iou_0.5",
+        "cam_minus_centre_found_iou_0.3",
+    }
     assert r.verdicts()["cam_minus_centre_pointing"] == verdict(d, 1)
     # the centre box: the mean training word size (16 x 8) at the centre of the 64 x 32 input: x 24..39, y 12..19
     assert r.centre_wh[0] == (16.0, 8.0) and rows["img_4.jpg"]["centre_found_iou_0.5"] == 1
     assert rows["img_3.jpg"]["centre_found_iou_0.5"] == 0 and rows["img_3.jpg"]["centre_found_iou_0.3"] == 1
-    assert rows["img_4.jpg"]["centre_pointing_hit"] is True and rows["img_1.jpg"]["centre_pointing_hit"] is False
+    assert (
+        rows["img_4.jpg"]["centre_pointing_hit"] is True and rows["img_1.jpg"]["centre_pointing_hit"] is False
+    )
     # detector mode: negatives' boxes (where the SVM fires) are false positives, ignored words never misses
     det = r.detector["iou_0.5"]
     assert det["n_gt"] == 4 and det["tp"] <= 3 and r.calls["n_negatives"] == n - 4
     m = r.metrics()
     assert m["box_fraction"] == 0.5 and "PROCEDURAL" in m["tuned_box_fraction_source"]
     assert set(m["rates"]["cam_pointing"]) == {"value", "low", "high", "n", "level"}
-    assert "img_3.jpg" in r.table() and "peak in word" in r.table() and "finds 3 words at IoU 0.5" in r.measured()
+    assert (
+        "img_3.jpg" in r.table()
+        and "peak in word" in r.table()
+        and "finds 3 words at IoU 0.5" in r.measured()
+    )
 
 
 def test_folds_put_one_photo_and_a_share_of_the_negatives_in_each():

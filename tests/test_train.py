@@ -49,7 +49,9 @@ def test_same_seed_same_weights_and_budget():
     sa = fit(a, ds, cfg, progress=False)
     fit(b, ds, cfg, progress=False)
     assert sa.step == 4
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
 
 
 def test_checkpoint_from_other_config_refused(tmp_path):
@@ -72,7 +74,11 @@ def _multi_step(model, x, t, skip):
     if bool(skip.any()):
         return None, 0.0, 0
     logits = model(x)
-    return torch.nn.functional.binary_cross_entropy_with_logits(logits, t), float(((logits > 0) == (t > 0.5)).sum()), t.numel()
+    return (
+        torch.nn.functional.binary_cross_entropy_with_logits(logits, t),
+        float(((logits > 0) == (t > 0.5)).sum()),
+        t.numel(),
+    )
 
 
 def test_custom_batch_and_step_with_adam_resume_exactly(tmp_path):
@@ -83,8 +89,17 @@ def test_custom_batch_and_step_with_adam_resume_exactly(tmp_path):
     skip[7] = True  # the batch holding sample 7 is skipped (loss None): no update, not counted
 
     def run(m, **kw):
-        return fit(m, ds, CFG, optimizer="adam", augment=None, batch_fn=lambda idx: (x[idx], t[idx], skip[idx]),
-                   step_fn=_multi_step, progress=False, **kw)
+        return fit(
+            m,
+            ds,
+            CFG,
+            optimizer="adam",
+            augment=None,
+            batch_fn=lambda idx: (x[idx], t[idx], skip[idx]),
+            step_fn=_multi_step,
+            progress=False,
+            **kw,
+        )
 
     ref = _model()
     s_ref = run(ref)

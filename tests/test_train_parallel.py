@@ -80,7 +80,10 @@ def test_workers_give_bitwise_the_serial_run_with_random_crops(tmp_path):
                     T.ToDtype(torch.float32, scale=True)])  # fmt: skip
     ds = ImageFolder(str(root), transform=tf)
     assert reads_files(ds) and default_workers(ds) >= 1
-    assert not reads_files(TensorDataset(torch.zeros(2, 3))) and default_workers(TensorDataset(torch.zeros(2))) == 0
+    assert (
+        not reads_files(TensorDataset(torch.zeros(2, 3)))
+        and default_workers(TensorDataset(torch.zeros(2))) == 0
+    )
     cfg = TrainConfig(epochs=2, batch_size=5, lr=0.05, seed=11)  # 24 images: 5 steps/epoch, last batch 4
     runs = {}
     for workers in (0, 2):
@@ -92,7 +95,14 @@ def test_workers_give_bitwise_the_serial_run_with_random_crops(tmp_path):
         assert torch.equal(runs[0][k], runs[2][k]), k
     # and the crops are random (per sample and epoch): another seed gives other weights
     m = _tiny()
-    fit(m, ds, TrainConfig(epochs=2, batch_size=5, lr=0.05, seed=12), augment=None, num_workers=0, progress=False)
+    fit(
+        m,
+        ds,
+        TrainConfig(epochs=2, batch_size=5, lr=0.05, seed=12),
+        augment=None,
+        num_workers=0,
+        progress=False,
+    )
     assert not all(torch.equal(runs[0][k], v) for k, v in _weights(m).items())
 
 
@@ -115,7 +125,9 @@ def test_sigint_in_the_middle_of_a_step_saves_the_step_boundary_and_resumes_exac
     fit(ref, ds, cfg, progress=False)
     calls = {"n": 0}
 
-    def ctrl_c_after_update(optimizer, args, kwargs):  # the weights of step 4 are written, its bookkeeping is not
+    def ctrl_c_after_update(
+        optimizer, args, kwargs
+    ):  # the weights of step 4 are written, its bookkeeping is not
         calls["n"] += 1
         if calls["n"] == 4:
             os.kill(os.getpid(), signal.SIGINT)
@@ -198,7 +210,10 @@ def test_two_torchrun_processes_train_the_one_process_weights_and_resume(tmp_pat
         torch.testing.assert_close(resumed["model"][k], v, rtol=1e-4, atol=1e-5, msg=f"resumed vs 1: {k}")
     moved = max(float((one["model"][k] - v).abs().max()) for k, v in cut["model"].items())
     off = max(float((two["model"][k] - v).abs().max()) for k, v in one["model"].items())
-    assert moved > 1e-4 and off < moved / 1000, (moved, off)  # steps 4-7 moved the weights far more than 2 vs 1 differ
+    assert moved > 1e-4 and off < moved / 1000, (
+        moved,
+        off,
+    )  # steps 4-7 moved the weights far more than 2 vs 1 differ
     for h1, h2 in zip(s1["history"], s2["history"], strict=True):  # the same losses, merged over processes
         assert h1["loss"] == pytest.approx(h2["loss"], rel=1e-4) and h1["train_acc"] == h2["train_acc"]
 
@@ -207,4 +222,6 @@ def test_finetune_command_says_where_the_data_goes(tmp_path, capsys):
     from camlib.tools.finetune import main
 
     with pytest.raises(FileNotFoundError, match="WordNet id"):
-        main(["--train", str(tmp_path / "missing"), "--checkpoint", str(tmp_path / "c.pt"), "--device", "cpu"])
+        main(
+            ["--train", str(tmp_path / "missing"), "--checkpoint", str(tmp_path / "c.pt"), "--device", "cpu"]
+        )

@@ -148,9 +148,17 @@ def test_receptive_fields_and_part_hits():
     from camlib.paper.units import UnitScan
 
     scan = UnitScan(
-        units=np.array([0, 1]), scores=np.ones((2, 3)), image_ids=np.tile(np.arange(3), (2, 1)), maps=maps,
-        thresholds=np.array([2.5, 1.0]), unit_max=np.array([5.0, 0.0]), quantile=0.99, n_images=3,
-        input_size=(8, 8), head=HeadSpec("f", "fc"), reservoir_size=10,
+        units=np.array([0, 1]),
+        scores=np.ones((2, 3)),
+        image_ids=np.tile(np.arange(3), (2, 1)),
+        maps=maps,
+        thresholds=np.array([2.5, 1.0]),
+        unit_max=np.array([5.0, 0.0]),
+        quantile=0.99,
+        n_images=3,
+        input_size=(8, 8),
+        head=HeadSpec("f", "fc"),
+        reservoir_size=10,
     )
     reg = receptive_fields(maps[0, 0], 2.5, (8, 8))
     assert reg.shape == (8, 8) and reg[:3].all() and not reg[5:].any()

@@ -63,14 +63,27 @@ def test_cluster_mean_ci_resamples_whole_clusters():
 
 def _images(labels, boxes, size=(8, 8)):
     n = len(labels)
-    return R.LabelledImages([f"img{i}.png" for i in range(n)], np.asarray(labels), [np.asarray(b, float) for b in boxes],
-                            np.zeros(n, np.int64), [])
+    return R.LabelledImages(
+        [f"img{i}.png" for i in range(n)],
+        np.asarray(labels),
+        [np.asarray(b, float) for b in boxes],
+        np.zeros(n, np.int64),
+        [],
+    )
 
 
 def _features(feat, weight, size=(8, 8)):
     n = feat.shape[0]
-    return R.UnitFeatures(feat.astype(np.float16), np.tile(np.array(size), (n, 1)), torch.as_tensor(weight), None,
-                          HeadSpec("act", "fc", "linear", "avg"), size, False, 0.0)
+    return R.UnitFeatures(
+        feat.astype(np.float16),
+        np.tile(np.array(size), (n, 1)),
+        torch.as_tensor(weight),
+        None,
+        HeadSpec("act", "fc", "linear", "avg"),
+        size,
+        False,
+        0.0,
+    )
 
 
 def test_in_box_study_top_units_inside_random_units_outside():
@@ -87,7 +100,9 @@ def test_in_box_study_top_units_inside_random_units_outside():
         other = [u for u in range(K) if u not in top]
         feat[i, other, 3, 3] = 5.0 + rng.random(len(other))  # all others: bottom-right = outside
     boxes = [[[0, 0, 2, 2]]] * n  # top-left quarter of the 8 x 8 image
-    study = R.in_box_study(_features(feat, W), _images(labels, boxes), top_units=2, n_random=2, min_images=3, seed=0)
+    study = R.in_box_study(
+        _features(feat, W), _images(labels, boxes), top_units=2, n_random=2, min_images=3, seed=0
+    )
     m = study.metrics
     assert np.allclose(study.top, 1.0) and np.allclose(study.random, 0.0)
     assert m["selected"]["diff"]["value"] == pytest.approx(100.0) and m["verdict"] == "agrees"
@@ -106,8 +121,14 @@ def test_in_box_study_selects_classes_with_enough_images_and_swaps_sign():
     feat = np.zeros((n, K, 4, 4), np.float32)
     feat[:, 0, 3, 3] = 3.0  # class 0's top unit fires OUTSIDE the box
     feat[:, 1:, 0, 0] = 3.0  # all other units inside
-    study = R.in_box_study(_features(feat, W), _images(labels, [[[0, 0, 3, 3]]] * n), top_units=1, n_random=1,
-                           min_images=3, seed=0)
+    study = R.in_box_study(
+        _features(feat, W),
+        _images(labels, [[[0, 0, 3, 3]]] * n),
+        top_units=1,
+        n_random=1,
+        min_images=3,
+        seed=0,
+    )
     assert study.selected.tolist() == [True] * 5 + [False] * 2
     assert study.metrics["selected"]["diff"]["value"] == pytest.approx(-100.0)
     assert study.metrics["verdict"] == "reversed" and study.classes == [0]
@@ -130,7 +151,9 @@ def _write_wsol(root, n=4):
     rng = np.random.default_rng(0)
     ids = [f"val/ILSVRC2012_val_{i + 1:08d}.JPEG" for i in range(n)]
     for k in ids:
-        Image.fromarray(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)).save(root / "images" / k[4:], "JPEG")
+        Image.fromarray(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)).save(
+            root / "images" / k[4:], "JPEG"
+        )
     (root / "image_ids.txt").write_text("\n".join(ids) + "\n")
     (root / "class_labels.txt").write_text("\n".join(f"{k},{i % 2}" for i, k in enumerate(ids)) + "\n")
     (root / "image_sizes.txt").write_text("\n".join(f"{k},16,12" for k in ids) + "\n")
@@ -149,7 +172,9 @@ def test_unit_features_cache_and_feature_scan(tmp_path):
         x = torch.as_tensor(np.asarray(img.resize((16, 16)), dtype=np.float32)).permute(2, 0, 1)
         return x / 255 - 0.5
 
-    model = SimpleNamespace(model=net, preprocess=pre, input_size=(16, 16), name="tiny", classes=["a", "b", "c"])
+    model = SimpleNamespace(
+        model=net, preprocess=pre, input_size=(16, 16), name="tiny", classes=["a", "b", "c"]
+    )
     f1 = R.unit_features(model, images, cache=tmp_path / "cache", batch_size=3, progress=False)
     f2 = R.unit_features(model, images, cache=tmp_path / "cache", batch_size=3, progress=False)
     assert not f1.cached and f2.cached and f1.features.shape == (4, 5, 8, 8)
@@ -162,7 +187,9 @@ def test_unit_features_cache_and_feature_scan(tmp_path):
     peak = f1.features[:, [1, 3]].astype(np.float32).reshape(4, 2, -1).max(2)
     for r in range(2):
         assert np.array_equal(scan.image_ids[r], np.argsort(-peak[:, r], kind="stable")[:2])
-        assert scan.thresholds[r] == pytest.approx(np.quantile(f1.features[:, [1, 3][r]].astype(np.float32), 0.9))
+        assert scan.thresholds[r] == pytest.approx(
+            np.quantile(f1.features[:, [1, 3][r]].astype(np.float32), 0.9)
+        )
     assert receptive_fields(scan.maps, scan.thresholds[:, None], (16, 16)).shape == (2, 2, 16, 16)
     assert images.display(0, (16, 16)).shape == (16, 16, 3)
 

@@ -26,8 +26,14 @@ METRICS = {
 
 
 def _write(folder: Path, metrics: dict) -> Path:
-    return write_results("01_toy", metrics=metrics, profile="quick", parameters={"PROFILE": "quick"},
-                         started=time.time(), results_dir=folder)
+    return write_results(
+        "01_toy",
+        metrics=metrics,
+        profile="quick",
+        parameters={"PROFILE": "quick"},
+        started=time.time(),
+        results_dir=folder,
+    )
 
 
 @pytest.fixture
@@ -39,8 +45,19 @@ def dirs(tmp_path):
 
 
 def _verify(tmp_path, *extra) -> int:
-    return main(["01", "--no-run", "--reference", str(tmp_path / "ref"), "--out", str(tmp_path / "out"),
-                 "--notebook-dir", str(tmp_path / "nbs"), *extra])
+    return main(
+        [
+            "01",
+            "--no-run",
+            "--reference",
+            str(tmp_path / "ref"),
+            "--out",
+            str(tmp_path / "out"),
+            "--notebook-dir",
+            str(tmp_path / "nbs"),
+            *extra,
+        ]
+    )
 
 
 def test_identical_results_pass_and_a_changed_metric_is_flagged(dirs, capsys):
@@ -57,8 +74,10 @@ def test_identical_results_pass_and_a_changed_metric_is_flagged(dirs, capsys):
     record = json.loads((tmp_path / "out" / "verify.json").read_text())
     assert record["verdicts"][0]["outside"][0]["metric"] == "top1_acc"
     # on the same setup even a value inside the CI must be identical
-    _write(tmp_path / "out" / "results", {**METRICS, "loc": {**METRICS["loc"], "gt_known": Estimate(
-        51.0, 41.0, 60.0, 100).to_dict()}})
+    _write(
+        tmp_path / "out" / "results",
+        {**METRICS, "loc": {**METRICS["loc"], "gt_known": Estimate(51.0, 41.0, 60.0, 100).to_dict()}},
+    )
     assert _verify(tmp_path) == 1 and "OUTSIDE loc.gt_known" in capsys.readouterr().out
 
 
@@ -67,8 +86,11 @@ def test_other_setup_uses_the_reference_ci_and_lists_what_it_cannot_judge(dirs, 
     record = json.loads(ref.read_text())
     record["machine"]["torch_threads"] += 7  # the reference was made with another thread count
     ref.write_text(json.dumps(record))
-    inside = {**METRICS, "top1_acc": 70.0,
-              "loc": {**METRICS["loc"], "gt_known": Estimate(55.0, 45.0, 64.0, 100).to_dict()}}
+    inside = {
+        **METRICS,
+        "top1_acc": 70.0,
+        "loc": {**METRICS["loc"], "gt_known": Estimate(55.0, 45.0, 64.0, 100).to_dict()},
+    }
     _write(tmp_path / "out" / "results", inside)
     assert _verify(tmp_path) == 0  # 55.0 in [40.2, 59.8]; top1_acc has no CI: unjudged, listed
     out = capsys.readouterr().out
@@ -79,7 +101,8 @@ def test_other_setup_uses_the_reference_ci_and_lists_what_it_cannot_judge(dirs, 
     _write(tmp_path / "out" / "results", outside)
     assert _verify(tmp_path) == 1
     assert "OUTSIDE loc.gt_known" in capsys.readouterr().out and "outside the reference 95% CI" in str(
-        json.loads((tmp_path / "out" / "verify.json").read_text()))
+        json.loads((tmp_path / "out" / "verify.json").read_text())
+    )
 
 
 def test_missing_metric_and_missing_run_fail(dirs, capsys):
@@ -94,18 +117,40 @@ def test_missing_metric_and_missing_run_fail(dirs, capsys):
 
 
 def test_compare_counts_and_resource_names():
-    ref = {"notebook": "x", "metrics": {"a": 1, "b": {"c": [1, 2]}, "seconds": {"total": 3.0}},
-           "comparisons": [{"metric": "err", "reproduced": 5.0}]}
-    new = {"notebook": "x", "metrics": {"a": 1, "b": {"c": [1, 2]}, "seconds": {"total": 9.0}},
-           "comparisons": [{"metric": "err", "reproduced": 6.0}]}
+    ref = {
+        "notebook": "x",
+        "metrics": {"a": 1, "b": {"c": [1, 2]}, "seconds": {"total": 3.0}},
+        "comparisons": [{"metric": "err", "reproduced": 5.0}],
+    }
+    new = {
+        "notebook": "x",
+        "metrics": {"a": 1, "b": {"c": [1, 2]}, "seconds": {"total": 9.0}},
+        "comparisons": [{"metric": "err", "reproduced": 6.0}],
+    }
     v = compare_results(ref, new, same=True)
     assert (v.identical, v.skipped, [r["metric"] for r in v.outside]) == (2, 1, ["comparisons[err]"])
-    for name in ("real_photos.seconds.total", "quick.GAP.seconds_eval", "procedural.train_seconds",
-                 "timings_s.data_s", "memory.long.rss_peak_mb", "video.fps", "memory.peak_within_1p5x", "ilsvrc.features_cached",
-                 "root", "memory.long.input", "data.cache_dir"):
+    for name in (
+        "real_photos.seconds.total",
+        "quick.GAP.seconds_eval",
+        "procedural.train_seconds",
+        "timings_s.data_s",
+        "memory.long.rss_peak_mb",
+        "video.fps",
+        "memory.peak_within_1p5x",
+        "ilsvrc.features_cached",
+        "root",
+        "memory.long.input",
+        "data.cache_dir",
+    ):
         assert is_resource_metric(name), name
-    for name in ("ilsvrc.t0.2.gt_known_loc_acc", "video.input_fps", "labels", "ilsvrc.per_class.wall clock.top",
-                 "inputs", "n_roots"):
+    for name in (
+        "ilsvrc.t0.2.gt_known_loc_acc",
+        "video.input_fps",
+        "labels",
+        "ilsvrc.per_class.wall clock.top",
+        "inputs",
+        "n_roots",
+    ):
         assert not is_resource_metric(name), name
 
 
@@ -122,16 +167,25 @@ def test_select_notebooks_by_prefix_name_or_all():
 def test_committed_results_come_from_a_clean_commit_at_the_reference_thread_count(path):
     record = load_results(path)
     rev = record["git_revision"]
-    assert rev and not rev.endswith("-dirty"), f"{path.name} was made from a dirty tree ({rev}): make refresh-results"
+    assert rev and not rev.endswith("-dirty"), (
+        f"{path.name} was made from a dirty tree ({rev}): make refresh-results"
+    )
     assert record["machine"]["torch_threads"] == REFERENCE_THREADS, (
         f"{path.name} records {record['machine']['torch_threads']} torch threads; the reference (README, "
-        f"camlib.tools.verify.REFERENCE_THREADS) is made with {REFERENCE_THREADS}")
+        f"camlib.tools.verify.REFERENCE_THREADS) is made with {REFERENCE_THREADS}"
+    )
     assert record["profile"] == "quick"
     if shutil.which("git") and (REPO / ".git").exists():
         known = subprocess.run(["git", "cat-file", "-e", f"{rev}^{{commit}}"], cwd=REPO, capture_output=True)
-        shallow = subprocess.run(["git", "rev-parse", "--is-shallow-repository"], cwd=REPO, capture_output=True,
-                                 text=True).stdout.strip() == "true"
-        assert known.returncode == 0 or shallow, f"{path.name}: revision {rev} is not a commit of this repository"
+        shallow = (
+            subprocess.run(
+                ["git", "rev-parse", "--is-shallow-repository"], cwd=REPO, capture_output=True, text=True
+            ).stdout.strip()
+            == "true"
+        )
+        assert known.returncode == 0 or shallow, (
+            f"{path.name}: revision {rev} is not a commit of this repository"
+        )
 
 
 def test_committed_reference_covers_every_notebook():

@@ -79,7 +79,9 @@ def test_gif_preview_is_bounded(tmp_path):
 
 
 def test_synthesized_clip_has_the_planned_length(tmp_path):
-    info = synthesize_clip(tmp_path / "c.mp4", ("astronaut", "coffee"), size=(64, 48), fps=6, seconds_per_image=1.0)
+    info = synthesize_clip(
+        tmp_path / "c.mp4", ("astronaut", "coffee"), size=(64, 48), fps=6, seconds_per_image=1.0
+    )
     assert info.frames == 12 and count_frames(tmp_path / "c.mp4") == 12
 
 
@@ -97,8 +99,15 @@ def test_process_video_streams_every_frame(tmp_path):
     src = tmp_path / "in.mp4"
     synthesize_clip(src, ("coffee", "chelsea"), size=(64, 48), fps=6, seconds_per_image=1.0)
     model = _tiny_model()
-    st = process_video(src, tmp_path / "out.mp4", model, batch_size=5, gif=tmp_path / "out.gif", progress=False,
-                       measure_memory=True)
+    st = process_video(
+        src,
+        tmp_path / "out.mp4",
+        model,
+        batch_size=5,
+        gif=tmp_path / "out.gif",
+        progress=False,
+        measure_memory=True,
+    )
     assert st.frames == 12 and count_frames(tmp_path / "out.mp4") == 12
     assert (probe(tmp_path / "out.mp4").height, probe(tmp_path / "out.mp4").width) == (48, 64)
     assert len(st.records) == 12 and (tmp_path / "out.gif").is_file() and st.rss_peak_mb >= st.rss_start_mb
@@ -120,8 +129,23 @@ def test_cli_runs_lite0_on_a_tiny_clip(tmp_path, capsys):
     src = tmp_path / "in.mp4"
     synthesize_clip(src, ("chelsea",), size=(64, 48), fps=3, seconds_per_image=1.0)
     out, gif, stats = tmp_path / "out.mp4", tmp_path / "out.gif", tmp_path / "s.json"
-    rc = main([str(src), str(out), "--model", "efficientnet_lite0", "--smooth", "0.5", "--batch", "2",
-               "--gif", str(gif), "--stats", str(stats), "--no-progress"])
+    rc = main(
+        [
+            str(src),
+            str(out),
+            "--model",
+            "efficientnet_lite0",
+            "--smooth",
+            "0.5",
+            "--batch",
+            "2",
+            "--gif",
+            str(gif),
+            "--stats",
+            str(stats),
+            "--no-progress",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     s = json.loads(stats.read_text())
     assert s["frames"] == 3 and count_frames(out) == 3 and gif.is_file()
@@ -135,8 +159,12 @@ def test_cli_missing_and_corrupt_input(tmp_path, capsys):
     bad.write_bytes(b"not a video at all" * 100)
     assert main([str(bad), str(tmp_path / "o.mp4"), "--no-progress"]) == 2
     assert "corrupt" in capsys.readouterr().err
-    done = subprocess.run([sys.executable, "-m", "camlib.video", str(bad), str(tmp_path / "o.mp4")],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "camlib.video", str(bad), str(tmp_path / "o.mp4")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and "error:" in done.stderr and "Traceback" not in done.stderr
 
 
@@ -172,8 +200,10 @@ def test_quick_clip_uses_the_real_clip_when_found_else_synthesises(tmp_path, mon
             return False
 
     monkeypatch.setattr("camlib.datasets.roots.resolve_root", lambda name, root=None: Missing())
-    fake = V.quick_clip(tmp_path / "out", clip_kw={"size": (64, 48), "fps": 5.0, "seconds_per_image": 1.0,
-                                                   "fade_seconds": 0.2})
+    fake = V.quick_clip(
+        tmp_path / "out",
+        clip_kw={"size": (64, 48), "fps": 5.0, "seconds_per_image": 1.0, "fade_seconds": 0.2},
+    )
     assert not fake.real and fake.data.root_kind == "procedural" and fake.info.frames == 15
     assert "copy bikes.mp4 to data/video" in fake.line
     assert probe(fake.memory_pairs[1][0]).frames == 150
@@ -202,8 +232,13 @@ def test_cli_refuses_to_overwrite_its_input_directly_or_through_links(tmp_path, 
     link.symlink_to(clip)
     hard = tmp_path / "hard.mp4"
     os.link(clip, hard)
-    for src, out in ((clip, clip), (clip, link), (link, clip), (clip, hard),
-                     (clip, tmp_path / "sub" / ".." / "in.mp4")):
+    for src, out in (
+        (clip, clip),
+        (clip, link),
+        (link, clip),
+        (clip, hard),
+        (clip, tmp_path / "sub" / ".." / "in.mp4"),
+    ):
         assert main([str(src), str(out), "--no-progress"]) == 2
         assert "is the input" in capsys.readouterr().err
     assert main([str(clip), str(tmp_path / "o.mp4"), "--gif", str(link), "--no-progress"]) == 2
@@ -252,7 +287,9 @@ def test_cli_huge_frames_give_a_clear_error_not_a_reshape_error(tmp_path, clip, 
     assert "20000 x 20000" in err and "downscale" in err and "reshape" not in err
 
 
-def test_failing_or_interrupted_run_keeps_the_earlier_output_and_leaves_no_truncated_mp4(tmp_path, clip, monkeypatch):
+def test_failing_or_interrupted_run_keeps_the_earlier_output_and_leaves_no_truncated_mp4(
+    tmp_path, clip, monkeypatch
+):
     model = _tiny_model()
     out, gif = tmp_path / "out.mp4", tmp_path / "out.gif"
     process_video(clip, out, model, batch_size=1, gif=gif, progress=False)
@@ -274,7 +311,11 @@ def test_failing_or_interrupted_run_keeps_the_earlier_output_and_leaves_no_trunc
             process_video(clip, out, model, batch_size=1, gif=gif, progress=False)
         assert len(calls) == 3
         assert out.read_bytes() == earlier and gif.read_bytes() == earlier_gif
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.gif", "out.mp4"]  # no temporary left
+        assert sorted(p.name for p in tmp_path.iterdir()) == [
+            "in.mp4",
+            "out.gif",
+            "out.mp4",
+        ]  # no temporary left
     monkeypatch.setattr(pv, "heat_overlay", real)
     fresh = tmp_path / "fresh.mp4"
     with pytest.raises(RuntimeError):

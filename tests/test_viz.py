@@ -44,7 +44,6 @@ def test_notebooks_write_figures_only_through_save_figure():
     assert not offenders, f"figures must be written with camlib.core.viz.save_figure: {offenders}"
 
 
-
 def test_cam_grid_draws_several_boxes_per_image_and_peaks():
     import matplotlib
 
@@ -57,7 +56,9 @@ def test_cam_grid_draws_several_boxes_per_image_and_peaks():
     maps = np.random.default_rng(0).random((2, 20, 20))
     preds = [np.array([[1, 1, 5, 5], [8, 8, 12, 12]]), np.zeros((0, 4))]  # two boxes, then none
     gts = [np.array([[0, 0, 6, 6]]), np.array([[2, 2, 9, 9]])]
-    fig = plot_cam_grid(imgs, maps, ["a", "b"], pred_boxes=preds, gt_boxes=gts, ncols=2, peaks=[(3, 4), (10, 10)])
+    fig = plot_cam_grid(
+        imgs, maps, ["a", "b"], pred_boxes=preds, gt_boxes=gts, ncols=2, peaks=[(3, 4), (10, 10)]
+    )
     ax0, ax1 = fig.axes
     assert len(ax0.patches) == 3 and len(ax1.patches) == 1  # 2 predicted + 1 GT; no predicted + 1 GT
     assert [tuple(ln.get_xydata()[0]) for ln in (ax0.lines[0], ax1.lines[0])] == [(3, 4), (10, 10)]

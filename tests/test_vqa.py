@@ -171,8 +171,12 @@ def test_questions_are_answerable():
         shape = next((w for w in words if w in SHAPES), None)
         colour = next((w for w in words if w in COLOURS), None)
         if s.qtype in IMAGE_ONLY_TYPES:  # the question names no object: the image alone decides
-            assert shape is None and colour is None and s.target == -1 and s.about == tuple(range(len(s.shapes)))
-            truth = {"count": str(len(s.shapes)), "all_colour": s.colours[0], "all_shape": s.shapes[0]}[s.qtype]
+            assert (
+                shape is None and colour is None and s.target == -1 and s.about == tuple(range(len(s.shapes)))
+            )
+            truth = {"count": str(len(s.shapes)), "all_colour": s.colours[0], "all_shape": s.shapes[0]}[
+                s.qtype
+            ]
             assert s.answer == truth
             assert len(set(s.colours)) == (1 if s.qtype == "all_colour" else len(s.colours))
             assert len(set(s.shapes)) == (1 if s.qtype == "all_shape" else len(s.shapes))
@@ -274,11 +278,20 @@ def test_box_union_fraction_counts_overlaps_once():
 
 def test_feature_set_bag_of_words_matches_the_vocabulary():
     tr = VQAShapes(40, seed=0, size=32)
-    fs = FeatureVQASet(torch.zeros(40, 3), np.arange(40), [tr.vocab.encode(q) for q in tr.questions], tr.labels,
-                       len(tr.vocab))
+    fs = FeatureVQASet(
+        torch.zeros(40, 3),
+        np.arange(40),
+        [tr.vocab.encode(q) for q in tr.questions],
+        tr.labels,
+        len(tr.vocab),
+    )
     idx = np.array([5, 0, 39, 5])
     x, q, y = fs.batch(idx)
-    assert x.shape == (4, 3, 1, 1) and np.array_equal(q.numpy(), tr.bow[idx]) and y.tolist() == tr.labels[idx].tolist()
+    assert (
+        x.shape == (4, 3, 1, 1)
+        and np.array_equal(q.numpy(), tr.bow[idx])
+        and y.tolist() == tr.labels[idx].tolist()
+    )
     fs2 = FeatureVQASet(torch.zeros(1, 3), [0], [[2, 2, 1]], [0], 4)  # a repeated word counts twice
     assert fs2.batch([0])[1].tolist() == [[0.0, 1.0, 2.0, 0.0]]
 
@@ -295,12 +308,23 @@ def test_additive_model_answers_image_only_types_but_not_binding_ones():
         return torch.from_numpy(np.concatenate([ds.object_labels(), np.eye(5, dtype=np.float32)[n_obj]], 1))
 
     def fset(ds):
-        return FeatureVQASet(feats(ds), np.arange(len(ds)), [tr.vocab.encode(q) for q in ds.questions], ds.labels,
-                             len(tr.vocab))
+        return FeatureVQASet(
+            feats(ds),
+            np.arange(len(ds)),
+            [tr.vocab.encode(q) for q in ds.questions],
+            ds.labels,
+            len(tr.vocab),
+        )
 
     torch.manual_seed(0)
     head = BowGAPVQA(nn.Identity(), feats(tr).shape[1], len(tr.vocab), len(tr.answers))
-    fit_vqa(head, fset(tr), TrainConfig(epochs=40, batch_size=128, lr=0.05, seed=0), optimizer="adam", progress=False)
+    fit_vqa(
+        head,
+        fset(tr),
+        TrainConfig(epochs=40, batch_size=128, lr=0.05, seed=0),
+        optimizer="adam",
+        progress=False,
+    )
     ok = predict_vqa(head, fset(te)).argmax(1).numpy() == te.labels
     acc = accuracy_by_group(ok, te.qtypes)
     assert min(acc[t] for t in IMAGE_ONLY_TYPES) > 90, acc
@@ -323,15 +347,24 @@ def test_load_tiny_vqa_folder_and_train_on_features(tmp_path):
     split = "val2014"
     (tmp_path / "Images" / split).mkdir(parents=True)
     qs, anns = [], []
-    for i, (iid, q, a) in enumerate([(1, "is it red?", "yes"), (1, "how many dogs?", "two"), (2, "is it red?", "no")]):
+    for i, (iid, q, a) in enumerate(
+        [(1, "is it red?", "yes"), (1, "how many dogs?", "two"), (2, "is it red?", "no")]
+    ):
         qs.append({"image_id": iid, "question": q, "question_id": 100 + i})
-        anns.append({
-            "question_id": 100 + i, "image_id": iid, "question_type": "is it", "answer_type": "yes/no",
-            "multiple_choice_answer": a, "answers": [{"answer": a, "answer_id": j + 1} for j in range(10)],
-        })
+        anns.append(
+            {
+                "question_id": 100 + i,
+                "image_id": iid,
+                "question_type": "is it",
+                "answer_type": "yes/no",
+                "multiple_choice_answer": a,
+                "answers": [{"answer": a, "answer_id": j + 1} for j in range(10)],
+            }
+        )
     for iid in (1, 2):
         Image.fromarray(np.full((40, 40, 3), 60 * iid, np.uint8)).save(
-            tmp_path / "Images" / split / f"COCO_{split}_{iid:012d}.jpg")
+            tmp_path / "Images" / split / f"COCO_{split}_{iid:012d}.jpg"
+        )
     (tmp_path / f"v2_OpenEnded_mscoco_{split}_questions.json").write_text(json.dumps({"questions": qs}))
     (tmp_path / f"v2_mscoco_{split}_annotations.json").write_text(json.dumps({"annotations": anns}))
     recs = load_vqa_split(tmp_path, split)
@@ -381,7 +414,9 @@ def test_pooled_feature_cache_is_keyed_on_the_weights(tmp_path):
     for i in range(3):
         paths.append(tmp_path / "img" / f"{i}.png")
         paths[-1].parent.mkdir(exist_ok=True)
-        Image.fromarray(np.random.default_rng(i).integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(paths[-1])
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(
+            paths[-1]
+        )
 
     def prep(im):
         return torch.from_numpy(np.asarray(im.resize((16, 16)), dtype=np.float32).transpose(2, 0, 1) / 255)
@@ -398,10 +433,19 @@ def test_pooled_feature_cache_is_keyed_on_the_weights(tmp_path):
         net.cam_conv[0].weight.mul_(2.0)  # new weights, same cache_key
     c = extract_pooled_features(backbone, paths, prep, **kw)
     assert (cache.misses, cache.hits) == (2, 1) and not torch.allclose(a, c)
-    assert torch.allclose(c, backbone(torch.stack([prep(Image.open(p).convert("RGB")) for p in paths])).mean((2, 3)))
+    assert torch.allclose(
+        c, backbone(torch.stack([prep(Image.open(p).convert("RGB")) for p in paths])).mean((2, 3))
+    )
     # the former one-file form: a .pt path stands for its folder
-    d = extract_pooled_features(backbone, paths, prep, cache=tmp_path / "cache" / "feats.pt", cache_key="same name",
-                                preprocessing="16x16", progress=False)
+    d = extract_pooled_features(
+        backbone,
+        paths,
+        prep,
+        cache=tmp_path / "cache" / "feats.pt",
+        cache_key="same name",
+        preprocessing="16x16",
+        progress=False,
+    )
     assert torch.equal(c, d) and len(list((tmp_path / "cache").glob("*.npz"))) == 2
 
 
@@ -432,10 +476,20 @@ def test_notebook_07_runs_headless(tmp_path):
     from .conftest import REPO
 
     pm.execute_notebook(
-        str(REPO / "notebooks" / "07_vqa.ipynb"), str(tmp_path / "07.ipynb"), kernel_name="python3",
-        cwd=str(REPO / "notebooks"), progress_bar=False,
-        parameters={"N_TRAIN": 400, "N_TEST": 120, "PRETRAIN_EPOCHS": 1, "HEAD_EPOCHS": 2, "CACHE_DIR": None,
-                    "RESULTS_DIR": str(tmp_path / "results"), "FIGURES_DIR": str(tmp_path / "figures")},
+        str(REPO / "notebooks" / "07_vqa.ipynb"),
+        str(tmp_path / "07.ipynb"),
+        kernel_name="python3",
+        cwd=str(REPO / "notebooks"),
+        progress_bar=False,
+        parameters={
+            "N_TRAIN": 400,
+            "N_TEST": 120,
+            "PRETRAIN_EPOCHS": 1,
+            "HEAD_EPOCHS": 2,
+            "CACHE_DIR": None,
+            "RESULTS_DIR": str(tmp_path / "results"),
+            "FIGURES_DIR": str(tmp_path / "figures"),
+        },
     )
     res = json.loads((tmp_path / "results" / "07_vqa.json").read_text())
     validate_results(res)
@@ -443,12 +497,18 @@ def test_notebook_07_runs_headless(tmp_path):
     models = {"paper_model", "gated_not_in_paper"}  # the variant's key says it is not the paper's
     assert res["profile"] == "quick" and set(m["accuracy_per_type"]) == models
     acc = m["accuracy_per_type"]["paper_model"]
-    assert set(acc) == {"all", *QUESTION_TYPES} and {"accuracy", "chance", "above_chance", "kind"} <= set(acc["count"])
+    assert set(acc) == {"all", *QUESTION_TYPES} and {"accuracy", "chance", "above_chance", "kind"} <= set(
+        acc["count"]
+    )
     assert set(acc["count"]["accuracy"]) == {"value", "low", "high", "n", "level"}
     assert set(m["pointing_when_correct"]) == models and "all" in m["pointing_when_correct"]["paper_model"]
     assert max(m["identity_max_abs_err"].values()) < 1e-4
     assert {"cam_answer", "cam_wrong_answer", "centre", "random_point"} <= set(m["pointing"]["paper_model"])
-    assert res["data"] and res["data"][0]["root_kind"] == "procedural" and "no real VQA data" in res["data"][0]["caveat"]
+    assert (
+        res["data"]
+        and res["data"][0]["root_kind"] == "procedural"
+        and "no real VQA data" in res["data"][0]["caveat"]
+    )
     assert (tmp_path / "figures" / "07_vqa_cams_paper_model.png").is_file()
     assert (tmp_path / "figures" / "07_vqa_cams_gated_not_in_paper.png").is_file()
 
@@ -462,9 +522,16 @@ def test_paper_profile_without_vqa_folder_stops_with_help(tmp_path):
 
     with pytest.raises(pm.PapermillExecutionError, match="visualqa.org"):
         pm.execute_notebook(
-            str(REPO / "notebooks" / "07_vqa.ipynb"), str(tmp_path / "07.ipynb"), kernel_name="python3",
-            cwd=str(REPO / "notebooks"), progress_bar=False,
-            parameters={"PROFILE": "paper", "VQA_ROOT": str(tmp_path / "missing"),
-                        "RESULTS_DIR": str(tmp_path / "results"), "FIGURES_DIR": str(tmp_path / "figures")},
+            str(REPO / "notebooks" / "07_vqa.ipynb"),
+            str(tmp_path / "07.ipynb"),
+            kernel_name="python3",
+            cwd=str(REPO / "notebooks"),
+            progress_bar=False,
+            parameters={
+                "PROFILE": "paper",
+                "VQA_ROOT": str(tmp_path / "missing"),
+                "RESULTS_DIR": str(tmp_path / "results"),
+                "FIGURES_DIR": str(tmp_path / "figures"),
+            },
         )
     assert not (tmp_path / "results" / "07_vqa.json").exists()

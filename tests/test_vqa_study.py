@@ -18,12 +18,17 @@ def _case(n: int = 120, seed: int = 0, cam_good: bool = True):
     boxes[::7] = -1  # questions without an object
     inside, outside = np.tile([15, 15], (n, 1)), np.tile([40, 40], (n, 1))
     hit = rng.random(n) < (0.9 if cam_good else 0.05)
-    pointing = {"peak_answer": np.where(hit[:, None], inside, outside), "peak_pred": inside,
-                "peak_wrong": np.where((rng.random(n) < 0.3)[:, None], inside, outside)}
+    pointing = {
+        "peak_answer": np.where(hit[:, None], inside, outside),
+        "peak_pred": inside,
+        "peak_wrong": np.where((rng.random(n) < 0.3)[:, None], inside, outside),
+    }
     labels = rng.integers(0, 5, n)
     labels[::11] = -1  # unknown answers
     qtypes = np.array(["colour", "shape", "exists"])[np.arange(n) % 3]
-    return pointing, SimpleNamespace(boxes=boxes, about_boxes=boxes[:, None], labels=labels, qtypes=qtypes.tolist())
+    return pointing, SimpleNamespace(
+        boxes=boxes, about_boxes=boxes[:, None], labels=labels, qtypes=qtypes.tolist()
+    )
 
 
 def test_pointing_hits_average_to_pointing_summary():
@@ -55,7 +60,10 @@ def test_accuracy_per_type_against_chance():
     assert t["count"]["accuracy"]["value"] == 100 and t["count"]["accuracy"]["n"] == 60
     assert t["count"]["kind"] == "image-only" and t["count"]["chance"] == pytest.approx(100 / 3)
     assert t["count"]["above_chance"] == "agrees"
-    assert t["colour"]["accuracy"]["value"] == pytest.approx(20) and t["colour"]["above_chance"] == "not resolved"
+    assert (
+        t["colour"]["accuracy"]["value"] == pytest.approx(20)
+        and t["colour"]["above_chance"] == "not resolved"
+    )
     assert t["colour"]["accuracy"]["low"] < 20 < t["colour"]["accuracy"]["high"]
     assert t["all"]["chance"] == pytest.approx((60 * 100 / 3 + 100 * 20) / 160)
     assert vs.accuracy_lines("gated_not_in_paper", t)[0].startswith("gated (NOT in the paper)")
@@ -75,12 +83,17 @@ def test_pointing_when_correct_counts_only_right_answers_about_objects():
     ts = SimpleNamespace(about_boxes=boxes, labels=labels, qtypes=qtypes.tolist())
     out = vs.pointing_when_correct(pointing, ts, (48, 48), seed=0)
     right = (pred == labels) & (boxes[:, :, 0] >= 0).any(1)
-    assert out["all"]["n"] == int(right.sum()) and out["count"]["n"] == int((right & (qtypes == "count")).sum())
+    assert out["all"]["n"] == int(right.sum()) and out["count"]["n"] == int(
+        (right & (qtypes == "count")).sum()
+    )
     assert out["all"]["cam_predicted"]["value"] == 100 and out["all"]["verdict"] == "agrees"
     assert out["count"]["random_point"]["value"] == pytest.approx(200 / 48**2 * 100)
     assert out["colour"]["centre"]["value"] == 0 and out["colour"]["best_baseline"] == "random_point"
     none = vs.pointing_when_correct({**pointing, "pred": np.ones(n, dtype=int)}, ts, (48, 48))
-    assert none["all"] == {"n": 0} and "no correctly answered" in vs.correct_pointing_lines("paper_model", none)[1]
+    assert (
+        none["all"] == {"n": 0}
+        and "no correctly answered" in vs.correct_pointing_lines("paper_model", none)[1]
+    )
 
 
 def test_pretrained_backbone_is_cached_on_its_training_data(tmp_path):
@@ -92,7 +105,10 @@ def test_pretrained_backbone_is_cached_on_its_training_data(tmp_path):
     first = vs.pretrain_backbone(tr, te, epochs=1, seed=0, cache_dir=tmp_path)
     again = vs.pretrain_backbone(tr, te, epochs=1, seed=0, cache_dir=tmp_path)
     assert not first.metrics["cached"] and again.metrics["cached"] and len(list(tmp_path.glob("*.pt"))) == 1
-    assert model_fingerprint(first.net) == model_fingerprint(again.net) and again.metrics["mAP"] == first.metrics["mAP"]
+    assert (
+        model_fingerprint(first.net) == model_fingerprint(again.net)
+        and again.metrics["mAP"] == first.metrics["mAP"]
+    )
     other = VQAShapes(40, seed=1, size=32)  # other scenes: another key, trained afresh
     assert not vs.pretrain_backbone(other, te, epochs=1, seed=0, cache_dir=tmp_path).metrics["cached"]
     assert not vs.pretrain_backbone(tr, te, epochs=2, seed=0, cache_dir=tmp_path).metrics["cached"]

@@ -26,11 +26,15 @@ from camlib.evaluation.wsol import (
 def _random_maps(seed: int) -> list[np.ndarray]:
     """Random, quantised (ties), NaN, flat, negative and all-NaN maps of assorted sizes."""
     rng = np.random.default_rng(seed)
-    maps = [rng.random((int(rng.integers(3, 19)), int(rng.integers(3, 23)))).astype(np.float32) for _ in range(5)]
+    maps = [
+        rng.random((int(rng.integers(3, 19)), int(rng.integers(3, 23)))).astype(np.float32) for _ in range(5)
+    ]
     q = np.round(rng.random((14, 11)) * 3).astype(np.float32) / 3  # plateaus: ties everywhere
     m = rng.random((16, 16)).astype(np.float32)
     m[3:7, 2:12] = np.nan
-    smooth = torch.nn.functional.interpolate(torch.rand(1, 1, 4, 4), size=(24, 20), mode="bicubic")[0, 0].numpy()
+    smooth = torch.nn.functional.interpolate(torch.rand(1, 1, 4, 4), size=(24, 20), mode="bicubic")[
+        0, 0
+    ].numpy()
     maps += [q, m, smooth, np.zeros((7, 9), np.float32), -rng.random((9, 6)).astype(np.float32),
              np.full((5, 6), np.nan, np.float32), rng.random((1, 13)).astype(np.float32)]  # fmt: skip
     return maps
@@ -167,7 +171,9 @@ def test_box_acc_sweep_compute_and_subsets():
 
 def test_sweep_is_fast_enough_and_exact_on_cam_like_maps():
     torch.manual_seed(0)
-    maps = torch.nn.functional.interpolate(torch.rand(6, 1, 7, 7), size=(96, 96), mode="bicubic")[:, 0].numpy()
+    maps = torch.nn.functional.interpolate(torch.rand(6, 1, 7, 7), size=(96, 96), mode="bicubic")[
+        :, 0
+    ].numpy()
     gts = [np.array([[20, 30, 70, 80]])] * 6
     fast = box_hits(maps, gts, CHOE_THRESHOLDS[::3])
     slow = reference_box_hits(maps, gts, CHOE_THRESHOLDS[::3])
@@ -257,8 +263,12 @@ def test_ignore_pixels_reach_pxap_through_targets_and_batches():
 
     m = np.array([[0.9, 0.8, 0.6, 0.2]], np.float32)
     mask = np.array([[1, 255, 0, 1]], np.uint8)  # as in the first PxAP test: AP 50 % with the ignore pixel
-    b = Batch(targets=[Target(0, np.zeros((1, 4)), mask=mask)], logits=torch.zeros(1, 2), pred=np.zeros((1, 1)),
-              maps=[np.zeros((2, 1, 4))])
+    b = Batch(
+        targets=[Target(0, np.zeros((1, 4)), mask=mask)],
+        logits=torch.zeros(1, 2),
+        pred=np.zeros((1, 1)),
+        maps=[np.zeros((2, 1, 4))],
+    )
     assert b.masks[0].dtype == np.uint8 and (b.masks[0] == mask).all()  # not cast to bool (255 -> True)
     ev = PxAPEvaluator([0.7, 0.5])
     ev.update([m], b.masks)
@@ -272,7 +282,9 @@ def test_ignore_pixels_reach_pxap_through_targets_and_batches():
 def test_wsolevaluation_box_threshold_is_an_8_bit_one_as_the_docstring_says():
     # wsolevaluation: q = uint8(255 s), region q > int(tau max q). For a smooth min-max map this is
     # s >= (floor(255 tau) + 1) / 255, so the pixel set differs from ours (s >= tau) at nearly every tau.
-    yy, xx = np.mgrid[0:224, 0:224]  # a broad bump at wsolevaluation's 224 x 224, like a CAM of a large object
+    yy, xx = np.mgrid[
+        0:224, 0:224
+    ]  # a broad bump at wsolevaluation's 224 x 224, like a CAM of a large object
     m = np.exp(-((yy - 100.0) ** 2 + (xx - 90.0) ** 2) / 8000.0)
     m = ((m - m.min()) / (m.max() - m.min())).astype(np.float32)
     q = (m * 255).astype(np.uint8)
@@ -338,12 +350,20 @@ def test_merge_ten_crops_geometry():
     ones = torch.ones(1, 10, 1, 7, 7)
     cover = merge_ten_crops(ones)[0, 0]
     assert cover.shape == (256, 256)
-    assert cover[0, 0] == 2 and cover[128, 128] == 10 and cover[0, 255] == 2 and cover[20, 20] == 4 and cover[20, 40] == 6
+    assert (
+        cover[0, 0] == 2
+        and cover[128, 128] == 10
+        and cover[0, 255] == 2
+        and cover[20, 20] == 4
+        and cover[20, 40] == 6
+    )
     # a hot pixel at the left edge of every crop's map: mirrored crops put it at the crop's right edge
     hot = torch.zeros(1, 10, 1, 224, 224)
     hot[:, :, 0, 100, 0] = 1.0
     m = merge_ten_crops(hot)[0, 0]
-    expect = {(t + 100, s) for t, s in ten_crop_offsets()} | {(t + 100, s + 223) for t, s in ten_crop_offsets()}
+    expect = {(t + 100, s) for t, s in ten_crop_offsets()} | {
+        (t + 100, s + 223) for t, s in ten_crop_offsets()
+    }
     assert {tuple(p) for p in torch.nonzero(m).tolist()} == expect
 
 
@@ -403,7 +423,9 @@ def test_sample_protocols_agree_with_the_single_rule_pipeline(ilsvrc_sample):
     net = load_efficientnet_lite0()
     ds = Subset(open_ilsvrc_val(ilsvrc_sample, net.preprocess), range(10))
     cam = CAM(net.model)
-    r = evaluate_protocols(cam, make_loader(ds, 10), protocols=Protocols(fractions=(0.2, 0.4), released=False))
+    r = evaluate_protocols(
+        cam, make_loader(ds, 10), protocols=Protocols(fractions=(0.2, 0.4), released=False)
+    )
     ref = evaluate_localization(cam, make_loader(ds, 10), fractions=(0.2, 0.4), options=PAPER_OPTIONS)
     for f in (0.2, 0.4):
         for key in ("top1_loc_err", "top5_loc_err", "gt_known_loc_acc"):

@@ -138,7 +138,9 @@ def heatmap_uint8(cam) -> np.ndarray:
     return np.floor(np.clip(v, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def _released_rects(gray: np.ndarray, threshold: int, erosion: int, holes: bool) -> list[tuple[int, int, int, int]]:
+def _released_rects(
+    gray: np.ndarray, threshold: int, erosion: int, holes: bool
+) -> list[tuple[int, int, int, int]]:
     """Rectangles ``(x, y, w, h)`` of one threshold of ``dt_box.cpp``.
 
     fromDT: the pixels > ``threshold``, then only those whose distance to the background, rescaled so
@@ -169,7 +171,9 @@ def _released_rects(gray: np.ndarray, threshold: int, erosion: int, holes: bool)
     rects = []
     for sl in find_objects(cc_label(keep, connectivity=2)):
         if sl is not None:
-            rects.append((x0 + sl[1].start, y0 + sl[0].start, sl[1].stop - sl[1].start, sl[0].stop - sl[0].start))
+            rects.append(
+                (x0 + sl[1].start, y0 + sl[0].start, sl[1].stop - sl[1].start, sl[0].stop - sl[0].start)
+            )
     if holes:
         h, w = keep.shape
         for sl in find_objects(cc_label(~keep, connectivity=1)):
@@ -297,11 +301,22 @@ def five_box_heuristic(
     if rule == "paper":
         if not 0 <= loose <= tight <= 1:
             raise ValueError(f"need 0 <= loose <= tight <= 1, got tight={tight}, loose={loose}")
-        boxes = [paper_box(m[0], tight), paper_box(m[0], loose), paper_box(m[1], tight), paper_box(m[1], loose),
-                 paper_box(m[2], loose)]
+        boxes = [
+            paper_box(m[0], tight),
+            paper_box(m[0], loose),
+            paper_box(m[1], tight),
+            paper_box(m[1], loose),
+            paper_box(m[2], loose),
+        ]
     elif rule == "released":
         rb = [released_boxes(m[c], max_boxes=2) for c in range(3)]
-        boxes = [nth_box(rb[0], 0), nth_box(rb[0], 1), nth_box(rb[1], 0), nth_box(rb[1], 1), nth_box(rb[2], 0)]
+        boxes = [
+            nth_box(rb[0], 0),
+            nth_box(rb[0], 1),
+            nth_box(rb[1], 0),
+            nth_box(rb[1], 1),
+            nth_box(rb[2], 0),
+        ]
     else:
         raise ValueError(f"rule must be 'paper' or 'released', got {rule!r}")
     return which, np.stack(boxes).astype(np.int64)

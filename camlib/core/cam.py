@@ -122,7 +122,9 @@ class CAMOptions:
 
     def __post_init__(self) -> None:
         if self.upsample not in _UPSAMPLE_MODES:
-            raise ValueError(f"CAMOptions(upsample={self.upsample!r}): must be one of {', '.join(map(repr, _UPSAMPLE_MODES))}")
+            raise ValueError(
+                f"CAMOptions(upsample={self.upsample!r}): must be one of {', '.join(map(repr, _UPSAMPLE_MODES))}"
+            )
         if self.normalize not in _NORMALIZE_MODES:
             raise ValueError(
                 f"CAMOptions(normalize={self.normalize!r}): must be one of {', '.join(map(repr, _NORMALIZE_MODES))}"
@@ -215,8 +217,14 @@ def _preview(t: Tensor, n: int = 6) -> str:
 
 # Modules that pool, drop or pass features through: never "the feature layer" themselves.
 _PASS_THROUGH = (
-    nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d, nn.MaxPool2d, nn.Dropout, nn.Dropout2d,
-    nn.Identity, nn.Flatten,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool2d,
+    nn.AvgPool2d,
+    nn.MaxPool2d,
+    nn.Dropout,
+    nn.Dropout2d,
+    nn.Identity,
+    nn.Flatten,
 )
 
 
@@ -533,7 +541,12 @@ class CAM:
                 if isinstance(names[name], _PASS_THROUGH) or name == fc_name:
                     continue
                 # a 1x1 output is already pooled (or normalised after pooling): not a map
-                if out is not None and out.ndim == 4 and out.shape[1] == K and out.shape[2] * out.shape[3] > 1:
+                if (
+                    out is not None
+                    and out.ndim == 4
+                    and out.shape[1] == K
+                    and out.shape[2] * out.shape[3] > 1
+                ):
                     feat_name = name
                     break
         if feat_name is None:
@@ -552,7 +565,9 @@ class CAM:
                     continue
                 pred = _head_logits(f, fc, pool, relu, kind)
                 if _matches(pred, logits):
-                    candidates.append((float((pred - logits).abs().max()), HeadSpec(feat_name, fc_name, pool, relu, kind)))
+                    candidates.append(
+                        (float((pred - logits).abs().max()), HeadSpec(feat_name, fc_name, pool, relu, kind))
+                    )
         if candidates:
             return min(candidates, key=lambda c: c[0])[1]
         raise NotCAMCompatibleError(
@@ -683,7 +698,9 @@ def normalize_maps(maps: Tensor, mode: str = "minmax") -> Tensor:
     # slow path: statistics over the finite pixels (float64 only where max - min could overflow)
     finite = maps.isfinite()
     work = maps
-    if maps.dtype != torch.float64 and bool(maps.masked_fill(~finite, 0).abs().amax() > torch.finfo(maps.dtype).max / 2):
+    if maps.dtype != torch.float64 and bool(
+        maps.masked_fill(~finite, 0).abs().amax() > torch.finfo(maps.dtype).max / 2
+    ):
         work = maps.double()
     lo = work.masked_fill(~finite, torch.inf).flatten(-2).amin(-1)[..., None, None]
     hi = work.masked_fill(~finite, -torch.inf).flatten(-2).amax(-1)[..., None, None]  # -inf: no finite pixel

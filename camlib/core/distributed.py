@@ -72,7 +72,9 @@ def active() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def init(device: str | torch.device | None = None, backend: str | None = None, timeout_s: float = 1800.0) -> Context:
+def init(
+    device: str | torch.device | None = None, backend: str | None = None, timeout_s: float = 1800.0
+) -> Context:
     """Start the process group from torchrun's environment, or return a one-process context.
 
     ``device``: ``"cuda"`` -> ``cuda:LOCAL_RANK`` and backend ``nccl``; ``"cpu"`` -> backend ``gloo``;
@@ -99,7 +101,11 @@ def context() -> Context:
     """The current process's :class:`Context` (one process when no group is running)."""
     if not active():
         return Context()
-    dev = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    dev = (
+        torch.device("cuda", torch.cuda.current_device())
+        if dist.get_backend() == "nccl"
+        else torch.device("cpu")
+    )
     return Context(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)),
                    dist.get_backend(), dev)  # fmt: skip
 
@@ -195,5 +201,7 @@ def sync_evaluators(*evaluators, ctx: Context | None = None) -> None:
         for k, v in s["counts"].items():
             counts[k] = summed[i].reshape(np.shape(v))
             i += 1
-        lists = {k: [x for part in gathered for x in part[j][k]] for k in s["lists"]} if has_lists else s["lists"]
+        lists = (
+            {k: [x for part in gathered for x in part[j][k]] for k in s["lists"]} if has_lists else s["lists"]
+        )
         e.load_state({"config": s["config"], "counts": counts, "lists": lists})

@@ -97,10 +97,15 @@ def iter_batches(data, batch_size: int, num_workers: int = 0, pin_memory: bool =
         return
     from torch.utils.data import DataLoader
 
-    loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=pin_memory)
+    loader = DataLoader(
+        data, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=pin_memory
+    )
     for item in loader:
         if isinstance(item, (list, tuple)):
-            yield item[0], torch.as_tensor(item[1]) if len(item) > 1 and not isinstance(item[1], dict) else None
+            yield (
+                item[0],
+                torch.as_tensor(item[1]) if len(item) > 1 and not isinstance(item[1], dict) else None,
+            )
         else:
             yield item, None
 
@@ -145,8 +150,13 @@ def extract_features(
     pin = torch.device(device).type == "cuda"
     with eval_mode(model):
         calls = None
-        for x, y in tqdm(iter_batches(data, batch_size, num_workers, pin), total=total, desc=desc, leave=False,
-                         disable=not progress):
+        for x, y in tqdm(
+            iter_batches(data, batch_size, num_workers, pin),
+            total=total,
+            desc=desc,
+            leave=False,
+            disable=not progress,
+        ):
             out, calls = layer_output(model, layer, x.to(device, non_blocking=pin), calls)
             feats.append(pool_features(out.float(), pool, relu).cpu())
             if y is not None:
@@ -203,7 +213,9 @@ def first_input(data) -> Tensor:
     return x[None]
 
 
-def gap_features(model: nn.Module, data, *, head: HeadSpec | None = None, **kwargs) -> tuple[np.ndarray, np.ndarray | None]:
+def gap_features(
+    model: nn.Module, data, *, head: HeadSpec | None = None, **kwargs
+) -> tuple[np.ndarray, np.ndarray | None]:
     """The globally pooled CAM feature layer (the paper's GAP features): :func:`extract_features` on the
     layer, pooling and ReLU of ``head`` (found by :func:`camlib.core.cam.find_head` on the first image when None), so
     that ``model.fc(features) == logits``."""
@@ -234,7 +246,9 @@ class FeatureCache:
     def path(self, parts: dict) -> Path:
         return self.root / f"{self.key(parts)}.npz"
 
-    def get_or_compute(self, parts: dict, compute: Callable[[], dict[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], bool]:
+    def get_or_compute(
+        self, parts: dict, compute: Callable[[], dict[str, np.ndarray]]
+    ) -> tuple[dict[str, np.ndarray], bool]:
         """``(arrays, hit)``: the stored arrays of ``parts``, or ``compute()``'s, stored for next time."""
         path = self.path(parts)
         if path.is_file():

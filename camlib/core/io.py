@@ -63,15 +63,19 @@ def load_checkpoint(path: str | Path, *, map_location="cpu", fix: str = "") -> A
         raise FileNotFoundError(f"checkpoint {p} not found{' (it is a folder)' if p.is_dir() else ''}.{tail}")
     size = p.stat().st_size
     if size == 0:
-        raise CheckpointError(f"checkpoint {p} is empty (0 bytes): an interrupted save or download; "
-                              f"delete it and save or download it again.{tail}")
+        raise CheckpointError(
+            f"checkpoint {p} is empty (0 bytes): an interrupted save or download; "
+            f"delete it and save or download it again.{tail}"
+        )
     with open(p, "rb") as fh:
         magic = fh.read(4)
     try:
         return torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         # torch.save writes a zip (PK..) or, in the legacy format, a pickle (0x80 protocol byte)
-        if "Weights only load failed" in str(exc) and (magic.startswith(b"PK\x03\x04") or magic[:1] == b"\x80"):
+        if "Weights only load failed" in str(exc) and (
+            magic.startswith(b"PK\x03\x04") or magic[:1] == b"\x80"
+        ):
             raise CheckpointError(
                 f"checkpoint {p} holds Python objects other than tensors, which camlib does not load "
                 f"(torch.load weights_only=True refused it): save model.state_dict() instead.{tail}"
@@ -88,9 +92,11 @@ def _not_a_checkpoint(p: Path, size: int, exc: BaseException, tail: str) -> str:
     first = (str(exc).strip().splitlines() or [""])[0][:120]
     if first.startswith("Weights only load failed"):  # torch's advice to unpickle anyway does not apply
         first = "not a torch.save file"
-    return (f"{p} ({size:,} bytes) is not a PyTorch checkpoint{looks}: torch.load failed "
-            f"({type(exc).__name__}: {first}). It may be truncated, a failed download (an HTML page) or another "
-            f"file; make it with torch.save(model.state_dict(), path).{tail}")
+    return (
+        f"{p} ({size:,} bytes) is not a PyTorch checkpoint{looks}: torch.load failed "
+        f"({type(exc).__name__}: {first}). It may be truncated, a failed download (an HTML page) or another "
+        f"file; make it with torch.save(model.state_dict(), path).{tail}"
+    )
 
 
 class OutputPathError(ValueError):

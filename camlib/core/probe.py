@@ -129,7 +129,9 @@ def fit_linear_svm(
     if len(counts) < 2:
         raise ValueError("need at least two classes in the training labels")
     if counts.min() < cv:
-        raise ValueError(f"every class needs at least cv={cv} training examples; the smallest has {counts.min()}")
+        raise ValueError(
+            f"every class needs at least cv={cv} training examples; the smallest has {counts.min()}"
+        )
     if solver not in ("liblinear", "lbfgs"):
         raise ValueError(f"solver must be 'liblinear' or 'lbfgs', got {solver!r}")
     if estimator is not None:
@@ -150,8 +152,12 @@ def fit_linear_svm(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         search.fit(X, y)
-    scores = {float(c): 100.0 * float(s) for c, s in zip(search.cv_results_["param_svm__C"],
-                                                         search.cv_results_["mean_test_score"], strict=True)}
+    scores = {
+        float(c): 100.0 * float(s)
+        for c, s in zip(
+            search.cv_results_["param_svm__C"], search.cv_results_["mean_test_score"], strict=True
+        )
+    }
     return SVMProbe(search, float(search.best_params_["svm__C"]), scores, len(y), np.unique(y))
 
 
@@ -177,8 +183,15 @@ class SquaredHingeSVC(ClassifierMixin, BaseEstimator):
         Y = torch.as_tensor(np.where(y[:, None] == pos[None, :], 1.0, -1.0), dtype=torch.float32)
         Xb = torch.cat([torch.as_tensor(np.asarray(X, dtype=np.float32)), torch.ones(len(y), 1)], 1)
         W = torch.zeros(Xb.shape[1], Y.shape[1], requires_grad=True)
-        opt = torch.optim.LBFGS([W], lr=1, max_iter=self.max_iter, tolerance_grad=self.tol, tolerance_change=1e-9,
-                                history_size=20, line_search_fn="strong_wolfe")
+        opt = torch.optim.LBFGS(
+            [W],
+            lr=1,
+            max_iter=self.max_iter,
+            tolerance_grad=self.tol,
+            tolerance_change=1e-9,
+            history_size=20,
+            line_search_fn="strong_wolfe",
+        )
 
         def closure():
             opt.zero_grad()
@@ -218,7 +231,9 @@ class LinearOnFeatures(nn.Module):
         W = torch.as_tensor(np.asarray(weight), dtype=torch.float32)
         b = torch.as_tensor(np.asarray(bias), dtype=torch.float32)
         if W.ndim != 2 or b.shape != (W.shape[0],):
-            raise ValueError(f"weight must be (C, K) and bias (C,), got {tuple(W.shape)} and {tuple(b.shape)}")
+            raise ValueError(
+                f"weight must be (C, K) and bias (C,), got {tuple(W.shape)} and {tuple(b.shape)}"
+            )
         self.model = model
         self.head = head
         self.fc = nn.Linear(W.shape[1], W.shape[0])
@@ -238,7 +253,9 @@ class LinearOnFeatures(nn.Module):
         return self.fc(pool_features(f, self.head.pool, self.head.relu))
 
 
-def svm_cam(model: nn.Module, probe: SVMProbe, x: Tensor, head: HeadSpec | None = None, **cam_kwargs) -> CAMResult:
+def svm_cam(
+    model: nn.Module, probe: SVMProbe, x: Tensor, head: HeadSpec | None = None, **cam_kwargs
+) -> CAMResult:
     """CAMs of the SVM's classes for the images ``x``: ``M_c(x, y) = sum_k W_ck f_k(x, y)``.
 
     ``cam_kwargs`` go to the :class:`CAM` call (``targets=``, ``topk=``, ``all_classes=True``; none =
@@ -268,7 +285,9 @@ def cam_boxes_of(
     divided by its max and boxed at each ``fraction`` of the max (largest connected component).
     """
     options = PAPER_OPTIONS  # bilinear to the given size, M / max(M)
-    one_size = isinstance(sizes, tuple) and len(sizes) == 2 and all(isinstance(s, (int, np.integer)) for s in sizes)
+    one_size = (
+        isinstance(sizes, tuple) and len(sizes) == 2 and all(isinstance(s, (int, np.integer)) for s in sizes)
+    )
     boxes: dict[float, list[np.ndarray]] = {float(f): [] for f in fractions}
     classes = []
     start = 0
@@ -277,7 +296,9 @@ def cam_boxes_of(
         total = -(-len(data) // batch_size)
     except TypeError:
         pass
-    for x, _ in tqdm(iter_batches(data, batch_size, 0), total=total, desc="CAM boxes", leave=False, disable=not progress):
+    for x, _ in tqdm(
+        iter_batches(data, batch_size, 0), total=total, desc="CAM boxes", leave=False, disable=not progress
+    ):
         B = len(x)
         t = None if targets is None else [int(v) for v in targets[start : start + B]]
         out = cam(x.to(device), targets=t)
@@ -287,11 +308,15 @@ def cam_boxes_of(
     return {f: np.stack(b).astype(np.int64) for f, b in boxes.items()}, torch.cat(classes).numpy()
 
 
-def _box_batch(out: CAMResult, sizes, one_size: bool, boxes: dict[float, list[np.ndarray]], options=PAPER_OPTIONS) -> None:
+def _box_batch(
+    out: CAMResult, sizes, one_size: bool, boxes: dict[float, list[np.ndarray]], options=PAPER_OPTIONS
+) -> None:
     """Append the paper box of each image's first map, at every fraction of ``boxes``, to ``boxes``."""
     for i in range(len(out.maps)):
         size = sizes if one_size else sizes[i]
-        m = postprocess(out.maps[i : i + 1, :1].float().cpu(), options, original_size=tuple(int(s) for s in size))
+        m = postprocess(
+            out.maps[i : i + 1, :1].float().cpu(), options, original_size=tuple(int(s) for s in size)
+        )
         for f in boxes:
             boxes[f].append(paper_boxes(m[0, 0], f))
 
@@ -317,10 +342,14 @@ def features_and_boxes(
     can store it).
     """
     cam = CAM(model)
-    one_size = isinstance(sizes, tuple) and len(sizes) == 2 and all(isinstance(s, (int, np.integer)) for s in sizes)
+    one_size = (
+        isinstance(sizes, tuple) and len(sizes) == 2 and all(isinstance(s, (int, np.integer)) for s in sizes)
+    )
     boxes: dict[float, list[np.ndarray]] = {float(f): [] for f in fractions}
     feats, labels, classes, start = [], [], [], 0
-    for x, y in tqdm(iter_batches(data, batch_size, 0), desc="features + CAM boxes", leave=False, disable=not progress):
+    for x, y in tqdm(
+        iter_batches(data, batch_size, 0), desc="features + CAM boxes", leave=False, disable=not progress
+    ):
         out = cam(x.to(device))
         feats.append(pool_features(out.features.float(), out.head.pool, out.head.relu).cpu())
         _box_batch(out, sizes if one_size else sizes[start : start + len(x)], one_size, boxes)
@@ -353,8 +382,16 @@ def cam_boxes(
     W, b = probe.linear_weights()
     wrapper = LinearOnFeatures(model, head, W, b).to(device)
     cam = CAM(wrapper, feature_layer=wrapper.feature_layer, fc_layer="fc")
-    boxes, classes = cam_boxes_of(cam, data, sizes=sizes, targets=targets, fractions=(fraction,),
-                                  batch_size=batch_size, device=device, progress=progress)
+    boxes, classes = cam_boxes_of(
+        cam,
+        data,
+        sizes=sizes,
+        targets=targets,
+        fractions=(fraction,),
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+    )
     return boxes[float(fraction)], classes
 
 
@@ -387,7 +424,9 @@ def paired_iou(pred, gt) -> np.ndarray:
 # --------------------------------------------------------------------------- crops
 
 
-def square_boxes(boxes, image_size: tuple[int, int] | Sequence[tuple[int, int]], margin: float = 0.0) -> np.ndarray:
+def square_boxes(
+    boxes, image_size: tuple[int, int] | Sequence[tuple[int, int]], margin: float = 0.0
+) -> np.ndarray:
     """Grow inclusive boxes to squares of side ``max(w, h) * (1 + margin)`` around their centres, shifted
     (and if need be shrunk) to stay inside the image (H, W). :data:`camlib.core.boxes.NO_BOX` rows become
     the whole image."""

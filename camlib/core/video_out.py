@@ -190,7 +190,12 @@ class GifPreview:
         duration = max(20, round(1000.0 * self.stride / self.fps))
         with atomic_path(self.path) as tmp:  # never a half-written GIF over an earlier one
             self.frames[0].save(
-                tmp, format="GIF", save_all=True, append_images=self.frames[1:], duration=duration, loop=0,
+                tmp,
+                format="GIF",
+                save_all=True,
+                append_images=self.frames[1:],
+                duration=duration,
+                loop=0,
                 optimize=False,
             )
         self.frames = []

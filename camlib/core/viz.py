@@ -54,7 +54,9 @@ def to_image(img) -> np.ndarray:
 def overlay(image, cam, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
     """Blend a map (scaled to [0, 1] per map, NaN as 0) over an image: ``(1-alpha) img + alpha heat``."""
     img = to_image(image)
-    m = np.nan_to_num(np.asarray(cam.detach().cpu() if isinstance(cam, torch.Tensor) else cam, dtype=np.float32))
+    m = np.nan_to_num(
+        np.asarray(cam.detach().cpu() if isinstance(cam, torch.Tensor) else cam, dtype=np.float32)
+    )
     if m.shape != img.shape[:2]:
         raise ValueError(f"map {m.shape} and image {img.shape[:2]} differ in size; upsample the map first")
     span = m.max() - m.min()
@@ -70,8 +72,15 @@ def draw_box(ax, box, color: str = PRED_COLOR, label: str | None = None, lw: flo
         return
     ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False, ec=color, lw=lw))
     if label:
-        ax.text(x0, y0 - 2, label, color="white", fontsize=8, va="bottom",
-                bbox={"facecolor": color, "alpha": 0.8, "pad": 1, "lw": 0})
+        ax.text(
+            x0,
+            y0 - 2,
+            label,
+            color="white",
+            fontsize=8,
+            va="bottom",
+            bbox={"facecolor": color, "alpha": 0.8, "pad": 1, "lw": 0},
+        )
 
 
 def _clean(ax) -> None:
@@ -79,8 +88,9 @@ def _clean(ax) -> None:
     ax.set_yticks([])
 
 
-def plot_topk_cams(image, maps, classes: Sequence[str], scores: Sequence[float], title: str | None = None,
-                   boxes=None) -> plt.Figure:
+def plot_topk_cams(
+    image, maps, classes: Sequence[str], scores: Sequence[float], title: str | None = None, boxes=None
+) -> plt.Figure:
     """The paper's Figure 4: the image, then the CAM of each of its top-k classes with name and score."""
     k = len(classes)
     fig, axes = plt.subplots(1, k + 1, figsize=(2.4 * (k + 1), 2.7), dpi=FIG_DPI)
@@ -98,7 +108,9 @@ def plot_topk_cams(image, maps, classes: Sequence[str], scores: Sequence[float],
     return fig
 
 
-def plot_localization(image, cam, pred_box, gt_boxes, title: str = "", ax=None, hit: bool | None = None, peak=None):
+def plot_localization(
+    image, cam, pred_box, gt_boxes, title: str = "", ax=None, hit: bool | None = None, peak=None
+):
     """Overlay + predicted box(es) (green) + ground-truth boxes (red) + an optional ``peak`` point
     ``(x, y)`` (a white cross, the pointing game); the title says hit or miss."""
     if ax is None:
@@ -119,8 +131,16 @@ def plot_localization(image, cam, pred_box, gt_boxes, title: str = "", ax=None, 
     return ax
 
 
-def plot_cam_grid(images, maps, titles: Sequence[str], pred_boxes=None, gt_boxes=None, ncols: int = 6,
-                  hits: Sequence[bool] | None = None, peaks=None) -> plt.Figure:
+def plot_cam_grid(
+    images,
+    maps,
+    titles: Sequence[str],
+    pred_boxes=None,
+    gt_boxes=None,
+    ncols: int = 6,
+    hits: Sequence[bool] | None = None,
+    peaks=None,
+) -> plt.Figure:
     """A grid of overlays with optional predicted/GT boxes (one or several per image) and peak points
     (the usual 'where does it look' figure)."""
     n = len(images)
@@ -131,9 +151,14 @@ def plot_cam_grid(images, maps, titles: Sequence[str], pred_boxes=None, gt_boxes
             ax.axis("off")
             continue
         plot_localization(
-            images[i], maps[i], pred_boxes[i] if pred_boxes is not None else (-1, -1, -1, -1),
-            gt_boxes[i] if gt_boxes is not None else np.zeros((0, 4)), titles[i], ax=ax,
-            hit=None if hits is None else bool(hits[i]), peak=None if peaks is None else peaks[i],
+            images[i],
+            maps[i],
+            pred_boxes[i] if pred_boxes is not None else (-1, -1, -1, -1),
+            gt_boxes[i] if gt_boxes is not None else np.zeros((0, 4)),
+            titles[i],
+            ax=ax,
+            hit=None if hits is None else bool(hits[i]),
+            peak=None if peaks is None else peaks[i],
         )
     fig.tight_layout()
     return fig

@@ -43,8 +43,12 @@ class Caltech101:
     test: list[ImageRecord]
     protocol: str
 
-    def dataset(self, part: str = "train", preprocess: Callable[[Image.Image], torch.Tensor] | None = None,
-                info: object = None) -> RecordDataset:
+    def dataset(
+        self,
+        part: str = "train",
+        preprocess: Callable[[Image.Image], torch.Tensor] | None = None,
+        info: object = None,
+    ) -> RecordDataset:
         if part not in ("train", "test"):
             raise ValueError(f"part must be 'train' or 'test', got {part!r}")
         return RecordDataset(getattr(self, part), preprocess, self.classes, info)
@@ -89,8 +93,10 @@ def open_caltech101(
         root = root.parent
     images = root / FOLDER
     if not images.is_dir():
-        raise FileNotFoundError(f"{images} does not exist. Expected <root>/{FOLDER}/<class>/image_XXXX.jpg (the "
-                                "public archive); get it with `python -m camlib.datasets.fetch caltech101`")
+        raise FileNotFoundError(
+            f"{images} does not exist. Expected <root>/{FOLDER}/<class>/image_XXXX.jpg (the "
+            "public archive); get it with `python -m camlib.datasets.fetch caltech101`"
+        )
     classes = sorted(p.name for p in images.iterdir() if p.is_dir())
     index = {c: k for k, c in enumerate(classes)}
     lists = [root / "train.txt", root / "test.txt"]
@@ -99,9 +105,13 @@ def open_caltech101(
         first = {rel: n for rel, n in parts[0]}
         for rel, n in parts[1]:
             if rel in first:
-                raise ManifestError(lists[1], n, f"{rel} is also in {lists[0].name} (line {first[rel]})", _FIX)
-        train, test = ([_record(images, rel, index[rel.split("/")[0]], name) for rel, _ in rows]
-                       for rows, name in zip(parts, ("train", "test"), strict=True))
+                raise ManifestError(
+                    lists[1], n, f"{rel} is also in {lists[0].name} (line {first[rel]})", _FIX
+                )
+        train, test = (
+            [_record(images, rel, index[rel.split("/")[0]], name) for rel, _ in rows]
+            for rows, name in zip(parts, ("train", "test"), strict=True)
+        )
         return Caltech101(root, classes, train, test, "train.txt / test.txt lists")
     if use_lists and any(p.is_file() for p in lists):
         missing = [p.name for p in lists if not p.is_file()]
@@ -112,4 +122,6 @@ def open_caltech101(
     train = [_record(images, rels[i], int(labels[i]), "train") for i in tr]
     test = [_record(images, rels[i], int(labels[i]), "test") for i in te]
     rest = "the rest" if n_test is None else f"up to {n_test}"
-    return Caltech101(root, classes, train, test, f"seeded split (seed {seed}): {n_train} train / {rest} test per class")
+    return Caltech101(
+        root, classes, train, test, f"seeded split (seed {seed}): {n_train} train / {rest} test per class"
+    )

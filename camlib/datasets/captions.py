@@ -83,7 +83,9 @@ def has_phrase(caption: str, phrase: str) -> bool:
     return any(c[i : i + len(p)] == p for i in range(len(c) - len(p) + 1)) if p else False
 
 
-def phrase_split(captions: Sequence[str], phrase: str, stopwords: frozenset[str] = STOPWORDS) -> tuple[np.ndarray, np.ndarray]:
+def phrase_split(
+    captions: Sequence[str], phrase: str, stopwords: frozenset[str] = STOPWORDS
+) -> tuple[np.ndarray, np.ndarray]:
     """The paper's weak labels for ``phrase``: ``(positives, negatives)`` index arrays.
 
     Positives: captions holding the phrase. Negatives: captions holding NONE of the phrase's content
@@ -118,7 +120,9 @@ def _lake(canvas: _S._Canvas, reflect: bool) -> tuple[np.ndarray, str] | None:
     else:
         return None
     canvas.placed.append(whole)
-    water = (_P.PALETTE[_P._P["blue"] if rng.random() < 0.5 else _P._P["teal"]] * rng.uniform(0.8, 1.1)).astype(np.float32)
+    water = (
+        _P.PALETTE[_P._P["blue"] if rng.random() < 0.5 else _P._P["teal"]] * rng.uniform(0.8, 1.1)
+    ).astype(np.float32)
     lf = _P._Frame(S, cx, shore + lh / 2, 0.5 * math.hypot(lw, lh) + 2, 0.0, lw, lw)
     lake = lf.ellipse(0.0, 0.0, 0.5, 0.5 * lh / lw)
     canvas.draw("lake", lf, [(1, lake)], {1: water}, type_id=-1)
@@ -173,7 +177,9 @@ def _window(canvas: _S._Canvas, view: bool) -> np.ndarray | None:
         hz = rng.uniform(-0.1, 0.2) * a
         hill = f.ellipse(rng.uniform(-0.3, 0.3), hz, rng.uniform(0.18, 0.3), rng.uniform(0.08, 0.15))
         sky_c = _P.PALETTE[_P._P["light blue"]] * rng.uniform(0.85, 1.05)
-        grd_c = _P.PALETTE[_P._P["green"] if rng.random() < 0.6 else _P._P["dark green"]] * rng.uniform(0.85, 1.1)
+        grd_c = _P.PALETTE[_P._P["green"] if rng.random() < 0.6 else _P._P["dark green"]] * rng.uniform(
+            0.85, 1.1
+        )
         hill_c = _P.PALETTE[_P._P["dark green"] if rng.random() < 0.5 else _P._P["brown"]]
         layers = [(1, pane & (f.v < hz)), (2, pane & (f.v >= hz)), (3, pane & hill), (4, frame_mask)]
         colours = {1: sky_c, 2: grd_c, 3: hill_c}
@@ -256,7 +262,11 @@ def make_caption_sample(index: int, seed: int = 0, size: int = 128) -> CaptionSa
             continue
         if c == 0:
             box, obj = out
-            clauses.append(f"mirror in lake below {_article(obj)}" if positive else f"{_article(obj)} beside a still pond")
+            clauses.append(
+                f"mirror in lake below {_article(obj)}"
+                if positive
+                else f"{_article(obj)} beside a still pond"
+            )
         else:
             box = out
             clauses.append(_article(CONCEPTS[c]) if positive else _article(CONFUSERS[c]))
@@ -276,7 +286,9 @@ def make_caption_sample(index: int, seed: int = 0, size: int = 128) -> CaptionSa
     return CaptionSample(image, caption, scene, concept_boxes, confuser_boxes)
 
 
-def make_caption_arrays(n: int, seed: int = 0, size: int = 128, start: int = 0, progress: bool = False) -> dict:
+def make_caption_arrays(
+    n: int, seed: int = 0, size: int = 128, start: int = 0, progress: bool = False
+) -> dict:
     """Samples ``start .. start + n - 1``: ``images`` (n, H, W, 3) uint8, ``captions`` (list of str),
     ``scenes`` (n,), ``concept_boxes`` and ``confuser_boxes`` (n, len(CONCEPTS), 4)."""
     captions: list[str] = []
@@ -286,9 +298,19 @@ def make_caption_arrays(n: int, seed: int = 0, size: int = 128, start: int = 0, 
         captions.append(s.caption)
         return s
 
-    out = _P.stack_samples(make, n, start, desc="captioned images", progress=progress,
-                           fields={"images": "image", "scenes": "scene", "concept_boxes": "concept_boxes",
-                                   "confuser_boxes": "confuser_boxes"})
+    out = _P.stack_samples(
+        make,
+        n,
+        start,
+        desc="captioned images",
+        progress=progress,
+        fields={
+            "images": "image",
+            "scenes": "scene",
+            "concept_boxes": "concept_boxes",
+            "confuser_boxes": "confuser_boxes",
+        },
+    )
     out["captions"] = captions
     return out
 
@@ -300,14 +322,15 @@ class CaptionImages(_P.InMemoryImages):
 
     stream = "procedural_captions(v1"
 
-    def __init__(self, n: int, seed: int = 0, size: int = 128, split: str = "train", progress: bool = False) -> None:
+    def __init__(
+        self, n: int, seed: int = 0, size: int = 128, split: str = "train", progress: bool = False
+    ) -> None:
         if split not in _P.SPLIT_OFFSETS:
             raise ValueError(f"unknown split {split!r}; expected one of {sorted(_P.SPLIT_OFFSETS)}")
         a = make_caption_arrays(n, seed=seed, size=size, start=_P.SPLIT_OFFSETS[split], progress=progress)
         self.images, self.captions, self.scenes = a["images"], a["captions"], a["scenes"]
         self.concept_boxes, self.confuser_boxes = a["concept_boxes"], a["confuser_boxes"]
         self.size, self.seed, self.split = int(size), int(seed), split
-
 
 
 # --------------------------------------------------------------------------- a caption folder (paper profile)

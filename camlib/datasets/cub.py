@@ -36,12 +36,22 @@ from camlib.datasets.files import read_rgb
 from camlib.datasets.manifest import BoxesUnavailable, ImageRecord, ManifestError, check_box, to_number
 from camlib.datasets.targets import Target
 
-__all__ = ["CUB_SPEC", "BoxesUnavailable", "CUBDataset", "CUBMetadata", "cub_folder", "cub_records",
-           "read_cub_metadata", "xywh_to_inclusive"]
+__all__ = [
+    "CUB_SPEC",
+    "BoxesUnavailable",
+    "CUBDataset",
+    "CUBMetadata",
+    "cub_folder",
+    "cub_records",
+    "read_cub_metadata",
+    "xywh_to_inclusive",
+]
 
-NO_BOXES = ("this CUB copy has no bounding_boxes.txt (e.g. ../shared/data/cub-100, whose files were renamed so the "
-            "official boxes cannot be joined): boxes, GT-box crops and CUB localization need the full "
-            "CUB-200-2011 (`python -m camlib.datasets.fetch cub`)")
+NO_BOXES = (
+    "this CUB copy has no bounding_boxes.txt (e.g. ../shared/data/cub-100, whose files were renamed so the "
+    "official boxes cannot be joined): boxes, GT-box crops and CUB localization need the full "
+    "CUB-200-2011 (`python -m camlib.datasets.fetch cub`)"
+)
 
 CUB_SPEC = REGISTRY["cub200_2011"]
 
@@ -53,7 +63,12 @@ def xywh_to_inclusive(xywh, sizes=None) -> np.ndarray:
     """
     b = np.asarray(xywh, dtype=np.float64).reshape(-1, 4)
     out = np.stack(
-        [np.round(b[:, 0]), np.round(b[:, 1]), np.round(b[:, 0] + b[:, 2]) - 1, np.round(b[:, 1] + b[:, 3]) - 1],
+        [
+            np.round(b[:, 0]),
+            np.round(b[:, 1]),
+            np.round(b[:, 0] + b[:, 2]) - 1,
+            np.round(b[:, 1] + b[:, 3]) - 1,
+        ],
         axis=1,
     ).astype(np.int64)
     out[:, 2] = np.maximum(out[:, 2], out[:, 0])
@@ -79,7 +94,9 @@ class CUBMetadata:
     is_train: np.ndarray  # (N,) bool
     boxes_xywh: np.ndarray | None  # (N, 4) float, as written; None without bounding_boxes.txt
     classes: list[str]
-    class_ids: list[int] = field(default_factory=list)  # the official class numbers, sorted (label k <-> class_ids[k])
+    class_ids: list[int] = field(
+        default_factory=list
+    )  # the official class numbers, sorted (label k <-> class_ids[k])
     box_lines: np.ndarray | None = None  # (N,) int: each image's line in bounding_boxes.txt (for errors)
 
     @property
@@ -90,9 +107,17 @@ class CUBMetadata:
         """The images at ``index`` (positions in this metadata, e.g. from
         :func:`camlib.datasets.splits.cap_per_class`), classes unchanged."""
         i = np.asarray(index, dtype=np.int64)
-        return CUBMetadata(self.folder, self.image_ids[i], [self.paths[k] for k in i], self.labels[i],
-                           self.is_train[i], None if self.boxes_xywh is None else self.boxes_xywh[i],
-                           self.classes, self.class_ids, None if self.box_lines is None else self.box_lines[i])
+        return CUBMetadata(
+            self.folder,
+            self.image_ids[i],
+            [self.paths[k] for k in i],
+            self.labels[i],
+            self.is_train[i],
+            None if self.boxes_xywh is None else self.boxes_xywh[i],
+            self.classes,
+            self.class_ids,
+            None if self.box_lines is None else self.box_lines[i],
+        )
 
     def capped(self, n_train: int | None, n_test: int | None, seed: int = 0) -> CUBMetadata:
         """At most ``n_train`` training and ``n_test`` test images per class (seeded; None: all), the
@@ -110,7 +135,9 @@ _BOX_FIX = "boxes are '<id> x y width height' in pixels, inside the image: x + w
 _CUB_FIX = "CUB text files hold '<id> <value ...>' per line, 1-based integer ids, each id once (see CUB_200_2011/README)"
 
 
-def _read_table(path: Path, n_fields: int, optional: bool = False) -> tuple[dict[int, list[str]], dict[int, int]] | None:
+def _read_table(
+    path: Path, n_fields: int, optional: bool = False
+) -> tuple[dict[int, list[str]], dict[int, int]] | None:
     """``({id: fields}, {id: line})`` of one CUB text file; parse errors and duplicate ids are refused."""
     if not path.is_file():
         if optional:
@@ -123,7 +150,9 @@ def _read_table(path: Path, n_fields: int, optional: bool = False) -> tuple[dict
             continue
         fields = line.split()
         if len(fields) < n_fields + 1:
-            raise ManifestError(path, line_no, f"expected an id and {n_fields} field(s), got {line!r}", _CUB_FIX)
+            raise ManifestError(
+                path, line_no, f"expected an id and {n_fields} field(s), got {line!r}", _CUB_FIX
+            )
         key = to_number(fields[0], path, line_no, _CUB_FIX, int)
         if key in rows:
             raise ManifestError(path, line_no, f"duplicate id {key} (first on line {lines[key]})", _CUB_FIX)
@@ -148,34 +177,55 @@ def read_cub_metadata(folder: str | Path) -> CUBMetadata:
     for name, table, lines in tables:
         missing = [i for i in ids if i not in table]
         if missing:
-            raise ManifestError(folder / name, None, f"lacks image id(s) {missing[:5]} of images.txt", _CUB_FIX)
+            raise ManifestError(
+                folder / name, None, f"lacks image id(s) {missing[:5]} of images.txt", _CUB_FIX
+            )
         unknown = [i for i in table if i not in images]
         if unknown:
-            raise ManifestError(folder / name, lines[unknown[0]], f"unknown image id {unknown[0]} (not in images.txt)",
-                                _CUB_FIX)
+            raise ManifestError(
+                folder / name,
+                lines[unknown[0]],
+                f"unknown image id {unknown[0]} (not in images.txt)",
+                _CUB_FIX,
+            )
     class_ids = sorted(classes)
     index = {c: k for k, c in enumerate(class_ids)}
     label_list = []
     for i in ids:
         c = to_number(labels[i][0], folder / "image_class_labels.txt", label_lines[i], _CUB_FIX, int)
         if c not in index:
-            raise ManifestError(folder / "image_class_labels.txt", label_lines[i], f"unknown class id {c} (not in "
-                                "classes.txt)", "list every class id used in classes.txt")
+            raise ManifestError(
+                folder / "image_class_labels.txt",
+                label_lines[i],
+                f"unknown class id {c} (not in classes.txt)",
+                "list every class id used in classes.txt",
+            )
         label_list.append(index[c])
     for i in ids:
         if split[i][0] not in ("0", "1"):
-            raise ManifestError(folder / "train_test_split.txt", split_lines[i], f"split flag {split[i][0]!r} is "
-                                "not 0 or 1", "1 = training image, 0 = test image")
+            raise ManifestError(
+                folder / "train_test_split.txt",
+                split_lines[i],
+                f"split flag {split[i][0]!r} is not 0 or 1",
+                "1 = training image, 0 = test image",
+            )
     boxes_xywh = box_lines = None
     if boxes_table is not None:
         table, lines = boxes_table
         path = folder / "bounding_boxes.txt"
-        boxes_xywh = np.asarray([[to_number(v, path, lines[i], _CUB_FIX) for v in table[i][:4]] for i in ids],
-                                dtype=np.float64).reshape(-1, 4)
-        bad = np.flatnonzero((boxes_xywh[:, 2] <= 0) | (boxes_xywh[:, 3] <= 0) | (boxes_xywh[:, :2] < 0).any(1))
+        boxes_xywh = np.asarray(
+            [[to_number(v, path, lines[i], _CUB_FIX) for v in table[i][:4]] for i in ids], dtype=np.float64
+        ).reshape(-1, 4)
+        bad = np.flatnonzero(
+            (boxes_xywh[:, 2] <= 0) | (boxes_xywh[:, 3] <= 0) | (boxes_xywh[:, :2] < 0).any(1)
+        )
         if len(bad):
-            raise ManifestError(path, lines[ids[bad[0]]], f"box {boxes_xywh[bad[0]].tolist()} has a negative "
-                                "corner or a non-positive width / height", _BOX_FIX)
+            raise ManifestError(
+                path,
+                lines[ids[bad[0]]],
+                f"box {boxes_xywh[bad[0]].tolist()} has a negative corner or a non-positive width / height",
+                _BOX_FIX,
+            )
         box_lines = np.asarray([lines[i] for i in ids], dtype=np.int64)
     return CUBMetadata(
         folder=folder,
@@ -211,9 +261,14 @@ def cub_records(folder: str | Path | CUBMetadata, split: str = "all") -> list[Im
         part = "train" if meta.is_train[k] else "test"
         if split not in ("all", part):
             continue
-        t = Target(meta.labels[k], boxes[k] if boxes is not None else np.zeros((0, 4)), None, int(meta.image_ids[k]),
-                   extra={"class_id": meta.class_ids[meta.labels[k]]} | ({} if boxes is not None else
-                                                                         {"boxes": "unavailable"}))
+        t = Target(
+            meta.labels[k],
+            boxes[k] if boxes is not None else np.zeros((0, 4)),
+            None,
+            int(meta.image_ids[k]),
+            extra={"class_id": meta.class_ids[meta.labels[k]]}
+            | ({} if boxes is not None else {"boxes": "unavailable"}),
+        )
         out.append(ImageRecord(meta.folder / "images" / meta.paths[k], t, part))
     return out
 
@@ -291,8 +346,13 @@ class CUBDataset(Dataset):
         path = self.meta.folder / "bounding_boxes.txt"
         for k, (x, y, w, h) in enumerate(self.boxes_xywh):
             line = int(self.box_lines[k]) if self.box_lines is not None else None
-            check_box((x, y, x + w, y + h), (int(sizes[k, 0]), int(sizes[k, 1])), path, line,
-                      f"{_BOX_FIX} ({self.path(k)} is {sizes[k, 1]} x {sizes[k, 0]})")
+            check_box(
+                (x, y, x + w, y + h),
+                (int(sizes[k, 0]), int(sizes[k, 1])),
+                path,
+                line,
+                f"{_BOX_FIX} ({self.path(k)} is {sizes[k, 1]} x {sizes[k, 0]})",
+            )
         return xywh_to_inclusive(self.boxes_xywh, sizes)
 
     def __getitem__(self, i: int):
@@ -310,6 +370,7 @@ class CUBDataset(Dataset):
         from camlib.core.digest import array_digest
 
         crop = "full" if self.crop_boxes is None else f"crop:{array_digest(self.crop_boxes)}"
-        return (f"cub200_2011({self.meta.folder.name}, split={self.split}, n={len(self)}, "
-                f"ids={array_digest(self.image_ids)}, {crop})")
-
+        return (
+            f"cub200_2011({self.meta.folder.name}, split={self.split}, n={len(self)}, "
+            f"ids={array_digest(self.image_ids)}, {crop})"
+        )

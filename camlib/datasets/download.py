@@ -94,7 +94,9 @@ class DatasetSpec:
     check_files: tuple[str, ...] = ()  # paths under ``folder`` that exist when the dataset is complete
     subdir: str = ""  # the archive is kept and extracted in <root>/<subdir> (default: <root>)
     inner_archives: tuple[str, ...] = ()  # archives inside the extraction (relative to it), extracted in turn
-    files: tuple[str, ...] = ()  # fetch="files": file names, each downloaded from <url><name> into <root>/<folder>
+    files: tuple[
+        str, ...
+    ] = ()  # fetch="files": file names, each downloaded from <url><name> into <root>/<folder>
     unverified: str = ""  # why no checksum can be verified (then the computed sha256 is printed)
 
     def where(self, root: str | Path) -> str:
@@ -107,8 +109,13 @@ class DatasetSpec:
                 lines.append(f"  (download each from {self.urls[0]}<name>)")
             lines.append("so that this layout exists:")
         elif self.filename:
-            sums = ", ".join(f"{k} {v}" for k, v in (("md5", self.md5), ("sha256", self.sha256)) if v) or "no checksum"
-            lines.append(f"Either put the archive {self.filename} ({sums}) at {root / self.subdir / self.filename}")
+            sums = (
+                ", ".join(f"{k} {v}" for k, v in (("md5", self.md5), ("sha256", self.sha256)) if v)
+                or "no checksum"
+            )
+            lines.append(
+                f"Either put the archive {self.filename} ({sums}) at {root / self.subdir / self.filename}"
+            )
             if self.urls:
                 lines.append(f"  (download it from {self.urls[0]})")
             lines.append("or extract it so that this layout exists:")
@@ -154,8 +161,14 @@ REGISTRY: dict[str, DatasetSpec] = {
             filename="CUB_200_2011.tgz",
             md5="97eceeb196236b17998738112f37df78",
             folder="CUB_200_2011",
-            check_files=("images.txt", "image_class_labels.txt", "train_test_split.txt", "bounding_boxes.txt",
-                         "classes.txt", "images"),
+            check_files=(
+                "images.txt",
+                "image_class_labels.txt",
+                "train_test_split.txt",
+                "bounding_boxes.txt",
+                "classes.txt",
+                "images",
+            ),
             homepage="https://www.vision.caltech.edu/datasets/cub_200_2011/",
             citation="C. Wah, S. Branson, P. Welinder, P. Perona, S. Belongie. The Caltech-UCSD Birds-200-2011 "
             "Dataset. Technical Report CNS-TR-2011-001, California Institute of Technology, 2011.",
@@ -266,8 +279,10 @@ REGISTRY: dict[str, DatasetSpec] = {
             homepage="http://vision.stanford.edu/lijiali/event_dataset/",
             citation="L.-J. Li, L. Fei-Fei. What, where and who? Classifying events by scene and object "
             "recognition. ICCV 2007.",
-            layout=_folder_layout("uiuc_event8", "  8 classes (RockClimbing, badminton, bocce, croquet, polo, "
-                                  "rowing, sailing, snowboarding)"),
+            layout=_folder_layout(
+                "uiuc_event8",
+                "  8 classes (RockClimbing, badminton, bocce, croquet, polo, rowing, sailing, snowboarding)",
+            ),
         ),
         DatasetSpec(
             name="imagenette2_160",
@@ -446,8 +461,15 @@ def download_url(
             have, mode = 0, "wb"
         total = have + length if length is not None else None
         received = 0
-        bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=dest.name, disable=not progress,
-                   leave=False)
+        bar = tqdm(
+            total=total,
+            initial=have,
+            unit="B",
+            unit_scale=True,
+            desc=dest.name,
+            disable=not progress,
+            leave=False,
+        )
         try:
             with open(part, mode) as fh:
                 while True:
@@ -489,16 +511,24 @@ def _check_tar(tar: tarfile.TarFile, target: Path) -> list[tarfile.TarInfo]:
     members = tar.getmembers()
     for m in members:
         if not _inside(target, m.name):
-            raise UnsafeArchiveError(f"refusing archive member {m.name!r}: it would be written outside {target}")
+            raise UnsafeArchiveError(
+                f"refusing archive member {m.name!r}: it would be written outside {target}"
+            )
         if m.issym():
             link_base = PurePosixPath(m.name).parent
             if PurePosixPath(m.linkname).is_absolute() or not _inside(target, str(link_base / m.linkname)):
-                raise UnsafeArchiveError(f"refusing symbolic link {m.name!r} -> {m.linkname!r}: it points outside {target}")
+                raise UnsafeArchiveError(
+                    f"refusing symbolic link {m.name!r} -> {m.linkname!r}: it points outside {target}"
+                )
         elif m.islnk():
             if not _inside(target, m.linkname):
-                raise UnsafeArchiveError(f"refusing hard link {m.name!r} -> {m.linkname!r}: it points outside {target}")
+                raise UnsafeArchiveError(
+                    f"refusing hard link {m.name!r} -> {m.linkname!r}: it points outside {target}"
+                )
         elif not (m.isfile() or m.isdir()):
-            raise UnsafeArchiveError(f"refusing archive member {m.name!r}: devices and FIFOs are not extracted")
+            raise UnsafeArchiveError(
+                f"refusing archive member {m.name!r}: devices and FIFOs are not extracted"
+            )
     return members
 
 
@@ -506,7 +536,9 @@ def _check_zip(zf: zipfile.ZipFile, target: Path) -> list[zipfile.ZipInfo]:
     infos = zf.infolist()
     for info in infos:
         if not _inside(target, info.filename):
-            raise UnsafeArchiveError(f"refusing archive member {info.filename!r}: it would be written outside {target}")
+            raise UnsafeArchiveError(
+                f"refusing archive member {info.filename!r}: it would be written outside {target}"
+            )
         mode = (info.external_attr >> 16) & 0o170000
         if mode == 0o120000:  # a symbolic link stored in a zip: never followed, never created
             raise UnsafeArchiveError(f"refusing symbolic link {info.filename!r} in a zip archive")
@@ -550,8 +582,11 @@ def _complete(spec: DatasetSpec, root: Path) -> bool:
 def _report_unverified(spec: DatasetSpec, path: Path) -> str:
     """Print (stderr) and return the sha256 of a file whose checksum cannot be checked (``spec.unverified``)."""
     digest = file_digest(path, "sha256")
-    print(f"NOTE: {spec.name}: {path.name} is NOT verified against a published checksum ({spec.unverified}). "
-          f"sha256 computed here: {digest}", file=sys.stderr)
+    print(
+        f"NOTE: {spec.name}: {path.name} is NOT verified against a published checksum ({spec.unverified}). "
+        f"sha256 computed here: {digest}",
+        file=sys.stderr,
+    )
     return digest
 
 
@@ -567,7 +602,9 @@ def _download_first(urls: Sequence[str], dest: Path, progress: bool) -> list[str
     raise DownloadError("\n  ".join(errors or ["no URL to try"]))
 
 
-def _prepare_files(spec: DatasetSpec, root: Path, download: bool, urls: Sequence[str], progress: bool) -> Path:
+def _prepare_files(
+    spec: DatasetSpec, root: Path, download: bool, urls: Sequence[str], progress: bool
+) -> Path:
     folder = root / spec.folder
     for name in spec.files:
         dest = folder / name
@@ -646,7 +683,9 @@ def prepare(
     for inner in spec.inner_archives:
         safe_extract(base / inner, base)
     if not _complete(spec, root):
-        raise DatasetNotFoundError(f"{archive} was extracted but the expected files are missing.\n" + spec.where(root))
+        raise DatasetNotFoundError(
+            f"{archive} was extracted but the expected files are missing.\n" + spec.where(root)
+        )
     if not keep_archive:
         archive.unlink()
     return root / spec.folder

@@ -52,11 +52,18 @@ def fetch(name: str, root: str | Path | None = None, *, download: bool = True, p
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m camlib.datasets.fetch", description=__doc__.split("\n\n")[0])
-    parser.add_argument("names", nargs="*", help=f"sets to fetch (default: {' '.join(DEFAULT)}); known: "
-                        + ", ".join(FETCHABLE))
+    parser = argparse.ArgumentParser(
+        prog="python -m camlib.datasets.fetch", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "names",
+        nargs="*",
+        help=f"sets to fetch (default: {' '.join(DEFAULT)}); known: " + ", ".join(FETCHABLE),
+    )
     parser.add_argument("--root", default=None, help="where to put them (default: data/ or $CAMLIB_DATA)")
-    parser.add_argument("--list", action="store_true", help="list the sets, their archives and checksums; fetch nothing")
+    parser.add_argument(
+        "--list", action="store_true", help="list the sets, their archives and checksums; fetch nothing"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     names = args.names or list(DEFAULT)
@@ -68,8 +75,10 @@ def main(argv: list[str] | None = None) -> int:
             for e in FETCHABLE[n][0]:
                 spec = REGISTRY[e]
                 check = ", ".join(f"{k} {v}" for k, v in (("md5", spec.md5), ("sha256", spec.sha256)) if v)
-                print(f"{n}: {e}: {spec.filename or ', '.join(spec.files)} from {spec.urls[0]} "
-                      f"({check or 'UNVERIFIED: ' + spec.unverified})")
+                print(
+                    f"{n}: {e}: {spec.filename or ', '.join(spec.files)} from {spec.urls[0]} "
+                    f"({check or 'UNVERIFIED: ' + spec.unverified})"
+                )
         return 0
     from camlib.datasets.roots import resolve_root
 

@@ -74,7 +74,9 @@ def is_image_file(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
-def list_images(root: str | Path, *, recursive: bool = True, hint: str = "", allow_empty: bool = False) -> list[Path]:
+def list_images(
+    root: str | Path, *, recursive: bool = True, hint: str = "", allow_empty: bool = False
+) -> list[Path]:
     """Every image file (:data:`IMAGE_SUFFIXES`) under ``root`` (in sub-folders too when ``recursive``),
     sorted by path.
 
@@ -87,7 +89,9 @@ def list_images(root: str | Path, *, recursive: bool = True, hint: str = "", all
     found = root.rglob("*") if recursive else root.iterdir()
     files = sorted(p for p in found if is_image_file(p) and p.is_file())
     if not files and not allow_empty:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}." + (f" {hint}" if hint else ""))
+        raise FileNotFoundError(
+            f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}." + (f" {hint}" if hint else "")
+        )
     return files
 
 
@@ -114,8 +118,10 @@ def _rgb16(a: np.ndarray, where: str) -> Image.Image:
     """(H, W[, C]) 16-bit samples -> RGB PIL image by ``round(v / 257)`` (see the module docstring)."""
     a = np.asarray(a)
     if a.size and (a.min() < 0 or a.max() > 65535):
-        raise ValueError(f"{where}: integer samples in [{a.min()}, {a.max()}] do not fit 16 bits; no 8-bit "
-                         "reading of them is unambiguous. Fix: save the image as 8- or 16-bit (PNG, JPEG)")
+        raise ValueError(
+            f"{where}: integer samples in [{a.min()}, {a.max()}] do not fit 16 bits; no 8-bit "
+            "reading of them is unambiguous. Fix: save the image as 8- or 16-bit (PNG, JPEG)"
+        )
     v = ((a.astype(np.uint32) + 128) // 257).astype(np.uint8)  # round(v / 257) for v in 0..65535
     if v.ndim == 2:
         v = np.repeat(v[..., None], 3, axis=2)
@@ -131,8 +137,10 @@ def to_rgb(im: Image.Image, where: str = "image") -> Image.Image:
     if im.mode in WIDE_MODES:
         return _rgb16(np.asarray(im), where)
     if im.mode == "F":
-        raise ValueError(f"{where}: floating-point image (PIL mode F) has no defined 8-bit range. Fix: save it as "
-                         "8- or 16-bit (PNG, JPEG)")
+        raise ValueError(
+            f"{where}: floating-point image (PIL mode F) has no defined 8-bit range. Fix: save it as "
+            "8- or 16-bit (PNG, JPEG)"
+        )
     return im.convert("RGB")
 
 
@@ -174,8 +182,10 @@ def to_rgb_array(item: Any, where: str = "in-memory image") -> np.ndarray:
     if np.issubdtype(a.dtype, np.floating):
         if a.size and not (np.isfinite(a).all() and a.min() >= 0.0 and a.max() <= 1.0):
             lo, hi = np.nanmin(a), np.nanmax(a)
-            raise ValueError(f"{where}: float image with values in [{lo:g}, {hi:g}]; float images must lie in "
-                             "[0, 1]. Fix: for 0..255 values pass a.astype(np.uint8)")
+            raise ValueError(
+                f"{where}: float image with values in [{lo:g}, {hi:g}]; float images must lie in "
+                "[0, 1]. Fix: for 0..255 values pass a.astype(np.uint8)"
+            )
         a = np.round(a.astype(np.float64) * 255.0).astype(np.uint8)
     elif a.dtype == bool or a.dtype != np.uint8:
         raise ValueError(f"{where}: {a.dtype} image; expected uint8, uint16 or float in [0, 1]")
@@ -246,9 +256,11 @@ class ImageFiles(Dataset):
         if errors not in ("raise", "skip"):
             raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
         self.transform = transform
-        self.names = list(names) if names is not None else [
-            p.name if isinstance(p, Path) else f"image {i}" for i, p in enumerate(self.items)
-        ]
+        self.names = (
+            list(names)
+            if names is not None
+            else [p.name if isinstance(p, Path) else f"image {i}" for i, p in enumerate(self.items)]
+        )
         if len(self.names) != len(self.items):
             raise ValueError(f"{len(self.names)} names for {len(self.items)} images")
         self.classes = None if classes is None else list(classes)
@@ -265,8 +277,10 @@ class ImageFiles(Dataset):
         return len(self.items)
 
     def __repr__(self) -> str:
-        return (f"ImageFiles({len(self)} images, labels={'index' if self.labels is None else 'given'}, "
-                f"transform={self.transform!r})")
+        return (
+            f"ImageFiles({len(self)} images, labels={'index' if self.labels is None else 'given'}, "
+            f"transform={self.transform!r})"
+        )
 
     def label(self, i: int) -> int:
         """The label of item ``i`` (its index when the dataset has no labels)."""

@@ -274,7 +274,15 @@ def make_bird_sample(index: int, seed: int = 0, size: int = 128, bird: bool = Tr
     beak_col = _P._pick_colour(rng, bg_dist, [body_col], ())
     mark_col = _P._pick_colour(rng, bg_dist, [body_col], ())
     crest_col = _P._pick_colour(rng, bg_dist, [body_col], ())
-    colours = {1: body_col, 2: body_col, 3: body_col * 0.85, 4: beak_col, 5: beak_col, 6: crest_col, 7: mark_col}
+    colours = {
+        1: body_col,
+        2: body_col,
+        3: body_col * 0.85,
+        4: beak_col,
+        5: beak_col,
+        6: crest_col,
+        7: mark_col,
+    }
     shade = 1.08 - 0.16 * (frame.v / _ASPECT + 0.5)
     for pid in np.unique(pwin[pwin > 0]):
         m = pwin == pid
@@ -298,11 +306,18 @@ def make_bird_arrays(
     ``birds``: True, or a boolean array (n,) saying which samples hold a bird (see ``bird=``)."""
     _P.check_count(n, start)
     with_bird = np.broadcast_to(np.asarray(birds, dtype=bool), (n,))
-    return _P.stack_samples(lambda i: make_bird_sample(i, seed, size, bird=bool(with_bird[i - start])), n, start,
-                            desc="fine-grained birds", progress=progress)
+    return _P.stack_samples(
+        lambda i: make_bird_sample(i, seed, size, bird=bool(with_bird[i - start])),
+        n,
+        start,
+        desc="fine-grained birds",
+        progress=progress,
+    )
 
 
-def make_detection_arrays(n: int, seed: int = 0, size: int = 128, split: str = "train") -> dict[str, np.ndarray]:
+def make_detection_arrays(
+    n: int, seed: int = 0, size: int = 128, split: str = "train"
+) -> dict[str, np.ndarray]:
     """A generic "is there a bird?" set: sample ``j`` holds a bird when ``j`` is odd, clutter only when even.
 
     ``labels`` are 1 (bird) / 0 (no bird); ``species`` the bird's species (-1 without one). The scenes
@@ -329,13 +344,22 @@ class FineGrainedBirds(Dataset):
     ``seed``, ``split``; :meth:`identity` names the set for feature caches.
     """
 
-    def __init__(self, n: int, seed: int = 0, size: int = 128, split: str = "train", transform=None,
-                 progress: bool = False) -> None:
+    def __init__(
+        self,
+        n: int,
+        seed: int = 0,
+        size: int = 128,
+        split: str = "train",
+        transform=None,
+        progress: bool = False,
+    ) -> None:
         if split not in _P.SPLIT_OFFSETS:
             raise ValueError(f"unknown split {split!r}; expected one of {sorted(_P.SPLIT_OFFSETS)}")
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or not 0 < n <= _P._MAX_N:
             raise ValueError(f"n must be a positive int <= {_P._MAX_N}, got {n!r}")
-        arrays = make_bird_arrays(int(n), seed=seed, size=size, start=_P.SPLIT_OFFSETS[split], progress=progress)
+        arrays = make_bird_arrays(
+            int(n), seed=seed, size=size, start=_P.SPLIT_OFFSETS[split], progress=progress
+        )
         self.images: np.ndarray = arrays["images"]
         self.labels: np.ndarray = arrays["labels"]
         self.boxes: np.ndarray = arrays["boxes"]
@@ -360,12 +384,20 @@ class FineGrainedBirds(Dataset):
 
     def sample(self, i: int) -> BirdSample:
         b = self.boxes[i]
-        return BirdSample(self.images[i], int(self.labels[i]), (int(b[0]), int(b[1]), int(b[2]), int(b[3])),
-                          self.masks[i], self.parts[i], self.distractors[i])
+        return BirdSample(
+            self.images[i],
+            int(self.labels[i]),
+            (int(b[0]), int(b[1]), int(b[2]), int(b[3])),
+            self.masks[i],
+            self.parts[i],
+            self.distractors[i],
+        )
 
     def identity(self) -> str:
         """A string naming exactly these images (for feature cache keys)."""
-        return f"fine_grained_birds(v1, n={len(self)}, seed={self.seed}, size={self.size}, split={self.split})"
+        return (
+            f"fine_grained_birds(v1, n={len(self)}, seed={self.seed}, size={self.size}, split={self.split})"
+        )
 
     def __repr__(self) -> str:
         return f"FineGrainedBirds(n={len(self)}, seed={self.seed}, size={self.size}, split={self.split!r})"

@@ -139,7 +139,6 @@ LAYOUT_HINT = (
 )
 
 
-
 def default_ilsvrc_root() -> Path | None:
     """``$ILSVRC_ROOT``, else ``data/ilsvrc-val``, else ``../shared/data/ilsvrc-val-sample``, else None.
 
@@ -152,8 +151,10 @@ def default_ilsvrc_root() -> Path | None:
 
 
 # ------------------------------------------------------------------------------------- class ids
-WNID_FIX = ("pass the list of all 1000 ILSVRC2012 wnids: LOC_synset_mapping.txt (Kaggle's ImageNet Object "
-            "Localization Challenge) or a file of the 1000 wnids, one per line ('n01440764' or 'n01440764 tench, ...')")
+WNID_FIX = (
+    "pass the list of all 1000 ILSVRC2012 wnids: LOC_synset_mapping.txt (Kaggle's ImageNet Object "
+    "Localization Challenge) or a file of the 1000 wnids, one per line ('n01440764' or 'n01440764 tench, ...')"
+)
 
 
 def read_wnids(path: str | Path, n_classes: int = N_CLASSES) -> list[str]:
@@ -191,14 +192,24 @@ def check_wnids(wnids: Iterable[str], where: str | Path = "wnids", n_classes: in
     if len(set(wnids)) != len(wnids):
         raise ManifestError(where, None, "repeated wnids", WNID_FIX)
     if len(wnids) != n_classes:
-        raise ManifestError(where, None, f"{len(wnids)} wnids, expected all {n_classes}: class indices are positions "
-                            "among the sorted wnids, so a partial list shifts them (without n01440764 tench, "
-                            "n01443537 goldfish would become class 0)", WNID_FIX)
+        raise ManifestError(
+            where,
+            None,
+            f"{len(wnids)} wnids, expected all {n_classes}: class indices are positions "
+            "among the sorted wnids, so a partial list shifts them (without n01440764 tench, "
+            "n01443537 goldfish would become class 0)",
+            WNID_FIX,
+        )
     if n_classes == N_CLASSES:
         for w, (name, k) in IMAGENETTE_CLASSES.items():
             if w in wnids and wnids.index(w) != k:
-                raise ManifestError(where, None, f"{w} ({name}) would be class {wnids.index(w)}, but it is class "
-                                    f"{k} of ILSVRC2012: the list is not ILSVRC2012's 1000 wnids", WNID_FIX)
+                raise ManifestError(
+                    where,
+                    None,
+                    f"{w} ({name}) would be class {wnids.index(w)}, but it is class "
+                    f"{k} of ILSVRC2012: the list is not ILSVRC2012's 1000 wnids",
+                    WNID_FIX,
+                )
     return wnids
 
 
@@ -215,11 +226,15 @@ def _wnid_index(wnids: str | Path | Sequence[str]) -> dict[str, int]:
 
 
 # ------------------------------------------------------------------------------------- parsers
-XML_FIX = ("an ILSVRC / PASCAL VOC annotation: <annotation><filename>ID</filename><size><width>W</width>"
-           "<height>H</height></size> and per box <object><name>WNID</name><bndbox><xmin>x0</xmin><ymin>y0</ymin>"
-           "<xmax>x1</xmax><ymax>y1</ymax></bndbox></object>, 0 <= x0 <= x1 <= W, 0 <= y0 <= y1 <= H")
-KAGGLE_FIX = ("LOC_val_solution.csv: header 'ImageId,PredictionString', then one row per image: ID,'WNID x0 y0 x1 y1 "
-              "WNID x0 y0 x1 y1 ...', each image once, boxes inside the image with x0 <= x1 and y0 <= y1")
+XML_FIX = (
+    "an ILSVRC / PASCAL VOC annotation: <annotation><filename>ID</filename><size><width>W</width>"
+    "<height>H</height></size> and per box <object><name>WNID</name><bndbox><xmin>x0</xmin><ymin>y0</ymin>"
+    "<xmax>x1</xmax><ymax>y1</ymax></bndbox></object>, 0 <= x0 <= x1 <= W, 0 <= y0 <= y1 <= H"
+)
+KAGGLE_FIX = (
+    "LOC_val_solution.csv: header 'ImageId,PredictionString', then one row per image: ID,'WNID x0 y0 x1 y1 "
+    "WNID x0 y0 x1 y1 ...', each image once, boxes inside the image with x0 <= x1 and y0 <= y1"
+)
 _BOX_TAGS = ("xmin", "ymin", "xmax", "ymax")
 
 
@@ -270,8 +285,12 @@ def _read_voc_xml(path: Path) -> _Annotation:
     try:
         parser.Parse(path.read_bytes(), True)
     except expat.ExpatError as exc:
-        raise ManifestError(path, exc.lineno, f"not valid XML ({expat.ErrorString(exc.code)}, column "
-                            f"{exc.offset + 1})", XML_FIX) from None
+        raise ManifestError(
+            path,
+            exc.lineno,
+            f"not valid XML ({expat.ErrorString(exc.code)}, column {exc.offset + 1})",
+            XML_FIX,
+        ) from None
     name, name_line = found.get("filename", (path.stem, None))
     name = name or path.stem
     name = Path(name).stem if is_image_file(name) else name
@@ -290,7 +309,9 @@ def _read_voc_xml(path: Path) -> _Annotation:
         missing = [k for k in _BOX_TAGS if k not in obj["box"]]
         if missing:
             raise ManifestError(path, obj["bndbox"], f"<bndbox> lacks <{'>, <'.join(missing)}>", XML_FIX)
-        box = [int(to_number(obj["box"][k][0], path, obj["box"][k][1], XML_FIX)) for k in _BOX_TAGS]  # int(float(v))
+        box = [
+            int(to_number(obj["box"][k][0], path, obj["box"][k][1], XML_FIX)) for k in _BOX_TAGS
+        ]  # int(float(v))
         out.append((obj["name"][0], box, obj["bndbox"]))
     return _Annotation(name, size_hw, out, path, name_line)
 
@@ -301,7 +322,11 @@ def parse_voc_xml(path: str | Path) -> tuple[str, tuple[int, int] | None, list[t
     Parse errors and coordinates that are not numbers raise
     :class:`~camlib.datasets.manifest.ManifestError` naming the file and line."""
     a = _read_voc_xml(Path(path))
-    return a.name, None if a.size_hw is None else (a.size_hw[1], a.size_hw[0]), [(w, b) for w, b, _ in a.objects]
+    return (
+        a.name,
+        None if a.size_hw is None else (a.size_hw[1], a.size_hw[0]),
+        [(w, b) for w, b, _ in a.objects],
+    )
 
 
 def _read_kaggle(path: Path) -> list[_Annotation]:
@@ -313,22 +338,31 @@ def _read_kaggle(path: Path) -> list[_Annotation]:
         try:
             header = next(reader, None)
             if not header or [h.strip() for h in header[:2]] != ["ImageId", "PredictionString"]:
-                raise ManifestError(path, 1, f"expected the header 'ImageId,PredictionString', got {header}",
-                                    KAGGLE_FIX)
+                raise ManifestError(
+                    path, 1, f"expected the header 'ImageId,PredictionString', got {header}", KAGGLE_FIX
+                )
             for row in reader:
                 n = reader.line_num
                 if not row or not row[0].strip():
                     continue
                 name = row[0].strip()
                 if name in seen:
-                    raise ManifestError(path, n, f"duplicate image id {name!r} (first on line {seen[name]})", KAGGLE_FIX)
+                    raise ManifestError(
+                        path, n, f"duplicate image id {name!r} (first on line {seen[name]})", KAGGLE_FIX
+                    )
                 seen[name] = n
                 tok = row[1].split() if len(row) > 1 else []
                 if len(tok) % 5:
-                    raise ManifestError(path, n, "PredictionString must hold groups of 'wnid x0 y0 x1 y1', got "
-                                        f"{len(tok)} fields", KAGGLE_FIX)
-                objects = [(tok[i], [int(to_number(v, path, n, KAGGLE_FIX)) for v in tok[i + 1 : i + 5]], n)
-                           for i in range(0, len(tok), 5)]
+                    raise ManifestError(
+                        path,
+                        n,
+                        f"PredictionString must hold groups of 'wnid x0 y0 x1 y1', got {len(tok)} fields",
+                        KAGGLE_FIX,
+                    )
+                objects = [
+                    (tok[i], [int(to_number(v, path, n, KAGGLE_FIX)) for v in tok[i + 1 : i + 5]], n)
+                    for i in range(0, len(tok), 5)
+                ]
                 out.append(_Annotation(name, None, objects, path, n))
         except csv.Error as exc:
             raise ManifestError(path, reader.line_num, f"not valid CSV ({exc})", KAGGLE_FIX) from None
@@ -428,8 +462,12 @@ def read_wsol_metadata(folder: str | Path, n_classes: int = 1000) -> WSOLMetadat
             raise ManifestError(path, n, f"unknown image id {key!r} (not in image_ids.txt)", WSOL_FIX)
         c = to_number(c, path, n, WSOL_FIX, int)
         if not 0 <= c < n_classes:
-            raise ManifestError(path, n, f"unknown class index {c} (expected 0..{n_classes - 1})",
-                                "class indices follow torchvision's order of the sorted WordNet ids")
+            raise ManifestError(
+                path,
+                n,
+                f"unknown class index {c} (expected 0..{n_classes - 1})",
+                "class indices follow torchvision's order of the sorted WordNet ids",
+            )
         labels[key] = c
     sizes = _wsol_sizes(folder / "image_sizes.txt", lines)
     original = _wsol_sizes(folder / "original_sizes.txt", lines)
@@ -439,16 +477,35 @@ def read_wsol_metadata(folder: str | Path, n_classes: int = 1000) -> WSOLMetadat
         if key not in lines:
             raise ManifestError(path, n, f"unknown image id {key!r} (not in image_ids.txt)", WSOL_FIX)
         box = [to_number(v, path, n, WSOL_FIX) for v in vals[:4]]
-        check_box(box, sizes.get(key) if sizes else None, path, n, "boxes are x0,y0,x1,y1 in the pixels of "
-                  "image_sizes.txt, inside the image, x0 <= x1 and y0 <= y1")
+        check_box(
+            box,
+            sizes.get(key) if sizes else None,
+            path,
+            n,
+            "boxes are x0,y0,x1,y1 in the pixels of image_sizes.txt, inside the image, x0 <= x1 and y0 <= y1",
+        )
         boxes[key].append(box)
     for key in ids:
-        missing = [f for f, table in (("class_labels.txt", labels), ("localization.txt", boxes)) if key not in table]
+        missing = [
+            f for f, table in (("class_labels.txt", labels), ("localization.txt", boxes)) if key not in table
+        ]
         if missing:
-            raise ManifestError(ids_path, lines[key], f"image {key!r} has no line in {' or '.join(missing)}",
-                                "give every image of image_ids.txt a class and at least one box, or drop it")
-    return WSOLMetadata(folder, ids, labels, {k: np.asarray(boxes[k], dtype=np.float64) for k in ids}, sizes,
-                        original, lines, label_lines)
+            raise ManifestError(
+                ids_path,
+                lines[key],
+                f"image {key!r} has no line in {' or '.join(missing)}",
+                "give every image of image_ids.txt a class and at least one box, or drop it",
+            )
+    return WSOLMetadata(
+        folder,
+        ids,
+        labels,
+        {k: np.asarray(boxes[k], dtype=np.float64) for k in ids},
+        sizes,
+        original,
+        lines,
+        label_lines,
+    )
 
 
 def wsol_records(root: str | Path) -> list[ImageRecord]:
@@ -458,7 +515,11 @@ def wsol_records(root: str | Path) -> list[ImageRecord]:
     meta = read_wsol_metadata(root)
     out = []
     for key in meta.ids:
-        extra = {"original_size": meta.original_sizes[key]} if meta.original_sizes and key in meta.original_sizes else {}
+        extra = (
+            {"original_size": meta.original_sizes[key]}
+            if meta.original_sizes and key in meta.original_sizes
+            else {}
+        )
         size = meta.sizes.get(key) if meta.sizes else None
         boxes = np.rint(meta.boxes[key])
         if size is not None:  # coordinates == W or H (the edge convention) -> the last pixel
@@ -549,7 +610,9 @@ class ILSVRCBoxDataset(Dataset):
         return cls._from_records(recs, images, index, preprocess, f"Kaggle solution {solution_csv}")
 
     @classmethod
-    def _from_records(cls, recs: Sequence[_Annotation], images: Path, index: dict[str, int], preprocess, source: str):
+    def _from_records(
+        cls, recs: Sequence[_Annotation], images: Path, index: dict[str, int], preprocess, source: str
+    ):
         """Validate the annotations (duplicate ids, boxes, wnids; errors name file and line) and build."""
         ids, paths, labels, boxes = [], [], [], []
         first: dict[str, _Annotation] = {}
@@ -557,15 +620,23 @@ class ILSVRCBoxDataset(Dataset):
             fix = XML_FIX if a.path.suffix.lower() == ".xml" else KAGGLE_FIX
             if a.name in first:
                 f = first[a.name]
-                raise ManifestError(a.path, a.line, f"duplicate image id {a.name!r} (first in {f.path}"
-                                    + (f":{f.line})" if f.line else ")"), fix)
+                raise ManifestError(
+                    a.path,
+                    a.line,
+                    f"duplicate image id {a.name!r} (first in {f.path}" + (f":{f.line})" if f.line else ")"),
+                    fix,
+                )
             first[a.name] = a
             if not a.objects:
                 raise ManifestError(a.path, a.line, f"image {a.name} has no box", fix)
             for wnid, box, line in a.objects:
                 if wnid not in index:
-                    raise ManifestError(a.path, line, f"wnid {wnid!r} of image {a.name} is not in the wnid list "
-                                        f"({len(index)} wnids)", WNID_FIX)
+                    raise ManifestError(
+                        a.path,
+                        line,
+                        f"wnid {wnid!r} of image {a.name} is not in the wnid list ({len(index)} wnids)",
+                        WNID_FIX,
+                    )
                 check_box(box, a.size_hw, a.path, line, fix)
             wnid = a.objects[0][0]
             ids.append(a.name)
@@ -621,7 +692,9 @@ class ILSVRCBoxDataset(Dataset):
 class WSOLManifestDataset(ILSVRCBoxDataset):
     """The wsolevaluation text-manifest layout (see the module docstring)."""
 
-    def __init__(self, root: str | Path, preprocess: Callable[[Image.Image], torch.Tensor] | None = None) -> None:
+    def __init__(
+        self, root: str | Path, preprocess: Callable[[Image.Image], torch.Tensor] | None = None
+    ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"ILSVRC root {self.root} does not exist. {SAMPLE_HINT}")
@@ -667,13 +740,17 @@ def open_ilsvrc_val(
     if (root / "LOC_val_solution.csv").is_file():
         images = _first_dir(root, ("ILSVRC/Data/CLS-LOC/val", "val", "images", "ILSVRC2012_img_val"))
         if images is None or wn is None:
-            raise FileNotFoundError(f"{root} has LOC_val_solution.csv but no image folder or wnid list. {LAYOUT_HINT}")
+            raise FileNotFoundError(
+                f"{root} has LOC_val_solution.csv but no image folder or wnid list. {LAYOUT_HINT}"
+            )
         return ILSVRCBoxDataset.from_kaggle_csv(images, root / "LOC_val_solution.csv", wn, preprocess)
     ann = _first_dir(root, ("Annotations/CLS-LOC/val", "Annotations", "val_xml", "bbox_val", "val"))
     if ann is not None and any(ann.glob("*.xml")):
         images = _first_dir(root, ("ILSVRC2012_img_val", "images", "ILSVRC/Data/CLS-LOC/val", "val"))
         if images is None or wn is None:
-            raise FileNotFoundError(f"{root} has XML annotations but no image folder or wnid list. {LAYOUT_HINT}")
+            raise FileNotFoundError(
+                f"{root} has XML annotations but no image folder or wnid list. {LAYOUT_HINT}"
+            )
         return ILSVRCBoxDataset.from_xml(images, ann, wn, preprocess)
     raise FileNotFoundError(f"{root} holds no ILSVRC val annotations camlib recognises. {LAYOUT_HINT}")
 
@@ -725,8 +802,10 @@ def ilsvrc_train_folder(
         raise FileNotFoundError(f"{root} holds no class sub-folders. {ILSVRC_TRAIN_HINT}")
     imagenette = bool(classes) and set(classes) <= set(IMAGENETTE_CLASSES) and len(classes) != expect_classes
     if imagenette:
-        print(f"NOTE: {root} holds {len(classes)} Imagenette class folders, not the {expect_classes} ILSVRC classes: "
-              f"labels are their indices in the 1000-class order")
+        print(
+            f"NOTE: {root} holds {len(classes)} Imagenette class folders, not the {expect_classes} ILSVRC classes: "
+            f"labels are their indices in the 1000-class order"
+        )
     elif expect_classes is not None and len(classes) != expect_classes:
         raise ValueError(
             f"{root} holds {len(classes)} class folders, expected {expect_classes} "
@@ -734,8 +813,10 @@ def ilsvrc_train_folder(
         )
     empty = [c for c, n in zip(classes, np.bincount(labels, minlength=len(classes)), strict=True) if n == 0]
     if empty:
-        raise FileNotFoundError(f"class folder(s) {empty[:3]} of {root} hold no image "
-                                f"({', '.join(IMAGE_SUFFIXES)}). {ILSVRC_TRAIN_HINT}")
+        raise FileNotFoundError(
+            f"class folder(s) {empty[:3]} of {root} hold no image "
+            f"({', '.join(IMAGE_SUFFIXES)}). {ILSVRC_TRAIN_HINT}"
+        )
     transform = transform if transform is not None else imagenet_train_transform()
     if imagenette:
         labels = np.asarray([IMAGENETTE_CLASSES[c][1] for c in classes], dtype=np.int64)[np.asarray(labels)]
@@ -746,7 +827,9 @@ def ilsvrc_train_folder(
 collate_with_targets = collate_skipping  # the ILSVRC name of the one collate that drops unreadable images
 
 
-def make_loader(dataset: Dataset, batch_size: int = 32, num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
+def make_loader(
+    dataset: Dataset, batch_size: int = 32, num_workers: int = 0, pin_memory: bool = False
+) -> DataLoader:
     """A DataLoader over ``dataset`` in order, with :func:`collate_with_targets`: images decoded by
     ``num_workers`` worker processes; ``pin_memory=True`` (for a CUDA device) puts the batches in
     page-locked memory so that ``x.to("cuda", non_blocking=True)`` overlaps the copy."""

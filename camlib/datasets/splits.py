@@ -33,7 +33,9 @@ def _joined(parts: list[np.ndarray]) -> np.ndarray:
     return np.sort(np.concatenate(parts)).astype(np.int64, copy=False) if parts else np.zeros(0, np.int64)
 
 
-def split_per_class(labels, n_train: int, n_test: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def split_per_class(
+    labels, n_train: int, n_test: int | None = None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Per class: ``n_train`` random images for training, then ``n_test`` (None = all the rest) for test.
 
     A class with no more than ``n_train`` images raises (it would have no test image).

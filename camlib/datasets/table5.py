@@ -34,7 +34,15 @@ from camlib.datasets.download import REGISTRY, DatasetNotFoundError, default_dat
 from camlib.datasets.files import ImageFiles, image_folder, to_rgb
 from camlib.datasets.splits import split_per_class, stratified_split
 
-__all__ = ["TABLE5_DATASETS", "TEXTURES", "QuickSet", "Table5Data", "open_table5", "quick_datasets", "split_per_class"]
+__all__ = [
+    "TABLE5_DATASETS",
+    "TEXTURES",
+    "QuickSet",
+    "Table5Data",
+    "open_table5",
+    "quick_datasets",
+    "split_per_class",
+]
 
 
 @dataclass(frozen=True)
@@ -46,10 +54,14 @@ class _Protocol:
 
 
 TABLE5_DATASETS: dict[str, _Protocol] = {
-    "sun397": _Protocol("torchvision", 50, 50, "50 train / 50 test images per class, drawn at random with the seed"),
+    "sun397": _Protocol(
+        "torchvision", 50, 50, "50 train / 50 test images per class, drawn at random with the seed"
+    ),
     "mit_indoor67": _Protocol("indoor67", None, None, "the official TrainImages.txt / TestImages.txt split"),
     "scene15": _Protocol("folder", 100, None, "100 train images per class, the rest for test"),
-    "sun_attribute": _Protocol("unsupported", None, None, "multi-label: 102 binary attributes scored by mean AP"),
+    "sun_attribute": _Protocol(
+        "unsupported", None, None, "multi-label: 102 binary attributes scored by mean AP"
+    ),
     "caltech101": _Protocol("torchvision", 30, 50, "30 train / up to 50 test images per class"),
     "caltech256": _Protocol("torchvision", 60, None, "60 train images per class, the rest for test"),
     "stanford_action40": _Protocol("action40", None, None, "the official ImageSplits train / test lists"),
@@ -136,7 +148,8 @@ def open_table5(
     if proto.source == "unsupported":
         raise NotImplementedError(
             f"{spec.title} is a multi-label attribute benchmark ({proto.note}); camlib's Table 5 code trains "
-            "single-label linear SVMs only. Layout for a future implementation:\n" + spec.layout.replace("<root>", str(root))
+            "single-label linear SVMs only. Layout for a future implementation:\n"
+            + spec.layout.replace("<root>", str(root))
         )
     if proto.source == "torchvision":
         dataset, labels, classes = _torchvision(name, root, transform, download)
@@ -157,7 +170,9 @@ def open_table5(
             if missing:
                 raise DatasetNotFoundError(f"{lst} lists images missing under {images}: {missing[:3]}")
             parts.append(np.asarray(sorted(index[n] for n in names), dtype=np.int64))
-        return Table5Data(name, ImageFiles(paths, labels, transform), labels, classes, parts[0], parts[1], proto.note)
+        return Table5Data(
+            name, ImageFiles(paths, labels, transform), labels, classes, parts[0], parts[1], proto.note
+        )
     if proto.source == "action40":
         images, splits = folder / "JPEGImages", folder / "ImageSplits"
         if not images.is_dir() or not splits.is_dir():
@@ -176,8 +191,15 @@ def open_table5(
                         labels.append(c)
                         is_train.append(flag)
         labels_arr, flags = np.asarray(labels, np.int64), np.asarray(is_train)
-        return Table5Data(name, ImageFiles(paths, labels_arr, transform), labels_arr, classes,
-                          np.flatnonzero(flags), np.flatnonzero(~flags), proto.note)
+        return Table5Data(
+            name,
+            ImageFiles(paths, labels_arr, transform),
+            labels_arr,
+            classes,
+            np.flatnonzero(flags),
+            np.flatnonzero(~flags),
+            proto.note,
+        )
     if not folder.is_dir():
         raise DatasetNotFoundError(spec.where(root))
     paths, labels, classes = image_folder(folder)
@@ -214,7 +236,9 @@ def _resize(images: np.ndarray, size: int):
     x = x.permute(0, 3, 1, 2)
     if float(x.max()) > 1.5:
         x = x / 255.0
-    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(
+        0, 1
+    )
 
 
 TEXTURES = ("brick", "grass", "gravel", "moon", "hubble_deep_field", "immunohistochemistry")
@@ -237,28 +261,58 @@ def quick_datasets(size: int = 32, seed: int = 0, per_class: int = 60) -> dict[s
     from camlib.datasets.procedural import CLASSES, ProceduralShapes
 
     out: dict[str, QuickSet] = {}
-    tr, te = ProceduralShapes(300, seed=seed + 1, size=64, split="train"), ProceduralShapes(300, seed=seed + 1, size=64, split="test")
-    out["shapes"] = QuickSet("shapes", _resize(tr.images, size), tr.labels, _resize(te.images, size), te.labels,
-                             list(CLASSES), "procedural shapes, new images (seed + 1), 6 object classes")
+    tr, te = (
+        ProceduralShapes(300, seed=seed + 1, size=64, split="train"),
+        ProceduralShapes(300, seed=seed + 1, size=64, split="test"),
+    )
+    out["shapes"] = QuickSet(
+        "shapes",
+        _resize(tr.images, size),
+        tr.labels,
+        _resize(te.images, size),
+        te.labels,
+        list(CLASSES),
+        "procedural shapes, new images (seed + 1), 6 object classes",
+    )
     d_tr = make_detection_arrays(200, seed=seed + 1, split="train")
     d_te = make_detection_arrays(200, seed=seed + 1, split="test")
-    out["birds_scene"] = QuickSet("birds_scene", _resize(d_tr["images"], size), d_tr["labels"],
-                                  _resize(d_te["images"], size), d_te["labels"], ["no bird", "bird"],
-                                  "procedural scenes with / without one small bird")
+    out["birds_scene"] = QuickSet(
+        "birds_scene",
+        _resize(d_tr["images"], size),
+        d_tr["labels"],
+        _resize(d_te["images"], size),
+        d_te["labels"],
+        ["no bird", "bird"],
+        "procedural scenes with / without one small bird",
+    )
     from sklearn.datasets import load_digits
 
     dg = load_digits()
     a, b = stratified_split(dg.target, seed)
     img = dg.images / 16.0
-    out["digits"] = QuickSet("digits", _resize(img[a], size), dg.target[a], _resize(img[b], size), dg.target[b],
-                             [str(i) for i in range(10)], "scikit-learn digits (8x8 grey, upsampled), halves per class")
+    out["digits"] = QuickSet(
+        "digits",
+        _resize(img[a], size),
+        dg.target[a],
+        _resize(img[b], size),
+        dg.target[b],
+        [str(i) for i in range(10)],
+        "scikit-learn digits (8x8 grey, upsampled), halves per class",
+    )
     import skimage.data as skd
 
     faces = skd.lfw_subset()
     y = (np.arange(len(faces)) >= 100).astype(np.int64)  # the first 100 are faces
     a, b = stratified_split(y, seed)
-    out["faces"] = QuickSet("faces", _resize(faces[a], size), y[a], _resize(faces[b], size), y[b],
-                            ["face", "non-face"], "scikit-image lfw_subset: faces vs non-faces (25x25 grey)")
+    out["faces"] = QuickSet(
+        "faces",
+        _resize(faces[a], size),
+        y[a],
+        _resize(faces[b], size),
+        y[b],
+        ["face", "non-face"],
+        "scikit-image lfw_subset: faces vs non-faces (25x25 grey)",
+    )
     rng = np.random.default_rng(seed)
     patches = {"train": [], "test": []}
     labels = {"train": [], "test": []}
@@ -271,7 +325,13 @@ def quick_datasets(size: int = 32, seed: int = 0, per_class: int = 60) -> dict[s
                 y0, x0 = rng.integers(0, H - size), rng.integers(lo, hi)
                 patches[part].append(im[y0 : y0 + size, x0 : x0 + size, :3])
                 labels[part].append(c)
-    out["textures"] = QuickSet("textures", _resize(np.stack(patches["train"]), size), np.asarray(labels["train"]),
-                               _resize(np.stack(patches["test"]), size), np.asarray(labels["test"]),
-                               list(TEXTURES), "scikit-image photo patches (6 textures), train from left halves, test from right halves")
+    out["textures"] = QuickSet(
+        "textures",
+        _resize(np.stack(patches["train"]), size),
+        np.asarray(labels["train"]),
+        _resize(np.stack(patches["test"]), size),
+        np.asarray(labels["test"]),
+        list(TEXTURES),
+        "scikit-image photo patches (6 textures), train from left halves, test from right halves",
+    )
     return out

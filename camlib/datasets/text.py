@@ -61,7 +61,9 @@ WORDS: tuple[str, ...] = (
 )  # fmt: skip
 PHOTO_NAMES: tuple[str, ...] = ("chelsea", "coffee", "astronaut", "rocket", "brick", "grass", "gravel")
 TEXTURES: tuple[str, ...] = ("stripes", "checker", "bricks", "blobs")
-BACKGROUNDS: tuple[str, ...] = tuple(f"photo:{p}" for p in PHOTO_NAMES) + tuple(f"texture:{t}" for t in TEXTURES)
+BACKGROUNDS: tuple[str, ...] = tuple(f"photo:{p}" for p in PHOTO_NAMES) + tuple(
+    f"texture:{t}" for t in TEXTURES
+)
 _SEED_TAG = 11  # distinguishes this generator's random streams from the others'
 
 
@@ -213,7 +215,9 @@ def make_text_sample(index: int, seed: int = 0, size: int = 160) -> TextSample:
         alpha = glyphs.astype(np.float32)[..., None] / 255.0
         region = img[y0 : y0 + h, x0 : x0 + w]
         local = region.reshape(-1, 3).mean(0)
-        colour = np.where(local.mean() > 128, trng.uniform(0, 60, 3), trng.uniform(195, 255, 3)).astype(np.float32)
+        colour = np.where(local.mean() > 128, trng.uniform(0, 60, 3), trng.uniform(195, 255, 3)).astype(
+            np.float32
+        )
         if trng.random() < 0.4:  # a palette colour far from the local background, when there is one
             far = np.linalg.norm(_P.PALETTE - local, axis=1) > 150
             if far.any():
@@ -229,8 +233,14 @@ def make_text_sample(index: int, seed: int = 0, size: int = 160) -> TextSample:
 def make_text_arrays(n: int, seed: int = 0, size: int = 160, start: int = 0, progress: bool = False) -> dict:
     """Samples ``start .. start + n - 1``: ``images`` (n, H, W, 3) uint8, ``labels`` (n,), ``boxes``
     (n, 4) inclusive (-1 rows without text) and ``masks`` (n, H, W) bool."""
-    return _P.stack_samples(lambda i: make_text_sample(i, seed, size), n, start, desc="text images",
-                            progress=progress, fields={"images": "image", "labels": "label", "boxes": "box", "masks": "mask"})
+    return _P.stack_samples(
+        lambda i: make_text_sample(i, seed, size),
+        n,
+        start,
+        desc="text images",
+        progress=progress,
+        fields={"images": "image", "labels": "label", "boxes": "box", "masks": "mask"},
+    )
 
 
 class TextImages(_P.InMemoryImages):
@@ -242,7 +252,9 @@ class TextImages(_P.InMemoryImages):
 
     stream = "procedural_text(v1"
 
-    def __init__(self, n: int, seed: int = 0, size: int = 160, split: str = "train", progress: bool = False) -> None:
+    def __init__(
+        self, n: int, seed: int = 0, size: int = 160, split: str = "train", progress: bool = False
+    ) -> None:
         if split not in _P.SPLIT_OFFSETS:
             raise ValueError(f"unknown split {split!r}; expected one of {sorted(_P.SPLIT_OFFSETS)}")
         if not isinstance(n, (int, np.integer)) or n <= 0 or n % 2:
@@ -250,7 +262,6 @@ class TextImages(_P.InMemoryImages):
         a = make_text_arrays(int(n), seed=seed, size=size, start=_P.SPLIT_OFFSETS[split], progress=progress)
         self.images, self.labels, self.boxes, self.masks = a["images"], a["labels"], a["boxes"], a["masks"]
         self.size, self.seed, self.split = int(size), int(seed), split
-
 
 
 # --------------------------------------------------------------------------- SVT (paper profile)
@@ -284,17 +295,24 @@ def read_svt(xml_path: str | Path) -> list[SVTImage]:
     for image in ET.parse(xml_path).getroot().iter("image"):
         name = (image.findtext("imageName") or "").strip()
         res = image.find("Resolution")
-        size = (int(float(res.get("y"))), int(float(res.get("x")))) if res is not None and res.get("x") else None
+        size = (
+            (int(float(res.get("y"))), int(float(res.get("x")))) if res is not None and res.get("x") else None
+        )
         boxes, words = [], []
         for rect in image.iter("taggedRectangle"):
             x, y = float(rect.get("x")), float(rect.get("y"))
             w, h = float(rect.get("width")), float(rect.get("height"))
             b = [round(x), round(y), round(x + w) - 1, round(y + h) - 1]
             if size is not None:
-                b = [min(max(b[0], 0), size[1] - 1), min(max(b[1], 0), size[0] - 1),
-                     min(max(b[2], 0), size[1] - 1), min(max(b[3], 0), size[0] - 1)]
+                b = [
+                    min(max(b[0], 0), size[1] - 1),
+                    min(max(b[1], 0), size[0] - 1),
+                    min(max(b[2], 0), size[1] - 1),
+                    min(max(b[3], 0), size[0] - 1),
+                ]
             boxes.append(b)
             words.append((rect.findtext("tag") or "").strip())
-        out.append(SVTImage(xml_path.parent / name, size, np.asarray(boxes, dtype=np.int64).reshape(-1, 4), words))
+        out.append(
+            SVTImage(xml_path.parent / name, size, np.asarray(boxes, dtype=np.int64).reshape(-1, 4), words)
+        )
     return out
-

@@ -31,8 +31,10 @@ from camlib.datasets.targets import Target
 
 __all__ = ["open_scene_text", "read_textdet_json"]
 
-_FIX = ("mmocr textdet format: data_list entries with img_path, height, width and instances of {polygon, bbox "
-        "[x0, y0, x1, y1], ignore}")
+_FIX = (
+    "mmocr textdet format: data_list entries with img_path, height, width and instances of {polygon, bbox "
+    "[x0, y0, x1, y1], ignore}"
+)
 
 
 def _line_of(text: str, needle: str, start: int = 0) -> tuple[int | None, int]:
@@ -50,7 +52,9 @@ def read_textdet_json(path: str | Path, root: str | Path | None = None) -> list[
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ManifestError(path, exc.lineno, f"not valid JSON ({exc.msg}, column {exc.colno})", _FIX) from None
+        raise ManifestError(
+            path, exc.lineno, f"not valid JSON ({exc.msg}, column {exc.colno})", _FIX
+        ) from None
     if not isinstance(data, dict) or not isinstance(data.get("data_list"), list):
         raise ManifestError(path, 1, "no 'data_list' list at the top level", _FIX)
     out: list[ImageRecord] = []
@@ -60,12 +64,18 @@ def read_textdet_json(path: str | Path, root: str | Path | None = None) -> list[
         img = item.get("img_path") if isinstance(item, dict) else None
         line, cursor = _line_of(text, json.dumps(img) if img else '"img_path"', cursor)
         try:
-            img, h, w, instances = item["img_path"], int(item["height"]), int(item["width"]), item["instances"]
+            img, h, w, instances = (
+                item["img_path"],
+                int(item["height"]),
+                int(item["width"]),
+                item["instances"],
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise ManifestError(path, line, f"data_list[{k}] lacks or garbles {exc}", _FIX) from None
         if img in seen:
-            raise ManifestError(path, line, f"data_list[{k}]: duplicate img_path {img!r} (also data_list[{seen[img]}])",
-                                _FIX)
+            raise ManifestError(
+                path, line, f"data_list[{k}]: duplicate img_path {img!r} (also data_list[{seen[img]}])", _FIX
+            )
         seen[img] = k
         boxes, ignored, polygons = [], [], []
         for j, inst in enumerate(instances):
@@ -74,15 +84,26 @@ def read_textdet_json(path: str | Path, root: str | Path | None = None) -> list[
                 ignore = bool(inst.get("ignore", False))
                 polygon = [float(v) for v in inst.get("polygon", [])]
             except (KeyError, TypeError, ValueError) as exc:
-                raise ManifestError(path, line, f"data_list[{k}].instances[{j}] lacks or garbles {exc}", _FIX) from None
+                raise ManifestError(
+                    path, line, f"data_list[{k}].instances[{j}] lacks or garbles {exc}", _FIX
+                ) from None
             if len(bbox) != 4:
                 raise ManifestError(path, line, f"data_list[{k}].instances[{j}].bbox needs 4 numbers", _FIX)
             check_box(bbox, (h, w), path, line, f"{_FIX}; data_list[{k}].instances[{j}]")
             (ignored if ignore else boxes).append(bbox)
             polygons.append(polygon)
-        t = Target(0, np.rint(np.asarray(boxes, dtype=np.float64).reshape(-1, 4)), (h, w), img,
-                   extra={"ignored_boxes": np.rint(np.asarray(ignored, dtype=np.float64).reshape(-1, 4)).astype(np.int64),
-                          "polygons": polygons})
+        t = Target(
+            0,
+            np.rint(np.asarray(boxes, dtype=np.float64).reshape(-1, 4)),
+            (h, w),
+            img,
+            extra={
+                "ignored_boxes": np.rint(np.asarray(ignored, dtype=np.float64).reshape(-1, 4)).astype(
+                    np.int64
+                ),
+                "polygons": polygons,
+            },
+        )
         out.append(ImageRecord(root / img, t, "test"))
     return out
 
@@ -91,6 +112,8 @@ def open_scene_text(root: str | Path, name: str = "textdet_test.json") -> list[I
     """The records of ``<root>/<name>`` (``../shared/data/scene-text``: 10 photos, 82 words, 61 ignored)."""
     root = Path(root)
     if not (root / name).is_file():
-        raise FileNotFoundError(f"{root / name} not found: expected an mmocr textdet folder ({name} + imgs/). "
-                                "Set SCENE_TEXT_ROOT or pass the folder")
+        raise FileNotFoundError(
+            f"{root / name} not found: expected an mmocr textdet folder ({name} + imgs/). "
+            "Set SCENE_TEXT_ROOT or pass the folder"
+        )
     return read_textdet_json(root / name, root)

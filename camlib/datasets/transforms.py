@@ -81,7 +81,9 @@ def input_normalizer(preprocess) -> PixelNormalize:
 
     if isinstance(preprocess, (PixelNormalize, OnUnitRange)):
         return preprocess
-    if isinstance(preprocess, WholeImage):  # e.g. imagenet_eval_transform (-GAP checkpoints), localization_input
+    if isinstance(
+        preprocess, WholeImage
+    ):  # e.g. imagenet_eval_transform (-GAP checkpoints), localization_input
         return preprocess.normalize
     if hasattr(preprocess, "mean") and hasattr(preprocess, "std"):
         return PixelNormalize(preprocess.mean, preprocess.std, scale=True)
@@ -130,14 +132,21 @@ class WholeImage:
     shows (what pattern discovery feeds EfficientNet-Lite0).
     """
 
-    def __init__(self, normalize: Callable[[Tensor], Tensor], size: int | tuple[int, int] = 224,
-                 *, resample: Literal["tensor", "pil"] = "tensor") -> None:
+    def __init__(
+        self,
+        normalize: Callable[[Tensor], Tensor],
+        size: int | tuple[int, int] = 224,
+        *,
+        resample: Literal["tensor", "pil"] = "tensor",
+    ) -> None:
         from torchvision.transforms import v2 as T
 
         if resample not in ("tensor", "pil"):
             raise ValueError(f"resample must be 'tensor' or 'pil', got {resample!r}")
         self.normalize, self.size, self.resample = normalize, size, resample
-        self._resize = T.Compose([T.ToImage(), T.Resize(_hw(size), antialias=True), T.ToDtype(torch.float32, scale=False)])
+        self._resize = T.Compose(
+            [T.ToImage(), T.Resize(_hw(size), antialias=True), T.ToDtype(torch.float32, scale=False)]
+        )
 
     def __call__(self, img) -> Tensor:
         if self.resample == "pil":
@@ -171,7 +180,11 @@ def localization_input(preprocess, size: int | tuple[int, int] | None = None) ->
     numpy arrays and (3, H, W) uint8 tensors.
     """
     if isinstance(preprocess, WholeImage):
-        return preprocess if size is None or _hw(size) == _hw(preprocess.size) else WholeImage(preprocess.normalize, size)
+        return (
+            preprocess
+            if size is None or _hw(size) == _hw(preprocess.size)
+            else WholeImage(preprocess.normalize, size)
+        )
     if hasattr(preprocess, "crop_size") and hasattr(preprocess, "mean"):
         return whole_image_transform(preprocess, size if size is not None else int(preprocess.crop_size[0]))
     return preprocess
@@ -198,11 +211,15 @@ class TenCrop:
     their mirror images, each normalised by ``normalize`` (see :func:`input_normalizer`).
     """
 
-    def __init__(self, normalize: Callable[[Tensor], Tensor], size: int = TEN_CROP_SIZE, crop: int = TEN_CROP) -> None:
+    def __init__(
+        self, normalize: Callable[[Tensor], Tensor], size: int = TEN_CROP_SIZE, crop: int = TEN_CROP
+    ) -> None:
         from torchvision.transforms import v2 as T
 
         self.size, self.crop, self.normalize = size, crop, normalize
-        self._resize = T.Compose([T.ToImage(), T.Resize((size, size), antialias=True), T.ToDtype(torch.float32, scale=False)])
+        self._resize = T.Compose(
+            [T.ToImage(), T.Resize((size, size), antialias=True), T.ToDtype(torch.float32, scale=False)]
+        )
 
     def __call__(self, img) -> Tensor:
         x = self._resize(img)

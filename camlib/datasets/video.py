@@ -107,7 +107,9 @@ def iter_frames(path: str | Path, *, max_frames: int | None = None) -> Iterator[
                 if max_frames is not None and n >= max_frames:
                     return
         except av.error.FFmpegError as exc:
-            raise VideoError(f"{path}: decoding failed after {n} frames ({exc}); the file is corrupt") from exc
+            raise VideoError(
+                f"{path}: decoding failed after {n} frames ({exc}); the file is corrupt"
+            ) from exc
         if n == 0:
             raise VideoError(f"{path}: no frame could be decoded; the file is corrupt or empty")
     finally:
@@ -159,7 +161,10 @@ def ken_burns_frames(
     n = max(1, round(seconds_per_image * fps))
     n_fade = min(n - 1, max(0, round(fade_seconds * fps)))
     rng = np.random.default_rng(seed)
-    ims = [Image.fromarray(load_photo(p) if isinstance(p, str) else np.asarray(p, dtype=np.uint8)) for p in photos]
+    ims = [
+        Image.fromarray(load_photo(p) if isinstance(p, str) else np.asarray(p, dtype=np.uint8))
+        for p in photos
+    ]
     plans = []
     for im in ims:
         iw, ih = im.size
@@ -204,8 +209,13 @@ def synthesize_clip(
     """Write a pan/zoom clip over skimage.data photos (see :func:`ken_burns_frames`) to ``path``."""
     with VideoWriter(path, fps, codec=codec) as w:
         for frame in ken_burns_frames(
-            photos, size=size, fps=fps, seconds_per_image=seconds_per_image, fade_seconds=fade_seconds,
-            zoom=zoom, seed=seed,
+            photos,
+            size=size,
+            fps=fps,
+            seconds_per_image=seconds_per_image,
+            fade_seconds=fade_seconds,
+            zoom=zoom,
+            seed=seed,
         ):
             w.write(frame)
     info = probe(path)

@@ -126,22 +126,78 @@ class Vocabulary:
 #   predicted answer: punctuation, then digits/articles/contractions (processDigitArticle);
 #   human answers: punctuation only, and only when the 10 answers are not all identical.
 
-_PUNCT = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!")
+_PUNCT = (
+    ";",
+    "/",
+    "[",
+    "]",
+    '"',
+    "{",
+    "}",
+    "(",
+    ")",
+    "=",
+    "+",
+    "\\",
+    "_",
+    "-",
+    ">",
+    "<",
+    "@",
+    "`",
+    ",",
+    "?",
+    "!",
+)
 _COMMA_STRIP = re.compile(r"(\d)(,)(\d)")
 _PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")  # sic: the official pattern (drops '.' not before a digit)
 _NUMBER_WORDS = {
-    "none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
-    "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10",
+    "none": "0",
+    "zero": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
 }
 _ARTICLES = ("a", "an", "the")
 # The common entries of the official contraction table (apostrophe-less form -> with apostrophe).
 _CONTRACTIONS = {
-    "aint": "ain't", "arent": "aren't", "cant": "can't", "couldnt": "couldn't", "couldve": "could've",
-    "didnt": "didn't", "doesnt": "doesn't", "dont": "don't", "hadnt": "hadn't", "hasnt": "hasn't",
-    "havent": "haven't", "hes": "he's", "im": "i'm", "isnt": "isn't", "itll": "it'll", "ive": "i've",
-    "lets": "let's", "shouldnt": "shouldn't", "thats": "that's", "theres": "there's", "theyre": "they're",
-    "wasnt": "wasn't", "werent": "weren't", "whats": "what's", "wheres": "where's", "whos": "who's",
-    "wont": "won't", "wouldnt": "wouldn't", "youre": "you're", "youve": "you've",
+    "aint": "ain't",
+    "arent": "aren't",
+    "cant": "can't",
+    "couldnt": "couldn't",
+    "couldve": "could've",
+    "didnt": "didn't",
+    "doesnt": "doesn't",
+    "dont": "don't",
+    "hadnt": "hadn't",
+    "hasnt": "hasn't",
+    "havent": "haven't",
+    "hes": "he's",
+    "im": "i'm",
+    "isnt": "isn't",
+    "itll": "it'll",
+    "ive": "i've",
+    "lets": "let's",
+    "shouldnt": "shouldn't",
+    "thats": "that's",
+    "theres": "there's",
+    "theyre": "they're",
+    "wasnt": "wasn't",
+    "werent": "weren't",
+    "whats": "what's",
+    "wheres": "where's",
+    "whos": "who's",
+    "wont": "won't",
+    "wouldnt": "wouldn't",
+    "youre": "you're",
+    "youve": "you've",
 }
 
 
@@ -212,8 +268,15 @@ def find_vqa_split(root: str | Path, split: str) -> dict:
             found = {"questions": q, "annotations": a, "version": version}
             break
     if not found:
-        raise VQADataError(f"no VQA questions+annotations for {split!r} in {root}.\n" + _layout_help(root, split))
-    for d in (root / split, root / "Images" / split, root / "Images" / "mscoco" / split, root / "images" / split):
+        raise VQADataError(
+            f"no VQA questions+annotations for {split!r} in {root}.\n" + _layout_help(root, split)
+        )
+    for d in (
+        root / split,
+        root / "Images" / split,
+        root / "Images" / "mscoco" / split,
+        root / "images" / split,
+    ):
         if d.is_dir():
             found["images"] = d
             return found
@@ -243,12 +306,17 @@ def load_vqa_split(root: str | Path, split: str, max_questions: int | None = Non
     """Read a VQA v1/v2 split (see :func:`find_vqa_split`); ``max_questions`` keeps the first ones."""
     paths = find_vqa_split(root, split)
     qs = json.loads(Path(paths["questions"]).read_text(encoding="utf-8"))["questions"]
-    anns = {a["question_id"]: a for a in json.loads(Path(paths["annotations"]).read_text(encoding="utf-8"))["annotations"]}
+    anns = {
+        a["question_id"]: a
+        for a in json.loads(Path(paths["annotations"]).read_text(encoding="utf-8"))["annotations"]
+    }
     if max_questions is not None:
         qs = qs[: int(max_questions)]
     missing = [q["question_id"] for q in qs if q["question_id"] not in anns]
     if missing:
-        raise VQADataError(f"{len(missing)} questions of {paths['questions']} have no annotation (e.g. {missing[0]})")
+        raise VQADataError(
+            f"{len(missing)} questions of {paths['questions']} have no annotation (e.g. {missing[0]})"
+        )
     recs = VQARecords(split, paths["version"], [], [], [], [], [], [], [], {})
     img_dir = Path(paths["images"])
     for q in qs:

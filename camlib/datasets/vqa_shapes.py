@@ -90,7 +90,10 @@ COLOUR_NAMES: tuple[str, ...] = tuple(COLOURS)
 BINDING_TYPES: tuple[str, ...] = ("colour", "shape", "exists")
 IMAGE_ONLY_TYPES: tuple[str, ...] = ("count", "all_colour", "all_shape")
 QUESTION_TYPES: tuple[str, ...] = BINDING_TYPES + IMAGE_ONLY_TYPES
-QUESTION_KINDS: dict[str, str] = {**dict.fromkeys(BINDING_TYPES, "binding"), **dict.fromkeys(IMAGE_ONLY_TYPES, "image-only")}
+QUESTION_KINDS: dict[str, str] = {
+    **dict.fromkeys(BINDING_TYPES, "binding"),
+    **dict.fromkeys(IMAGE_ONLY_TYPES, "image-only"),
+}
 ANSWER_TYPES: dict[str, tuple[str, ...]] = {
     "colour": COLOUR_NAMES,
     "shape": SHAPES,
@@ -103,12 +106,36 @@ ANSWER_TYPES: dict[str, tuple[str, ...]] = {
 # uniform colours, shapes and object counts, half the ``exists`` answers ``yes``).
 CHANCE: dict[str, float] = {t: 100.0 / len(a) for t, a in ANSWER_TYPES.items()}
 TEMPLATES: dict[str, tuple[str, ...]] = {
-    "colour": ("what colour is the {shape}?", "which colour is the {shape}?", "what is the colour of the {shape}?"),
-    "shape": ("what shape is the {colour} object?", "what is the {colour} thing?", "which shape is {colour}?"),
-    "exists": ("is there a {colour} {shape}?", "do you see a {colour} {shape}?", "is there a {colour} {shape} in the picture?"),
-    "count": ("how many shapes are there?", "how many objects are in the picture?", "how many things do you see?"),
-    "all_colour": ("what colour are the shapes?", "which colour are all the objects?", "what colour is everything?"),
-    "all_shape": ("what shape are the objects?", "which shape are all the things?", "what shape is every object?"),
+    "colour": (
+        "what colour is the {shape}?",
+        "which colour is the {shape}?",
+        "what is the colour of the {shape}?",
+    ),
+    "shape": (
+        "what shape is the {colour} object?",
+        "what is the {colour} thing?",
+        "which shape is {colour}?",
+    ),
+    "exists": (
+        "is there a {colour} {shape}?",
+        "do you see a {colour} {shape}?",
+        "is there a {colour} {shape} in the picture?",
+    ),
+    "count": (
+        "how many shapes are there?",
+        "how many objects are in the picture?",
+        "how many things do you see?",
+    ),
+    "all_colour": (
+        "what colour are the shapes?",
+        "which colour are all the objects?",
+        "what colour is everything?",
+    ),
+    "all_shape": (
+        "what shape are the objects?",
+        "which shape are all the things?",
+        "what shape is every object?",
+    ),
 }
 PAIR_NAMES: tuple[str, ...] = tuple(f"{c} {s}" for c in COLOURS for s in SHAPES)  # "red square", ...
 MAX_OBJECTS = 4
@@ -363,7 +390,9 @@ class VQAShapes(Dataset):
     def image_tensor(self, idx: Sequence[int] | np.ndarray | Tensor) -> Tensor:
         """Images ``idx`` as a float (B, 3, H, W) tensor in [0, 1]."""
         idx = np.asarray(idx, dtype=np.int64)
-        return torch.from_numpy(np.ascontiguousarray(self.images[idx].transpose(0, 3, 1, 2))).float().div_(255.0)
+        return (
+            torch.from_numpy(np.ascontiguousarray(self.images[idx].transpose(0, 3, 1, 2))).float().div_(255.0)
+        )
 
     def batch(self, idx: Sequence[int] | np.ndarray | Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(images (B, 3, H, W), bow (B, V), answers (B,))`` for the indices ``idx``."""

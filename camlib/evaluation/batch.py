@@ -47,7 +47,9 @@ def fraction_key(fraction: float | str) -> str:
         fraction = float(fraction)
     key = f"{float(fraction):g}"
     if float(key) != float(fraction):
-        raise ValueError(f"fraction {fraction!r} has more than 6 significant digits; round it (e.g. round(f, 4))")
+        raise ValueError(
+            f"fraction {fraction!r} has more than 6 significant digits; round it (e.g. round(f, 4))"
+        )
     return key
 
 
@@ -57,7 +59,7 @@ class ByFraction(dict):
 
     def __init__(self, items: Iterable[tuple[Any, Any]] | dict = ()) -> None:
         super().__init__()
-        for k, v in (items.items() if isinstance(items, dict) else items):
+        for k, v in items.items() if isinstance(items, dict) else items:
             self[k] = v
 
     def __setitem__(self, key, value) -> None:

@@ -112,8 +112,14 @@ def build(args: argparse.Namespace, setting: str = "cam"):
         torch.manual_seed(args.seed)  # the same random weights in every process when no checkpoint is given
         model = SmallGAPNet(len(CLASSES))
         if args.checkpoint:
-            model.load_state_dict(load_checkpoint(args.checkpoint, fix="Give --checkpoint a state dict saved by torch.save."))
-        return model.eval(), ProceduralTargets(data), f"SmallGAPNet on {args.num_images} procedural test images"
+            model.load_state_dict(
+                load_checkpoint(args.checkpoint, fix="Give --checkpoint a state dict saved by torch.save.")
+            )
+        return (
+            model.eval(),
+            ProceduralTargets(data),
+            f"SmallGAPNet on {args.num_images} procedural test images",
+        )
     from camlib.datasets.ilsvrc import open_ilsvrc_val
     from camlib.datasets.transforms import (
         TenCrop,
@@ -130,8 +136,10 @@ def build(args: argparse.Namespace, setting: str = "cam"):
 
         ckpt = args.checkpoint or find_checkpoint(args.model, quiet=True)
         if not ckpt:
-            raise SystemExit(f"{args.model} needs --checkpoint (fine-tuned weights of notebook 02; none in the "
-                             f"checkpoint folder either)")
+            raise SystemExit(
+                f"{args.model} needs --checkpoint (fine-tuned weights of notebook 02; none in the "
+                f"checkpoint folder either)"
+            )
         model, pre = load_gap_checkpoint(args.model, ckpt), imagenet_eval_transform(224)
     else:
         net = load_torchvision(args.model)  # efficientnet_lite0: the embedded one
@@ -147,7 +155,9 @@ def build(args: argparse.Namespace, setting: str = "cam"):
 def _fraction(text: str) -> float:
     f = float(text)
     if not 0.0 < f <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text}: a threshold fraction lies in (0, 1] (of the map's maximum)")
+        raise argparse.ArgumentTypeError(
+            f"{text}: a threshold fraction lies in (0, 1] (of the map's maximum)"
+        )
     return f
 
 
@@ -155,7 +165,9 @@ def _settings(text: str) -> tuple[str, ...]:
     names = SETTINGS if text == "all" else tuple(s.strip() for s in text.split(",") if s.strip())
     bad = [s for s in names if s not in SETTINGS]
     if bad or not names:
-        raise argparse.ArgumentTypeError(f"{text}: expected 'all' or a comma-separated subset of {', '.join(SETTINGS)}")
+        raise argparse.ArgumentTypeError(
+            f"{text}: expected 'all' or a comma-separated subset of {', '.join(SETTINGS)}"
+        )
     return names
 
 
@@ -168,25 +180,45 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--image-size", type=int, default=64, help="procedural: image size")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", default="resnet50")
-    ap.add_argument("--checkpoint", help="weights for a -GAP architecture (default: the checkpoint folder's) or small_gap")
-    ap.add_argument("--settings", type=_settings, default=SETTINGS,
-                    help="all (default) or a comma-separated subset of cam,backprop,cam_ten_crop")
+    ap.add_argument(
+        "--checkpoint", help="weights for a -GAP architecture (default: the checkpoint folder's) or small_gap"
+    )
+    ap.add_argument(
+        "--settings",
+        type=_settings,
+        default=SETTINGS,
+        help="all (default) or a comma-separated subset of cam,backprop,cam_ten_crop",
+    )
     ap.add_argument("--fractions", type=_fraction, nargs="+", default=[0.2, 0.3, 0.4, 0.5])
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--workers", type=int, default=0, help="DataLoader worker processes per process")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (one GPU per local rank)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads per process (0 = default)")
-    ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
-                    help="channels-last model and inputs (default: faster CPU convolutions for the networks "
-                         "make bench measures; benchmarks/README.md)")
-    ap.add_argument("--max-map-side", type=int, default=1024,
-                    help="longest side of the maps boxes are extracted from (bounds memory on huge images; 0: no cap)")
+    ap.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="channels-last model and inputs (default: faster CPU convolutions for the networks "
+        "make bench measures; benchmarks/README.md)",
+    )
+    ap.add_argument(
+        "--max-map-side",
+        type=int,
+        default=1024,
+        help="longest side of the maps boxes are extracted from (bounds memory on huge images; 0: no cap)",
+    )
     ap.add_argument("--out", type=Path, required=True, help="summary JSON (written by rank 0)")
-    ap.add_argument("--features-out", type=Path, help="also the pooled CAM features of every image (npz data, this exact name)")
+    ap.add_argument(
+        "--features-out",
+        type=Path,
+        help="also the pooled CAM features of every image (npz data, this exact name)",
+    )
     ap.add_argument("--state", type=Path, help="folder of the resumable state (default: <out>.state)")
     ap.add_argument("--save-every", type=int, default=20, help="batches between state writes (0: never)")
     ap.add_argument("--restart", action="store_true", help="ignore (and replace) an existing state")
-    ap.add_argument("--stop-after-checkpoints", type=int, default=0, help=argparse.SUPPRESS)  # tests: kill -9 itself
+    ap.add_argument(
+        "--stop-after-checkpoints", type=int, default=0, help=argparse.SUPPRESS
+    )  # tests: kill -9 itself
     return ap
 
 
@@ -216,10 +248,24 @@ def check_output(path: Path | None, flag: str) -> None:
 
 
 def _fingerprint(args: argparse.Namespace, world_size: int) -> dict:
-    keys = ("data", "root", "limit", "num_images", "image_size", "seed", "model", "checkpoint", "settings",
-            "fractions", "batch_size", "max_map_side")
-    return {**{k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in vars(args).items() if k in keys},
-            "world_size": world_size}
+    keys = (
+        "data",
+        "root",
+        "limit",
+        "num_images",
+        "image_size",
+        "seed",
+        "model",
+        "checkpoint",
+        "settings",
+        "fractions",
+        "batch_size",
+        "max_map_side",
+    )
+    return {
+        **{k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in vars(args).items() if k in keys},
+        "world_size": world_size,
+    }
 
 
 class EvalState:
@@ -236,19 +282,33 @@ class EvalState:
         if self.path.is_file() and not restart:
             saved = pickle.loads(self.path.read_bytes())
             if saved["fingerprint"] != fingerprint:
-                raise SystemExit(f"error: the state in {folder} is of another run ({saved['fingerprint']}); remove "
-                                 f"it or pass --restart")
+                raise SystemExit(
+                    f"error: the state in {folder} is of another run ({saved['fingerprint']}); remove "
+                    f"it or pass --restart"
+                )
             self.finished, self.current, self.loop = saved["finished"], saved["current"], saved["loop"]
             done = self.loop["batches"] if self.loop else 0
-            print(f"resuming from {self.path}: finished {sorted(self.finished) or 'none'}; "
-                  f"{self.current or '-'} at batch {done}", flush=True)
+            print(
+                f"resuming from {self.path}: finished {sorted(self.finished) or 'none'}; "
+                f"{self.current or '-'} at batch {done}",
+                flush=True,
+            )
 
     def save(self) -> None:
         from camlib.core.io import atomic_write_bytes
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(self.path, pickle.dumps({"fingerprint": self.fingerprint, "finished": self.finished,
-                                                    "current": self.current, "loop": self.loop}))
+        atomic_write_bytes(
+            self.path,
+            pickle.dumps(
+                {
+                    "fingerprint": self.fingerprint,
+                    "finished": self.finished,
+                    "current": self.current,
+                    "loop": self.loop,
+                }
+            ),
+        )
         self.saves += 1
 
     def resume_for(self, setting: str) -> dict | None:
@@ -269,8 +329,12 @@ def main(argv: list[str] | None = None) -> dict:
     from camlib.datasets.ilsvrc import make_loader
     from camlib.evaluation.localize import RELEASED_OPTIONS
 
-    state = EvalState(args.state or args.out.with_name(args.out.name + ".state"), ctx.rank,
-                      _fingerprint(args, ctx.world_size), args.restart)
+    state = EvalState(
+        args.state or args.out.with_name(args.out.name + ".state"),
+        ctx.rank,
+        _fingerprint(args, ctx.world_size),
+        args.restart,
+    )
     protocols = Protocols(fractions=tuple(args.fractions))
     runs, not_run, description, model = dict(state.finished), {}, None, None
     for setting in args.settings:
@@ -289,7 +353,9 @@ def main(argv: list[str] | None = None) -> dict:
         resume = state.resume_for(setting)
         start = resume["batches"] * bs if resume else 0
         part = Subset(shard, range(start, len(shard))) if start else shard
-        loader = make_loader(part, batch_size=bs, num_workers=args.workers, pin_memory=ctx.device.type == "cuda")
+        loader = make_loader(
+            part, batch_size=bs, num_workers=args.workers, pin_memory=ctx.device.type == "cuda"
+        )
         state.current = setting
 
         def checkpoint(loop: dict, setting=setting) -> None:
@@ -298,10 +364,20 @@ def main(argv: list[str] | None = None) -> dict:
             if args.stop_after_checkpoints and state.saves >= args.stop_after_checkpoints:
                 os.kill(os.getpid(), signal.SIGKILL)  # the test's kill -9, right after a state write
 
-        res = evaluate_protocols(source, loader, options=RELEASED_OPTIONS if setting == "cam_ten_crop" else PAPER_OPTIONS,
-                                 protocols=protocols, device=ctx.device, total=len(loader), desc=f"{setting} rank {ctx.rank}",
-                                 sync=True, max_map_side=args.max_map_side or None, resume=resume,
-                                 checkpoint=checkpoint if args.save_every else None, checkpoint_every=args.save_every)
+        res = evaluate_protocols(
+            source,
+            loader,
+            options=RELEASED_OPTIONS if setting == "cam_ten_crop" else PAPER_OPTIONS,
+            protocols=protocols,
+            device=ctx.device,
+            total=len(loader),
+            desc=f"{setting} rank {ctx.rank}",
+            sync=True,
+            max_map_side=args.max_map_side or None,
+            resume=resume,
+            checkpoint=checkpoint if args.save_every else None,
+            checkpoint_every=args.save_every,
+        )
         summary = summarize_protocols(res)
         summary.pop("seconds", None)  # timing differs between runs; the metrics must not
         summary["pxap"] = res.get("pxap", {}).get("pxap")

@@ -108,8 +108,13 @@ def evaluate_localization(
     """
     cam = model if isinstance(model, CAM) else CAM(model)
     keys = fraction_keys(fractions)
-    evs: dict = {"images": ImageIndex(), "classification": ClassificationEvaluator((1, topk), keep_per_image=True)}
-    evs.update({f: LocalizationEvaluator((1, topk), boxes=box_key("paper", f), keep_per_image=True) for f in keys})
+    evs: dict = {
+        "images": ImageIndex(),
+        "classification": ClassificationEvaluator((1, topk), keep_per_image=True),
+    }
+    evs.update(
+        {f: LocalizationEvaluator((1, topk), boxes=box_key("paper", f), keep_per_image=True) for f in keys}
+    )
     res = run_evaluation(cam, batches, evs, options=options, topk=topk, device=device, channels_last=False,
                          keep_predictions=keep_predictions, total=total, desc="localize", sync=sync,
                          map_cache=map_cache)  # fmt: skip
@@ -157,7 +162,9 @@ def evaluate_ilsvrc_val(
     data = open_ilsvrc_val(root, localization_input(preprocess))
     if limit is not None:
         data = Subset(data, range(min(limit, len(data))))
-    loader = make_loader(data, batch_size=batch_size, num_workers=num_workers, pin_memory=torch.device(device).type == "cuda")
+    loader = make_loader(
+        data, batch_size=batch_size, num_workers=num_workers, pin_memory=torch.device(device).type == "cuda"
+    )
     result = evaluate_localization(source, loader, fractions=fractions, options=options, topk=topk, device=device,
                                    total=len(loader), keep_predictions=keep_predictions)  # fmt: skip
     return data, result
@@ -190,9 +197,19 @@ def evaluate_ilsvrc_sets(
     cam = source if isinstance(source, CAM) else CAM(source)
     out = {}
     for i, s in enumerate(sets):
-        cache = None if cache_dir is None else MapCache.for_cam(
-            cache_dir, cam, preprocessing=preprocessing, image_ids=s.dataset.ids, dataset=f"{s.name} {s.root}",
-            topk=kwargs.get("topk", 5), channels_last=False)
+        cache = (
+            None
+            if cache_dir is None
+            else MapCache.for_cam(
+                cache_dir,
+                cam,
+                preprocessing=preprocessing,
+                image_ids=s.dataset.ids,
+                dataset=f"{s.name} {s.root}",
+                topk=kwargs.get("topk", 5),
+                channels_last=False,
+            )
+        )
         loader = make_loader(s.dataset.with_preprocess(preprocess), batch_size=batch_size, num_workers=num_workers,
                              pin_memory=torch.device(device).type == "cuda")  # fmt: skip
         out[s.key] = evaluate_localization(cam, loader, device=device, total=len(loader), map_cache=cache,
@@ -204,7 +221,9 @@ def localization_table(result: dict) -> str:
     """An :func:`evaluate_localization` result as text: classification, then per fraction GT-known and the
     top-1 / top-5 localization error (percent)."""
     c = result["classification"]
-    lines = ["classification: " + ", ".join(f"top-{k[3:-4]} {v:.0f}%" for k, v in c.items() if k.endswith("_acc"))]
+    lines = [
+        "classification: " + ", ".join(f"top-{k[3:-4]} {v:.0f}%" for k, v in c.items() if k.endswith("_acc"))
+    ]
     for f, lo in ByFraction(result["localization"]).items():
         errs = "  ".join(f"top-{k[3:-8]} loc err {v:5.1f}%" for k, v in lo.items() if k.endswith("_loc_err"))
         lines.append(f"t = {float(f):.1f}: GT-known {lo['gt_known_loc_acc']:5.1f}%  {errs}")
@@ -240,7 +259,6 @@ def array_batches(images, labels, boxes, batch_size: int = 128, masks=None):
             for i in range(s, min(n, s + batch_size))
         ]  # fmt: skip
         yield imgs[s : s + batch_size], targets
-
 
 
 def explain_image(
@@ -282,6 +300,7 @@ def explain_image(
 # All protocols of Tables 2 and 3 and Choe et al., on one code path (CAM or backprop saliency)
 # ================================================================================================
 
+
 @dataclass(frozen=True)
 class Protocols:
     """What :func:`evaluate_protocols` measures (recorded with the results).
@@ -308,7 +327,9 @@ class Protocols:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["sweep_thresholds"] = f"{len(self.sweep_thresholds)} values {self.sweep_thresholds[0]:g}..{self.sweep_thresholds[-1]:g}"
+        d["sweep_thresholds"] = (
+            f"{len(self.sweep_thresholds)} values {self.sweep_thresholds[0]:g}..{self.sweep_thresholds[-1]:g}"
+        )
         return d
 
 
@@ -360,12 +381,19 @@ def evaluate_protocols(
     if k < 3:
         raise ValueError("the five-box heuristic needs topk >= 3")
     keys = fraction_keys(p.fractions)
-    evs: dict = {"images": ImageIndex(), "classification": ClassificationEvaluator((1, k), keep_per_image=True)}
-    evs.update({f: LocalizationEvaluator((1, k), boxes=box_key("paper", f), keep_per_image=True) for f in keys})
+    evs: dict = {
+        "images": ImageIndex(),
+        "classification": ClassificationEvaluator((1, k), keep_per_image=True),
+    }
+    evs.update(
+        {f: LocalizationEvaluator((1, k), boxes=box_key("paper", f), keep_per_image=True) for f in keys}
+    )
     evs["heuristic"] = LocalizationEvaluator((5,), boxes="heuristic", keep_per_image=True)
     if p.released:
         evs["released"] = LocalizationEvaluator((1, k), boxes="released", keep_per_image=True)
-        evs["heuristic_released"] = LocalizationEvaluator((5,), boxes="heuristic_released", keep_per_image=True)
+        evs["heuristic_released"] = LocalizationEvaluator(
+            (5,), boxes="heuristic_released", keep_per_image=True
+        )
     evs["wsol"] = BoxAccSweep(p.sweep_thresholds, p.iou_thresholds, scale="absolute", keep_per_image=True)
     evs["gt_known_sweep"] = BoxAccSweep(p.gt_known_fractions, (0.5,), scale="max", keep_per_image=True)
     evs["pxap"] = PxAPEvaluator(p.sweep_thresholds)
@@ -404,8 +432,9 @@ def evaluate_protocols(
     return out
 
 
-
-def load_gap_checkpoint(arch: str, path: str | Path, *, pool: str = "avg", device: str | torch.device = "cpu") -> nn.Module:
+def load_gap_checkpoint(
+    arch: str, path: str | Path, *, pool: str = "avg", device: str | torch.device = "cpu"
+) -> nn.Module:
     """A -GAP network of :func:`camlib.models.gap_variant` with weights from a checkpoint file: a state
     dict, or a :func:`camlib.models.train.fit` / :func:`camlib.paper.gap_vs_gmp.finetune` checkpoint (``"model"``)."""
     from camlib.models import gap_variant
@@ -416,7 +445,9 @@ def load_gap_checkpoint(arch: str, path: str | Path, *, pool: str = "avg", devic
             f"checkpoint {path} for {arch} not found: fine-tune one with notebook 02 / camlib.paper.gap_vs_gmp "
             f"(ILSVRC train), then give its path in GAP_CHECKPOINTS"
         )
-    state = load_checkpoint(path, fix="Fine-tune one with notebook 02 / camlib.paper.gap_vs_gmp and give its path.")
+    state = load_checkpoint(
+        path, fix="Fine-tune one with notebook 02 / camlib.paper.gap_vs_gmp and give its path."
+    )
     for key in ("model", "state_dict"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
@@ -439,7 +470,9 @@ def protocol_rows(result: dict, fraction: float = 0.2) -> dict[str, dict[str, fl
         r = result["released"]
         rows["released code's rule (bbox1)"] = {"top1_loc_err": r["top1_loc_err"], "top5_loc_err": r["top5_loc_err"],
                                                 "gt_known_loc_acc": r["gt_known_loc_acc"]}  # fmt: skip
-        rows["heuristic, 5 boxes (released rule)"] = {"top5_loc_err": result["heuristic_released"]["top5_loc_err"]}
+        rows["heuristic, 5 boxes (released rule)"] = {
+            "top5_loc_err": result["heuristic_released"]["top5_loc_err"]
+        }
     w = result["wsol"]
     rows["Choe et al."] = {"maxboxacc": w["maxboxacc"], "maxboxacc_v2": w["maxboxacc_v2"]}
     if "pxap" in result:
@@ -451,7 +484,6 @@ def mask_batches(images, labels, boxes, masks, batch_size: int = 128):
     """:func:`array_batches` with each target's ground-truth ``mask`` (H, W) bool, so that
     :func:`evaluate_protocols` also measures PxAP (e.g. :class:`camlib.datasets.ProceduralShapes`)."""
     return array_batches(images, labels, boxes, batch_size, masks=masks)
-
 
 
 def _acc_ci(result: dict, hit: str, plain: float):
@@ -469,7 +501,11 @@ def _err_ci(result: dict, hit: str, plain: float):
 
 def _maxboxacc_v2_ci(result: dict):
     rec = result.get("records")
-    return result["wsol"]["maxboxacc_v2"] if rec is None or "wsol.all" not in rec.sweeps else rec.maxboxacc(v2=True)
+    return (
+        result["wsol"]["maxboxacc_v2"]
+        if rec is None or "wsol.all" not in rec.sweeps
+        else rec.maxboxacc(v2=True)
+    )
 
 
 def comparison_rows(
@@ -495,7 +531,10 @@ def comparison_rows(
     an :class:`~camlib.evaluation.stats.Estimate` (the same value, with its 95% bootstrap interval).
     """
     if rule == "paper":
-        loc, how = ByFraction(result["paper"])[fraction], f"paper rule (largest component >= {fraction:g} max)"
+        loc, how = (
+            ByFraction(result["paper"])[fraction],
+            f"paper rule (largest component >= {fraction:g} max)",
+        )
         five, rkey, fkey = result["heuristic"], box_key("paper", fraction), "heuristic"
     elif rule == "released":
         loc, how = result["released"], "released code's box rule (bbox1)"
@@ -548,7 +587,9 @@ def summarize_protocols(result: dict) -> dict:
         "maxboxacc_threshold": w["maxboxacc_threshold"],
         "maxboxacc_v2": w["maxboxacc_v2"],
         "maxboxacc_v2_by_iou": w["maxboxacc_v2_by_iou"],
-        "gt_known_by_fraction": {fraction_key(t): a for t, a in zip(g["thresholds"], g["curves"]["largest"]["0.5"], strict=True)},
+        "gt_known_by_fraction": {
+            fraction_key(t): a for t, a in zip(g["thresholds"], g["curves"]["largest"]["0.5"], strict=True)
+        },
     }
     if "released" in result:
         out["released_rule"] = {k: result["released"][k] for k in pick if k in result["released"]}

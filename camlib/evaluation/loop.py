@@ -201,14 +201,24 @@ def _prediction(batch: Batch, i: int, probs: Tensor) -> dict:
         "probs": probs[i, pred].tolist(),
         "gt_boxes": t.boxes.tolist(),
         "boxes": {key: bs.boxes[i].tolist() for key, bs in batch.boxes.items()},
-        "gt_known_box": {key: bs.gt_known[i].tolist() for key, bs in batch.boxes.items() if bs.gt_known is not None},
+        "gt_known_box": {
+            key: bs.gt_known[i].tolist() for key, bs in batch.boxes.items() if bs.gt_known is not None
+        },
     }
 
 
-def loop_state(done: int, n_images: int, skipped, kept, maps_kept, evaluators: Mapping[str, Evaluator]) -> dict:
+def loop_state(
+    done: int, n_images: int, skipped, kept, maps_kept, evaluators: Mapping[str, Evaluator]
+) -> dict:
     """A picklable snapshot of a :func:`run_evaluation` pass after ``done`` batches (its ``resume=``)."""
-    return {"batches": int(done), "n_images": int(n_images), "skipped": list(skipped), "kept": list(kept),
-            "maps_kept": list(maps_kept), "evaluators": {k: ev.state() for k, ev in evaluators.items()}}
+    return {
+        "batches": int(done),
+        "n_images": int(n_images),
+        "skipped": list(skipped),
+        "kept": list(kept),
+        "maps_kept": list(maps_kept),
+        "evaluators": {k: ev.state() for k, ev in evaluators.items()},
+    }
 
 
 def cap_target(t: Target, max_side: int) -> tuple[Target, tuple[float, float] | None]:
@@ -222,15 +232,23 @@ def cap_target(t: Target, max_side: int) -> tuple[Target, tuple[float, float] | 
     h, w = max(1, round(H * s)), max(1, round(W * s))
     sy, sx = H / h, W / w
     b = t.boxes.astype(np.float64)
-    boxes = np.stack([np.floor(b[:, 0] / sx), np.floor(b[:, 1] / sy), np.floor(b[:, 2] / sx), np.floor(b[:, 3] / sy)], 1)
+    boxes = np.stack(
+        [np.floor(b[:, 0] / sx), np.floor(b[:, 1] / sy), np.floor(b[:, 2] / sx), np.floor(b[:, 3] / sy)], 1
+    )
     boxes = np.clip(boxes, 0, [w - 1, h - 1, w - 1, h - 1]).astype(np.int64)
     mask = None
     if t.mask is not None:
         rows = np.minimum((np.arange(h) * sy).astype(int), H - 1)
         cols = np.minimum((np.arange(w) * sx).astype(int), W - 1)
         mask = np.asarray(t.mask)[rows][:, cols]
-    capped = Target(label=t.label, boxes=boxes, size=(h, w), image_id=t.image_id, mask=mask,
-                    extra={**t.extra, "original_size": (H, W), "original_boxes": t.boxes})
+    capped = Target(
+        label=t.label,
+        boxes=boxes,
+        size=(h, w),
+        image_id=t.image_id,
+        mask=mask,
+        extra={**t.extra, "original_size": (H, W), "original_boxes": t.boxes},
+    )
     return capped, (sy, sx)
 
 
@@ -244,15 +262,24 @@ def _scale_back(pred: dict, scale: tuple[float, float] | None, target: Target) -
         b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
         keep = b[:, 0] >= 0  # NO_BOX rows stay as they are
         out = b.copy()
-        out[keep] = np.stack([np.floor(b[keep, 0] * sx), np.floor(b[keep, 1] * sy),
-                              np.floor((b[keep, 2] + 1) * sx) - 1, np.floor((b[keep, 3] + 1) * sy) - 1], 1)
+        out[keep] = np.stack(
+            [
+                np.floor(b[keep, 0] * sx),
+                np.floor(b[keep, 1] * sy),
+                np.floor((b[keep, 2] + 1) * sx) - 1,
+                np.floor((b[keep, 3] + 1) * sy) - 1,
+            ],
+            1,
+        )
         return out.astype(np.int64).tolist()
 
     pred = dict(pred)
     pred["size"] = list(target.extra["original_size"])
     pred["gt_boxes"] = np.asarray(target.extra["original_boxes"]).tolist()
     pred["boxes"] = {k: up(v) for k, v in pred["boxes"].items()}
-    pred["gt_known_box"] = {k: up(v)[0] if np.asarray(v).ndim == 1 else up(v) for k, v in pred["gt_known_box"].items()}
+    pred["gt_known_box"] = {
+        k: up(v)[0] if np.asarray(v).ndim == 1 else up(v) for k, v in pred["gt_known_box"].items()
+    }
     return pred
 
 
@@ -321,7 +348,9 @@ def run_evaluation(
         done, n_images = int(resume["batches"]), int(resume["n_images"])
         skipped, kept, maps_kept = list(resume["skipped"]), list(resume["kept"]), list(resume["maps_kept"])
         if set(resume["evaluators"]) != set(evaluators):
-            raise ValueError(f"resume state of evaluators {sorted(resume['evaluators'])}, not {sorted(evaluators)}")
+            raise ValueError(
+                f"resume state of evaluators {sorted(resume['evaluators'])}, not {sorted(evaluators)}"
+            )
         for name, ev in evaluators.items():
             ev.load_state(resume["evaluators"][name])
     for x, targets in tqdm(batches, total=total, desc=desc, leave=False):
@@ -347,7 +376,10 @@ def run_evaluation(
                 map_cache.put(ids, logits, pred, raw)
         in_size = tuple(raw.shape[-2:]) if x.ndim == 5 else tuple(x.shape[-2:])
         maps = [
-            postprocess(raw[i][None].detach(), options, input_size=in_size, original_size=t.size)[0].float().cpu().numpy()
+            postprocess(raw[i][None].detach(), options, input_size=in_size, original_size=t.size)[0]
+            .float()
+            .cpu()
+            .numpy()
             for i, t in enumerate(targets)
         ]
         pred_np = pred.cpu().numpy()
@@ -358,7 +390,9 @@ def run_evaluation(
         n_images += len(batch)
         if keep_predictions:
             probs = batch.logits.softmax(1)
-            kept.extend(_scale_back(_prediction(batch, i, probs), scales[i], targets[i]) for i in range(len(batch)))
+            kept.extend(
+                _scale_back(_prediction(batch, i, probs), scales[i], targets[i]) for i in range(len(batch))
+            )
         for m in batch.role("gt")[: max(0, keep_maps - len(maps_kept))]:
             maps_kept.append(m.astype(np.float16))
         if checkpoint is not None and checkpoint_every and done % checkpoint_every == 0:
@@ -393,7 +427,9 @@ def fraction_keys(fractions: Sequence[float]) -> list[str]:
     path that boxes at fractions (the batched box path of the loop included) goes through here."""
     bad = [f for f in fractions if not (0.0 < float(f) <= 1.0)]
     if bad:
-        raise ValueError(f"threshold fractions must lie in (0, 1] (a fraction of the map's maximum); got {bad}")
+        raise ValueError(
+            f"threshold fractions must lie in (0, 1] (a fraction of the map's maximum); got {bad}"
+        )
     keys = [fraction_key(f) for f in fractions]
     if len(set(keys)) != len(keys):
         raise ValueError(f"duplicate fractions in {list(fractions)}")

@@ -42,24 +42,46 @@ class MapCache:
     def __init__(self, root: str | Path, parts: dict, image_ids: Sequence) -> None:
         self.store = FeatureCache(root)
         self.ids = [str(i) for i in image_ids]
-        self.parts = {**parts, "version": MAPS_VERSION, "images": array_digest(np.array(self.ids)), "n": len(self.ids)}
+        self.parts = {
+            **parts,
+            "version": MAPS_VERSION,
+            "images": array_digest(np.array(self.ids)),
+            "n": len(self.ids),
+        }
         self.rows: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self.hit = False
         path = self.store.path(self.parts)
         if path.is_file():
             arrays, _ = self.store.get_or_compute(self.parts, dict)
-            self.rows = {i: (arrays["logits"][k], arrays["pred"][k], arrays["maps"][k])
-                         for k, i in enumerate(arrays["ids"].tolist())}
+            self.rows = {
+                i: (arrays["logits"][k], arrays["pred"][k], arrays["maps"][k])
+                for k, i in enumerate(arrays["ids"].tolist())
+            }
             self.hit = True
 
     @classmethod
-    def for_cam(cls, root: str | Path, cam, *, preprocessing: str, image_ids: Sequence, dataset: str, topk: int,
-                channels_last: bool) -> MapCache:
+    def for_cam(
+        cls,
+        root: str | Path,
+        cam,
+        *,
+        preprocessing: str,
+        image_ids: Sequence,
+        dataset: str,
+        topk: int,
+        channels_last: bool,
+    ) -> MapCache:
         """The cache entry of :class:`~camlib.core.cam.CAM` ``cam`` on ``image_ids`` of ``dataset`` (a
         description: name and folder), inputs made as ``preprocessing`` says."""
-        parts = {"source": type(cam).__name__, "model": type(cam.model).__name__,
-                 "weights_sha256": model_fingerprint(cam.model), "preprocessing": preprocessing, "dataset": dataset,
-                 "topk": int(topk), "channels_last": bool(channels_last)}
+        parts = {
+            "source": type(cam).__name__,
+            "model": type(cam.model).__name__,
+            "weights_sha256": model_fingerprint(cam.model),
+            "preprocessing": preprocessing,
+            "dataset": dataset,
+            "topk": int(topk),
+            "channels_last": bool(channels_last),
+        }
         return cls(Path(root) / "class_maps", parts, image_ids)
 
     def get(self, ids: Sequence) -> tuple[Tensor, Tensor, Tensor] | None:
@@ -75,8 +97,10 @@ class MapCache:
         """Keep one computed batch (saved by :meth:`save`)."""
         if self.hit:
             return
-        arrays = [t.detach().float().cpu().numpy() if t.is_floating_point() else t.detach().cpu().numpy()
-                  for t in (logits, pred, maps)]
+        arrays = [
+            t.detach().float().cpu().numpy() if t.is_floating_point() else t.detach().cpu().numpy()
+            for t in (logits, pred, maps)
+        ]
         for k, i in enumerate(ids):
             self.rows[str(i)] = (arrays[0][k], arrays[1][k], arrays[2][k])
 
@@ -85,7 +109,11 @@ class MapCache:
         if self.hit or any(i not in self.rows for i in self.ids):
             return False
         rows = [self.rows[i] for i in self.ids]
-        arrays = {"ids": np.array(self.ids), "logits": np.stack([r[0] for r in rows]),
-                  "pred": np.stack([r[1] for r in rows]), "maps": np.stack([r[2] for r in rows])}
+        arrays = {
+            "ids": np.array(self.ids),
+            "logits": np.stack([r[0] for r in rows]),
+            "pred": np.stack([r[1] for r in rows]),
+            "maps": np.stack([r[2] for r in rows]),
+        }
         self.store.get_or_compute(self.parts, lambda: arrays)
         return True

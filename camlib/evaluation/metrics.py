@@ -31,8 +31,15 @@ import torch
 from camlib.core.boxes import iou
 from camlib.evaluation.batch import Batch, box_key, parse_box_key
 
-__all__ = ["ClassificationEvaluator", "Evaluator", "ImageIndex", "LocalizationEvaluator", "Mergeable", "PerImage",
-           "merge_states"]
+__all__ = [
+    "ClassificationEvaluator",
+    "Evaluator",
+    "ImageIndex",
+    "LocalizationEvaluator",
+    "Mergeable",
+    "PerImage",
+    "merge_states",
+]
 
 
 def _np(a) -> np.ndarray:
@@ -51,10 +58,14 @@ def merge_states(states: Sequence[dict]) -> dict:
     first = states[0]
     for s in states[1:]:
         if s["config"] != first["config"]:
-            raise ValueError(f"cannot merge evaluators with different settings: {s['config']} vs {first['config']}")
+            raise ValueError(
+                f"cannot merge evaluators with different settings: {s['config']} vs {first['config']}"
+            )
         if s["counts"].keys() != first["counts"].keys() or s["lists"].keys() != first["lists"].keys():
             raise ValueError("cannot merge states of different evaluators")
-    counts = {k: np.sum([np.asarray(s["counts"][k], np.int64) for s in states], axis=0) for k in first["counts"]}
+    counts = {
+        k: np.sum([np.asarray(s["counts"][k], np.int64) for s in states], axis=0) for k in first["counts"]
+    }
     lists = {k: [v for s in states for v in s["lists"][k]] for k in first["lists"]}
     return {"config": first["config"], "counts": counts, "lists": lists}
 
@@ -83,7 +94,9 @@ class Mergeable:
     def load_state(self, state: dict) -> None:
         """Replace the counts by those of ``state`` (whose config must match this evaluator's)."""
         if state["config"] != self._config():
-            raise ValueError(f"state of an evaluator with other settings: {state['config']} vs {self._config()}")
+            raise ValueError(
+                f"state of an evaluator with other settings: {state['config']} vs {self._config()}"
+            )
         for k in self._COUNTS:
             v = np.asarray(state["counts"][k], dtype=np.int64)
             setattr(self, k, int(v) if v.ndim == 0 else v.copy())
@@ -144,7 +157,9 @@ class PerImage:
     def per_image(self) -> dict[str, np.ndarray]:
         """Outcome name -> (N,) bool, in the order the images were seen; needs ``keep_per_image=True``."""
         if not self.keep_per_image:
-            raise ValueError(f"construct {type(self).__name__} with keep_per_image=True to keep per-image outcomes")
+            raise ValueError(
+                f"construct {type(self).__name__} with keep_per_image=True to keep per-image outcomes"
+            )
         table = np.concatenate(self._rows) if self._rows else np.zeros((0, len(self.columns)), bool)
         return {c: table[:, j].copy() for j, c in enumerate(self.columns)}
 
@@ -205,7 +220,10 @@ class ClassificationEvaluator(PerImage, Evaluator):
             raise ValueError(f"top-{max(self.ks)} asked for but the model has {C} classes")
         finite = np.isfinite(logits).all(axis=1)
         order = np.argsort(-logits, axis=1, kind="stable")
-        hits = np.stack([(order[:, :k] == targets[:, None]).any(axis=1) for k in self.ks], axis=1) & finite[:, None]
+        hits = (
+            np.stack([(order[:, :k] == targets[:, None]).any(axis=1) for k in self.ks], axis=1)
+            & finite[:, None]
+        )
         for j, k in enumerate(self.ks):
             self.correct[k] += int(hits[:, j].sum())
         self.n += len(targets)
@@ -240,8 +258,14 @@ class LocalizationEvaluator(PerImage, Evaluator):
     rule gives no GT-known box) (:meth:`per_image`).
     """
 
-    def __init__(self, ks: Sequence[int] = (1, 5), iou_threshold: float = 0.5, boxes: str = box_key("paper", 0.2),
-                 *, keep_per_image: bool = False) -> None:
+    def __init__(
+        self,
+        ks: Sequence[int] = (1, 5),
+        iou_threshold: float = 0.5,
+        boxes: str = box_key("paper", 0.2),
+        *,
+        keep_per_image: bool = False,
+    ) -> None:
         if not ks or any(k < 1 for k in ks):
             raise ValueError(f"ks must be positive integers, got {ks}")
         parse_box_key(boxes)  # a clear error for a misspelt box set
@@ -264,7 +288,12 @@ class LocalizationEvaluator(PerImage, Evaluator):
         return (*(f"top{k}_loc" for k in self.ks), "gt_known")
 
     def _config(self) -> dict:
-        cfg = {"evaluator": "localization", "ks": list(self.ks), "iou_threshold": self.iou_threshold, "boxes": self.boxes}
+        cfg = {
+            "evaluator": "localization",
+            "ks": list(self.ks),
+            "iou_threshold": self.iou_threshold,
+            "boxes": self.boxes,
+        }
         return cfg | ({"keep_per_image": True} if self.keep_per_image else {})
 
     @property
@@ -351,7 +380,9 @@ class ImageIndex(Evaluator):
 
         for t in batch.targets:
             self.ids.append(t.image_id)
-            area = float("nan") if t.size is None else float(largest_box_fraction([t.boxes], [t.size[::-1]])[0])
+            area = (
+                float("nan") if t.size is None else float(largest_box_fraction([t.boxes], [t.size[::-1]])[0])
+            )
             self.areas.append(area)
         self.n += len(batch)
 

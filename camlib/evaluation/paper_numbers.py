@@ -36,7 +36,9 @@ def read_paper_yaml(path: str | Path) -> Any:
     except yaml.YAMLError as exc:
         mark, start = getattr(exc, "problem_mark", None), getattr(exc, "context_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
-        problem = ": ".join(str(x) for x in (getattr(exc, "context", None), getattr(exc, "problem", None)) if x)
+        problem = ": ".join(
+            str(x) for x in (getattr(exc, "context", None), getattr(exc, "problem", None)) if x
+        )
         if start is not None and mark is not None and start.line != mark.line:
             problem += f"; it starts on line {start.line + 1}"
         raise ValueError(f"{where}: not valid YAML ({problem or exc}). Fix: {PAPER_YAML_FIX}") from None
@@ -71,16 +73,20 @@ def _key_lines(path: Path) -> dict[str, list[int]]:
     twice = {k: v for k, v in lines.items() if len(v) > 1}
     if twice:
         k, v = next(iter(twice.items()))
-        raise ValueError(f"{path}:{v[1]}: key {k!r} is given again (first on line {v[0]}); YAML would keep "
-                         f"only the last silently. Fix: keep one entry per key")
+        raise ValueError(
+            f"{path}:{v[1]}: key {k!r} is given again (first on line {v[0]}); YAML would keep "
+            f"only the last silently. Fix: keep one entry per key"
+        )
     return lines
 
 
 def _check_paper_entry(where: str, key: Any, entry: Any) -> None:
     if not isinstance(entry, dict) or any(f not in entry for f in PAPER_FIELDS):
         have = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
-        raise ValueError(f"{where}: {key!r} must be a mapping with {', '.join(PAPER_FIELDS)} (has {have}). "
-                         f"Fix: {PAPER_YAML_FIX}")
+        raise ValueError(
+            f"{where}: {key!r} must be a mapping with {', '.join(PAPER_FIELDS)} (has {have}). "
+            f"Fix: {PAPER_YAML_FIX}"
+        )
     value = entry["value"]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{where}: {key}.value must be a finite number, got {value!r}")

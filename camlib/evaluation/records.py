@@ -66,14 +66,18 @@ __all__ = [
 #: at the paper's rule (key in the results -> hit name suffix).
 STRATA_OUTCOMES = {"gt_known_loc_acc": "gt_known", "top1_loc_acc": "top1_loc"}
 
-POOLED_CAVEAT = ("pooled over sets that are NOT a random sample of the 50,000 val images (each chosen its own "
-                 "way: object sizes, image sizes and classes differ), weighted by their sizes: a rate over these "
-                 "images, not an estimate of the val number; use the per-set or post-stratified figures for that")
+POOLED_CAVEAT = (
+    "pooled over sets that are NOT a random sample of the 50,000 val images (each chosen its own "
+    "way: object sizes, image sizes and classes differ), weighted by their sizes: a rate over these "
+    "images, not an estimate of the val number; use the per-set or post-stratified figures for that"
+)
 
-POST_STRATIFIED_CAVEAT = ("ESTIMATE, not a measurement: the set's per-stratum accuracies reweighted with the 50,000 "
-                          "val images' box-area counts; assumes the set's images are like val's within each stratum "
-                          "(other differences, e.g. resizing, are not corrected); strata with fewer than min_count "
-                          "images are pooled with their neighbours ('covered' = val share in well-measured strata)")
+POST_STRATIFIED_CAVEAT = (
+    "ESTIMATE, not a measurement: the set's per-stratum accuracies reweighted with the 50,000 "
+    "val images' box-area counts; assumes the set's images are like val's within each stratum "
+    "(other differences, e.g. resizing, are not corrected); strata with fewer than min_count "
+    "images are pooled with their neighbours ('covered' = val share in well-measured strata)"
+)
 
 #: What the loop's evaluators are called in :func:`records_of`'s hit names: a localization evaluator
 #: by its box set (``"paper@0.2"``, ``"released"``, ``"heuristic"``, ``"heuristic_released"``).
@@ -103,7 +107,9 @@ class ImageRecords:
         self.area = np.asarray(self.area, dtype=float)
         for k, v in {"area": self.area, **self.hits, **self.sweeps}.items():
             if len(v) != n:
-                raise ValueError(f"{n} image ids but {k!r} has {len(v)} rows: every outcome needs one row per image")
+                raise ValueError(
+                    f"{n} image ids but {k!r} has {len(v)} rows: every outcome needs one row per image"
+                )
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -111,8 +117,13 @@ class ImageRecords:
     def subset(self, indices) -> ImageRecords:
         """The records of the images at ``indices`` (e.g. one half)."""
         idx = np.asarray(indices, dtype=np.int64)
-        return ImageRecords([self.image_ids[i] for i in idx], self.area[idx], {k: v[idx] for k, v in self.hits.items()},
-                            {k: v[idx] for k, v in self.sweeps.items()}, dict(self.sweep_axes))
+        return ImageRecords(
+            [self.image_ids[i] for i in idx],
+            self.area[idx],
+            {k: v[idx] for k, v in self.hits.items()},
+            {k: v[idx] for k, v in self.sweeps.items()},
+            dict(self.sweep_axes),
+        )
 
     def estimate(self, name: str, *, seed: int = 0, n_resamples: int = 2000) -> Estimate:
         """The hit rate (%) of outcome ``name`` with its bootstrap interval over the images."""
@@ -120,7 +131,9 @@ class ImageRecords:
             raise KeyError(f"no per-image outcome {name!r}; have {sorted(self.hits)}")
         return bootstrap_ci(self.hits[name], seed=seed, n_resamples=n_resamples)
 
-    def maxboxacc(self, *, v2: bool = False, rechoose: bool = False, seed: int = 0, n_resamples: int = 2000) -> Estimate:
+    def maxboxacc(
+        self, *, v2: bool = False, rechoose: bool = False, seed: int = 0, n_resamples: int = 2000
+    ) -> Estimate:
         """MaxBoxAcc (largest component, IoU 0.5) or MaxBoxAccV2 (all components, mean over the IoU
         thresholds of the best threshold's accuracy), with a 95% interval over images.
 
@@ -136,12 +149,16 @@ class ImageRecords:
         if table is None:
             raise ValueError(f"MaxBoxAcc needs IoU 0.5 among the sweep's IoU thresholds {ious}")
         if rechoose:
-            return bootstrap_table_ci(table, lambda acc: acc.max(axis=1).mean(), seed=seed, n_resamples=n_resamples)
+            return bootstrap_table_ci(
+                table, lambda acc: acc.max(axis=1).mean(), seed=seed, n_resamples=n_resamples
+            )
         best = table.mean(0).argmax(axis=1)  # (D,): the best threshold per IoU threshold
         per_image = table[:, np.arange(table.shape[1]), best].mean(axis=1)
         return bootstrap_ci(per_image, seed=seed, n_resamples=n_resamples)
 
-    def headline(self, fraction: float = 0.2, *, seed: int = 0, n_resamples: int = 2000) -> dict[str, Estimate]:
+    def headline(
+        self, fraction: float = 0.2, *, seed: int = 0, n_resamples: int = 2000
+    ) -> dict[str, Estimate]:
         """Every headline accuracy (%) this run measured, each with its 95% interval over images (see the
         module docstring): ``top1_acc``, ``top5_acc``, ``gt_known_loc_acc``, ``top1_loc_acc``,
         ``top5_loc_acc`` (paper's rule at ``fraction``), ``released_*``, ``heuristic_top5_loc_acc``,
@@ -149,29 +166,54 @@ class ImageRecords:
         paper = box_key("paper", fraction)
         names = {"top1_acc": f"{CLASSIFICATION}.top1", "top5_acc": f"{CLASSIFICATION}.top5"}
         for prefix, rule in (("", paper), ("released_", "released")):
-            names |= {f"{prefix}gt_known_loc_acc": f"{rule}.gt_known", f"{prefix}top1_loc_acc": f"{rule}.top1_loc",
-                      f"{prefix}top5_loc_acc": f"{rule}.top5_loc"}
-        names |= {"heuristic_top5_loc_acc": "heuristic.top5_loc",
-                  "heuristic_released_top5_loc_acc": "heuristic_released.top5_loc"}
-        out = {k: self.estimate(v, seed=seed, n_resamples=n_resamples) for k, v in names.items() if v in self.hits}
+            names |= {
+                f"{prefix}gt_known_loc_acc": f"{rule}.gt_known",
+                f"{prefix}top1_loc_acc": f"{rule}.top1_loc",
+                f"{prefix}top5_loc_acc": f"{rule}.top5_loc",
+            }
+        names |= {
+            "heuristic_top5_loc_acc": "heuristic.top5_loc",
+            "heuristic_released_top5_loc_acc": "heuristic_released.top5_loc",
+        }
+        out = {
+            k: self.estimate(v, seed=seed, n_resamples=n_resamples)
+            for k, v in names.items()
+            if v in self.hits
+        }
         if "wsol.largest" in self.sweeps:
             out["maxboxacc"] = self.maxboxacc(seed=seed, n_resamples=n_resamples)
             out["maxboxacc_v2"] = self.maxboxacc(v2=True, seed=seed, n_resamples=n_resamples)
         return out
 
-    def strata(self, names: Sequence[str], *, edges: Sequence[float] = BOX_AREA_EDGES,
-               population: Sequence[int] = ILSVRC_VAL_BOX_AREA_COUNTS, seed: int = 0) -> dict[str, list[StratumAccuracy]]:
+    def strata(
+        self,
+        names: Sequence[str],
+        *,
+        edges: Sequence[float] = BOX_AREA_EDGES,
+        population: Sequence[int] = ILSVRC_VAL_BOX_AREA_COUNTS,
+        seed: int = 0,
+    ) -> dict[str, list[StratumAccuracy]]:
         """Accuracy of each outcome in ``names`` per box-area stratum (with intervals; None where empty)."""
-        return {n: stratum_accuracy(self.hits[n], self.area, edges=edges, population=population, seed=seed)
-                for n in names}
+        return {
+            n: stratum_accuracy(self.hits[n], self.area, edges=edges, population=population, seed=seed)
+            for n in names
+        }
 
-    def post_stratified(self, name: str, *, min_count: int = 5, edges: Sequence[float] = BOX_AREA_EDGES,
-                        population: Sequence[int] = ILSVRC_VAL_BOX_AREA_COUNTS, seed: int = 0) -> PostStratified:
+    def post_stratified(
+        self,
+        name: str,
+        *,
+        min_count: int = 5,
+        edges: Sequence[float] = BOX_AREA_EDGES,
+        population: Sequence[int] = ILSVRC_VAL_BOX_AREA_COUNTS,
+        seed: int = 0,
+    ) -> PostStratified:
         """An ESTIMATE of outcome ``name``'s rate over the whole population (default: the 50,000 val
         images) reweighted per box-area stratum; strata with fewer than ``min_count`` images are pooled
         with their neighbours (:func:`~camlib.evaluation.stats.post_stratified_ci`)."""
-        return post_stratified_ci(self.hits[name], self.area, edges=edges, population=population, min_count=min_count,
-                                  seed=seed)
+        return post_stratified_ci(
+            self.hits[name], self.area, edges=edges, population=population, min_count=min_count, seed=seed
+        )
 
 
 def records_of(evaluators: Mapping[str, object]) -> ImageRecords:
@@ -185,7 +227,9 @@ def records_of(evaluators: Mapping[str, object]) -> ImageRecords:
 
     index = [ev for ev in evaluators.values() if isinstance(ev, ImageIndex)]
     if len(index) != 1:
-        raise ValueError("records_of needs exactly one ImageIndex among the evaluators (which images, in which order)")
+        raise ValueError(
+            "records_of needs exactly one ImageIndex among the evaluators (which images, in which order)"
+        )
     info = index[0].per_image()
     hits: dict[str, np.ndarray] = {}
     sweeps: dict[str, np.ndarray] = {}
@@ -204,12 +248,21 @@ def records_of(evaluators: Mapping[str, object]) -> ImageRecords:
 
 def strata_dict(strata: Sequence[StratumAccuracy]) -> dict[str, dict]:
     """Per-stratum accuracies keyed ``"0.2-0.3"`` (JSON-ready; the report shows each with its interval)."""
-    return {f"{s.low_edge:g}-{s.high_edge:g}": {"n": s.n, "population": s.population, "accuracy": s.estimate}
-            for s in strata}
+    return {
+        f"{s.low_edge:g}-{s.high_edge:g}": {"n": s.n, "population": s.population, "accuracy": s.estimate}
+        for s in strata
+    }
 
 
-def set_summary(records: ImageRecords, *, fraction: float = 0.2, seed: int = 0, min_count: int = 5,
-                strata: bool = True, fractions: Sequence[float] = ()) -> dict:
+def set_summary(
+    records: ImageRecords,
+    *,
+    fraction: float = 0.2,
+    seed: int = 0,
+    min_count: int = 5,
+    strata: bool = True,
+    fractions: Sequence[float] = (),
+) -> dict:
     """Everything reported about one set's run, JSON-ready (Estimates stay Estimates): ``n``,
     ``headline`` (:meth:`ImageRecords.headline`), ``by_fraction`` (GT-known, top-1 and top-5
     localization at the paper's rule at each of ``fractions``), and with ``strata`` and box areas known:
@@ -219,9 +272,14 @@ def set_summary(records: ImageRecords, *, fraction: float = 0.2, seed: int = 0, 
     out: dict = {"n": len(records), "headline": records.headline(fraction, seed=seed)}
     if fractions:
         cols = {"gt_known_loc_acc": "gt_known", "top1_loc_acc": "top1_loc", "top5_loc_acc": "top5_loc"}
-        out["by_fraction"] = {f"{f:g}": {k: records.estimate(f"{box_key('paper', f)}.{c}", seed=seed)
-                                         for k, c in cols.items() if f"{box_key('paper', f)}.{c}" in records.hits}
-                              for f in fractions}
+        out["by_fraction"] = {
+            f"{f:g}": {
+                k: records.estimate(f"{box_key('paper', f)}.{c}", seed=seed)
+                for k, c in cols.items()
+                if f"{box_key('paper', f)}.{c}" in records.hits
+            }
+            for f in fractions
+        }
     paper = box_key("paper", fraction)
     names = {k: f"{paper}.{v}" for k, v in STRATA_OUTCOMES.items() if f"{paper}.{v}" in records.hits}
     if not strata or not names or not np.isfinite(records.area).all():
@@ -229,8 +287,15 @@ def set_summary(records: ImageRecords, *, fraction: float = 0.2, seed: int = 0, 
     per = records.strata(list(names.values()), seed=seed)
     out["strata"] = {k: strata_dict(per[v]) for k, v in names.items()}
     post = {k: records.post_stratified(v, min_count=min_count, seed=seed) for k, v in names.items()}
-    out["post_stratified"] = {k: {"estimate": p.estimate, "covered": p.covered, "cells": [list(c) for c in p.cells],
-                                  "min_count": min_count} for k, p in post.items()}
+    out["post_stratified"] = {
+        k: {
+            "estimate": p.estimate,
+            "covered": p.covered,
+            "cells": [list(c) for c in p.cells],
+            "min_count": min_count,
+        }
+        for k, p in post.items()
+    }
     out["post_stratified_caveat"] = POST_STRATIFIED_CAVEAT
     return out
 
@@ -238,27 +303,40 @@ def set_summary(records: ImageRecords, *, fraction: float = 0.2, seed: int = 0, 
 def summary_text(summary: dict, label: str) -> str:
     """A :func:`set_summary` as text: the headline numbers with their intervals, then each
     post-stratified estimate beside the measured number it reweights."""
-    lines = [f"== {label}: 95% bootstrap intervals over images (seeded)", format_estimates(summary["headline"])]
+    lines = [
+        f"== {label}: 95% bootstrap intervals over images (seeded)",
+        format_estimates(summary["headline"]),
+    ]
     for key, by in summary.get("by_fraction", {}).items():
-        lines.append(f"  t = {key}: " + "   ".join(f"{k.removesuffix('_loc_acc')} {v}" for k, v in by.items()))
+        lines.append(
+            f"  t = {key}: " + "   ".join(f"{k.removesuffix('_loc_acc')} {v}" for k, v in by.items())
+        )
     for key, p in summary.get("post_stratified", {}).items():
-        lines.append(f"  {key}: measured {summary['headline'][key]} -> post-stratified ESTIMATE of the 50,000-image "
-                     f"val number {p['estimate']} (strata with >= {p['min_count']} images cover {p['covered']:.0%} of val)")
+        lines.append(
+            f"  {key}: measured {summary['headline'][key]} -> post-stratified ESTIMATE of the 50,000-image "
+            f"val number {p['estimate']} (strata with >= {p['min_count']} images cover {p['covered']:.0%} of val)"
+        )
     return "\n".join(lines)
 
 
 def format_held_out(h: dict, label: str) -> str:
     """A :func:`held_out_halves` result as text."""
-    lines = [f"{label}: t chosen on the other half (every image reported once): {h['cross_fitted']};  t chosen on all "
-             f"the test images (t={h['oracle_threshold']:.2f}): {h['oracle']};  optimism {h['optimism']} -> {h['verdict']}"]
+    lines = [
+        f"{label}: t chosen on the other half (every image reported once): {h['cross_fitted']};  t chosen on all "
+        f"the test images (t={h['oracle_threshold']:.2f}): {h['oracle']};  optimism {h['optimism']} -> {h['verdict']}"
+    ]
     for tag in ("A->B", "B->A"):
         d = h[tag]
-        lines.append(f"    choose on {tag[0]} (n={d['n_choose']}): t={d['threshold']:.2f} -> on {tag[-1]}: {d['report_ci']};"
-                     f"  chosen on {tag[-1]} itself: t={d['oracle_threshold']:.2f}, optimism {d['optimism_ci']}")
+        lines.append(
+            f"    choose on {tag[0]} (n={d['n_choose']}): t={d['threshold']:.2f} -> on {tag[-1]}: {d['report_ci']};"
+            f"  chosen on {tag[-1]} itself: t={d['oracle_threshold']:.2f}, optimism {d['optimism_ci']}"
+        )
     return "\n".join(lines)
 
 
-def paired_effect(before: ImageRecords, after: ImageRecords, names: Mapping[str, str], *, seed: int = 0) -> dict:
+def paired_effect(
+    before: ImageRecords, after: ImageRecords, names: Mapping[str, str], *, seed: int = 0
+) -> dict:
     """The same images measured two ways (e.g. as they are vs squashed to 227 x 227): per outcome
     (result key -> hit name), both rates and ``after - before`` paired over the images the two runs share
     (matched by image id), each with its interval."""
@@ -271,35 +349,58 @@ def paired_effect(before: ImageRecords, after: ImageRecords, names: Mapping[str,
     out = {}
     for key, name in names.items():
         b, a = before.hits[name][ib], after.hits[name][ia]
-        out[key] = {"before": bootstrap_ci(b, seed=seed), "after": bootstrap_ci(a, seed=seed),
-                    "difference": paired_diff_ci(a, b, seed=seed)}
+        out[key] = {
+            "before": bootstrap_ci(b, seed=seed),
+            "after": bootstrap_ci(a, seed=seed),
+            "difference": paired_diff_ci(a, b, seed=seed),
+        }
     return out
 
 
 #: Outcomes compared between two map sources on the same images (result key -> hit name suffix of the
 #: paper's rule at 0.2, the released rule, the heuristic).
-COMPARED = {"gt_known_loc_acc": "paper@0.2.gt_known", "top1_loc_acc": "paper@0.2.top1_loc",
-            "top5_loc_acc": "paper@0.2.top5_loc", "heuristic_top5_loc_acc": "heuristic.top5_loc",
-            "released_gt_known_loc_acc": "released.gt_known", "released_top1_loc_acc": "released.top1_loc",
-            "released_top5_loc_acc": "released.top5_loc"}
+COMPARED = {
+    "gt_known_loc_acc": "paper@0.2.gt_known",
+    "top1_loc_acc": "paper@0.2.top1_loc",
+    "top5_loc_acc": "paper@0.2.top5_loc",
+    "heuristic_top5_loc_acc": "heuristic.top5_loc",
+    "released_gt_known_loc_acc": "released.gt_known",
+    "released_top1_loc_acc": "released.top1_loc",
+    "released_top5_loc_acc": "released.top5_loc",
+}
 
 
-def compare_runs(a: ImageRecords, b: ImageRecords, *, paper_sign: int = 1, names: Mapping[str, str] = COMPARED,
-                 seed: int = 0) -> dict:
+def compare_runs(
+    a: ImageRecords,
+    b: ImageRecords,
+    *,
+    paper_sign: int = 1,
+    names: Mapping[str, str] = COMPARED,
+    seed: int = 0,
+) -> dict:
     """Run ``a`` vs run ``b`` on the images both saw (e.g. CAM vs Backprop): per outcome both rates,
     the paired difference a - b and its :func:`~camlib.evaluation.stats.verdict` against the paper's sign
     (+1: the paper reports a ahead). Outcomes missing from either run are left out."""
     names = {k: v for k, v in names.items() if v in a.hits and v in b.hits}
     out = paired_effect(b, a, names, seed=seed)
-    return {k: {"a": v["after"], "b": v["before"], "difference": v["difference"],
-                "verdict": verdict(v["difference"], paper_sign)} for k, v in out.items()}
+    return {
+        k: {
+            "a": v["after"],
+            "b": v["before"],
+            "difference": v["difference"],
+            "verdict": verdict(v["difference"], paper_sign),
+        }
+        for k, v in out.items()
+    }
 
 
 def format_comparison(cmp: dict, label: str, a: str = "CAM", b: str = "Backprop") -> str:
     """A :func:`compare_runs` result as text, one outcome per line, with the verdict."""
     lines = [f"{label}: {a} - {b}, paired over the same images (verdict: the paper reports {a} ahead)"]
-    lines += [f"  {k:<28} {a} {v['a']}  {b} {v['b']}  difference {v['difference']} -> {v['verdict']}"
-              for k, v in cmp.items()]
+    lines += [
+        f"  {k:<28} {a} {v['a']}  {b} {v['b']}  difference {v['difference']} -> {v['verdict']}"
+        for k, v in cmp.items()
+    ]
     return "\n".join(lines)
 
 
@@ -312,8 +413,11 @@ def strata_figure(records: Mapping[str, ImageRecords], fraction: float = 0.2, *,
     titles = {"gt_known": "GT-known localization", "top1_loc": "top-1 localization"}
     for ax, (suffix, title) in zip(axes, titles.items(), strict=True):
         name = f"{box_key('paper', fraction)}.{suffix}"
-        plot_strata({lab: r.strata([name], seed=seed)[name] for lab, r in records.items()}, ax=ax,
-                    title=f"{title}, paper rule t={fraction:g}, IoU 0.5")
+        plot_strata(
+            {lab: r.strata([name], seed=seed)[name] for lab, r in records.items()},
+            ax=ax,
+            title=f"{title}, paper rule t={fraction:g}, IoU 0.5",
+        )
     fig.tight_layout()
     return fig
 
@@ -325,12 +429,18 @@ def pooled(records: Sequence[ImageRecords]) -> ImageRecords:
     if not records:
         raise ValueError("nothing to pool")
     hit_names = set.intersection(*(set(r.hits) for r in records))
-    sweep_names = {k for k in set.intersection(*(set(r.sweeps) for r in records))
-                   if len({r.sweep_axes[k] for r in records}) == 1}
-    return ImageRecords([i for r in records for i in r.image_ids], np.concatenate([r.area for r in records]),
-                        {k: np.concatenate([r.hits[k] for r in records]) for k in sorted(hit_names)},
-                        {k: np.concatenate([r.sweeps[k] for r in records]) for k in sorted(sweep_names)},
-                        {k: records[0].sweep_axes[k] for k in sweep_names})
+    sweep_names = {
+        k
+        for k in set.intersection(*(set(r.sweeps) for r in records))
+        if len({r.sweep_axes[k] for r in records}) == 1
+    }
+    return ImageRecords(
+        [i for r in records for i in r.image_ids],
+        np.concatenate([r.area for r in records]),
+        {k: np.concatenate([r.hits[k] for r in records]) for k in sorted(hit_names)},
+        {k: np.concatenate([r.sweeps[k] for r in records]) for k in sorted(sweep_names)},
+        {k: records[0].sweep_axes[k] for k in sweep_names},
+    )
 
 
 def error_of(est: Estimate) -> Estimate:
@@ -347,10 +457,12 @@ def format_estimates(estimates: Mapping[str, Estimate], width: int = 34) -> str:
 def split_halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Two disjoint random halves of ``range(n)`` (sorted index arrays), seeded."""
     perm = np.random.default_rng(seed).permutation(n)
-    return np.sort(perm[: n // 2]), np.sort(perm[n // 2:])
+    return np.sort(perm[: n // 2]), np.sort(perm[n // 2 :])
 
 
-def held_out_halves(table: np.ndarray, thresholds: Sequence[float], *, seed: int = 0, n_resamples: int = 2000) -> dict:
+def held_out_halves(
+    table: np.ndarray, thresholds: Sequence[float], *, seed: int = 0, n_resamples: int = 2000
+) -> dict:
     """The threshold lesson on disjoint halves A and B of the images: choose the threshold on A, report
     on B; then on B, report on A (:func:`camlib.evaluation.wsol.held_out_threshold`). Adds:
 
@@ -372,10 +484,16 @@ def held_out_halves(table: np.ndarray, thresholds: Sequence[float], *, seed: int
     out: dict = {"seed": seed, "n": len(hits)}
     crossfit = np.zeros(len(hits), bool)
     for tag, (choose, report) in {"A->B": (a, b), "B->A": (b, a)}.items():
-        h = {k: v for k, v in held_out_threshold(hits, thresholds, choose, report).items() if not k.startswith("curve")}
+        h = {
+            k: v
+            for k, v in held_out_threshold(hits, thresholds, choose, report).items()
+            if not k.startswith("curve")
+        }
         j, jo = list(thresholds).index(h["threshold"]), list(thresholds).index(h["oracle_threshold"])
         h["report_ci"] = bootstrap_ci(hits[report, j], seed=seed, n_resamples=n_resamples)
-        h["optimism_ci"] = paired_diff_ci(hits[report, jo], hits[report, j], seed=seed, n_resamples=n_resamples)
+        h["optimism_ci"] = paired_diff_ci(
+            hits[report, jo], hits[report, j], seed=seed, n_resamples=n_resamples
+        )
         crossfit[report] = hits[report, j]
         out[tag] = h
     best = int(hits.mean(0).argmax())
@@ -388,8 +506,14 @@ def held_out_halves(table: np.ndarray, thresholds: Sequence[float], *, seed: int
 
 
 # ------------------------------------------------------------------------------ figure
-def plot_strata(strata: Mapping[str, Sequence[StratumAccuracy]], *, ax=None, title: str = "", offset: float = 0.008,
-                thin_below: int = 5):
+def plot_strata(
+    strata: Mapping[str, Sequence[StratumAccuracy]],
+    *,
+    ax=None,
+    title: str = "",
+    offset: float = 0.008,
+    thin_below: int = 5,
+):
     """Accuracy per box-area stratum with its 95% interval, one series per label (e.g. per data set),
     empty strata left out, strata of fewer than ``thin_below`` images hollow; the population share of
     each stratum as grey bars on a second axis."""
@@ -410,15 +534,23 @@ def plot_strata(strata: Mapping[str, Sequence[StratumAccuracy]], *, ax=None, tit
         keep = [s for s in rows if s.estimate is not None]
         x = np.array([(s.low_edge + s.high_edge) / 2 for s in keep]) + (i - (len(strata) - 1) / 2) * offset
         v = np.array([s.estimate.value for s in keep])
-        err = np.array([[s.estimate.value - s.estimate.low for s in keep], [s.estimate.high - s.estimate.value for s in keep]])
+        err = np.array(
+            [
+                [s.estimate.value - s.estimate.low for s in keep],
+                [s.estimate.high - s.estimate.value for s in keep],
+            ]
+        )
         name = label if "(n=" in label else f"{label} (n={sum(s.n for s in rows)})"
         line = ax.errorbar(x, v, yerr=err, marker="o", ms=4, capsize=2, lw=1, label=name)
         thin = np.array([s.n < thin_below for s in keep])
         if thin.any():  # strata of a few images: hollow markers (their interval says little)
             ax.plot(x[thin], v[thin], "o", ms=7, mfc="white", mec=line[0].get_color(), zorder=5)
-    ax.set(xlabel="area of the largest ground-truth box (fraction of the image)", ylabel="accuracy (%)", ylim=(0, 100),
-           title=title)
+    ax.set(
+        xlabel="area of the largest ground-truth box (fraction of the image)",
+        ylabel="accuracy (%)",
+        ylim=(0, 100),
+        title=title,
+    )
     ax.legend(fontsize=7, loc="upper left")
     ax.grid(alpha=0.3)
     return ax
-

@@ -68,9 +68,17 @@ class Estimate:
         return f"{self.value:.1f} [{self.low:.1f}, {self.high:.1f}] (n={self.n})"
 
 
-def bootstrap_interval(data: Sequence, statistic: Callable, *, paired: bool = False, vectorized: bool = False,
-                       level: float = 0.95, n_resamples: int = 2000, seed: int = 0,
-                       batch: int | None = None) -> tuple[float, float]:
+def bootstrap_interval(
+    data: Sequence,
+    statistic: Callable,
+    *,
+    paired: bool = False,
+    vectorized: bool = False,
+    level: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    batch: int | None = None,
+) -> tuple[float, float]:
     """``(low, high)``: the ``level`` percentile-bootstrap interval of ``statistic(*data)`` from
     ``scipy.stats.bootstrap(method="percentile", rng=np.random.default_rng(seed))``, the one resampler
     of camlib's intervals. ``paired=True`` resamples the samples of ``data`` together (same units);
@@ -79,7 +87,11 @@ def bootstrap_interval(data: Sequence, statistic: Callable, *, paired: bool = Fa
     ``vectorized``: ``statistic`` takes ``axis=``; ``batch`` bounds the memory of the draws (resamples
     per batch). Without spread (nothing to resample, or every sample constant) the interval is the point."""
     data = tuple(np.asarray(d, dtype=float) for d in data)
-    free = [i for i, d in enumerate(data) if d.shape[-1] > 1] if not paired else ([0] if data[0].shape[-1] > 1 else [])
+    free = (
+        [i for i, d in enumerate(data) if d.shape[-1] > 1]
+        if not paired
+        else ([0] if data[0].shape[-1] > 1 else [])
+    )
     if not free or all(np.ptp(d) == 0 for d in data):
         v = float(statistic(*data))
         return v, v
@@ -92,15 +104,30 @@ def bootstrap_interval(data: Sequence, statistic: Callable, *, paired: bool = Fa
             return inner(*full, **kw)
 
         data = tuple(data[i] for i in free)
-    res = _stats.bootstrap(data, statistic, paired=paired, vectorized=vectorized, confidence_level=level,
-                           n_resamples=n_resamples, batch=batch, method="percentile",
-                           rng=np.random.default_rng(seed))
+    res = _stats.bootstrap(
+        data,
+        statistic,
+        paired=paired,
+        vectorized=vectorized,
+        confidence_level=level,
+        n_resamples=n_resamples,
+        batch=batch,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
     lo, hi = res.confidence_interval
     return float(lo), float(hi)
 
 
-def bootstrap_ci(values, statistic: Callable[[np.ndarray], float] | None = None, *, scale: float = 100.0,
-                 level: float = 0.95, n_resamples: int = 2000, seed: int = 0) -> Estimate:
+def bootstrap_ci(
+    values,
+    statistic: Callable[[np.ndarray], float] | None = None,
+    *,
+    scale: float = 100.0,
+    level: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> Estimate:
     """``statistic(values) * scale`` (default: the mean, so 0/1 hits give a percentage) with a
     percentile bootstrap interval over the values (images); seeded, so it comes back identical."""
     v = np.asarray(values, dtype=float).ravel()
@@ -109,15 +136,28 @@ def bootstrap_ci(values, statistic: Callable[[np.ndarray], float] | None = None,
     stat = statistic or np.mean
     value = float(stat(v)) * scale
     if stat is np.mean:  # the same resamples, drawn at once (scipy's vectorized path: several times faster)
-        lo, hi = bootstrap_interval((v,), lambda x, axis=-1: np.mean(x, axis=axis), vectorized=True, level=level,
-                                    n_resamples=n_resamples, seed=seed)
+        lo, hi = bootstrap_interval(
+            (v,),
+            lambda x, axis=-1: np.mean(x, axis=axis),
+            vectorized=True,
+            level=level,
+            n_resamples=n_resamples,
+            seed=seed,
+        )
     else:
         lo, hi = bootstrap_interval((v,), stat, level=level, n_resamples=n_resamples, seed=seed)
     return Estimate(value, lo * scale, hi * scale, int(v.size), level)
 
 
-def bootstrap_table_ci(table, reduce: Callable[[np.ndarray], float], *, scale: float = 100.0, level: float = 0.95,
-                       n_resamples: int = 2000, seed: int = 0) -> Estimate:
+def bootstrap_table_ci(
+    table,
+    reduce: Callable[[np.ndarray], float],
+    *,
+    scale: float = 100.0,
+    level: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> Estimate:
     """``reduce(mean of table over images) * scale`` with a percentile bootstrap interval over images,
     for statistics that CHOOSE something on the images, e.g. MaxBoxAcc (``table`` (N, T): image i hit
     at threshold t; ``reduce=np.max``): every resample re-takes the mean over its images and re-applies
@@ -144,21 +184,30 @@ def bootstrap_table_ci(table, reduce: Callable[[np.ndarray], float], *, scale: f
         means = flat[idx].mean(axis=-2).reshape(-1, flat.shape[1])  # one row of threshold means per resample
         return np.array([reduce(m.reshape(shape)) for m in means], dtype=float).reshape(idx.shape[:-1])
 
-    lo, hi = bootstrap_interval((np.arange(n),), statistic, vectorized=True, level=level, n_resamples=n_resamples,
-                                seed=seed, batch=max(1, 2_000_000 // flat.size))
+    lo, hi = bootstrap_interval(
+        (np.arange(n),),
+        statistic,
+        vectorized=True,
+        level=level,
+        n_resamples=n_resamples,
+        seed=seed,
+        batch=max(1, 2_000_000 // flat.size),
+    )
     return Estimate(value, lo * scale, hi * scale, n, level)
 
 
-def paired_diff_ci(a, b, *, scale: float = 100.0, level: float = 0.95, n_resamples: int = 2000,
-                   seed: int = 0) -> Estimate:
+def paired_diff_ci(
+    a, b, *, scale: float = 100.0, level: float = 0.95, n_resamples: int = 2000, seed: int = 0
+) -> Estimate:
     """mean(a - b) * scale over paired units (same images) with a paired bootstrap interval
     (``scipy.stats.bootstrap(paired=True)``: one draw of images serves both ``a`` and ``b``)."""
     a, b = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
     if a.shape != b.shape or a.size == 0:
         raise ValueError(f"paired values must have the same non-zero length, got {a.size} and {b.size}")
     value = float(np.mean(a - b)) * scale
-    lo, hi = bootstrap_interval((a, b), _mean_diff, paired=True, vectorized=True, level=level,
-                                n_resamples=n_resamples, seed=seed)
+    lo, hi = bootstrap_interval(
+        (a, b), _mean_diff, paired=True, vectorized=True, level=level, n_resamples=n_resamples, seed=seed
+    )
     return Estimate(value, lo * scale, hi * scale, int(a.size), level)
 
 
@@ -198,10 +247,24 @@ BOX_AREA_EDGES: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.
 #: ``ilsvrc_val_50000`` of ``../shared/data/ilsvrc-val-box-area.csv``, counted from the public
 #: wsolevaluation metadata). Shipped as a constant so that a clone without ``../shared`` can reweight;
 #: ``tests/test_stats.py`` checks it against the CSV whenever the CSV is present.
-ILSVRC_VAL_BOX_AREA_COUNTS: tuple[int, ...] = (3532, 3194, 6176, 5818, 5665, 5445, 4842, 4351, 3712, 3108, 4157)
+ILSVRC_VAL_BOX_AREA_COUNTS: tuple[int, ...] = (
+    3532,
+    3194,
+    6176,
+    5818,
+    5665,
+    5445,
+    4842,
+    4351,
+    3712,
+    3108,
+    4157,
+)
 
 
-def read_box_area_counts(path: str | Path, column: str = "ilsvrc_val_50000") -> tuple[tuple[float, ...], tuple[int, ...]]:
+def read_box_area_counts(
+    path: str | Path, column: str = "ilsvrc_val_50000"
+) -> tuple[tuple[float, ...], tuple[int, ...]]:
     """``(edges, counts)`` from a box-area CSV with columns ``area_from,area_to,<column>...``.
 
     Rows must be contiguous (each ``area_from`` equals the previous ``area_to``); a bad file raises
@@ -219,8 +282,10 @@ def read_box_area_counts(path: str | Path, column: str = "ilsvrc_val_50000") -> 
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{path}:{line}: {exc}; expect numbers in area_from, area_to, {column}") from exc
         if lo != edges[-1] or hi <= lo or count < 0:
-            raise ValueError(f"{path}:{line}: stratum [{lo}, {hi}) with count {count} does not follow "
-                             f"the previous stratum (ending at {edges[-1]}); rows must be contiguous and sorted")
+            raise ValueError(
+                f"{path}:{line}: stratum [{lo}, {hi}) with count {count} does not follow "
+                f"the previous stratum (ending at {edges[-1]}); rows must be contiguous and sorted"
+            )
         edges.append(hi)
         counts.append(count)
     return tuple(edges), tuple(counts)
@@ -250,8 +315,10 @@ def stratum_index(area, edges: Sequence[float] = BOX_AREA_EDGES) -> np.ndarray:
         raise ValueError(f"edges {tuple(edges)} must be at least two increasing numbers")
     bad = np.flatnonzero(~((a >= e[0]) & (a <= e[-1])))
     if bad.size:
-        raise ValueError(f"area fraction {float(a[bad[0]])!r} (image {bad[0]}) lies outside [{e[0]}, {e[-1]}]; "
-                         "pass the largest box's area divided by the image area")
+        raise ValueError(
+            f"area fraction {float(a[bad[0]])!r} (image {bad[0]}) lies outside [{e[0]}, {e[-1]}]; "
+            "pass the largest box's area divided by the image area"
+        )
     return np.minimum(np.searchsorted(e, a, side="right") - 1, e.size - 2)
 
 
@@ -267,32 +334,53 @@ class StratumAccuracy:
     estimate: Estimate | None
 
     def to_dict(self) -> dict:
-        return {"low_edge": self.low_edge, "high_edge": self.high_edge, "population": self.population,
-                "n": self.n, "estimate": None if self.estimate is None else self.estimate.to_dict()}
+        return {
+            "low_edge": self.low_edge,
+            "high_edge": self.high_edge,
+            "population": self.population,
+            "n": self.n,
+            "estimate": None if self.estimate is None else self.estimate.to_dict(),
+        }
 
 
-def _strata_inputs(hits, area, edges: Sequence[float], population: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _strata_inputs(
+    hits, area, edges: Sequence[float], population: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     h = np.asarray(hits, dtype=float).ravel()
     k = stratum_index(area, edges)
     if h.size != k.size or h.size == 0:
         raise ValueError(f"hits ({h.size}) and area fractions ({k.size}) must be the same non-zero length")
     pop = np.asarray(population, dtype=float)
     if pop.shape != (len(edges) - 1,) or np.any(pop < 0) or pop.sum() <= 0:
-        raise ValueError(f"population needs one count >= 0 per stratum ({len(edges) - 1}), not all zero; "
-                         f"got {tuple(population)}")
+        raise ValueError(
+            f"population needs one count >= 0 per stratum ({len(edges) - 1}), not all zero; "
+            f"got {tuple(population)}"
+        )
     return h, k, pop
 
 
-def stratum_accuracy(hits, area, *, edges: Sequence[float] = BOX_AREA_EDGES,
-                     population: Sequence[int] = ILSVRC_VAL_BOX_AREA_COUNTS, scale: float = 100.0,
-                     level: float = 0.95, n_resamples: int = 2000, seed: int = 0) -> list[StratumAccuracy]:
+def stratum_accuracy(
+    hits,
+    area,
+    *,
+    edges: Sequence[float] = BOX_AREA_EDGES,
+    population: Sequence[int] = ILSVRC_VAL_BOX_AREA_COUNTS,
+    scale: float = 100.0,
+    level: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> list[StratumAccuracy]:
     """Accuracy within each box-area stratum: :func:`bootstrap_ci` of the hits of the images whose
     largest-box fraction ``area`` falls in it, ``None`` for a stratum without images."""
     h, k, pop = _strata_inputs(hits, area, edges, population)
     out = []
     for s in range(len(edges) - 1):
         sel = h[k == s]
-        est = bootstrap_ci(sel, scale=scale, level=level, n_resamples=n_resamples, seed=seed) if sel.size else None
+        est = (
+            bootstrap_ci(sel, scale=scale, level=level, n_resamples=n_resamples, seed=seed)
+            if sel.size
+            else None
+        )
         out.append(StratumAccuracy(float(edges[s]), float(edges[s + 1]), int(pop[s]), int(sel.size), est))
     return out
 
@@ -309,8 +397,12 @@ class PostStratified:
     covered: float
 
     def to_dict(self) -> dict:
-        return {"estimate": self.estimate.to_dict(), "strata": [s.to_dict() for s in self.strata],
-                "cells": [list(c) for c in self.cells], "covered": self.covered}
+        return {
+            "estimate": self.estimate.to_dict(),
+            "strata": [s.to_dict() for s in self.strata],
+            "cells": [list(c) for c in self.cells],
+            "covered": self.covered,
+        }
 
 
 def _cells(counts: np.ndarray, min_count: int) -> list[list[int]]:
@@ -329,10 +421,18 @@ def _cells(counts: np.ndarray, min_count: int) -> list[list[int]]:
     return cells
 
 
-def post_stratified_ci(hits, area, *, edges: Sequence[float] = BOX_AREA_EDGES,
-                       population: Sequence[int] = ILSVRC_VAL_BOX_AREA_COUNTS, min_count: int = 1,
-                       scale: float = 100.0, level: float = 0.95, n_resamples: int = 2000,
-                       seed: int = 0) -> PostStratified:
+def post_stratified_ci(
+    hits,
+    area,
+    *,
+    edges: Sequence[float] = BOX_AREA_EDGES,
+    population: Sequence[int] = ILSVRC_VAL_BOX_AREA_COUNTS,
+    min_count: int = 1,
+    scale: float = 100.0,
+    level: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> PostStratified:
     """Estimate the accuracy over a whole population (default: the 50,000 ILSVRC val images) from a
     sample with a different mix of object sizes, by post-stratification on the largest box's area:
 
@@ -356,8 +456,16 @@ def post_stratified_ci(hits, area, *, edges: Sequence[float] = BOX_AREA_EDGES,
     h, k, pop = _strata_inputs(hits, area, edges, population)
     if min_count < 1:
         raise ValueError(f"min_count must be >= 1, got {min_count}")
-    strata = stratum_accuracy(h, area, edges=edges, population=population, scale=scale, level=level,
-                              n_resamples=n_resamples, seed=seed)
+    strata = stratum_accuracy(
+        h,
+        area,
+        edges=edges,
+        population=population,
+        scale=scale,
+        level=level,
+        n_resamples=n_resamples,
+        seed=seed,
+    )
     counts = np.array([s.n for s in strata])
     cells = _cells(counts, min_count)
     weights = np.array([pop[c].sum() for c in cells]) / pop.sum()
@@ -367,8 +475,15 @@ def post_stratified_ci(hits, area, *, edges: Sequence[float] = BOX_AREA_EDGES,
     def reweighted(*gs, axis=-1):  # the cells are scipy's independent samples
         return sum(w * g.mean(axis=axis) for w, g in zip(weights, gs, strict=True))
 
-    lo, hi = bootstrap_interval(groups, reweighted, vectorized=True, level=level, n_resamples=n_resamples,
-                                seed=seed, batch=max(1, 1_000_000 // max(g.size for g in groups)))
+    lo, hi = bootstrap_interval(
+        groups,
+        reweighted,
+        vectorized=True,
+        level=level,
+        n_resamples=n_resamples,
+        seed=seed,
+        batch=max(1, 1_000_000 // max(g.size for g in groups)),
+    )
     covered = float(pop[counts >= min_count].sum() / pop.sum())
     estimate = Estimate(value * scale, lo * scale, hi * scale, int(h.size), level)
     return PostStratified(estimate, tuple(strata), tuple(tuple(c) for c in cells), covered)

@@ -31,8 +31,18 @@ from camlib.evaluation.localize import (
     mask_batches,
 )
 
-__all__ = ["LocalizationStudy", "ValSet", "data_rows", "load_networks", "model_of", "open_val_data", "open_val_sets", "preprocess_of",
-           "seeded_subset", "squashed"]
+__all__ = [
+    "LocalizationStudy",
+    "ValSet",
+    "data_rows",
+    "load_networks",
+    "model_of",
+    "open_val_data",
+    "open_val_sets",
+    "preprocess_of",
+    "seeded_subset",
+    "squashed",
+]
 
 PROCEDURAL_NOTE = (
     "NOTE: no ILSVRC images (none found at ../shared/data/ilsvrc-val-sample or ILSVRC_ROOT, or USE_ILSVRC=False).\n"
@@ -69,7 +79,9 @@ def open_val_data(profile: str, root: str | Path | None, *, use_ilsvrc: bool = T
         print(PROCEDURAL_NOTE)
         return None, None
     base = open_ilsvrc_val(found, wnids=wnids)
-    print(f"{len(base)} ILSVRC val images from {found} ({base.source}), {sum(len(b) for b in base.boxes)} boxes")
+    print(
+        f"{len(base)} ILSVRC val images from {found} ({base.source}), {sum(len(b) for b in base.boxes)} boxes"
+    )
     if profile == "paper" and len(base) < 50000:
         print(f"NOTE: {len(base)} images, not the full 50,000: numbers are for this subset")
     return found, base
@@ -106,8 +118,14 @@ class ValSet:
 QUICK_SETS = {"sample": "ilsvrc", "1k": "ilsvrc-1k"}
 
 
-def open_val_sets(profile: str, root: str | Path | None = None, root_1k: str | Path | None = None, *,
-                  use_ilsvrc: bool = True, wnids=None) -> list[ValSet]:
+def open_val_sets(
+    profile: str,
+    root: str | Path | None = None,
+    root_1k: str | Path | None = None,
+    *,
+    use_ilsvrc: bool = True,
+    wnids=None,
+) -> list[ValSet]:
     """Every ILSVRC val set this run measures on, each reported on its own (never silently pooled).
 
     Quick profile: the ``"ilsvrc"`` set (``root`` -> ``$ILSVRC_ROOT`` -> ``data/`` -> the 100-image
@@ -128,7 +146,9 @@ def open_val_sets(profile: str, root: str | Path | None = None, root_1k: str | P
         print("USE_ILSVRC=False: " + PROCEDURAL_NOTE.split("\n", 1)[1])
         return []
     out = []
-    answers = {key: resolve_root(name, r) for (key, name), r in zip(QUICK_SETS.items(), (root, root_1k), strict=True)}
+    answers = {
+        key: resolve_root(name, r) for (key, name), r in zip(QUICK_SETS.items(), (root, root_1k), strict=True)
+    }
     if not any(answers.values()):
         print(NO_ILSVRC_NOTE + "; ".join(f"{a.name}: {a.fetch}" for a in answers.values()))
         return []
@@ -139,8 +159,10 @@ def open_val_sets(profile: str, root: str | Path | None = None, root_1k: str | P
         ds = open_ilsvrc_val(a.path, wnids=wnids)
         v = ValSet(key, a.path.name, a.path, a.kind, a.info.caveat if a.info else "", ds)
         out.append(v)
-        print(f"{v.label}: {sum(len(b) for b in ds.boxes)} boxes, found via {a.kind} at {a.path}"
-              + (f"; caveat: {v.caveat}" if v.caveat else ""))
+        print(
+            f"{v.label}: {sum(len(b) for b in ds.boxes)} boxes, found via {a.kind} at {a.path}"
+            + (f"; caveat: {v.caveat}" if v.caveat else "")
+        )
     return out
 
 
@@ -151,8 +173,14 @@ def data_rows(sets: list[ValSet], n_procedural: int) -> list:
 
     if sets:
         return [s.source() for s in sets]
-    return [DataSource("procedural shapes", "procedural", n_procedural,
-                       "drawn by camlib.datasets.ProceduralShapes, small GAP CNN trained here: NOT ILSVRC numbers")]
+    return [
+        DataSource(
+            "procedural shapes",
+            "procedural",
+            n_procedural,
+            "drawn by camlib.datasets.ProceduralShapes, small GAP CNN trained here: NOT ILSVRC numbers",
+        )
+    ]
 
 
 def seeded_subset(n_total: int, n: int | None, seed: int | None) -> list[int]:
@@ -183,9 +211,13 @@ def squashed(base, size: int = 227):
     for p in base.paths:
         with Image.open(p) as im:
             sizes.append(im.size)
-    boxes = [np.trunc(np.asarray(b, float) * np.array([size / w, size / h] * 2)).astype(np.int64)
-             for b, (w, h) in zip(base.boxes, sizes, strict=True)]
-    return Squashed(base.ids, base.paths, base.labels, boxes, base.preprocess, f"{base.source}, squashed to {size}x{size}")
+    boxes = [
+        np.trunc(np.asarray(b, float) * np.array([size / w, size / h] * 2)).astype(np.int64)
+        for b, (w, h) in zip(base.boxes, sizes, strict=True)
+    ]
+    return Squashed(
+        base.ids, base.paths, base.labels, boxes, base.preprocess, f"{base.source}, squashed to {size}x{size}"
+    )
 
 
 def load_networks(
@@ -221,7 +253,9 @@ def load_networks(
         if timings is not None:
             timings["train_s"] = round(time.time() - t0, 1)
         name = "small_gap_cnn"
-        return {name: model.eval()}, {name: f"SmallGAPNet trained here on {n_train} procedural images ({epochs} epochs)"}
+        return {name: model.eval()}, {
+            name: f"SmallGAPNet trained here on {n_train} procedural images ({epochs} epochs)"
+        }
     if profile == "quick":
         lite = load_efficientnet_lite0(device)
         return {"efficientnet_lite0": lite}, {"efficientnet_lite0": lite.description}
@@ -323,7 +357,9 @@ class LocalizationStudy:
             if self.ten_crop and self.data == "ilsvrc":
                 yield f"{name}/cam_ten_crop", name, CAM(model_of(net)), True
 
-    def run(self, protocols: Protocols, *, keep_maps: int = 24, partial: str | Path | None = None) -> dict[str, dict]:
+    def run(
+        self, protocols: Protocols, *, keep_maps: int = 24, partial: str | Path | None = None
+    ) -> dict[str, dict]:
         """:func:`~camlib.evaluation.localize.evaluate_protocols` for every setting (ten crops with
         :data:`RELEASED_OPTIONS`, the others with :data:`PAPER_OPTIONS`); prints the image counts and
         every skipped image. Returns (and keeps in ``results``) run name -> result.
@@ -341,7 +377,9 @@ class LocalizationStudy:
             self.results[run] = r
             if partial is not None:
                 self.write_partial(partial, todo)
-            print(f"{run}: {r['n_images']} images, {r['n_skipped']} skipped (unreadable), {r['seconds']:.0f} s")
+            print(
+                f"{run}: {r['n_images']} images, {r['n_skipped']} skipped (unreadable), {r['seconds']:.0f} s"
+            )
             for s in r["skipped"]:
                 print(f"   skipped {s['image_id']}: {s['error']}")
         return self.results
@@ -352,9 +390,16 @@ class LocalizationStudy:
         post-stratified full-val estimate)."""
         from camlib.evaluation.records import set_summary
 
-        return {run: set_summary(r["records"], fraction=fraction, seed=seed, min_count=min_count,
-                                 strata=run.endswith("/cam") and self.data == "ilsvrc")
-                for run, r in self.results.items()}
+        return {
+            run: set_summary(
+                r["records"],
+                fraction=fraction,
+                seed=seed,
+                min_count=min_count,
+                strata=run.endswith("/cam") and self.data == "ilsvrc",
+            )
+            for run, r in self.results.items()
+        }
 
     def held_out(self, *, seed: int = 0) -> dict[str, dict]:
         """Per run: the threshold lesson on disjoint halves (:func:`camlib.evaluation.records.held_out_halves`)
@@ -365,7 +410,9 @@ class LocalizationStudy:
         for run, r in self.results.items():
             rec = r["records"]
             thresholds, ious = rec.sweep_axes["gt_known_sweep.largest"]
-            out[run] = held_out_halves(rec.sweeps["gt_known_sweep.largest"][:, ious.index(0.5), :], thresholds, seed=seed)
+            out[run] = held_out_halves(
+                rec.sweeps["gt_known_sweep.largest"][:, ious.index(0.5), :], thresholds, seed=seed
+            )
         return out
 
     def squash_effect(self, size: int = 227, *, fraction: float = 0.2, seed: int = 0) -> dict:
@@ -383,8 +430,11 @@ class LocalizationStudy:
                                   ten_crop=False, device=self.device)  # fmt: skip
         other.run(Protocols(fractions=(fraction,), released=False), keep_maps=0)
         rule = box_key("paper", fraction)
-        names = {"top1_acc": "classification.top1", "gt_known_loc_acc": f"{rule}.gt_known",
-                 "top1_loc_acc": f"{rule}.top1_loc"}
+        names = {
+            "top1_acc": "classification.top1",
+            "gt_known_loc_acc": f"{rule}.gt_known",
+            "top1_loc_acc": f"{rule}.top1_loc",
+        }
         out = paired_effect(self.results[run]["records"], other.results[run]["records"], names, seed=seed)
         return {"size": size, "run": run, "n": other.results[run]["n_images"], "effects": out}
 
@@ -396,8 +446,15 @@ class LocalizationStudy:
         from camlib.evaluation.mapcache import MapCache
 
         name = run.split("/")[0]
-        return MapCache.for_cam(self.cache_dir, source, preprocessing=self.descriptions[name], image_ids=self.base.ids,
-                                dataset=str(getattr(self.base, "source", "")), topk=topk, channels_last=True)
+        return MapCache.for_cam(
+            self.cache_dir,
+            source,
+            preprocessing=self.descriptions[name],
+            image_ids=self.base.ids,
+            dataset=str(getattr(self.base, "source", "")),
+            topk=topk,
+            channels_last=True,
+        )
 
     def write_partial(self, path: str | Path, planned) -> Path:
         """The finished settings' summaries (and the ones not yet run) to ``path``, atomically."""
@@ -407,8 +464,12 @@ class LocalizationStudy:
         from camlib.evaluation.localize import summarize_protocols
 
         done = {run: summarize_protocols(r) for run, r in self.results.items()}
-        payload = {"profile": self.profile, "networks": self.descriptions, "finished": done,
-                   "not_yet_run": [run for run in planned if run not in done]}
+        payload = {
+            "profile": self.profile,
+            "networks": self.descriptions,
+            "finished": done,
+            "not_yet_run": [run for run in planned if run not in done],
+        }
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(payload, indent=1, sort_keys=True, default=str) + "\n")
@@ -431,7 +492,9 @@ class LocalizationStudy:
         key = box_key("paper", fraction)
         preds, maps = r["predictions"][: len(r["gt_maps"])], r["gt_maps"]
         hit = [iou(p["gt_known_box"][key], p["gt_boxes"]).max() >= 0.5 for p in preds]
-        pick = [i for i in range(len(preds)) if hit[i]][:n_each] + [i for i in range(len(preds)) if not hit[i]][:n_each]
+        pick = [i for i in range(len(preds)) if hit[i]][:n_each] + [
+            i for i in range(len(preds)) if not hit[i]
+        ][:n_each]
         return viz.plot_cam_grid([self.image(preds[i]["image_id"]) for i in pick],
                                  [maps[i].astype(np.float32) for i in pick],
                                  [class_names[preds[i]["label"]][:18] for i in pick],
@@ -442,9 +505,15 @@ class LocalizationStudy:
         """The comparison rows' ``setting`` text of a run: network, data, map setting."""
         name, kind = run.split("/")
         n = self.results[run]["n_images"]
-        data = "100-image ILSVRC val sample" if n == 100 and self.profile == "quick" else f"{n} ILSVRC val images"
+        data = (
+            "100-image ILSVRC val sample"
+            if n == 100 and self.profile == "quick"
+            else f"{n} ILSVRC val images"
+        )
         if self.label is not None:
-            data = f"{n} images of {self.label}" + (f" (seeded subset, seed {self.subset_seed})" if n < len(self.base) else "")
+            data = f"{n} images of {self.label}" + (
+                f" (seeded subset, seed {self.subset_seed})" if n < len(self.base) else ""
+            )
         return f"{self.descriptions[name].split(',')[0]}, {data}; {SETTING_TEXT[kind]}"
 
     def comparisons(self) -> list[dict]:
@@ -460,7 +529,9 @@ class LocalizationStudy:
             name, kind = run.split("/")
             key = "googlenet_gap" if self.profile == "quick" else paper_key(name)
             s = self.setting_of(run)
-            if kind == "backprop":  # the paper's text rule and the released script's rule (used for its heat maps)
+            if (
+                kind == "backprop"
+            ):  # the paper's text rule and the released script's rule (used for its heat maps)
                 rows += comparison_rows(r, s, backprop=True)
                 rows += comparison_rows(r, s, backprop=True, rule="released")
             elif kind == "cam":

@@ -109,7 +109,9 @@ def _maps_list(maps) -> list[np.ndarray]:
         maps = maps.detach().float().cpu().numpy()
     if isinstance(maps, np.ndarray):
         if maps.ndim == 2:
-            raise ValueError("expected a batch of maps (B, H, W) or a list of 2-D maps, got one 2-D map; use [m]")
+            raise ValueError(
+                "expected a batch of maps (B, H, W) or a list of 2-D maps, got one 2-D map; use [m]"
+            )
         if maps.ndim != 3:
             raise ValueError(f"expected maps of shape (B, H, W), got {maps.shape}")
         maps = list(maps)
@@ -600,7 +602,9 @@ def _mask_list(masks, n: int, ignore=None) -> list[tuple[np.ndarray, np.ndarray]
     return [split_mask(m, g) for m, g in zip(masks, ignore, strict=True)]
 
 
-def reference_pxap_counts(maps, masks, thresholds=CHOE_THRESHOLDS, ignore=None) -> tuple[np.ndarray, np.ndarray]:
+def reference_pxap_counts(
+    maps, masks, thresholds=CHOE_THRESHOLDS, ignore=None
+) -> tuple[np.ndarray, np.ndarray]:
     """Loop version of the pixel counts behind PxAP: (true positives, false positives) per threshold;
     ignored pixels (:func:`split_mask`) are in neither."""
     ms = _maps_list(maps)
@@ -676,7 +680,9 @@ class PxAPEvaluator(Evaluator):
         T = self.thresholds.size
         self.fg_hist = np.zeros(T + 1, np.int64)  # pixels of each level (0 .. T), foreground
         self.bg_hist = np.zeros(T + 1, np.int64)
-        self.exact_parts: list[np.ndarray] = []  # exact mode: one (3, k) array (value, fg, bg) after compaction
+        self.exact_parts: list[
+            np.ndarray
+        ] = []  # exact mode: one (3, k) array (value, fg, bg) after compaction
         self.n = 0
         self.n_ignored = 0
 
@@ -713,7 +719,9 @@ class PxAPEvaluator(Evaluator):
             part = np.c_[part, [[-np.inf], [n_nan_fg], [0.0]]]
         both = np.concatenate([*self.exact_parts, part], axis=1)
         u, inv = np.unique(both[0], return_inverse=True)
-        self.exact_parts = [np.stack([u, np.bincount(inv, both[1], u.size), np.bincount(inv, both[2], u.size)])]
+        self.exact_parts = [
+            np.stack([u, np.bincount(inv, both[1], u.size), np.bincount(inv, both[2], u.size)])
+        ]
 
     def counts(self) -> tuple[np.ndarray, np.ndarray]:
         """(true positives, false positives) per threshold, in the order the thresholds were given
@@ -766,7 +774,9 @@ class PxAPEvaluator(Evaluator):
         if self.exact:
             out["n_operating_points"] = int(srt.size)
         else:
-            out.update(precision=precision[::-1].tolist(), recall=recall[::-1].tolist(), thresholds=srt.tolist())
+            out.update(
+                precision=precision[::-1].tolist(), recall=recall[::-1].tolist(), thresholds=srt.tolist()
+            )
         return out
 
 

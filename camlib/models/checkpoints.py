@@ -31,7 +31,9 @@ def checkpoint_path(arch: str, pool: str = "avg", folder: str | Path | None = No
     return Path(folder if folder is not None else checkpoint_dir()) / f"{arch}_{pool}.pt"
 
 
-def find_checkpoint(arch: str, pool: str = "avg", folder: str | Path | None = None, *, quiet: bool = False) -> Path | None:
+def find_checkpoint(
+    arch: str, pool: str = "avg", folder: str | Path | None = None, *, quiet: bool = False
+) -> Path | None:
     """:func:`checkpoint_path` when that file exists (printing which, and a warning when its fine-tuning
     did not reach its iteration budget), else None (printing where it was looked for)."""
     path = checkpoint_path(arch, pool, folder)

@@ -118,7 +118,9 @@ class GAPNet(nn.Module):
         super().__init__()
         self.features = features
         self.extra = extra if extra is not None else nn.Identity()
-        self.cam_conv = nn.Sequential(nn.Conv2d(in_channels, width, 3, stride=1, padding=1), nn.ReLU(inplace=True))
+        self.cam_conv = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, stride=1, padding=1), nn.ReLU(inplace=True)
+        )
         self.pool = _global_pool(pool)
         self.fc = nn.Linear(width, num_classes)
         self.pool_kind = pool
@@ -165,7 +167,9 @@ class _GoogLeNetInput(nn.Module):
         if not self.enabled:
             return x
         scale = x.new_tensor([0.229 / 0.5, 0.224 / 0.5, 0.225 / 0.5])[None, :, None, None]
-        shift = x.new_tensor([(0.485 - 0.5) / 0.5, (0.456 - 0.5) / 0.5, (0.406 - 0.5) / 0.5])[None, :, None, None]
+        shift = x.new_tensor([(0.485 - 0.5) / 0.5, (0.456 - 0.5) / 0.5, (0.406 - 0.5) / 0.5])[
+            None, :, None, None
+        ]
         return x * scale + shift
 
     def extra_repr(self) -> str:
@@ -211,8 +215,14 @@ def _conv_features(name: str, weights: str | None) -> tuple[nn.Sequential, str]:
 def alexnet_gap(num_classes: int = 1000, pool: Pool = "avg", weights: str | None = None) -> GAPNet:
     """AlexNet-GAP: AlexNet up to conv5 + ReLU (pool5 and the FC stack removed) + the GAP head; 13x13 at 224."""
     features, desc = _conv_features("alexnet", weights)
-    return GAPNet(features[:12], 256, num_classes, pool, arch="alexnet_gap",  # features[12] is pool5
-                  description=f"{_label('AlexNet', pool)} from {desc}")
+    return GAPNet(
+        features[:12],
+        256,
+        num_classes,
+        pool,
+        arch="alexnet_gap",  # features[12] is pool5
+        description=f"{_label('AlexNet', pool)} from {desc}",
+    )
 
 
 def alexnet_star_gap(num_classes: int = 1000, pool: Pool = "avg", weights: str | None = None) -> GAPNet:
@@ -222,15 +232,28 @@ def alexnet_star_gap(num_classes: int = 1000, pool: Pool = "avg", weights: str |
         nn.Conv2d(256, 512, 3, padding=1), nn.ReLU(inplace=True),
         nn.Conv2d(512, 512, 3, padding=1), nn.ReLU(inplace=True),
     )  # fmt: skip
-    return GAPNet(features[:12], 512, num_classes, pool, extra=extra, arch="alexnet_star_gap",
-                  description=f"{_label('AlexNet*', pool)} from {desc}")
+    return GAPNet(
+        features[:12],
+        512,
+        num_classes,
+        pool,
+        extra=extra,
+        arch="alexnet_star_gap",
+        description=f"{_label('AlexNet*', pool)} from {desc}",
+    )
 
 
 def vggnet_gap(num_classes: int = 1000, pool: Pool = "avg", weights: str | None = None) -> GAPNet:
     """VGGnet-GAP: VGG16 up to conv5_3 + ReLU (pool5 and the FC stack removed) + the GAP head; 14x14 at 224."""
     features, desc = _conv_features("vgg16", weights)
-    return GAPNet(features[:30], 512, num_classes, pool, arch="vggnet_gap",  # features[30] is pool5
-                  description=f"{_label('VGGnet', pool)} from {desc}")
+    return GAPNet(
+        features[:30],
+        512,
+        num_classes,
+        pool,
+        arch="vggnet_gap",  # features[30] is pool5
+        description=f"{_label('VGGnet', pool)} from {desc}",
+    )
 
 
 def googlenet_gap(num_classes: int = 1000, pool: Pool = "avg", weights: str | None = None) -> GAPNet:
@@ -238,8 +261,14 @@ def googlenet_gap(num_classes: int = 1000, pool: Pool = "avg", weights: str | No
     net, desc = _torchvision("googlenet", weights)
     layers = [("transform_input", _GoogLeNetInput(net.transform_input))]
     layers += [(name, getattr(net, name)) for name in _GOOGLENET_TO_4E]
-    return GAPNet(nn.Sequential(OrderedDict(layers)), 832, num_classes, pool, arch="googlenet_gap",
-                  description=f"{_label('GoogLeNet', pool)} from {desc}")
+    return GAPNet(
+        nn.Sequential(OrderedDict(layers)),
+        832,
+        num_classes,
+        pool,
+        arch="googlenet_gap",
+        description=f"{_label('GoogLeNet', pool)} from {desc}",
+    )
 
 
 def resnet50_s1(num_classes: int = 1000, pool: Pool = "avg", weights: str | None = None) -> nn.Module:
@@ -293,7 +322,9 @@ _BUILDERS = {
 }
 
 
-def gap_variant(arch: str, *, pool: Pool = "avg", num_classes: int = 1000, weights: str | None = None) -> nn.Module:
+def gap_variant(
+    arch: str, *, pool: Pool = "avg", num_classes: int = 1000, weights: str | None = None
+) -> nn.Module:
     """Build any network of this module by name (see :data:`ARCHS`); ``pool="max"`` for the -GMP twin.
 
     The original networks (``"googlenet"``, ``"resnet50"``) exist only with average pooling.
@@ -303,6 +334,8 @@ def gap_variant(arch: str, *, pool: Pool = "avg", num_classes: int = 1000, weigh
         return _BUILDERS[arch](num_classes=num_classes, pool=pool, weights=weights)
     if arch in ORIGINAL_ARCHS:
         if pool != "avg":
-            raise ValueError(f"the original {arch} has global average pooling; use 'resnet50_s1' or a -GAP arch for max")
+            raise ValueError(
+                f"the original {arch} has global average pooling; use 'resnet50_s1' or a -GAP arch for max"
+            )
         return original_network(arch, num_classes=num_classes, weights=weights)
     raise ValueError(f"unknown arch {arch!r}; expected one of {', '.join(ARCHS)}")

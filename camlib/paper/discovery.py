@@ -94,12 +94,17 @@ def require_folder(root, what: str, layout: str, fetch: str) -> Path:
     if root is not None and Path(root).is_dir():
         return Path(root)
     where = "is not set (None)" if root is None else f"= {str(root)!r} is not a folder"
-    raise DatasetNotFoundError(f"PROFILE='paper' needs {what}, which {where}.\nExpected layout:\n{layout}\n"
-                               f"How to get it: {fetch}")
+    raise DatasetNotFoundError(
+        f"PROFILE='paper' needs {what}, which {where}.\nExpected layout:\n{layout}\nHow to get it: {fetch}"
+    )
 
 
-def ImageFiles(paths: Sequence[str | Path], size: int | tuple[int, int], labels: Sequence[int] | None = None,
-               normalize: Callable[[Tensor], Tensor] = lite0_input) -> _files.ImageFiles:
+def ImageFiles(
+    paths: Sequence[str | Path],
+    size: int | tuple[int, int],
+    labels: Sequence[int] | None = None,
+    normalize: Callable[[Tensor], Tensor] = lite0_input,
+) -> _files.ImageFiles:
     """Image files as network inputs: a :class:`camlib.datasets.files.ImageFiles` whose item ``i`` is
     ``(x, label)`` with ``x`` the image resized to ``size`` x ``size`` (or ``size = (H, W)``; no crop,
     PIL bilinear), RGB,
@@ -107,7 +112,9 @@ def ImageFiles(paths: Sequence[str | Path], size: int | tuple[int, int], labels:
     Its :meth:`~camlib.datasets.files.ImageFiles.image` gives the resized uint8 picture and
     :meth:`~camlib.datasets.files.ImageFiles.original_size` the file's (H, W) (read from its header)."""
     labels = np.zeros(len(paths), np.int64) if labels is None else labels
-    return _files.ImageFiles(paths, labels, WholeImage(OnUnitRange(normalize), size, resample="pil"), display_size=size)
+    return _files.ImageFiles(
+        paths, labels, WholeImage(OnUnitRange(normalize), size, resample="pil"), display_size=size
+    )
 
 
 # --------------------------------------------------------------------------- CAMs of a linear probe
@@ -172,21 +179,32 @@ def probe_cams(
     weights = [p.linear_weights() for p in probes]
     # row-major copies: BLAS sums in an order that depends on the memory layout (a multi-class SVM's
     # weights come out column-major), and the decision values must not move with it
-    W = torch.tensor(np.ascontiguousarray(np.concatenate([w for w, _ in weights])), dtype=torch.float32, device=device)
-    b = torch.tensor(np.ascontiguousarray(np.concatenate([c for _, c in weights])), dtype=torch.float32, device=device)
+    W = torch.tensor(
+        np.ascontiguousarray(np.concatenate([w for w, _ in weights])), dtype=torch.float32, device=device
+    )
+    b = torch.tensor(
+        np.ascontiguousarray(np.concatenate([c for _, c in weights])), dtype=torch.float32, device=device
+    )
     options = CAMOptions(upsample="bilinear", size=tuple(size), normalize="max")
     table = targets is not None and not isinstance(targets, (int, np.integer)) and np.ndim(targets) == 2
     scores, maps, pooled, start = [], [], [], 0
     total = -(-len(data) // batch_size) if hasattr(data, "__len__") else None
     with eval_mode(model), capture(model, head.feature_layer) as seen:
-        for x in tqdm(_batches(data, batch_size, num_workers), total=total, desc="CAMs", leave=False,
-                      disable=not progress):
+        for x in tqdm(
+            _batches(data, batch_size, num_workers),
+            total=total,
+            desc="CAMs",
+            leave=False,
+            disable=not progress,
+        ):
             model(x.to(device))
             f = seen[head.feature_layer]
             F_ = pool_features(f, head.pool, head.relu)
             logits = torch.nn.functional.linear(F_, W, b)
             classes = select_classes(logits, _targets_of(targets, start, len(x)))
-            m = postprocess(maps_from_features(f, W, b, classes, "linear", relu=head.relu).float().cpu(), options)
+            m = postprocess(
+                maps_from_features(f, W, b, classes, "linear", relu=head.relu).float().cpu(), options
+            )
             scores.append(logits.float().cpu())
             maps.append(m if table else m[:, 0])
             if features:
@@ -211,10 +229,21 @@ class CAMPass:
     device: str | torch.device = "cpu"
     num_workers: int = 0
 
-    def __call__(self, probe: SVMProbe | Sequence[SVMProbe], data, targets=None, *,
-                 features: bool = False) -> tuple[np.ndarray, ...]:
-        return probe_cams(self.model, probe, data, self.head, self.size, targets=targets, batch_size=self.batch_size,
-                          device=self.device, features=features, num_workers=self.num_workers)
+    def __call__(
+        self, probe: SVMProbe | Sequence[SVMProbe], data, targets=None, *, features: bool = False
+    ) -> tuple[np.ndarray, ...]:
+        return probe_cams(
+            self.model,
+            probe,
+            data,
+            self.head,
+            self.size,
+            targets=targets,
+            batch_size=self.batch_size,
+            device=self.device,
+            features=features,
+            num_workers=self.num_workers,
+        )
 
 
 # --------------------------------------------------------------------------- 1. informative objects
@@ -254,12 +283,15 @@ def object_hits(
     return hit, present
 
 
-def object_hits_batch(maps, instances, types, n_types: int, *, fraction: float = 0.5,
-                      min_cover: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+def object_hits_batch(
+    maps, instances, types, n_types: int, *, fraction: float = 0.5, min_cover: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
     """:func:`object_hits` for every image -> ``(hits, present)``, both (N, n_types) bool. ``maps``,
     ``instances`` and ``types`` are sequences (or stacked arrays) with one entry per image."""
-    rows = [object_hits(m, i, t, n_types, fraction=fraction, min_cover=min_cover)
-            for m, i, t in zip(maps, instances, types, strict=True)]
+    rows = [
+        object_hits(m, i, t, n_types, fraction=fraction, min_cover=min_cover)
+        for m, i, t in zip(maps, instances, types, strict=True)
+    ]
     if not rows:
         return np.zeros((0, n_types), bool), np.zeros((0, n_types), bool)
     return np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])
@@ -281,7 +313,9 @@ def tfidf_scores(frequency: np.ndarray) -> np.ndarray:
     return f * np.maximum(idf, 0.0)[None]
 
 
-def object_rankings(hits: np.ndarray, present: np.ndarray, labels: np.ndarray, n_classes: int) -> dict[str, np.ndarray]:
+def object_rankings(
+    hits: np.ndarray, present: np.ndarray, labels: np.ndarray, n_classes: int
+) -> dict[str, np.ndarray]:
     """Per class ``c`` and object ``o`` (over the images labelled ``c``): ``"cam"`` = share of images in
     which ``o`` overlaps the high-CAM region, ``"frequency"`` = share of images that contain ``o``,
     ``"tfidf"`` = :func:`tfidf_scores` of the frequencies (objects present in every scene discounted);
@@ -306,7 +340,9 @@ def top_objects(scores: np.ndarray, names: Sequence[str], k: int = 6) -> list[tu
     return [(names[i], float(scores[i])) for i in _order(scores)[:k]]
 
 
-def ranking_scores(scores: np.ndarray, truth: np.ndarray, k: int = 3, names: Sequence[str] | None = None) -> dict:
+def ranking_scores(
+    scores: np.ndarray, truth: np.ndarray, k: int = 3, names: Sequence[str] | None = None
+) -> dict:
     """How well each row of ``scores`` (C, O) ranks objects by ``truth`` (C, O), averaged over rows.
 
     ``precision_at_k`` (%): share of the ``k`` top-scored objects that are among the ``k`` truest
@@ -323,10 +359,17 @@ def ranking_scores(scores: np.ndarray, truth: np.ndarray, k: int = 3, names: Seq
         prec.append(100.0 * len(set(_order(s)[:k]) & set(_order(t)[:k])) / k)
         r = spearmanr(s, t).statistic if np.ptp(s) > 0 and np.ptp(t) > 0 else 0.0
         rho.append(float(r) if np.isfinite(r) else 0.0)
-    out = {"precision_at_k": float(np.mean(prec)), "spearman": float(np.mean(rho)), "k": k,
-           "per_class_precision_at_k": prec, "per_class_spearman": rho}
+    out = {
+        "precision_at_k": float(np.mean(prec)),
+        "spearman": float(np.mean(rho)),
+        "k": k,
+        "per_class_precision_at_k": prec,
+        "per_class_spearman": rho,
+    }
     if names is not None:
-        out["per_class"] = {str(n): {"precision_at_k": p, "spearman": r} for n, p, r in zip(names, prec, rho, strict=True)}
+        out["per_class"] = {
+            str(n): {"precision_at_k": p, "spearman": r} for n, p, r in zip(names, prec, rho, strict=True)
+        }
     return out
 
 
@@ -377,7 +420,9 @@ def mine_hard_negatives(
         chosen = [int(i) for i in initial]
     else:
         rng = np.random.default_rng(seed)
-        chosen = [int(i) for i in rng.choice(len(X_pool), size=min(int(n_initial), len(X_pool)), replace=False)]
+        chosen = [
+            int(i) for i in rng.choice(len(X_pool), size=min(int(n_initial), len(X_pool)), replace=False)
+        ]
     history: list[dict] = []
     for r in range(rounds + 1):
         X = np.concatenate([X_pos, X_pool[chosen]])
@@ -388,8 +433,15 @@ def mine_hard_negatives(
         used[chosen] = True
         hard = np.flatnonzero(~used & (s > -1.0))
         add = hard[np.argsort(-s[hard], kind="stable")][:per_round] if r < rounds else hard[:0]
-        history.append({"round": r, "n_negatives": len(chosen), "pool_false_positives": int((s > 0).sum()),
-                        "pool_violations": int((s > -1.0).sum()), "added": len(add)})
+        history.append(
+            {
+                "round": r,
+                "n_negatives": len(chosen),
+                "pool_false_positives": int((s > 0).sum()),
+                "pool_violations": int((s > -1.0).sum()),
+                "added": len(add),
+            }
+        )
         if len(add) == 0:
             break
         chosen += [int(i) for i in add]
@@ -436,7 +488,9 @@ def _boxes(b) -> np.ndarray:
     return b[b[:, 0] >= 0]
 
 
-def ignored_predictions(pred, gt, ignored, iou_threshold: float = 0.5, ignore_precision: float = 0.5) -> np.ndarray:
+def ignored_predictions(
+    pred, gt, ignored, iou_threshold: float = 0.5, ignore_precision: float = 0.5
+) -> np.ndarray:
     """Which predicted boxes of ONE image are set aside because of unreadable ("ignore") words -> (k,) bool.
 
     mmocr's rule (``HmeanIOUMetric``): a prediction is dropped before matching when more than
@@ -473,8 +527,12 @@ def match_boxes(pred, gt, iou_threshold: float = 0.5) -> int:
         m[i, :], m[:, j] = -1.0, -1.0
 
 
-def detection_scores(pred: Sequence[np.ndarray], gt: Sequence[np.ndarray], iou_threshold: float = 0.5,
-                     ignored: Sequence[np.ndarray] | None = None) -> dict:
+def detection_scores(
+    pred: Sequence[np.ndarray],
+    gt: Sequence[np.ndarray],
+    iou_threshold: float = 0.5,
+    ignored: Sequence[np.ndarray] | None = None,
+) -> dict:
     """Precision and recall (%) of predicted boxes against true boxes, image by image.
 
     In each image, pairs are matched one-to-one by :func:`match_boxes` (greedy, decreasing IoU, IoU >=
@@ -485,8 +543,10 @@ def detection_scores(pred: Sequence[np.ndarray], gt: Sequence[np.ndarray], iou_t
     ``n_pred``; counted in ``n_pred_ignored``).
     """
     if len(pred) != len(gt) or (ignored is not None and len(ignored) != len(gt)):
-        raise ValueError(f"{len(pred)} images of predictions for {len(gt)} images of ground truth"
-                         + ("" if ignored is None else f" and {len(ignored)} of ignored words"))
+        raise ValueError(
+            f"{len(pred)} images of predictions for {len(gt)} images of ground truth"
+            + ("" if ignored is None else f" and {len(ignored)} of ignored words")
+        )
     tp = n_pred = n_gt = n_ign = 0
     for k, (p, g) in enumerate(zip(pred, gt, strict=True)):
         p, g = _boxes(p), _boxes(g)
@@ -498,14 +558,23 @@ def detection_scores(pred: Sequence[np.ndarray], gt: Sequence[np.ndarray], iou_t
     precision = 100.0 * tp / n_pred if n_pred else 0.0
     recall = 100.0 * tp / n_gt if n_gt else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    out = {"precision": precision, "recall": recall, "f1": f1, "tp": tp, "n_pred": n_pred, "n_gt": n_gt,
-           "iou_threshold": float(iou_threshold)}
+    out = {
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "tp": tp,
+        "n_pred": n_pred,
+        "n_gt": n_gt,
+        "iou_threshold": float(iou_threshold),
+    }
     if ignored is not None:
         out["n_pred_ignored"] = n_ign
     return out
 
 
-def choose_fraction(maps: np.ndarray, fire: np.ndarray, gt: Sequence[np.ndarray], fractions: Sequence[float]) -> tuple[float, dict]:
+def choose_fraction(
+    maps: np.ndarray, fire: np.ndarray, gt: Sequence[np.ndarray], fractions: Sequence[float]
+) -> tuple[float, dict]:
     """The box fraction with the best F1 of :func:`detection_scores` (ties: the smaller fraction), and
     the F1 of every fraction. Call it on VALIDATION images only."""
     f1 = {float(f): detection_scores(detect_boxes(maps, fire, f), gt)["f1"] for f in fractions}
@@ -516,8 +585,14 @@ def choose_fraction(maps: np.ndarray, fire: np.ndarray, gt: Sequence[np.ndarray]
 # --------------------------------------------------------------------------- figures (paper Figs. 9-11)
 
 
-def plot_informative_objects(images, maps, class_names: Sequence[str], rows: dict[str, np.ndarray],
-                             object_names: Sequence[str], k: int = 5):
+def plot_informative_objects(
+    images,
+    maps,
+    class_names: Sequence[str],
+    rows: dict[str, np.ndarray],
+    object_names: Sequence[str],
+    k: int = 5,
+):
     """Fig. 9: per class, example images with the class's CAM, then its top-``k`` objects by CAM overlap
     next to the top-``k`` of each other ranking. ``images``/``maps``: per class a list of examples; ``rows``:
     ``{"CAM overlap": (C, O), "frequency": (C, O), ...}``, one column each."""
@@ -528,8 +603,14 @@ def plot_informative_objects(images, maps, class_names: Sequence[str], rows: dic
     n_ex = max(len(v) for v in images)
     C = len(class_names)
     text_w = 0.9 * max(len(rows), 2)  # one column of top objects per ranking
-    fig, axes = plt.subplots(C, n_ex + 1, figsize=(2.0 * n_ex + 2 * text_w, 2.1 * C), dpi=FIG_DPI, squeeze=False,
-                             gridspec_kw={"width_ratios": [1] * n_ex + [text_w]})
+    fig, axes = plt.subplots(
+        C,
+        n_ex + 1,
+        figsize=(2.0 * n_ex + 2 * text_w, 2.1 * C),
+        dpi=FIG_DPI,
+        squeeze=False,
+        gridspec_kw={"width_ratios": [1] * n_ex + [text_w]},
+    )
     for c in range(C):
         for j in range(n_ex):
             ax = axes[c, j]
@@ -542,8 +623,15 @@ def plot_informative_objects(images, maps, class_names: Sequence[str], rows: dic
         ax.axis("off")
         for col, (title, table) in enumerate(rows.items()):
             lines = [f"{n} {s:.2f}" for n, s in top_objects(table[c], object_names, k)]
-            ax.text(0.02 + 1.04 / max(len(rows), 2) * col, 0.98, title + ":\n" + "\n".join(lines), va="top", fontsize=7.5,
-                    family="monospace", transform=ax.transAxes)
+            ax.text(
+                0.02 + 1.04 / max(len(rows), 2) * col,
+                0.98,
+                title + ":\n" + "\n".join(lines),
+                va="top",
+                fontsize=7.5,
+                family="monospace",
+                transform=ax.transAxes,
+            )
     fig.tight_layout()
     return fig
 
@@ -555,8 +643,9 @@ def plot_concepts(images, maps, titles: Sequence[str], boxes=None, peaks=None, n
     return plot_cam_grid(images, maps, titles, gt_boxes=boxes, ncols=ncols, peaks=peaks)
 
 
-def plot_text_detections(images, maps, pred: Sequence[np.ndarray], gt: Sequence[np.ndarray], titles: Sequence[str],
-                         ncols: int = 6):
+def plot_text_detections(
+    images, maps, pred: Sequence[np.ndarray], gt: Sequence[np.ndarray], titles: Sequence[str], ncols: int = 6
+):
     """Fig. 11: text CAMs with the predicted boxes (green) and the true text boxes (red)."""
     from camlib.core.viz import plot_cam_grid
 

@@ -317,6 +317,7 @@ def pooling_study(
         config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr,
                              lr_step_every=max(1, steps_per_epoch * epochs * 3 // 4), seed=seed)  # fmt: skip
         for pool in ("avg", "max"):
+
             def make_model(pool=pool, seed=seed):
                 torch.manual_seed(seed)
                 return SmallGAPNet(len(CLASSES), pool=pool, width=width)
@@ -326,9 +327,11 @@ def pooling_study(
             run["extent"] = cam_extent(run["model"], test, 0.2)
             runs[pool].append(run)
             m = run["metrics"]
-            print(f"seed {seed} {POOL_NAMES[pool]}: acc {m['cls_acc']:.1f}%  GT-known@0.2 {m['gt_known_loc_acc@0.2']:.1f}%  "
-                  f"best t={m['best_fraction']:.2f} (val) -> GT-known {m['gt_known_loc_acc@best']:.1f}%  "
-                  f"[train {run['seconds']['train']:.0f} s, eval {run['seconds']['eval']:.0f} s, head {run['head'].pool}]")
+            print(
+                f"seed {seed} {POOL_NAMES[pool]}: acc {m['cls_acc']:.1f}%  GT-known@0.2 {m['gt_known_loc_acc@0.2']:.1f}%  "
+                f"best t={m['best_fraction']:.2f} (val) -> GT-known {m['gt_known_loc_acc@best']:.1f}%  "
+                f"[train {run['seconds']['train']:.0f} s, eval {run['seconds']['eval']:.0f} s, head {run['head'].pool}]"
+            )
     if config is None:
         raise ValueError("no seeds given")
     options = {"train": config.to_dict() | {"seed": "SEED + i", "augment": repr(PadCropFlip(pad))},
@@ -336,7 +339,9 @@ def pooling_study(
     return runs, options
 
 
-def plot_threshold_sweep(runs: dict[str, list[dict]], fractions: Sequence[float], *, paper_fraction: float = 0.2):
+def plot_threshold_sweep(
+    runs: dict[str, list[dict]], fractions: Sequence[float], *, paper_fraction: float = 0.2
+):
     """GT-known localization on the validation split against the threshold, per pooling: mean over seeds
     (band: min-max over seeds), the fraction chosen on it per seed (markers), the paper's 0.2 (dotted).
     Returns the figure."""
@@ -347,7 +352,9 @@ def plot_threshold_sweep(runs: dict[str, list[dict]], fractions: Sequence[float]
     fig, ax = plt.subplots(figsize=(6.4, 3.8), dpi=viz.FIG_DPI)
     for pool, colour in (("avg", "tab:blue"), ("max", "tab:red")):
         curves = np.array([[r["val_curve"][f] for f in fractions] for r in runs[pool]])
-        ax.plot(fractions, curves.mean(0), color=colour, label=f"{POOL_NAMES[pool]} (mean of {len(curves)} seeds)")
+        ax.plot(
+            fractions, curves.mean(0), color=colour, label=f"{POOL_NAMES[pool]} (mean of {len(curves)} seeds)"
+        )
         ax.fill_between(fractions, curves.min(0), curves.max(0), color=colour, alpha=0.2)
         for r in runs[pool]:
             best = r["metrics"]["best_fraction"]
@@ -382,8 +389,9 @@ def _fmt(s: dict) -> str:
     return f"{s['mean']:.1f} ± {s['std']:.1f}"
 
 
-def pooling_verdict(summary: dict[str, dict], *, loc_key: str, cls_key: str = "cls_acc",
-                    cls_tolerance: float = 3.0) -> dict:
+def pooling_verdict(
+    summary: dict[str, dict], *, loc_key: str, cls_key: str = "cls_acc", cls_tolerance: float = 3.0
+) -> dict:
     """Does the measured GAP-vs-GMP comparison agree with the paper's claim?
 
     ``summary`` maps ``"avg"``/``"max"`` to :func:`summarize_runs` outputs. The paper's claim has two
@@ -399,19 +407,30 @@ def pooling_verdict(summary: dict[str, dict], *, loc_key: str, cls_key: str = "c
     d_cls = gap[cls_key]["mean"] - gmp[cls_key]["mean"]
     cls_agrees = abs(d_cls) <= cls_tolerance
     if loc_agrees:
-        loc_text = (f"GAP localizes better ({_fmt(gap[loc_key])} vs {_fmt(gmp[loc_key])} %, +{d_loc:.1f} points, "
-                    f"more than the seed spread of {noise:.1f}): this agrees with the paper")
+        loc_text = (
+            f"GAP localizes better ({_fmt(gap[loc_key])} vs {_fmt(gmp[loc_key])} %, +{d_loc:.1f} points, "
+            f"more than the seed spread of {noise:.1f}): this agrees with the paper"
+        )
     elif d_loc > 0:
-        loc_text = (f"GAP localizes slightly better ({_fmt(gap[loc_key])} vs {_fmt(gmp[loc_key])} %, "
-                    f"+{d_loc:.1f} points) but within the seed spread of {noise:.1f}: the direction agrees "
-                    "with the paper, the evidence is too weak to claim it")
+        loc_text = (
+            f"GAP localizes slightly better ({_fmt(gap[loc_key])} vs {_fmt(gmp[loc_key])} %, "
+            f"+{d_loc:.1f} points) but within the seed spread of {noise:.1f}: the direction agrees "
+            "with the paper, the evidence is too weak to claim it"
+        )
     else:
-        loc_text = (f"GAP does NOT localize better ({_fmt(gap[loc_key])} vs {_fmt(gmp[loc_key])} %, "
-                    f"{d_loc:+.1f} points): this disagrees with the paper")
-    cls_text = (f"classification accuracy {_fmt(gap[cls_key])} (GAP) vs {_fmt(gmp[cls_key])} (GMP), a "
-                f"{d_cls:+.1f}-point difference, which "
-                + ("agrees with the paper's 'about as well'" if cls_agrees
-                   else f"is larger than {cls_tolerance:g} points, unlike the paper's 0.6"))
+        loc_text = (
+            f"GAP does NOT localize better ({_fmt(gap[loc_key])} vs {_fmt(gmp[loc_key])} %, "
+            f"{d_loc:+.1f} points): this disagrees with the paper"
+        )
+    cls_text = (
+        f"classification accuracy {_fmt(gap[cls_key])} (GAP) vs {_fmt(gmp[cls_key])} (GMP), a "
+        f"{d_cls:+.1f}-point difference, which "
+        + (
+            "agrees with the paper's 'about as well'"
+            if cls_agrees
+            else f"is larger than {cls_tolerance:g} points, unlike the paper's 0.6"
+        )
+    )
     return {
         "loc_agrees": bool(loc_agrees),
         "cls_agrees": bool(cls_agrees),
@@ -441,7 +460,9 @@ def _box_area(boxes: np.ndarray) -> np.ndarray:
 
 
 @torch.inference_mode()
-def cam_extent(model: nn.Module | CAM, data, fraction: float = 0.2, *, batch_size: int = 256) -> dict[str, float]:
+def cam_extent(
+    model: nn.Module | CAM, data, fraction: float = 0.2, *, batch_size: int = 256
+) -> dict[str, float]:
     """How much of the object the ground-truth class's CAM covers, with the paper's rule (map >= fraction
     x max), on an in-memory set with ``images``, ``labels``, ``boxes`` and ``masks`` (procedural data).
 
@@ -498,7 +519,12 @@ def finetune_and_evaluate(
 
     model = gap_variant(arch, pool=pool, weights=weights)  # type: ignore[arg-type]
     t0 = time.time()
-    row: dict = {"arch": arch, "pool": pool, "paper_key": paper_key(arch, pool), "description": model.description}
+    row: dict = {
+        "arch": arch,
+        "pool": pool,
+        "paper_key": paper_key(arch, pool),
+        "description": model.description,
+    }
     if arch not in ORIGINAL_ARCHS and iters > 0:
         if train_set is None:
             raise FileNotFoundError(f"fine-tuning {arch} needs the ILSVRC train folder. {ILSVRC_TRAIN_HINT}")
@@ -506,19 +532,30 @@ def finetune_and_evaluate(
             Path(checkpoint).unlink(missing_ok=True)
         cfg = paper_config(len(train_set), iters=iters, batch_size=batch_size, seed=seed)  # type: ignore[arg-type]
         state = finetune(model, train_set, cfg, checkpoint=checkpoint, device=device, progress=progress)
-        row.update(config=cfg.to_dict(), steps=state.step, resumed_from=state.resumed_from,
-                   finished=state.finished, last_epoch=state.history[-1] if state.history else None)
+        row.update(
+            config=cfg.to_dict(),
+            steps=state.step,
+            resumed_from=state.resumed_from,
+            finished=state.finished,
+            last_epoch=state.history[-1] if state.history else None,
+        )
     else:
         row.update(config=None, steps=0, resumed_from=None, finished=True, last_epoch=None)
     t1 = time.time()
     ev = evaluate_ilsvrc(model, val_root, device=device, num_workers=num_workers)
-    row.update(classification=ev["classification"], localization=ev["localization"][0.2], head=ev["head"],
-               n_images=ev["n_images"], seconds={"train": t1 - t0, "eval": time.time() - t1})
+    row.update(
+        classification=ev["classification"],
+        localization=ev["localization"][0.2],
+        head=ev["head"],
+        n_images=ev["n_images"],
+        seconds={"train": t1 - t0, "eval": time.time() - t1},
+    )
     return row
 
 
-def check_paper_inputs(archs: Sequence[str], train_root: str | Path | None, val_root: str | Path | None, *,
-                       iters: int) -> None:
+def check_paper_inputs(
+    archs: Sequence[str], train_root: str | Path | None, val_root: str | Path | None, *, iters: int
+) -> None:
     """Fail fast, before any long work, when the paper profile's ILSVRC inputs are missing: the val folder
     must open in one of the layouts of data/README.md, and the train folder (needed only when some network
     trains) must be a folder of class sub-folders. :func:`paper_pooling_study` checks them fully again."""
@@ -526,13 +563,17 @@ def check_paper_inputs(archs: Sequence[str], train_root: str | Path | None, val_
     from camlib.models.gap import ORIGINAL_ARCHS
 
     if val_root is None:
-        raise FileNotFoundError("PROFILE='paper' needs ILSVRC val: set ILSVRC_VAL (or $ILSVRC_ROOT) to a folder "
-                                "in one of the layouts of data/README.md (e.g. images/ + the wsolevaluation manifests)")
+        raise FileNotFoundError(
+            "PROFILE='paper' needs ILSVRC val: set ILSVRC_VAL (or $ILSVRC_ROOT) to a folder "
+            "in one of the layouts of data/README.md (e.g. images/ + the wsolevaluation manifests)"
+        )
     open_ilsvrc_val(val_root)
     if iters > 0 and any(a not in ORIGINAL_ARCHS for a in archs):
         root = None if train_root is None else Path(train_root)
         if root is None or not root.is_dir() or not any(p.is_dir() for p in root.iterdir()):
-            raise FileNotFoundError(f"no ILSVRC train folder of class sub-folders at {root}. {ILSVRC_TRAIN_HINT}")
+            raise FileNotFoundError(
+                f"no ILSVRC train folder of class sub-folders at {root}. {ILSVRC_TRAIN_HINT}"
+            )
 
 
 def paper_pooling_study(
@@ -559,22 +600,26 @@ def paper_pooling_study(
     from camlib.models.gap import ORIGINAL_ARCHS
 
     if val_root is None:
-        raise FileNotFoundError("PROFILE='paper' needs ILSVRC val: set ILSVRC_VAL (or $ILSVRC_ROOT) to a folder "
-                                "in one of the layouts of data/README.md (e.g. images/ + the wsolevaluation manifests)")
+        raise FileNotFoundError(
+            "PROFILE='paper' needs ILSVRC val: set ILSVRC_VAL (or $ILSVRC_ROOT) to a folder "
+            "in one of the layouts of data/README.md (e.g. images/ + the wsolevaluation manifests)"
+        )
     needs_training = iters > 0 and any(a not in ORIGINAL_ARCHS for a in archs)
     train_data = ilsvrc_train_folder(train_root) if needs_training else None
     if train_data is not None:
         print(f"ILSVRC train: {len(train_data)} images in {len(train_data.classes)} classes at {train_root}")
     rows = []
     for arch in archs:
-        for pool in (["avg"] if arch in ORIGINAL_ARCHS else pools):
+        for pool in ["avg"] if arch in ORIGINAL_ARCHS else pools:
             row = finetune_and_evaluate(arch, pool, train_data, val_root, iters=iters, batch_size=batch_size,
                                         weights=weights, checkpoint=checkpoint_path(arch, pool, checkpoint_dir),
                                         resume=resume, device=device, seed=seed, num_workers=num_workers)  # fmt: skip
             rows.append(row)
             c, lo = row["classification"], row["localization"]
-            print(f"{row['description']}: {row['steps']} steps; top-1/top-5 err {c['top1_err']:.2f}/{c['top5_err']:.2f}; "
-                  f"top-1/top-5 loc err {lo['top1_loc_err']:.2f}/{lo['top5_loc_err']:.2f} on {row['n_images']} val images")
+            print(
+                f"{row['description']}: {row['steps']} steps; top-1/top-5 err {c['top1_err']:.2f}/{c['top5_err']:.2f}; "
+                f"top-1/top-5 loc err {lo['top1_loc_err']:.2f}/{lo['top5_loc_err']:.2f} on {row['n_images']} val images"
+            )
     return rows
 
 
@@ -602,13 +647,28 @@ def paper_comparisons(rows: Sequence[dict]) -> list[dict]:
     for row in rows:
         if row["paper_key"] is None:
             continue
-        trained = f"fine-tuned {row['steps']} iterations on ILSVRC train" if row["steps"] else "as loaded (no fine-tuning)"
-        setting = (f"{row['description']}, {trained}, {row['n_images']} ILSVRC val images, whole image at "
-                   "224x224, paper box rule t=0.2")
+        trained = (
+            f"fine-tuned {row['steps']} iterations on ILSVRC train"
+            if row["steps"]
+            else "as loaded (no fine-tuning)"
+        )
+        setting = (
+            f"{row['description']}, {trained}, {row['n_images']} ILSVRC val images, whole image at "
+            "224x224, paper box rule t=0.2"
+        )
         c, lo = row["classification"], row["localization"]
-        for table, key, value in (("table1", "top1_err", c["top1_err"]), ("table1", "top5_err", c["top5_err"]),
-                                  ("table2", "top1_loc_err", lo["top1_loc_err"]),
-                                  ("table2", "top5_loc_err", lo["top5_loc_err"])):
-            out.append({"metric": f"{key.replace('_', ' ')} (%)", "paper_ref": f"{table}.{row['paper_key']}.{key}",
-                        "reproduced": value, "setting": setting})
+        for table, key, value in (
+            ("table1", "top1_err", c["top1_err"]),
+            ("table1", "top5_err", c["top5_err"]),
+            ("table2", "top1_loc_err", lo["top1_loc_err"]),
+            ("table2", "top5_loc_err", lo["top5_loc_err"]),
+        ):
+            out.append(
+                {
+                    "metric": f"{key.replace('_', ' ')} (%)",
+                    "paper_ref": f"{table}.{row['paper_key']}.{key}",
+                    "reproduced": value,
+                    "setting": setting,
+                }
+            )
     return out

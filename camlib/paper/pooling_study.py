@@ -140,9 +140,17 @@ def study_items(root: str | Path | None = None) -> StudyItems:
         raise FileNotFoundError(f"{tree.root}: no training images (files not named ILSVRC2012_val_*)")
     boxed = sorted(tree.boxed, key=lambda r: r.path.name)
     info = found.info
-    return StudyItems(tree.root, [r.path for r in train], np.array([r.target.label for r in train], dtype=np.int64),
-                      [r.path for r in boxed], [r.target for r in boxed], list(tree.unboxed), list(tree.classes),
-                      found.kind, info.caveat if info is not None else None)
+    return StudyItems(
+        tree.root,
+        [r.path for r in train],
+        np.array([r.target.label for r in train], dtype=np.int64),
+        [r.path for r in boxed],
+        [r.target for r in boxed],
+        list(tree.unboxed),
+        list(tree.classes),
+        found.kind,
+        info.caveat if info is not None else None,
+    )
 
 
 # =========================================================================== the surgery
@@ -155,8 +163,10 @@ def stride16_end(trunk: nn.Module) -> int:
     block 11 goes to 32, so the cut is after block 10 (112 channels).
     """
     if not hasattr(trunk, "_blocks") or not hasattr(trunk, "_conv_stem"):
-        raise TypeError(f"{type(trunk).__name__} is not an EfficientNet trunk (no _conv_stem/_blocks); pass "
-                        "camlib.models.load_efficientnet_lite0().model")
+        raise TypeError(
+            f"{type(trunk).__name__} is not an EfficientNet trunk (no _conv_stem/_blocks); pass "
+            "camlib.models.load_efficientnet_lite0().model"
+        )
     s = int(trunk._conv_stem.stride[0])
     last = None
     for i, b in enumerate(trunk._blocks):
@@ -253,7 +263,13 @@ class CutLite0(nn.Module):
 
 
 def build_cut_lite0(
-    trunk: nn.Module, pool: str, *, n_classes: int = 10, width: int = 256, tuned_blocks: int = 0, seed: int = 0
+    trunk: nn.Module,
+    pool: str,
+    *,
+    n_classes: int = 10,
+    width: int = 256,
+    tuned_blocks: int = 0,
+    seed: int = 0,
 ) -> CutLite0:
     """The paper's surgery on an EfficientNet-Lite0 (``load_efficientnet_lite0().model``; not modified).
 
@@ -315,7 +331,9 @@ def trunk_features(
     out: dict[str, list] = {}
     try:
         views = (False, True) if mirror else (False,)
-        for s in tqdm(range(0, len(images), batch_size), desc="trunk features", leave=False, disable=not progress):
+        for s in tqdm(
+            range(0, len(images), batch_size), desc="trunk features", leave=False, disable=not progress
+        ):
             batch = []
             for p in images[s : s + batch_size]:
                 with Image.open(p) as im:
@@ -330,7 +348,9 @@ def trunk_features(
                 if reference_classes is not None and not flip:
                     f = trunk._swish(trunk._bn1(trunk._conv_head(x)))
                     logits = trunk._fc(f.mean((2, 3)))
-                    cls = torch.as_tensor(np.asarray(reference_classes[s : s + len(x0)]), dtype=torch.long)[:, None]
+                    cls = torch.as_tensor(np.asarray(reference_classes[s : s + len(x0)]), dtype=torch.long)[
+                        :, None
+                    ]
                     maps = maps_from_features(f, trunk._fc.weight, trunk._fc.bias, cls)
                     out.setdefault("ref_logits", []).append(logits.float())
                     out.setdefault("ref_maps", []).append(maps[:, 0].float())
@@ -368,7 +388,9 @@ def cached_trunk_features(
         "weights_sha256": model_fingerprint(trunk),
         "blocks": sorted({int(b) for b in blocks}),
         "mirror": bool(mirror),
-        "reference": None if reference_classes is None else array_digest(np.asarray(reference_classes, np.int64)),
+        "reference": None
+        if reference_classes is None
+        else array_digest(np.asarray(reference_classes, np.int64)),
         "preprocessing": preprocessing,
         "dataset": dataset,
         "files": array_digest(names.astype("U")),
@@ -376,8 +398,16 @@ def cached_trunk_features(
     }
 
     def compute() -> dict[str, np.ndarray]:
-        return trunk_features(trunk, images, blocks, preprocess, mirror=mirror, reference_classes=reference_classes,
-                              batch_size=batch_size, progress=progress)
+        return trunk_features(
+            trunk,
+            images,
+            blocks,
+            preprocess,
+            mirror=mirror,
+            reference_classes=reference_classes,
+            batch_size=batch_size,
+            progress=progress,
+        )
 
     if cache is None:
         return compute(), False
@@ -410,8 +440,10 @@ def train_head(
     y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
     zm = None if mirrored is None else torch.as_tensor(np.asarray(mirrored))
     if len(z) != len(y) or (zm is not None and zm.shape != z.shape):
-        raise ValueError(f"inputs {tuple(z.shape)}, labels {tuple(y.shape)} and mirrored "
-                         f"{None if zm is None else tuple(zm.shape)} do not match")
+        raise ValueError(
+            f"inputs {tuple(z.shape)}, labels {tuple(y.shape)} and mirrored "
+            f"{None if zm is None else tuple(zm.shape)} do not match"
+        )
 
     def batch_fn(idx: Tensor) -> tuple[Tensor, Tensor]:
         xb = z[idx].float()
@@ -420,13 +452,22 @@ def train_head(
             xb = torch.where(flip[:, None, None, None], zm[idx].float(), xb)
         return xb, y[idx]
 
-    return fit(net, torch.utils.data.TensorDataset(y), config, augment=None, batch_fn=batch_fn,
-               head_prefixes=head_prefixes, progress=progress, desc=desc)
+    return fit(
+        net,
+        torch.utils.data.TensorDataset(y),
+        config,
+        augment=None,
+        batch_fn=batch_fn,
+        head_prefixes=head_prefixes,
+        progress=progress,
+        desc=desc,
+    )
 
 
 @torch.inference_mode()
-def class_maps_of(net: nn.Module, inputs: np.ndarray | Tensor, classes: Sequence[int], *,
-                  batch_size: int = 100) -> tuple[np.ndarray, np.ndarray]:
+def class_maps_of(
+    net: nn.Module, inputs: np.ndarray | Tensor, classes: Sequence[int], *, batch_size: int = 100
+) -> tuple[np.ndarray, np.ndarray]:
     """``(logits (N, C), maps (N, h, w))``: the raw CAM of ``classes[i]`` for each cached input, through
     :class:`~camlib.core.cam.CAM` (which checks the head: ``relu`` -> pooling -> ``fc``)."""
     cam = CAM(net)
@@ -440,12 +481,23 @@ def class_maps_of(net: nn.Module, inputs: np.ndarray | Tensor, classes: Sequence
     return torch.cat(logits).numpy(), torch.cat(maps).numpy()
 
 
-def _config(n: int, epochs: int, batch_size: int, lr: float, seed: int, head_lr_mult: float = 1.0) -> TrainConfig:
+def _config(
+    n: int, epochs: int, batch_size: int, lr: float, seed: int, head_lr_mult: float = 1.0
+) -> TrainConfig:
     """SGD (momentum 0.9, weight decay 5e-4), lr x 0.1 once after 3/4 of the steps (the paper's step decay,
     one step of it for a short run)."""
     steps = epochs * math.ceil(n / batch_size)
-    return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, momentum=0.9, weight_decay=5e-4, lr_gamma=0.1,
-                       lr_step_every=max(1, (3 * steps) // 4), head_lr_mult=head_lr_mult, seed=seed)
+    return TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        momentum=0.9,
+        weight_decay=5e-4,
+        lr_gamma=0.1,
+        lr_step_every=max(1, (3 * steps) // 4),
+        head_lr_mult=head_lr_mult,
+        seed=seed,
+    )
 
 
 def choose_lr(
@@ -479,8 +531,14 @@ def choose_lr(
     accs, losses = {}, {}
     for lr in grid:
         net = make_net()
-        state = train_head(net, inputs[fit_idx], y[fit_idx], _config(len(fit_idx), epochs, batch_size, lr, seed),
-                           progress=progress, desc=f"lr {lr:g}")
+        state = train_head(
+            net,
+            inputs[fit_idx],
+            y[fit_idx],
+            _config(len(fit_idx), epochs, batch_size, lr, seed),
+            progress=progress,
+            desc=f"lr {lr:g}",
+        )
         loss = state.history[-1]["loss"] if state.history else float("nan")
         losses[float(lr)] = float(loss)
         if not math.isfinite(loss):
@@ -494,9 +552,16 @@ def choose_lr(
     best = max(stable.values())
     chosen = min(lr for lr, a in stable.items() if a == best)
     at_edge = chosen in (min(float(g) for g in grid), max(float(g) for g in grid))
-    return {"lr": chosen, "grid": accs, "final_loss": losses, "n_fit": int(len(fit_idx)),
-            "n_holdout": int(len(hold_idx)), "epochs": epochs, "rule": "best held-out accuracy, ties: smaller rate",
-            "at_edge": bool(at_edge)}
+    return {
+        "lr": chosen,
+        "grid": accs,
+        "final_loss": losses,
+        "n_fit": int(len(fit_idx)),
+        "n_holdout": int(len(hold_idx)),
+        "epochs": epochs,
+        "rule": "best held-out accuracy, ties: smaller rate",
+        "at_edge": bool(at_edge),
+    }
 
 
 # =========================================================================== measures
@@ -590,8 +655,15 @@ def heldout_threshold_hits(rec: LocRecords, *, seed: int = 0) -> tuple[np.ndarra
 #: Per-image measures of a run, in percent (mean over images x 100); ``@t*``: threshold chosen on the other half.
 #: ``box_log2_area``: log2(box area / GT box area) per image, averaged (0 = same size, +1 = twice as large; the
 #: plain ratio's mean is ruled by the few images with a tiny GT box), reported as it is, not in percent.
-METRICS = ("cls_acc", "gt_known@0.2", "top1_loc@0.2", "gt_known@t*", "top1_loc@t*", "box_log2_area",
-           "region_in_box")
+METRICS = (
+    "cls_acc",
+    "gt_known@0.2",
+    "top1_loc@0.2",
+    "gt_known@t*",
+    "top1_loc@t*",
+    "box_log2_area",
+    "region_in_box",
+)
 _SCALE = {"box_log2_area": 1.0}  # every other measure: x 100 (percent / points)
 #: The paper's sign of GAP - GMP for each measure it states (Tables 1-2: GAP localizes better, classifies
 #: 0.6 points better). The mechanism measures have no paper sign.
@@ -621,10 +693,15 @@ class PoolingRun:
     def per_image(self) -> dict[str, np.ndarray]:
         """Each of :data:`METRICS` per image (0/1 hits or ratios)."""
         r = self.records
-        return {"cls_acc": r.correct.astype(float), "gt_known@0.2": r.gt_known(0.2).astype(float),
-                "top1_loc@0.2": r.top1(0.2).astype(float), "gt_known@t*": self.heldout_hit.astype(float),
-                "top1_loc@t*": (r.correct & self.heldout_hit).astype(float), "box_log2_area": _log2(r.area_ratio),
-                "region_in_box": r.region_in_box}
+        return {
+            "cls_acc": r.correct.astype(float),
+            "gt_known@0.2": r.gt_known(0.2).astype(float),
+            "top1_loc@0.2": r.top1(0.2).astype(float),
+            "gt_known@t*": self.heldout_hit.astype(float),
+            "top1_loc@t*": (r.correct & self.heldout_hit).astype(float),
+            "box_log2_area": _log2(r.area_ratio),
+            "region_in_box": r.region_in_box,
+        }
 
 
 def _log2(ratio: np.ndarray) -> np.ndarray:
@@ -634,18 +711,23 @@ def _log2(ratio: np.ndarray) -> np.ndarray:
 
 def _mean_std(values: Sequence[float]) -> dict:
     v = np.asarray(values, dtype=float)
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-            "values": [float(x) for x in v]}
+    return {
+        "mean": float(v.mean()),
+        "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+        "values": [float(x) for x in v],
+    }
 
 
-def setup_verdict(diffs: dict[str, Estimate | dict], primary: str = PRIMARY_METRIC,
-                  cls_tolerance: float = CLS_TOLERANCE) -> dict:
+def setup_verdict(
+    diffs: dict[str, Estimate | dict], primary: str = PRIMARY_METRIC, cls_tolerance: float = CLS_TOLERANCE
+) -> dict:
     """Verdicts of one setup from the GAP - GMP difference intervals (:class:`Estimate` or its dict).
 
     Every measure with a paper sign gets :func:`~camlib.evaluation.stats.verdict`; ``"verdict"`` is the one
     on ``primary``; ``"cls_about_equal"`` is True when the accuracy difference's interval lies within
     +- ``cls_tolerance`` points (the paper's "about as well").
     """
+
     def interval(e) -> tuple[float, float]:
         return (e.low, e.high) if isinstance(e, Estimate) else (float(e["low"]), float(e["high"]))
 
@@ -653,8 +735,13 @@ def setup_verdict(diffs: dict[str, Estimate | dict], primary: str = PRIMARY_METR
     if primary not in per:
         raise KeyError(f"no difference for the primary measure {primary!r}; have {sorted(diffs)}")
     lo, hi = interval(diffs["cls_acc"]) if "cls_acc" in diffs else (math.nan, math.nan)
-    return {"verdict": per[primary], "primary": primary, "per_metric": per,
-            "cls_about_equal": bool(-cls_tolerance <= lo and hi <= cls_tolerance), "cls_tolerance": cls_tolerance}
+    return {
+        "verdict": per[primary],
+        "primary": primary,
+        "per_metric": per,
+        "cls_about_equal": bool(-cls_tolerance <= lo and hi <= cls_tolerance),
+        "cls_tolerance": cls_tolerance,
+    }
 
 
 def summarize_setup(runs: Sequence[PoolingRun], *, n_resamples: int = 2000) -> dict:
@@ -673,9 +760,14 @@ def summarize_setup(runs: Sequence[PoolingRun], *, n_resamples: int = 2000) -> d
         raise ValueError(f"both poolings need the same seeds, got {seeds} and {[r.seed for r in by['max']]}")
     fr = by["avg"][0].records.fractions
     per_img = {p: [r.per_image() for r in by[p]] for p in by}
-    out: dict = {"seeds": seeds, "n_test": int(len(by["avg"][0].records.correct)),
-                 "lr": {p: by[p][0].lr for p in by}, "per_pool": {}, "diff": {},
-                 "chosen_t": {p: [list(r.chosen_t) for r in by[p]] for p in by}}
+    out: dict = {
+        "seeds": seeds,
+        "n_test": int(len(by["avg"][0].records.correct)),
+        "lr": {p: by[p][0].lr for p in by},
+        "per_pool": {},
+        "diff": {},
+        "chosen_t": {p: [list(r.chosen_t) for r in by[p]] for p in by},
+    }
     for p in by:
         out["per_pool"][p] = {}
         for m in METRICS:
@@ -695,22 +787,44 @@ def summarize_setup(runs: Sequence[PoolingRun], *, n_resamples: int = 2000) -> d
     for p in by:
         hits = np.stack([r.records.iou >= 0.5 for r in by[p]]).mean(0)  # (N, F), seed-averaged
         est = [bootstrap_ci(hits[:, j], n_resamples=n_resamples) for j in range(len(fr))]
-        curves[p] = {"value": [e.value for e in est], "low": [e.low for e in est], "high": [e.high for e in est]}
+        curves[p] = {
+            "value": [e.value for e in est],
+            "low": [e.low for e in est],
+            "high": [e.high for e in est],
+        }
     out["curves"] = curves
     return out
 
 
-def _reference_summary(rec: LocRecords, heldout: np.ndarray, chosen: tuple[float, float], n_resamples: int) -> dict:
+def _reference_summary(
+    rec: LocRecords, heldout: np.ndarray, chosen: tuple[float, float], n_resamples: int
+) -> dict:
     hits = rec.iou >= 0.5
     est = [bootstrap_ci(hits[:, j], n_resamples=n_resamples) for j in range(len(rec.fractions))]
-    vals = {"cls_acc": rec.correct, "gt_known@0.2": rec.gt_known(0.2), "top1_loc@0.2": rec.top1(0.2),
-            "gt_known@t*": heldout, "top1_loc@t*": rec.correct & heldout, "box_log2_area": _log2(rec.area_ratio),
-            "region_in_box": rec.region_in_box}
-    return {"metrics": {m: bootstrap_ci(np.asarray(v, float), scale=_SCALE.get(m, 100.0), n_resamples=n_resamples).to_dict()
-                        for m, v in vals.items()},
-            "chosen_t": list(chosen),
-            "curve": {"fractions": list(rec.fractions), "value": [e.value for e in est], "low": [e.low for e in est],
-                      "high": [e.high for e in est]}}
+    vals = {
+        "cls_acc": rec.correct,
+        "gt_known@0.2": rec.gt_known(0.2),
+        "top1_loc@0.2": rec.top1(0.2),
+        "gt_known@t*": heldout,
+        "top1_loc@t*": rec.correct & heldout,
+        "box_log2_area": _log2(rec.area_ratio),
+        "region_in_box": rec.region_in_box,
+    }
+    return {
+        "metrics": {
+            m: bootstrap_ci(
+                np.asarray(v, float), scale=_SCALE.get(m, 100.0), n_resamples=n_resamples
+            ).to_dict()
+            for m, v in vals.items()
+        },
+        "chosen_t": list(chosen),
+        "curve": {
+            "fractions": list(rec.fractions),
+            "value": [e.value for e in est],
+            "low": [e.low for e in est],
+            "high": [e.high for e in est],
+        },
+    }
 
 
 # =========================================================================== the study
@@ -759,16 +873,27 @@ class StudyBudget:
 QUICK_BUDGET = StudyBudget(
     name="quick",
     setups=(SetupSpec("frozen", 0, epochs=8, seeds=(0, 1, 2)), SetupSpec("tuned", 1, epochs=5, seeds=(0, 1))),
-    train_per_class=24, width=128, batch_size=32, lr_grid=(0.0003, 0.001, 0.003, 0.01, 0.03, 0.1), lr_epochs=6,
+    train_per_class=24,
+    width=128,
+    batch_size=32,
+    lr_grid=(0.0003, 0.001, 0.003, 0.01, 0.03, 0.1),
+    lr_epochs=6,
     fractions=(0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5),
 )
 #: The paper profile: all training images, mirroring, the whole 112-channel stage fine-tuned, five seeds.
 PAPER_BUDGET = StudyBudget(
     name="paper",
-    setups=(SetupSpec("frozen", 0, epochs=30, seeds=(0, 1, 2, 3, 4)),
-            SetupSpec("tuned", 3, epochs=15, seeds=(0, 1, 2, 3, 4))),
-    train_per_class=None, width=512, batch_size=64, lr_grid=(0.0003, 0.001, 0.003, 0.01, 0.03, 0.1), lr_epochs=15,
-    mirror=True, fractions=tuple(round(0.05 * i, 2) for i in range(1, 20)),
+    setups=(
+        SetupSpec("frozen", 0, epochs=30, seeds=(0, 1, 2, 3, 4)),
+        SetupSpec("tuned", 3, epochs=15, seeds=(0, 1, 2, 3, 4)),
+    ),
+    train_per_class=None,
+    width=512,
+    batch_size=64,
+    lr_grid=(0.0003, 0.001, 0.003, 0.01, 0.03, 0.1),
+    lr_epochs=15,
+    mirror=True,
+    fractions=tuple(round(0.05 * i, 2) for i in range(1, 20)),
 )
 
 
@@ -809,33 +934,56 @@ class PoolingStudy:
         setups = {}
         for s in b.setups:
             d = summarize_setup(self.setup_runs(s.name), n_resamples=b.n_resamples)
-            tuned = f"blocks {cut + 1 - s.tuned_blocks}..{cut} fine-tuned (BN statistics frozen)" if s.tuned_blocks else "frozen trunk"
-            d["description"] = (f"EfficientNet-Lite0 cut after block {cut} (14 x 14 maps at 224), head 3x3 conv {b.width} + "
-                                f"ReLU -> GAP|GMP -> linear 10; {tuned}; {s.epochs} epochs, SGD")
+            tuned = (
+                f"blocks {cut + 1 - s.tuned_blocks}..{cut} fine-tuned (BN statistics frozen)"
+                if s.tuned_blocks
+                else "frozen trunk"
+            )
+            d["description"] = (
+                f"EfficientNet-Lite0 cut after block {cut} (14 x 14 maps at 224), head 3x3 conv {b.width} + "
+                f"ReLU -> GAP|GMP -> linear 10; {tuned}; {s.epochs} epochs, SGD"
+            )
             d["epochs"] = s.epochs
             d["tuned_blocks"] = s.tuned_blocks
             setups[s.name] = d
         rec, (held, chosen) = self.reference, self.reference_heldout
         ref = _reference_summary(rec, held, chosen, b.n_resamples)
-        ref["description"] = ("EfficientNet-Lite0 as loaded: 1280 x 7 x 7 CAM of its 1000-class head, GT class = the "
-                              "1000-class index; top-1 over 1000 classes")
+        ref["description"] = (
+            "EfficientNet-Lite0 as loaded: 1280 x 7 x 7 CAM of its 1000-class head, GT class = the "
+            "1000-class index; top-1 over 1000 classes"
+        )
         return {
-            "data": "imagenette", "root": str(self.items.root), "n_test": len(self.items.test_paths),
-            "n_train": int(len(self.train_index)), "n_train_available": len(self.items.train_paths),
-            "n_ilsvrc_val_unboxed": len(self.items.unboxed), "root_kind": self.items.root_kind,
-            "caveat": self.items.caveat, "budget": b.to_dict(),
-            "primary_metric": PRIMARY_METRIC, "paper_signs": PAPER_SIGNS, "lr_choice": _json_lr_choice(self.lr_choice),
-            "setups": setups, "reference_lite0": ref, "seconds": self.seconds, "cpu_seconds": self.cpu_seconds,
-            "cache_hits": self.cache_hits, "threads": torch.get_num_threads(),
+            "data": "imagenette",
+            "root": str(self.items.root),
+            "n_test": len(self.items.test_paths),
+            "n_train": int(len(self.train_index)),
+            "n_train_available": len(self.items.train_paths),
+            "n_ilsvrc_val_unboxed": len(self.items.unboxed),
+            "root_kind": self.items.root_kind,
+            "caveat": self.items.caveat,
+            "budget": b.to_dict(),
+            "primary_metric": PRIMARY_METRIC,
+            "paper_signs": PAPER_SIGNS,
+            "lr_choice": _json_lr_choice(self.lr_choice),
+            "setups": setups,
+            "reference_lite0": ref,
+            "seconds": self.seconds,
+            "cpu_seconds": self.cpu_seconds,
+            "cache_hits": self.cache_hits,
+            "threads": torch.get_num_threads(),
         }
 
 
 def _json_lr_choice(lr_choice: dict[str, dict]) -> dict[str, dict]:
     """:func:`choose_lr`'s answers with string keys (``f"{lr:g}"``) and None for a diverged rate (NaN): JSON-able."""
+
     def plain(d: dict) -> dict:
         return {f"{k:g}": (float(v) if math.isfinite(v) else None) for k, v in d.items()}
 
-    return {p: {k: plain(v) if k in ("grid", "final_loss") else v for k, v in c.items()} for p, c in lr_choice.items()}
+    return {
+        p: {k: plain(v) if k in ("grid", "final_loss") else v for k, v in c.items()}
+        for p, c in lr_choice.items()
+    }
 
 
 def run_pooling_study(
@@ -868,13 +1016,26 @@ def run_pooling_study(
     starts = sorted({cut} | {cut - s.tuned_blocks for s in budget.setups if s.tuned_blocks})
     lap("load")
     common = {"preprocessing": lm.description, "cache": cache, "progress": progress}
-    test, hit_test = cached_trunk_features(trunk, items.test_paths, starts, lm.preprocess,
-                                           dataset=f"imagenette boxed ILSVRC val ({root.name})",
-                                           reference_classes=items.test_labels_1000.tolist(), **common)
+    test, hit_test = cached_trunk_features(
+        trunk,
+        items.test_paths,
+        starts,
+        lm.preprocess,
+        dataset=f"imagenette boxed ILSVRC val ({root.name})",
+        reference_classes=items.test_labels_1000.tolist(),
+        **common,
+    )
     lap("test_features")
     train_paths = [items.train_paths[i] for i in train_idx]
-    train, hit_train = cached_trunk_features(trunk, train_paths, starts, lm.preprocess, mirror=budget.mirror,
-                                             dataset=f"imagenette train ({root.name})", **common)
+    train, hit_train = cached_trunk_features(
+        trunk,
+        train_paths,
+        starts,
+        lm.preprocess,
+        mirror=budget.mirror,
+        dataset=f"imagenette train ({root.name})",
+        **common,
+    )
     y = items.train_labels[train_idx]
     lap("train_features")
 
@@ -886,10 +1047,17 @@ def run_pooling_study(
 
     lr_choice = {}
     for pool in ("avg", "max"):
-        lr_choice[pool] = choose_lr(lambda pool=pool: make(pool, budget.split_seed, 0), inputs(train, cut), y,
-                                    budget.lr_grid, epochs=budget.lr_epochs, batch_size=budget.batch_size,
-                                    holdout_fraction=budget.holdout_fraction, seed=budget.split_seed,
-                                    progress=progress)
+        lr_choice[pool] = choose_lr(
+            lambda pool=pool: make(pool, budget.split_seed, 0),
+            inputs(train, cut),
+            y,
+            budget.lr_grid,
+            epochs=budget.lr_epochs,
+            batch_size=budget.batch_size,
+            holdout_fraction=budget.holdout_fraction,
+            seed=budget.split_seed,
+            progress=progress,
+        )
     lap("lr_choice")
     targets = items.test_targets
     ref_correct = test["ref_logits"].argmax(1) == items.test_labels_1000
@@ -907,24 +1075,65 @@ def run_pooling_study(
                 lr = lr_choice[pool]["lr"]
                 net = make(pool, seed, spec.tuned_blocks)
                 if spec.tuned_blocks:
-                    cfg = _config(len(y), spec.epochs, budget.batch_size, lr * budget.tuned_lr_factor, seed,
-                                  head_lr_mult=1.0 / budget.tuned_lr_factor)
-                    state = train_head(net, z, y, cfg, mirrored=zm, head_prefixes=("head.",), progress=progress,
-                                       desc=f"{spec.name} {pool} {seed}")
+                    cfg = _config(
+                        len(y),
+                        spec.epochs,
+                        budget.batch_size,
+                        lr * budget.tuned_lr_factor,
+                        seed,
+                        head_lr_mult=1.0 / budget.tuned_lr_factor,
+                    )
+                    state = train_head(
+                        net,
+                        z,
+                        y,
+                        cfg,
+                        mirrored=zm,
+                        head_prefixes=("head.",),
+                        progress=progress,
+                        desc=f"{spec.name} {pool} {seed}",
+                    )
                 else:
                     cfg = _config(len(y), spec.epochs, budget.batch_size, lr, seed)
-                    state = train_head(net, z, y, cfg, mirrored=zm, progress=progress, desc=f"{spec.name} {pool} {seed}")
+                    state = train_head(
+                        net, z, y, cfg, mirrored=zm, progress=progress, desc=f"{spec.name} {pool} {seed}"
+                    )
                 logits, maps = class_maps_of(net, inputs(test, start), items.test_labels)
-                rec = localization_records(maps, logits.argmax(1) == items.test_labels, targets, budget.fractions)
+                rec = localization_records(
+                    maps, logits.argmax(1) == items.test_labels, targets, budget.fractions
+                )
                 held, chosen = heldout_threshold_hits(rec, seed=budget.split_seed)
-                runs.append(PoolingRun(spec.name, pool, seed, lr, rec, held, chosen, state.history,
-                                       time.perf_counter() - t0, net if keep_nets else None))
+                runs.append(
+                    PoolingRun(
+                        spec.name,
+                        pool,
+                        seed,
+                        lr,
+                        rec,
+                        held,
+                        chosen,
+                        state.history,
+                        time.perf_counter() - t0,
+                        net if keep_nets else None,
+                    )
+                )
         lap(f"setup_{spec.name}")
     wall["total"] = sum(wall.values())
     cpu["total"] = sum(cpu.values())
-    return PoolingStudy(budget, items, train_idx, runs, reference, reference_heldout, lr_choice,
-                        {k: v for k, v in test.items() if k.startswith("block")}, cut, wall, cpu,
-                        {"test": bool(hit_test), "train": bool(hit_train)})
+    return PoolingStudy(
+        budget,
+        items,
+        train_idx,
+        runs,
+        reference,
+        reference_heldout,
+        lr_choice,
+        {k: v for k, v in test.items() if k.startswith("block")},
+        cut,
+        wall,
+        cpu,
+        {"test": bool(hit_test), "train": bool(hit_train)},
+    )
 
 
 def real_photo_comparisons(summary: dict) -> list[dict]:
@@ -935,8 +1144,10 @@ def real_photo_comparisons(summary: dict) -> list[dict]:
     for name, s in summary["setups"].items():
         for pool, key, label in (("avg", "googlenet_gap", "GAP"), ("max", "googlenet_gmp", "GMP")):
             pp = s["per_pool"][pool]
-            where = (f"Lite0-{label} on Imagenette ({name} setup, {len(s['seeds'])} seeds, n_test={s['n_test']}); "
-                     "level not comparable, direction comparable")
+            where = (
+                f"Lite0-{label} on Imagenette ({name} setup, {len(s['seeds'])} seeds, n_test={s['n_test']}); "
+                "level not comparable, direction comparable"
+            )
             rows += [
                 {"metric": "top-1 classification error (%)", "paper_ref": f"table1.{key}.top1_err",
                  "reproduced": 100.0 - pp["cls_acc"]["mean"], "setting": where},
@@ -950,8 +1161,12 @@ def real_photo_comparisons(summary: dict) -> list[dict]:
 
 def data_row(summary: dict) -> dict:
     """The ``data=`` row of a results file (:data:`camlib.tools.results.DATA_KEYS`): the boxed test images."""
-    return {"name": summary["data"], "root_kind": summary.get("root_kind") or "param", "n_images": summary["n_test"],
-            "caveat": summary.get("caveat") or ""}
+    return {
+        "name": summary["data"],
+        "root_kind": summary.get("root_kind") or "param",
+        "n_images": summary["n_test"],
+        "caveat": summary.get("caveat") or "",
+    }
 
 
 def curve_crossings(curves: dict) -> list[float]:
@@ -989,51 +1204,74 @@ def setup_sentences(summary: dict) -> dict[str, list[str]]:
     for name, s in summary["setups"].items():
         d, per = s["diff"], s["per_metric"]
         acc = {p: s["per_pool"][p]["cls_acc"] for p in ("avg", "max")}
-        lines = [f"{name}: GAP - GMP {s['primary']} = {_ci_text(d[s['primary']]['ci'])} (95% CI over the "
-                 f"{s['n_test']} images, {len(s['seeds'])} seeds averaged): the claim "
-                 f"{CLAIM_WORDS[s['verdict']].upper()} at this sample size."]
+        lines = [
+            f"{name}: GAP - GMP {s['primary']} = {_ci_text(d[s['primary']]['ci'])} (95% CI over the "
+            f"{s['n_test']} images, {len(s['seeds'])} seeds averaged): the claim "
+            f"{CLAIM_WORDS[s['verdict']].upper()} at this sample size."
+        ]
         cls = d["cls_acc"]["ci"]
         if s["cls_about_equal"]:
-            lines.append(f"  Classification: GAP - GMP = {_ci_text(cls)}, within +-{s['cls_tolerance']:g} points: "
-                         "about equal, as in the paper.")
+            lines.append(
+                f"  Classification: GAP - GMP = {_ci_text(cls)}, within +-{s['cls_tolerance']:g} points: "
+                "about equal, as in the paper."
+            )
         else:
             worse = "GMP" if cls["value"] > 0 else "GAP"
-            lines.append(f"  Caveat: the two do NOT classify alike (GAP {acc['avg']['mean']:.1f} +- {acc['avg']['std']:.1f}% "
-                         f"vs GMP {acc['max']['mean']:.1f} +- {acc['max']['std']:.1f}%; difference {_ci_text(cls)}): "
-                         f"{worse} trained worse (learning rates GAP {s['lr']['avg']:g}, GMP {s['lr']['max']:g}), and "
-                         "top-1 localization counts a wrong class as a miss, so part of its gap is classification.")
+            lines.append(
+                f"  Caveat: the two do NOT classify alike (GAP {acc['avg']['mean']:.1f} +- {acc['avg']['std']:.1f}% "
+                f"vs GMP {acc['max']['mean']:.1f} +- {acc['max']['std']:.1f}%; difference {_ci_text(cls)}): "
+                f"{worse} trained worse (learning rates GAP {s['lr']['avg']:g}, GMP {s['lr']['max']:g}), and "
+                "top-1 localization counts a wrong class as a miss, so part of its gap is classification."
+            )
         gk = d["gt_known@0.2"]["ci"]
-        lines.append(f"  GT-known@0.2 (the GT class's map, independent of classification; the cleaner measure): "
-                     f"{_ci_text(gk)} -> {CLAIM_WORDS[per['gt_known@0.2']]}.")
+        lines.append(
+            f"  GT-known@0.2 (the GT class's map, independent of classification; the cleaner measure): "
+            f"{_ci_text(gk)} -> {CLAIM_WORDS[per['gt_known@0.2']]}."
+        )
         if "gt_known@t*" in d:
-            lines.append(f"  GT-known at the threshold chosen on the other half: {_ci_text(d['gt_known@t*']['ci'])} -> "
-                         f"{CLAIM_WORDS[per['gt_known@t*']]}.")
+            lines.append(
+                f"  GT-known at the threshold chosen on the other half: {_ci_text(d['gt_known@t*']['ci'])} -> "
+                f"{CLAIM_WORDS[per['gt_known@t*']]}."
+            )
         cross = curve_crossings(s["curves"])
         fr = s["curves"]["fractions"]
-        lines.append("  The GT-known curves cross at t = " + ", ".join(f"{c:.2f}" for c in cross)
-                     + " (one pooling wins below, the other above)." if cross else
-                     f"  The GT-known curves do not cross on t = {fr[0]:g}..{fr[-1]:g}: "
-                     + ("GAP" if s["curves"]["avg"]["value"][0] > s["curves"]["max"]["value"][0] else "GMP")
-                     + " is above at every threshold measured.")
+        lines.append(
+            "  The GT-known curves cross at t = "
+            + ", ".join(f"{c:.2f}" for c in cross)
+            + " (one pooling wins below, the other above)."
+            if cross
+            else f"  The GT-known curves do not cross on t = {fr[0]:g}..{fr[-1]:g}: "
+            + ("GAP" if s["curves"]["avg"]["value"][0] > s["curves"]["max"]["value"][0] else "GMP")
+            + " is above at every threshold measured."
+        )
         out[name] = lines
     return out
 
 
 def setup_table(summary: dict) -> str:
     """A text table per setup: per pooling mean +- std over seeds, and GAP - GMP with its 95% CI."""
-    rows = [("cls_acc", "classification acc. (%)"), ("gt_known@0.2", "GT-known loc. @0.2 (%)"),
-            ("top1_loc@0.2", "top-1 loc. @0.2 (%)"), ("gt_known@t*", "GT-known @ held-out t (%)"),
-            ("top1_loc@t*", "top-1 loc. @ held-out t (%)"), ("region_in_box", "region inside GT boxes (%)"),
-            ("box_log2_area", "log2 box area / GT area")]
+    rows = [
+        ("cls_acc", "classification acc. (%)"),
+        ("gt_known@0.2", "GT-known loc. @0.2 (%)"),
+        ("top1_loc@0.2", "top-1 loc. @0.2 (%)"),
+        ("gt_known@t*", "GT-known @ held-out t (%)"),
+        ("top1_loc@t*", "top-1 loc. @ held-out t (%)"),
+        ("region_in_box", "region inside GT boxes (%)"),
+        ("box_log2_area", "log2 box area / GT area"),
+    ]
     lines = []
     for name, s in summary["setups"].items():
-        lines.append(f"{name} ({len(s['seeds'])} seeds, n = {s['n_test']}) | {'GAP':>13} | {'GMP':>13} | GAP - GMP [95% CI]")
+        lines.append(
+            f"{name} ({len(s['seeds'])} seeds, n = {s['n_test']}) | {'GAP':>13} | {'GMP':>13} | GAP - GMP [95% CI]"
+        )
         for m, label in rows:
             if m not in s["diff"]:
                 continue
             a, b = s["per_pool"]["avg"][m], s["per_pool"]["max"][m]
-            lines.append(f"{label:>30} | {a['mean']:6.2f} ± {a['std']:4.2f} | {b['mean']:6.2f} ± {b['std']:4.2f} | "
-                         f"{_ci_text(s['diff'][m]['ci'], '')}")
+            lines.append(
+                f"{label:>30} | {a['mean']:6.2f} ± {a['std']:4.2f} | {b['mean']:6.2f} ± {b['std']:4.2f} | "
+                f"{_ci_text(s['diff'][m]['ci'], '')}"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -1041,8 +1279,14 @@ def setup_table(summary: dict) -> str:
 # =========================================================================== figures
 
 
-def plot_pooling_maps(study: PoolingStudy, setup: str = "frozen", indices: Sequence[int] | None = None, *,
-                      seed: int | None = None, n: int = 4):
+def plot_pooling_maps(
+    study: PoolingStudy,
+    setup: str = "frozen",
+    indices: Sequence[int] | None = None,
+    *,
+    seed: int | None = None,
+    n: int = 4,
+):
     """The same test photos, GAP's and GMP's maps of the GT class side by side (one seed's nets), each with
     its own box at t = 0.2 (green) and the GT boxes (red); the photo carries both boxes (GAP solid, GMP
     dashed). ``indices``: which test images (default: ``n`` seeded picks)."""
@@ -1058,7 +1302,9 @@ def plot_pooling_maps(study: PoolingStudy, setup: str = "frozen", indices: Seque
         raise ValueError("the study was run with keep_nets=False: no nets to draw maps with")
     items = study.items
     if indices is None:
-        indices = np.sort(np.random.default_rng(study.budget.split_seed).choice(len(items.test_paths), n, replace=False))
+        indices = np.sort(
+            np.random.default_rng(study.budget.split_seed).choice(len(items.test_paths), n, replace=False)
+        )
     idx = [int(i) for i in indices]
     start = study.cut - study.spec(setup).tuned_blocks
     z = study.test_inputs[f"block{start}"][idx]
@@ -1070,7 +1316,9 @@ def plot_pooling_maps(study: PoolingStudy, setup: str = "frozen", indices: Seque
         _, raw = class_maps_of(by[p].net, z, labels)
         for k, i in enumerate(idx):
             t = items.test_targets[i]
-            up = postprocess(torch.as_tensor(raw[k])[None, None], PAPER_OPTIONS, original_size=t.size)[0, 0].numpy()
+            up = postprocess(torch.as_tensor(raw[k])[None, None], PAPER_OPTIONS, original_size=t.size)[
+                0, 0
+            ].numpy()
             maps[p, k] = up
             boxes[p, k] = paper_boxes(up, 0.2)
     for k, i in enumerate(idx):
@@ -1134,14 +1382,21 @@ def plot_paired_differences(summary: dict):
 
     setups = summary["setups"]
     metrics = [m for m in METRICS if m in PAPER_SIGNS] + ["region_in_box"]
-    fig, axes = plt.subplots(1, len(setups), figsize=(4.4 * len(setups), 3.2), dpi=FIG_DPI, squeeze=False,
-                             sharey=True)
+    fig, axes = plt.subplots(
+        1, len(setups), figsize=(4.4 * len(setups), 3.2), dpi=FIG_DPI, squeeze=False, sharey=True
+    )
     for ax, (name, s) in zip(axes[0], setups.items(), strict=True):
         for k, m in enumerate(metrics):
             ci = s["diff"][m]["ci"]
             color = "tab:green" if m == s["primary"] else "tab:blue"
-            ax.errorbar(ci["value"], k, xerr=[[ci["value"] - ci["low"]], [ci["high"] - ci["value"]]], fmt="o",
-                        color=color, capsize=3)
+            ax.errorbar(
+                ci["value"],
+                k,
+                xerr=[[ci["value"] - ci["low"]], [ci["high"] - ci["value"]]],
+                fmt="o",
+                color=color,
+                capsize=3,
+            )
             ax.plot(s["diff"][m]["seeds"]["values"], [k] * len(s["seeds"]), "k.", ms=3, alpha=0.6)
         ax.axvline(0, color="k", lw=0.8)
         ax.set_yticks(range(len(metrics)), metrics, fontsize=7)

@@ -80,7 +80,9 @@ def head_weights(
     return w.detach().float().clone(), None if b is None else b.detach().float().clone(), head
 
 
-def rank_units(weights: Tensor, class_index: int, k: int | None = None, *, lowest: bool = False) -> tuple[Tensor, Tensor]:
+def rank_units(
+    weights: Tensor, class_index: int, k: int | None = None, *, lowest: bool = False
+) -> tuple[Tensor, Tensor]:
     """Units of class ``class_index`` sorted by ``w_k^c``: (unit indices, their weights).
 
     Highest weight first (``lowest=True``: most negative first); ties keep the lower unit index first.
@@ -222,8 +224,11 @@ class ReservoirQuantile:
 def image_files(root: str | Path) -> list[Path]:
     """All image files under ``root`` (:func:`camlib.datasets.files.list_images`: recursive, sorted);
     a clear error naming the IMAGE_FOLDER parameter when the folder is missing or holds no image."""
-    return list_images(root, hint="Put the images (jpg/png, any sub-folders) in a folder and pass its path as the "
-                                   "IMAGE_FOLDER parameter, e.g. papermill ... -p IMAGE_FOLDER /data/images")
+    return list_images(
+        root,
+        hint="Put the images (jpg/png, any sub-folders) in a folder and pass its path as the "
+        "IMAGE_FOLDER parameter, e.g. papermill ... -p IMAGE_FOLDER /data/images",
+    )
 
 
 def ImageList(items: Sequence, preprocess: Callable, names: Sequence[str] | None = None) -> ImageFiles:
@@ -341,7 +346,9 @@ def scan_units(
             pred_counts = top1 if pred_counts is None else pred_counts + top1
             if sel is None:
                 K = f.shape[1]
-                sel = torch.arange(K) if units is None else torch.as_tensor(np.asarray(units), dtype=torch.long)
+                sel = (
+                    torch.arange(K) if units is None else torch.as_tensor(np.asarray(units), dtype=torch.long)
+                )
                 if sel.numel() == 0 or int(sel.min()) < 0 or int(sel.max()) >= K:
                     raise ValueError(f"units must be indices in [0, {K}) of layer {cam.head.feature_layer!r}")
                 heaps = TopKPerUnit(sel.numel(), k, keep_maps=True)
@@ -454,7 +461,9 @@ def part_hits(scan: UnitScan, part_masks: np.ndarray, min_fraction: float = 0.5)
             if best > 0 and counts[best] > min_fraction * npx:
                 hits[u, j], parts[u, j] = True, best
     n_valid = valid.sum(1).clip(min=1)
-    top_part = np.array([np.bincount(p[h], minlength=2).argmax() if h.any() else 0 for p, h in zip(parts, hits, strict=True)])
+    top_part = np.array(
+        [np.bincount(p[h], minlength=2).argmax() if h.any() else 0 for p, h in zip(parts, hits, strict=True)]
+    )
     return PartHits(
         units=scan.units,
         hit_rate=hits.sum(1) / n_valid,
@@ -488,7 +497,9 @@ def mean_diff_ci(a, b, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -
     b = np.asarray(b, dtype=np.float64).ravel()
     if a.size == 0 or b.size == 0:
         raise ValueError("no values")
-    lo, hi = bootstrap_interval((a, b), _diff_of_means, vectorized=True, level=level, n_resamples=n_boot, seed=seed)
+    lo, hi = bootstrap_interval(
+        (a, b), _diff_of_means, vectorized=True, level=level, n_resamples=n_boot, seed=seed
+    )
     return float(a.mean() - b.mean()), lo, hi
 
 
@@ -530,7 +541,9 @@ class PartStudy:
             f"mean region area (fraction of the image): top {a['top_units']:.3f}, random {a['random_units']:.3f}",
         ]
         for c, v in self.metrics["per_class"].items():
-            lines.append(f"  {c:9s} {v['part_hit_rate']:.2f}  parts {v['most_hit_part']}  class purity {v['class_purity']:.2f}")
+            lines.append(
+                f"  {c:9s} {v['part_hit_rate']:.2f}  parts {v['most_hit_part']}  class purity {v['class_purity']:.2f}"
+            )
         lines.append(f"-> the top units' part-hit rate is {self.verdict}")
         return "\n".join(lines)
 
@@ -585,17 +598,31 @@ def part_hit_study(
     rand_rate, rand_lo, rand_hi = mean_ci(rand_rates, seed=seed)
     diff, diff_lo, diff_hi = mean_diff_ci(top_rates, rand_rates, seed=seed)
     W = torch.as_tensor(weights)
-    best_class = [class_names[int(W[:, int(u)].argmax())] for u in rand]  # the class a random unit weighs most
+    best_class = [
+        class_names[int(W[:, int(u)].argmax())] for u in rand
+    ]  # the class a random unit weighs most
     metrics = {
-        "n_units": int(W.shape[1]), "n_live_units": int(len(live)),
-        "part_hit_rate": {"top_units": top_rate, "top_units_ci95": [top_lo, top_hi],
-                          "random_units": rand_rate, "random_units_ci95": [rand_lo, rand_hi],
-                          "top_minus_random": diff, "top_minus_random_ci95": [diff_lo, diff_hi],
-                          "all_live_units": hits.rate(live), "n_top_pairs": len(pairs), "n_random_units": n_random,
-                          "random_unit_ids": [int(u) for u in rand]},
+        "n_units": int(W.shape[1]),
+        "n_live_units": int(len(live)),
+        "part_hit_rate": {
+            "top_units": top_rate,
+            "top_units_ci95": [top_lo, top_hi],
+            "random_units": rand_rate,
+            "random_units_ci95": [rand_lo, rand_hi],
+            "top_minus_random": diff,
+            "top_minus_random_ci95": [diff_lo, diff_hi],
+            "all_live_units": hits.rate(live),
+            "n_top_pairs": len(pairs),
+            "n_random_units": n_random,
+            "random_unit_ids": [int(u) for u in rand],
+        },
         "region_area_fraction": {"top_units": area([u for _, u in pairs]), "random_units": area(rand)},
-        "class_purity": {"top_units": float(np.mean([purity(u, c) for c, u in pairs])),
-                         "random_units": float(np.mean([purity(int(u), c) for u, c in zip(rand, best_class, strict=True)]))},
+        "class_purity": {
+            "top_units": float(np.mean([purity(u, c) for c, u in pairs])),
+            "random_units": float(
+                np.mean([purity(int(u), c) for u, c in zip(rand, best_class, strict=True)])
+            ),
+        },
         "per_class": per_class,
     }
     return PartStudy(metrics, pairs, rand, hits, int(len(live)))
@@ -615,14 +642,18 @@ class ClassUnits:
 
     def metrics(self) -> dict:
         return {
-            "n_images": len(self.dataset), "feature_layer": self.head.feature_layer,
-            "n_units": int(self.weights.shape[1]), "classes": [r[0] for r in self.rows],
+            "n_images": len(self.dataset),
+            "feature_layer": self.head.feature_layer,
+            "n_units": int(self.weights.shape[1]),
+            "classes": [r[0] for r in self.rows],
             "top_units": {r[0]: r[1] for r in self.rows},
         }
 
     def figure(self, n_images: int = 3):
         """Figure 13's layout (:func:`plot_class_units`) on the dataset's images at the network's input size."""
-        return plot_class_units(self.scan, lambda i: self.dataset.display(i, self.display_size), self.rows, n_images)
+        return plot_class_units(
+            self.scan, lambda i: self.dataset.display(i, self.display_size), self.rows, n_images
+        )
 
 
 def class_units(
@@ -647,8 +678,16 @@ def class_units(
     the images ``of_images``, else the ``n_classes`` classes the network predicts most often on the dataset.
     """
     net = model.model
-    scan = scan_units(net, dataset, k=k, quantile=quantile, batch_size=batch_size, seed=seed, device=device,
-                      progress=progress)
+    scan = scan_units(
+        net,
+        dataset,
+        k=k,
+        quantile=quantile,
+        batch_size=batch_size,
+        seed=seed,
+        device=device,
+        progress=progress,
+    )
     W, _, head = head_weights(net, dataset[0][0][None].to(device))
     if of_images is not None:
         x = torch.stack([dataset[i][0] for i in of_images])

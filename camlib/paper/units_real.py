@@ -90,15 +90,19 @@ class LabelledImages:
 
     def data_rows(self) -> list[DataSource]:
         """The results file's ``data`` rows (name, root kind, n, caveat) of the pooled folders."""
-        return [DataSource(d.name, d.kind, int((self.set_index == s).sum()), d.caveat) for s, d in enumerate(self.data)]
+        return [
+            DataSource(d.name, d.kind, int((self.set_index == s).sum()), d.caveat)
+            for s, d in enumerate(self.data)
+        ]
 
     def display(self, i: int, size: tuple[int, int]) -> np.ndarray:
         """Image ``i`` resized to ``size`` (H, W) without crop, as the network saw it: (H, W, 3) uint8."""
         return np.asarray(read_rgb(self.paths[i]).resize((size[1], size[0]), Image.BILINEAR))
 
 
-def open_labelled_images(roots: dict[str, str | Path | None] | None = None,
-                         sets: Sequence[str] = ILSVRC_SETS) -> LabelledImages | None:
+def open_labelled_images(
+    roots: dict[str, str | Path | None] | None = None, sets: Sequence[str] = ILSVRC_SETS
+) -> LabelledImages | None:
     """The ILSVRC val folders of ``sets`` found by :func:`~camlib.datasets.roots.resolve_root` (``roots``:
     set name -> explicit folder, e.g. a notebook parameter), pooled; None when none is found."""
     from camlib.datasets.ilsvrc import open_ilsvrc_val
@@ -129,7 +133,8 @@ def data_line(images: LabelledImages | None, sets: Sequence[str] = ILSVRC_SETS) 
     was found, with how to get each set (:attr:`camlib.datasets.roots.DataRoot.fetch`)."""
     if images is not None:
         return "data: real ILSVRC val photos -- " + "; ".join(
-            f"{d.name}: {d.n_images} images ({d.kind}: {d.root})" for d in images.data)
+            f"{d.name}: {d.n_images} images ({d.kind}: {d.root})" for d in images.data
+        )
     how = "; ".join(f"{name}: {resolve_root(name).fetch}" for name in sets)
     return f"data: procedural shapes (offline fallback: no ILSVRC folder found). For the real photos -- {how}"
 
@@ -159,8 +164,15 @@ class UnitFeatures:
         return (s if self.bias is None else s + self.bias).numpy()
 
 
-def unit_features(model, images: LabelledImages, *, cache: FeatureCache | str | Path | None = "build/feature_cache/units",
-                  batch_size: int = 32, device: str | torch.device = "cpu", progress: bool = True) -> UnitFeatures:
+def unit_features(
+    model,
+    images: LabelledImages,
+    *,
+    cache: FeatureCache | str | Path | None = "build/feature_cache/units",
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> UnitFeatures:
     """The CAM features of ``model`` (a :class:`camlib.models.ImageNetModel`) on ``images``, each resized to
     the input without crop (:func:`camlib.datasets.transforms.resize_preprocess`), through a
     :class:`~camlib.core.features.FeatureCache` keyed on the weights (:func:`~camlib.core.digest.model_fingerprint`),
@@ -178,16 +190,23 @@ def unit_features(model, images: LabelledImages, *, cache: FeatureCache | str | 
     cam(pre(read_rgb(images.paths[0]))[None].to(device))  # resolve the head
     head = cam.head
     w, b = fc_weights(net, head)
-    parts = {"what": "units_real.unit_features", "version": 1, "model": getattr(model, "name", type(net).__name__),
-             "weights_sha256": model_fingerprint(net), "layer": head.feature_layer, "input_size": list(size),
-             "preprocessing": "resize_preprocess (whole image, no crop)", "n": len(images),
-             "files": array_digest(np.array([str(p.name) for p in images.paths]).astype("U"))}
+    parts = {
+        "what": "units_real.unit_features",
+        "version": 1,
+        "model": getattr(model, "name", type(net).__name__),
+        "weights_sha256": model_fingerprint(net),
+        "layer": head.feature_layer,
+        "input_size": list(size),
+        "preprocessing": "resize_preprocess (whole image, no crop)",
+        "n": len(images),
+        "files": array_digest(np.array([str(p.name) for p in images.paths]).astype("U")),
+    }
 
     def compute() -> dict[str, np.ndarray]:
         feats, sizes = [], []
         with torch.inference_mode():
             for start in tqdm(range(0, len(images), batch_size), desc="Lite0 features", disable=not progress):
-                imgs = [read_rgb(p) for p in images.paths[start:start + batch_size]]
+                imgs = [read_rgb(p) for p in images.paths[start : start + batch_size]]
                 sizes += [(im.height, im.width) for im in imgs]
                 x = torch.stack([pre(im) for im in imgs]).to(device)
                 feats.append(cam(x).features.float().cpu().numpy().astype(np.float16))
@@ -198,9 +217,16 @@ def unit_features(model, images: LabelledImages, *, cache: FeatureCache | str | 
     else:
         store = cache if isinstance(cache, FeatureCache) else FeatureCache(cache)
         arrays, hit = store.get_or_compute(parts, compute)
-    return UnitFeatures(arrays["features"], arrays["sizes"], w.detach().float().cpu().clone(),
-                        None if b is None else b.detach().float().cpu().clone(), head, size, hit,
-                        time.perf_counter() - t0)
+    return UnitFeatures(
+        arrays["features"],
+        arrays["sizes"],
+        w.detach().float().cpu().clone(),
+        None if b is None else b.detach().float().cpu().clone(),
+        head,
+        size,
+        hit,
+        time.perf_counter() - t0,
+    )
 
 
 # --------------------------------------------------------------------------- regions and boxes
@@ -245,8 +271,9 @@ def _ratio_of_sums(sums: np.ndarray, counts: np.ndarray, axis: int = -1) -> np.n
     return sums.sum(axis=axis) / counts.sum(axis=axis)
 
 
-def cluster_mean_ci(values, clusters, *, scale: float = 100.0, level: float = 0.95, n_resamples: int = 2000,
-                    seed: int = 0) -> Estimate:
+def cluster_mean_ci(
+    values, clusters, *, scale: float = 100.0, level: float = 0.95, n_resamples: int = 2000, seed: int = 0
+) -> Estimate:
     """The mean of ``values`` with a percentile bootstrap interval that resamples whole ``clusters``
     (e.g. the classes: images of one class share their top units, so they are not independent draws):
     each resample draws as many clusters as there are, with replacement, and takes the mean of all
@@ -258,8 +285,15 @@ def cluster_mean_ci(values, clusters, *, scale: float = 100.0, level: float = 0.
         raise ValueError(f"need as many cluster ids as values (> 0), got {v.size} values and {c.size} ids")
     _, inv = np.unique(c, return_inverse=True)
     sums, counts = np.bincount(inv, weights=v), np.bincount(inv)
-    lo, hi = bootstrap_interval((sums, counts), _ratio_of_sums, paired=True, vectorized=True, level=level,
-                                n_resamples=n_resamples, seed=seed)
+    lo, hi = bootstrap_interval(
+        (sums, counts),
+        _ratio_of_sums,
+        paired=True,
+        vectorized=True,
+        level=level,
+        n_resamples=n_resamples,
+        seed=seed,
+    )
     return Estimate(float(v.mean()) * scale, float(lo) * scale, float(hi) * scale, int(sums.size), level)
 
 
@@ -316,23 +350,37 @@ class InBoxStudy:
         return "\n".join(lines)
 
 
-def _summary(top: np.ndarray, rand: np.ndarray, chance: np.ndarray, keep: np.ndarray, labels: np.ndarray,
-             seed: int) -> dict:
+def _summary(
+    top: np.ndarray, rand: np.ndarray, chance: np.ndarray, keep: np.ndarray, labels: np.ndarray, seed: int
+) -> dict:
     ok = keep & np.isfinite(top) & np.isfinite(rand)
     if ok.sum() == 0:
         raise ValueError("no image has a firing unit in both groups: nothing to compare")
-    d = {"n_pairs": int(ok.sum()), "n_no_region": int((keep & ~ok).sum()),
-         "top": bootstrap_ci(top[ok], seed=seed).to_dict(), "random": bootstrap_ci(rand[ok], seed=seed).to_dict(),
-         "chance": bootstrap_ci(chance[ok], seed=seed).to_dict(),
-         "diff": paired_diff_ci(top[ok], rand[ok], seed=seed).to_dict(),
-         "top_minus_chance": paired_diff_ci(top[ok], chance[ok], seed=seed).to_dict(),
-         "diff_by_class": cluster_mean_ci(top[ok] - rand[ok], labels[ok], seed=seed).to_dict()}
+    d = {
+        "n_pairs": int(ok.sum()),
+        "n_no_region": int((keep & ~ok).sum()),
+        "top": bootstrap_ci(top[ok], seed=seed).to_dict(),
+        "random": bootstrap_ci(rand[ok], seed=seed).to_dict(),
+        "chance": bootstrap_ci(chance[ok], seed=seed).to_dict(),
+        "diff": paired_diff_ci(top[ok], rand[ok], seed=seed).to_dict(),
+        "top_minus_chance": paired_diff_ci(top[ok], chance[ok], seed=seed).to_dict(),
+        "diff_by_class": cluster_mean_ci(top[ok] - rand[ok], labels[ok], seed=seed).to_dict(),
+    }
     return d
 
 
-def in_box_study(feats: UnitFeatures, images: LabelledImages, *, top_units: int = 3, n_random: int = 3,
-                 rel: float = 0.5, min_images: int = 3, seed: int = 0, class_names: Sequence[str] | None = None,
-                 eps: float = 1e-6) -> InBoxStudy:
+def in_box_study(
+    feats: UnitFeatures,
+    images: LabelledImages,
+    *,
+    top_units: int = 3,
+    n_random: int = 3,
+    rel: float = 0.5,
+    min_images: int = 3,
+    seed: int = 0,
+    class_names: Sequence[str] | None = None,
+    eps: float = 1e-6,
+) -> InBoxStudy:
     """Top vs random units' in-box rates on every image (module docstring), summarised with 95% intervals.
 
     Images scored: those of classes with at least ``min_images`` images in ``images`` ("selected"), and
@@ -379,17 +427,29 @@ def in_box_study(feats: UnitFeatures, images: LabelledImages, *, top_units: int 
     for c in study.classes:
         rows = selected & (labels == c) & np.isfinite(top) & np.isfinite(rand)
         name = class_names[c] if class_names is not None else str(c)
-        per_class[name] = {"class": c, "n": int(rows.sum()), "units": [int(u) for u in ranked[c]],
-                           "top": float(top[rows].mean()) if rows.any() else None,
-                           "random": float(rand[rows].mean()) if rows.any() else None}
+        per_class[name] = {
+            "class": c,
+            "n": int(rows.sum()),
+            "units": [int(u) for u in ranked[c]],
+            "top": float(top[rows].mean()) if rows.any() else None,
+            "random": float(rand[rows].mean()) if rows.any() else None,
+        }
     study.metrics = {
-        "n_images": int(N), "n_units": int(K), "n_live_units": int(live.size), "top_units": int(top_units),
-        "n_random": int(n_random), "rel_threshold": float(rel), "min_images": int(min_images),
-        "n_classes_selected": len(per_class), "n_images_selected": int(selected.sum()),
-        "selected": sel, "all": _summary(top, rand, chance, np.ones(N, bool), labels, seed),
+        "n_images": int(N),
+        "n_units": int(K),
+        "n_live_units": int(live.size),
+        "top_units": int(top_units),
+        "n_random": int(n_random),
+        "rel_threshold": float(rel),
+        "min_images": int(min_images),
+        "n_classes_selected": len(per_class),
+        "n_images_selected": int(selected.sum()),
+        "selected": sel,
+        "all": _summary(top, rand, chance, np.ones(N, bool), labels, seed),
         "correct": _summary(top, rand, chance, selected & correct, labels, seed),
         "top1_accuracy_selected": float(correct[selected].mean()),
-        "verdict": verdict(est, +1), "per_class": per_class,
+        "verdict": verdict(est, +1),
+        "per_class": per_class,
         "units_as_percent": "rates and differences in percent / percentage points",
     }
     return study
@@ -398,7 +458,9 @@ def in_box_study(feats: UnitFeatures, images: LabelledImages, *, top_units: int 
 # --------------------------------------------------------------------------- Figure 13 from the cache
 
 
-def feature_scan(feats: UnitFeatures, units: Sequence[int], *, k: int = 3, quantile: float = 0.99) -> UnitScan:
+def feature_scan(
+    feats: UnitFeatures, units: Sequence[int], *, k: int = 3, quantile: float = 0.99
+) -> UnitScan:
     """A :class:`~camlib.paper.units.UnitScan` of ``units`` from cached features: each unit's top-``k``
     images by maximum activation (ties: lower image index first) and the exact ``quantile`` of its
     activations over all positions of all images (the threshold :func:`~camlib.paper.units.receptive_fields`
@@ -409,14 +471,31 @@ def feature_scan(feats: UnitFeatures, units: Sequence[int], *, k: int = 3, quant
     peak = f.reshape(N, units.size, -1).max(2)  # (N, U)
     order = np.argsort(-peak, axis=0, kind="stable")[:k].T  # (U, k)
     rows = np.arange(units.size)[:, None]
-    return UnitScan(units=units, scores=peak[order, rows].astype(np.float64), image_ids=order,
-                    maps=f[order, rows], thresholds=np.quantile(f.transpose(1, 0, 2, 3).reshape(units.size, -1), quantile, axis=1),
-                    unit_max=peak.max(0).astype(np.float64), quantile=float(quantile), n_images=N,
-                    input_size=feats.input_size, head=feats.head, reservoir_size=0)
+    return UnitScan(
+        units=units,
+        scores=peak[order, rows].astype(np.float64),
+        image_ids=order,
+        maps=f[order, rows],
+        thresholds=np.quantile(f.transpose(1, 0, 2, 3).reshape(units.size, -1), quantile, axis=1),
+        unit_max=peak.max(0).astype(np.float64),
+        quantile=float(quantile),
+        n_images=N,
+        input_size=feats.input_size,
+        head=feats.head,
+        reservoir_size=0,
+    )
 
 
-def plot_figure13(feats: UnitFeatures, images: LabelledImages, study: InBoxStudy, class_names: Sequence[str], *,
-                  n_classes: int = 4, n_images: int = 3, quantile: float = 0.99):
+def plot_figure13(
+    feats: UnitFeatures,
+    images: LabelledImages,
+    study: InBoxStudy,
+    class_names: Sequence[str],
+    *,
+    n_classes: int = 4,
+    n_images: int = 3,
+    quantile: float = 0.99,
+):
     """The paper's Figure 13 layout (:func:`~camlib.paper.units.plot_class_units`) for the ``n_classes``
     selected classes with the most images: each one's top units on their top images among all the images."""
     rows = []
@@ -437,9 +516,16 @@ def plot_in_box(study: InBoxStudy):
     ok = study.selected & np.isfinite(study.top) & np.isfinite(study.random)
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.6), dpi=FIG_DPI)
     a.scatter(study.chance[ok], study.random[ok], s=9, alpha=0.6, label="random live units", color="tab:gray")
-    a.scatter(study.chance[ok], study.top[ok], s=9, alpha=0.6, label="top units of the class", color="tab:red")
+    a.scatter(
+        study.chance[ok], study.top[ok], s=9, alpha=0.6, label="top units of the class", color="tab:red"
+    )
     a.plot([0, 1], [0, 1], "k--", lw=0.8, label="chance (box area)")
-    a.set(xlabel="GT box area / image", ylabel="fraction of the region inside the box", xlim=(0, 1), ylim=(0, 1.02))
+    a.set(
+        xlabel="GT box area / image",
+        ylabel="fraction of the region inside the box",
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+    )
     a.legend(fontsize=7, loc="lower right")
     d = study.top[ok] - study.random[ok]
     b.hist(d, bins=np.linspace(-1, 1, 41), color="tab:blue")

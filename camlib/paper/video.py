@@ -201,7 +201,11 @@ class FrameCAMs:
         f = f.relu() if head.relu else f  # the EMA runs on a(f), what the head pools
         smoothed = torch.empty_like(f)
         for i in range(f.shape[0]):  # the EMA runs in frame order
-            self.ema = f[i] if self.ema is None or self.smooth == 0.0 else self.smooth * self.ema + (1.0 - self.smooth) * f[i]
+            self.ema = (
+                f[i]
+                if self.ema is None or self.smooth == 0.0
+                else self.smooth * self.ema + (1.0 - self.smooth) * f[i]
+            )
             smoothed[i] = self.ema
         logits = logits_from_features(smoothed, W, b, pool=head.pool, kind=head.kind)
         score, cls = logits.softmax(1).max(1)
@@ -276,10 +280,17 @@ def process_video(
                     if preview is not None:
                         preview.add(frame)
                     py, px = np.unravel_index(int(np.argmax(norm[i])), norm[i].shape)
-                    records.append({
-                        "frame": n, "time_s": n / info.fps, "class": c, "label": name,
-                        "score": float(score[i]), "peak_x": (px + 0.5) / Wd, "peak_y": (py + 0.5) / H,
-                    })
+                    records.append(
+                        {
+                            "frame": n,
+                            "time_s": n / info.fps,
+                            "class": c,
+                            "label": name,
+                            "score": float(score[i]),
+                            "peak_x": (px + 0.5) / Wd,
+                            "peak_y": (py + 0.5) / H,
+                        }
+                    )
                     n += 1
                 bar.update(len(batch))
     except BaseException:
@@ -312,7 +323,9 @@ def process_video(
     )
 
 
-def check_video_args(src, dst, *, gif=None, stats=None, batch_size: int = 1, max_frames: int | None = None) -> None:
+def check_video_args(
+    src, dst, *, gif=None, stats=None, batch_size: int = 1, max_frames: int | None = None
+) -> None:
     """The checks :func:`process_video` and the command line make before any work (ValueError naming
     the problem): outputs writable and none of them the input, ``batch_size`` and ``max_frames`` >= 1."""
     if batch_size < 1:
@@ -360,8 +373,22 @@ def measure_in_subprocess(
 
     with tempfile.TemporaryDirectory() as tmp:
         stats = Path(tmp) / "stats.json"
-        cmd = [sys.executable, "-m", "camlib.paper.video", str(src), str(dst), "--model", model, "--smooth", str(smooth),
-               "--batch", str(batch_size), "--stats", str(stats), "--no-progress"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "camlib.paper.video",
+            str(src),
+            str(dst),
+            "--model",
+            model,
+            "--smooth",
+            str(smooth),
+            "--batch",
+            str(batch_size),
+            "--stats",
+            str(stats),
+            "--no-progress",
+        ]
         if threads:
             cmd += ["--threads", str(threads)]
         if max_frames is not None:
@@ -390,14 +417,27 @@ def memory_growth(
     Returns ``{"short": stats, "long": stats, "frames_ratio", "peak_rss_ratio" (long / short),
     "rss_growth_ratio", "peak_within_1p5x" (peak_rss_ratio <= MEMORY_BOUND)}``.
     """
-    runs = {name: measure_in_subprocess(pair[0], pair[1], model=model, smooth=smooth, batch_size=batch_size,
-                                        threads=threads, max_frames=pair[2] if len(pair) > 2 else None)
-            for name, pair in (("short", short), ("long", long))}
+    runs = {
+        name: measure_in_subprocess(
+            pair[0],
+            pair[1],
+            model=model,
+            smooth=smooth,
+            batch_size=batch_size,
+            threads=threads,
+            max_frames=pair[2] if len(pair) > 2 else None,
+        )
+        for name, pair in (("short", short), ("long", long))
+    }
     ratio_peak = runs["long"]["rss_peak_mb"] / runs["short"]["rss_peak_mb"]
     ratio_growth = runs["long"]["rss_growth_mb"] / max(runs["short"]["rss_growth_mb"], 1e-9)
     return {
-        "short": runs["short"], "long": runs["long"], "frames_ratio": runs["long"]["frames"] / runs["short"]["frames"],
-        "peak_rss_ratio": ratio_peak, "rss_growth_ratio": ratio_growth, "peak_within_1p5x": ratio_peak <= MEMORY_BOUND,
+        "short": runs["short"],
+        "long": runs["long"],
+        "frames_ratio": runs["long"]["frames"] / runs["short"]["frames"],
+        "peak_rss_ratio": ratio_peak,
+        "rss_growth_ratio": ratio_growth,
+        "peak_within_1p5x": ratio_peak <= MEMORY_BOUND,
     }
 
 
@@ -415,8 +455,13 @@ class ClipSource:
     memory_pairs: tuple[tuple, tuple]
 
 
-def quick_clip(out_dir: str | Path, video_root: str | Path | None = None, *, name: str = "bikes.mp4",
-               clip_kw: dict | None = None) -> ClipSource:
+def quick_clip(
+    out_dir: str | Path,
+    video_root: str | Path | None = None,
+    *,
+    name: str = "bikes.mp4",
+    clip_kw: dict | None = None,
+) -> ClipSource:
     """The real clip when :func:`camlib.datasets.roots.resolve_root` finds the ``video`` set (``video_root``,
     then ``$VIDEO_ROOT``, ``data/video``, ``../shared/data/video``): ``name`` in it (else its first ``.mp4``);
     otherwise a clip synthesised from skimage photos into ``out_dir`` (:func:`camlib.datasets.video.synthesize_clip`
@@ -432,11 +477,15 @@ def quick_clip(out_dir: str | Path, video_root: str | Path | None = None, *, nam
         clips = sorted(found.path.glob("*.mp4"))
         path = found.path / name if (found.path / name).is_file() else (clips[0] if clips else None)
         if path is None:
-            raise FileNotFoundError(f"{found.path} holds no .mp4 clip; put {name} there or unset {found.kind}")
+            raise FileNotFoundError(
+                f"{found.path} holds no .mp4 clip; put {name} there or unset {found.kind}"
+            )
         info = probe(path)
         row = DataSource(path.name, found.kind, int(info.frames), f"{found.info.caveat} (n_images = frames)")
-        line = (f"data: real clip {path.name} ({found.kind}: {path}): {info.width} x {info.height}, {info.fps:g} "
-                f"frames/s, {info.frames} frames")
+        line = (
+            f"data: real clip {path.name} ({found.kind}: {path}): {info.width} x {info.height}, {info.fps:g} "
+            f"frames/s, {info.frames} frames"
+        )
         short = max(1, info.frames // 10)
         pairs = ((path, out_dir / "09_mem_short.mp4", short), (path, out_dir / "09_mem_long.mp4", 10 * short))
         return ClipSource(path, info, True, row, line, pairs)
@@ -445,10 +494,16 @@ def quick_clip(out_dir: str | Path, video_root: str | Path | None = None, *, nam
     info = synthesize_clip(path, DEFAULT_PHOTOS, **kw)
     long_src = out_dir / "09_long_clip.mp4"
     synthesize_clip(long_src, DEFAULT_PHOTOS, **{**kw, "seconds_per_image": 10 * kw["seconds_per_image"]})
-    row = DataSource("synthetic clip (skimage photos)", "procedural", int(info.frames),
-                     "a pan and zoom over three still photos, not a real video (n_images = frames)")
-    line = (f"data: synthetic clip ({info.frames} frames from {', '.join(DEFAULT_PHOTOS)}): no real clip found. "
-            f"For the real one: {found.fetch}")
+    row = DataSource(
+        "synthetic clip (skimage photos)",
+        "procedural",
+        int(info.frames),
+        "a pan and zoom over three still photos, not a real video (n_images = frames)",
+    )
+    line = (
+        f"data: synthetic clip ({info.frames} frames from {', '.join(DEFAULT_PHOTOS)}): no real clip found. "
+        f"For the real one: {found.fetch}"
+    )
     pairs = ((path, out_dir / "09_mem_short.mp4"), (long_src, out_dir / "09_mem_long.mp4"))
     return ClipSource(path, info, False, row, line, pairs)
 
@@ -467,9 +522,15 @@ def video_metrics(stats: VideoCAMStats, unsmoothed: VideoCAMStats | None = None)
     """The numbers notebook 09 reports for one run (and, when given, the top-1 switches of the same
     video without smoothing): frames, timing, size, codec, memory, label switches and the label sequence."""
     d = {
-        "frames": stats.frames, "seconds": stats.seconds, "fps": stats.fps, "input_fps": stats.input_fps,
-        "size": list(stats.size), "codec": stats.codec, "rss_peak_mb": stats.rss_peak_mb,
-        "rss_growth_mb": stats.rss_growth_mb, "label_switches": label_switches(stats.records),
+        "frames": stats.frames,
+        "seconds": stats.seconds,
+        "fps": stats.fps,
+        "input_fps": stats.input_fps,
+        "size": list(stats.size),
+        "codec": stats.codec,
+        "rss_peak_mb": stats.rss_peak_mb,
+        "rss_growth_mb": stats.rss_growth_mb,
+        "label_switches": label_switches(stats.records),
         "labels": [s[0] for s in label_segments(stats.records)],
     }
     if unsmoothed is not None:
@@ -517,13 +578,20 @@ def plot_timeline(records: Sequence[dict], other: Sequence[dict] | None = None, 
     t = np.array([r["time_s"] for r in records])
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 4.6), dpi=FIG_DPI, sharex=True)
     if other is not None:
-        ax1.plot([r["time_s"] for r in other], [r["score"] for r in other], color="0.6", lw=0.8,
-                 label=f"{labels[1]} (any class)")
+        ax1.plot(
+            [r["time_s"] for r in other],
+            [r["score"] for r in other],
+            color="0.6",
+            lw=0.8,
+            label=f"{labels[1]} (any class)",
+        )
     names = list(dict.fromkeys(r["label"] for r in records))
     cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")  # distinct colours up to 20 classes
     for j, name in enumerate(names):
         sel = np.array([r["label"] == name for r in records])
-        ax1.scatter(t[sel], np.array([r["score"] for r in records])[sel], s=10, color=cmap(j % cmap.N), label=name)
+        ax1.scatter(
+            t[sel], np.array([r["score"] for r in records])[sel], s=10, color=cmap(j % cmap.N), label=name
+        )
     ax1.set_ylabel("top-1 softmax score")
     ax1.set_ylim(0, 1.02)
     ax1.legend(fontsize=7, ncol=3, loc="lower left", bbox_to_anchor=(0, 1.0), frameon=False)
@@ -548,18 +616,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("input", help="input video file (anything FFmpeg reads: mp4, mov, avi, webm, ...)")
     p.add_argument("output", help="output MP4 file (H.264 when available, else MPEG-4)")
-    p.add_argument("--model", default="efficientnet_lite0",
-                   help="efficientnet_lite0 (embedded, default) or a torchvision model name, e.g. resnet50")
-    p.add_argument("--smooth", type=float, default=0.0,
-                   help="EMA factor in [0, 1) for the maps over time (0 = none; 0.5 = moderate)")
+    p.add_argument(
+        "--model",
+        default="efficientnet_lite0",
+        help="efficientnet_lite0 (embedded, default) or a torchvision model name, e.g. resnet50",
+    )
+    p.add_argument(
+        "--smooth",
+        type=float,
+        default=0.0,
+        help="EMA factor in [0, 1) for the maps over time (0 = none; 0.5 = moderate)",
+    )
     p.add_argument("--batch", type=int, default=8, help="frames per forward pass (default 8)")
     p.add_argument("--gif", default=None, help="also write a small GIF preview here")
     p.add_argument("--alpha", type=float, default=0.45, help="heat-map opacity (default 0.45)")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    p.add_argument("--stats", default=None,
-                   help="write a JSON summary (frames, fps, peak RSS, per-frame top-1) to this file")
+    p.add_argument(
+        "--stats",
+        default=None,
+        help="write a JSON summary (frames, fps, peak RSS, per-frame top-1) to this file",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -569,14 +647,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:  # fail fast, before loading a model: input readable, outputs writable, arguments in range
-        check_video_args(args.input, args.output, gif=args.gif, stats=args.stats, batch_size=args.batch,
-                         max_frames=args.max_frames)
+        check_video_args(
+            args.input,
+            args.output,
+            gif=args.gif,
+            stats=args.stats,
+            batch_size=args.batch,
+            max_frames=args.max_frames,
+        )
         probe_frames(args.input)
         model = load_model(args.model, args.device)
         stats = process_video(
-            args.input, args.output, model, smooth=args.smooth, batch_size=args.batch, gif=args.gif,
-            alpha=args.alpha, max_frames=args.max_frames, progress=not args.no_progress,
-            measure_memory=True, device=args.device,
+            args.input,
+            args.output,
+            model,
+            smooth=args.smooth,
+            batch_size=args.batch,
+            gif=args.gif,
+            alpha=args.alpha,
+            max_frames=args.max_frames,
+            progress=not args.no_progress,
+            measure_memory=True,
+            device=args.device,
         )
     except (FileNotFoundError, VideoError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)

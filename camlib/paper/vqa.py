@@ -116,7 +116,11 @@ class BowGAPVQA(nn.Module):
     ) -> None:
         super().__init__()
         self.backbone = backbone
-        self.feature_dim, self.vocab_size, self.num_answers = int(feature_dim), int(vocab_size), int(num_answers)
+        self.feature_dim, self.vocab_size, self.num_answers = (
+            int(feature_dim),
+            int(vocab_size),
+            int(num_answers),
+        )
         self.gate: nn.Linear | None = None
         if question_gate:
             self.gate = nn.Linear(vocab_size, feature_dim)
@@ -181,7 +185,9 @@ class BowGAPVQA(nn.Module):
 def attach_head(backbone: nn.Module, head: BowGAPVQA) -> BowGAPVQA:
     """The full image model: ``backbone`` under the answer layer (and gate) of a ``head`` trained on
     pooled features (``BowGAPVQA(nn.Identity(), ...)``). The layers are shared, not copied."""
-    full = BowGAPVQA(backbone, head.feature_dim, head.vocab_size, head.num_answers, question_gate=head.gate is not None)
+    full = BowGAPVQA(
+        backbone, head.feature_dim, head.vocab_size, head.num_answers, question_gate=head.gate is not None
+    )
     full.fc = head.fc
     full.gate = head.gate
     return full
@@ -222,7 +228,9 @@ def gap_backbone(model: nn.Module, input_size: tuple[int, int] = (224, 224)) -> 
     return GAPBackbone(model, head.feature_layer, head.relu), int(out.features.shape[1])
 
 
-def torchvision_gap_backbone(name: str = "googlenet", weights: str = "DEFAULT", device: str | torch.device = "cpu"):
+def torchvision_gap_backbone(
+    name: str = "googlenet", weights: str = "DEFAULT", device: str | torch.device = "cpu"
+):
     """A pretrained torchvision GAP classifier (via :func:`camlib.models.load_torchvision`) as a frozen
     feature extractor. Returns ``(backbone, feature_dim, preprocess, description)``."""
     from camlib.models import load_torchvision

@@ -65,7 +65,9 @@ def vqa_accuracy(predicted: str, human_answers: Sequence[str], official: bool = 
     return float(np.mean([min(1.0, (total - m) / 3.0) for m in matches]))
 
 
-def vqa_scores(predicted: Sequence[str], human_answers: Sequence[Sequence[str]], official: bool = True) -> np.ndarray:
+def vqa_scores(
+    predicted: Sequence[str], human_answers: Sequence[Sequence[str]], official: bool = True
+) -> np.ndarray:
     """(N,) per-question VQA accuracies in [0, 1]."""
     if len(predicted) != len(human_answers):
         raise ValueError(f"{len(predicted)} predictions for {len(human_answers)} questions")
@@ -174,8 +176,9 @@ def vqa_cam_pointing(
     return result
 
 
-def pointing_hits(pointing: dict, boxes: np.ndarray, size: tuple[int, int],
-                  labels: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def pointing_hits(
+    pointing: dict, boxes: np.ndarray, size: tuple[int, int], labels: np.ndarray | None = None
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Per question, 1.0 when a map's peak (or the centre pixel) lies in the asked-about box (``boxes``
     (N, 4)) or in one of the asked-about boxes (``(N, M, 4)``), and the boxes' share of the image for a
     random point (:func:`box_union_fraction`). Keys: ``cam_answer`` (the true answer's CAM),
@@ -198,7 +201,11 @@ def pointing_hits(pointing: dict, boxes: np.ndarray, size: tuple[int, int],
 
 
 def pointing_summary(
-    pointing: dict, boxes: np.ndarray, groups: Sequence[str], size: tuple[int, int], labels: np.ndarray | None = None
+    pointing: dict,
+    boxes: np.ndarray,
+    groups: Sequence[str],
+    size: tuple[int, int],
+    labels: np.ndarray | None = None,
 ) -> dict:
     """Pointing accuracy (%) over the questions that have a box (and a known answer when ``labels``):
     the mean of each of :func:`pointing_hits`' keys, overall, per group (question type) and ``n``."""
@@ -239,7 +246,9 @@ def plot_vqa_cams(
 
     n = len(questions)
     nrows = int(math.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, 2 * ncols, figsize=(2.0 * 2 * ncols, 2.45 * nrows), dpi=FIG_DPI, squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, 2 * ncols, figsize=(2.0 * 2 * ncols, 2.45 * nrows), dpi=FIG_DPI, squeeze=False
+    )
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])

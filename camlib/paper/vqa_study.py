@@ -73,11 +73,15 @@ BASELINES = ("cam_wrong_answer", "centre", "random_point")  # for the TRUE answe
 POINT_BASELINES = ("centre", "random_point")  # for the predicted answer's CAM on the questions answered right
 # The two answer layers, by results key. The gated one is NOT the paper's model: every table row,
 # figure title and results key that shows it says so (its CAMs are not Figure 12's).
-MODEL_NOTES = {"paper_model": "the paper's model: concat(GAP features, bag of words) -> one linear softmax layer",
-               "gated_not_in_paper": "NOT IN THE PAPER: sigmoid(G q) channel gate on the features before GAP"}
+MODEL_NOTES = {
+    "paper_model": "the paper's model: concat(GAP features, bag of words) -> one linear softmax layer",
+    "gated_not_in_paper": "NOT IN THE PAPER: sigmoid(G q) channel gate on the features before GAP",
+}
 MODEL_LABELS = {"paper_model": "paper model", "gated_not_in_paper": "gated (NOT in the paper)"}
-FIGURE_TITLES = {"paper_model": "The paper's model (Fig. 12 style): CAM of the predicted answer",
-                 "gated_not_in_paper": "Gated variant, NOT IN THE PAPER (not Fig. 12): CAM of the predicted answer"}
+FIGURE_TITLES = {
+    "paper_model": "The paper's model (Fig. 12 style): CAM of the predicted answer",
+    "gated_not_in_paper": "Gated variant, NOT IN THE PAPER (not Fig. 12): CAM of the predicted answer",
+}
 
 
 # --------------------------------------------------------------------------- quick profile: training
@@ -104,14 +108,22 @@ def _backbone_cache_file(cache_dir: str | Path, train_set, config) -> Path:
 
     from camlib.core.digest import array_digest
 
-    key = json.dumps({"version": 1, "backbone": BACKBONE, "config": config.to_dict(),
-                      "images": array_digest(train_set.images), "labels": array_digest(train_set.object_labels())},
-                     sort_keys=True)
+    key = json.dumps(
+        {
+            "version": 1,
+            "backbone": BACKBONE,
+            "config": config.to_dict(),
+            "images": array_digest(train_set.images),
+            "labels": array_digest(train_set.object_labels()),
+        },
+        sort_keys=True,
+    )
     return Path(cache_dir) / f"vqa_backbone_{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
 
 
-def pretrain_backbone(train_set, test_set, *, epochs: int, seed: int, device: str = "cpu",
-                      cache_dir: str | Path | None = None) -> Pretrained:
+def pretrain_backbone(
+    train_set, test_set, *, epochs: int, seed: int, device: str = "cpu", cache_dir: str | Path | None = None
+) -> Pretrained:
     """Train a SmallGAPNet (conv blocks, extra 3x3 conv, GAP, linear) to say which of the 20
     colour-shape pairs a scene contains (a sigmoid per label), never seeing a question, an answer or a
     box; score it on the test scenes: macro mAP, labels right at logit 0, scenes with all 20 right (%).
@@ -141,17 +153,32 @@ def pretrain_backbone(train_set, test_set, *, epochs: int, seed: int, device: st
         seconds, cached = time.time() - t0, False
         if path is not None:
             with atomic_path(path) as tmp:
-                torch.save({"state_dict": {k: v.cpu() for k, v in net.state_dict().items()}, "steps": steps,
-                            "train_seconds": seconds}, tmp)
+                torch.save(
+                    {
+                        "state_dict": {k: v.cpu() for k, v in net.state_dict().items()},
+                        "steps": steps,
+                        "train_seconds": seconds,
+                    },
+                    tmp,
+                )
     with torch.no_grad():
         net.eval()
-        logits = torch.cat([net(test_set.image_tensor(np.arange(s, min(s + 500, len(test_set)))).to(device)).cpu()
-                            for s in range(0, len(test_set), 500)])
+        logits = torch.cat(
+            [
+                net(test_set.image_tensor(np.arange(s, min(s + 500, len(test_set)))).to(device)).cpu()
+                for s in range(0, len(test_set), 500)
+            ]
+        )
     truth = test_set.object_labels() > 0.5
     ok = (logits > 0).numpy() == truth
-    metrics = {"label_acc": 100 * float(ok.mean()), "exact_scene_acc": 100 * float(ok.all(1).mean()),
-               "mAP": 100 * float(average_precision_score(truth, logits.numpy(), average="macro")),
-               "train_seconds": seconds, "steps": steps, "cached": cached}
+    metrics = {
+        "label_acc": 100 * float(ok.mean()),
+        "exact_scene_acc": 100 * float(ok.all(1).mean()),
+        "mAP": 100 * float(average_precision_score(truth, logits.numpy(), average="macro")),
+        "train_seconds": seconds,
+        "steps": steps,
+        "cached": cached,
+    }
     return Pretrained(net, cfg, metrics, 100 * (1 - float(truth.mean())))
 
 
@@ -167,7 +194,9 @@ class AnswerModels:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def train_answer_layers(net: nn.Module, train_set, *, epochs: int, seed: int, device: str = "cpu") -> AnswerModels:
+def train_answer_layers(
+    net: nn.Module, train_set, *, epochs: int, seed: int, device: str = "cpu"
+) -> AnswerModels:
     """Freeze ``net``'s conv layers; train the paper's answer layer (``paper_model``: one linear layer on
     [GAP features, bag of words]) and the ``gated_not_in_paper`` variant on the pooled training features
     alone (``nn.Identity()`` backbone on 1 x 1 maps: seconds), then put the conv layers back under them."""
@@ -179,13 +208,20 @@ def train_answer_layers(net: nn.Module, train_set, *, epochs: int, seed: int, de
     t0 = time.time()
     feats = pool_features(backbone, train_set.images, device=device)
     timings = {"pool_s": time.time() - t0}
-    data = FeatureVQASet(feats, np.arange(len(train_set)), [train_set.vocab.encode(q) for q in train_set.questions],
-                         train_set.labels, len(train_set.vocab))
+    data = FeatureVQASet(
+        feats,
+        np.arange(len(train_set)),
+        [train_set.vocab.encode(q) for q in train_set.questions],
+        train_set.labels,
+        len(train_set.vocab),
+    )
     cfg = TrainConfig(epochs=epochs, batch_size=64, lr=1e-2, weight_decay=0.0, seed=seed)
     models, histories = {}, {}
     for name, gate in (("paper_model", False), ("gated_not_in_paper", True)):
         torch.manual_seed(seed)
-        head = BowGAPVQA(nn.Identity(), feats.shape[1], len(train_set.vocab), len(train_set.answers), question_gate=gate)
+        head = BowGAPVQA(
+            nn.Identity(), feats.shape[1], len(train_set.vocab), len(train_set.answers), question_gate=gate
+        )
         t0 = time.time()
         histories[name] = fit_vqa(head, data, cfg, optimizer="adam", device=device)
         timings[f"head_{name}_s"] = time.time() - t0
@@ -199,8 +235,13 @@ def train_answer_layers(net: nn.Module, train_set, *, epochs: int, seed: int, de
 def _claim(hits: dict, sel: np.ndarray, seed: int) -> dict:
     best = max(BASELINES, key=lambda b: float(np.mean(hits[b][sel])))
     est = paired_diff_ci(hits["cam_answer"][sel], hits[best][sel], seed=seed)
-    return {"best_baseline": best, "cam_answer": 100 * float(np.mean(hits["cam_answer"][sel])),
-            "baseline": 100 * float(np.mean(hits[best][sel])), "difference": est.to_dict(), "verdict": verdict(est, 1)}
+    return {
+        "best_baseline": best,
+        "cam_answer": 100 * float(np.mean(hits["cam_answer"][sel])),
+        "baseline": 100 * float(np.mean(hits[best][sel])),
+        "difference": est.to_dict(),
+        "verdict": verdict(est, 1),
+    }
 
 
 def pointing_verdicts(pointing: dict, test_set, size: tuple[int, int], *, seed: int = 0) -> dict[str, dict]:
@@ -221,9 +262,11 @@ def verdict_lines(name: str, verdicts: dict) -> list[str]:
     lines = []
     for group, v in verdicts.items():
         d = v["difference"]
-        lines.append(f"{MODEL_LABELS.get(name, name)} ({group}): the true answer's CAM {v['cam_answer']:.1f}% vs the best baseline, "
-                     f"{v['best_baseline']} {v['baseline']:.1f}%: {d['value']:+.1f} points, 95% CI "
-                     f"[{d['low']:+.1f}, {d['high']:+.1f}] -> {v['verdict'].upper()}")
+        lines.append(
+            f"{MODEL_LABELS.get(name, name)} ({group}): the true answer's CAM {v['cam_answer']:.1f}% vs the best baseline, "
+            f"{v['best_baseline']} {v['baseline']:.1f}%: {d['value']:+.1f} points, 95% CI "
+            f"[{d['low']:+.1f}, {d['high']:+.1f}] -> {v['verdict'].upper()}"
+        )
     return lines
 
 
@@ -251,8 +294,12 @@ def accuracy_per_type(correct, qtypes, *, seed: int = 0) -> dict[str, dict]:
     for name, sel in _groups(qtypes):
         est = bootstrap_ci(c[sel], seed=seed)
         level = float(chance[sel].mean())
-        out[name] = {"kind": QUESTION_KINDS.get(name, "all"), "accuracy": est.to_dict(), "chance": level,
-                     "above_chance": verdict((est.low - level, est.high - level), 1)}
+        out[name] = {
+            "kind": QUESTION_KINDS.get(name, "all"),
+            "accuracy": est.to_dict(),
+            "chance": level,
+            "above_chance": verdict((est.low - level, est.high - level), 1),
+        }
     return out
 
 
@@ -261,12 +308,16 @@ def accuracy_lines(name: str, table: dict) -> list[str]:
     lines = [f"{MODEL_LABELS.get(name, name)}: accuracy per question type (95% CI, n) vs chance"]
     for t, r in table.items():
         a = r["accuracy"]
-        lines.append(f"  {t:>10} ({r['kind']:>10}): {a['value']:5.1f}% [{a['low']:5.1f}, {a['high']:5.1f}] "
-                     f"n={a['n']:4d}   chance {r['chance']:4.1f}%   above chance: {r['above_chance'].upper()}")
+        lines.append(
+            f"  {t:>10} ({r['kind']:>10}): {a['value']:5.1f}% [{a['low']:5.1f}, {a['high']:5.1f}] "
+            f"n={a['n']:4d}   chance {r['chance']:4.1f}%   above chance: {r['above_chance'].upper()}"
+        )
     return lines
 
 
-def pointing_when_correct(pointing: dict, test_set, size: tuple[int, int], *, seed: int = 0) -> dict[str, dict]:
+def pointing_when_correct(
+    pointing: dict, test_set, size: tuple[int, int], *, seed: int = 0
+) -> dict[str, dict]:
     """The paper's reading of Figure 12, measured: on the questions the model answers RIGHT (and that are
     about an object), does the CAM of its predicted answer peak inside the box of an object the answer is
     about (``test_set.about_boxes``: the asked-about object, or every object for an image-only type)?
@@ -283,26 +334,37 @@ def pointing_when_correct(pointing: dict, test_set, size: tuple[int, int], *, se
         if not sel.any():
             out[name] = {"n": 0}
             continue
-        rates = {k: bootstrap_ci(hits[k][sel], seed=seed).to_dict() for k in ("cam_predicted", *POINT_BASELINES)}
+        rates = {
+            k: bootstrap_ci(hits[k][sel], seed=seed).to_dict() for k in ("cam_predicted", *POINT_BASELINES)
+        }
         best = max(POINT_BASELINES, key=lambda b: rates[b]["value"])
         diff = paired_diff_ci(hits["cam_predicted"][sel], hits[best][sel], seed=seed)
-        out[name] = {"n": int(sel.sum()), **rates, "best_baseline": best, "difference": diff.to_dict(),
-                     "verdict": verdict(diff, 1)}
+        out[name] = {
+            "n": int(sel.sum()),
+            **rates,
+            "best_baseline": best,
+            "difference": diff.to_dict(),
+            "verdict": verdict(diff, 1),
+        }
     return out
 
 
 def correct_pointing_lines(name: str, table: dict) -> list[str]:
     """One row per question type of :func:`pointing_when_correct`."""
-    lines = [f"{MODEL_LABELS.get(name, name)}: the predicted answer's CAM peak on the object, questions answered right"]
+    lines = [
+        f"{MODEL_LABELS.get(name, name)}: the predicted answer's CAM peak on the object, questions answered right"
+    ]
     for t, r in table.items():
         if not r["n"]:
             lines.append(f"  {t:>10}: no correctly answered question about an object")
             continue
         c, d = r["cam_predicted"], r["difference"]
-        lines.append(f"  {t:>10}: CAM {c['value']:5.1f}% [{c['low']:5.1f}, {c['high']:5.1f}]  centre "
-                     f"{r['centre']['value']:5.1f}%  random point {r['random_point']['value']:5.1f}%  n={r['n']:4d}"
-                     f"  CAM - {r['best_baseline']}: {d['value']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}] "
-                     f"-> {r['verdict'].upper()}")
+        lines.append(
+            f"  {t:>10}: CAM {c['value']:5.1f}% [{c['low']:5.1f}, {c['high']:5.1f}]  centre "
+            f"{r['centre']['value']:5.1f}%  random point {r['random_point']['value']:5.1f}%  n={r['n']:4d}"
+            f"  CAM - {r['best_baseline']}: {d['value']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}] "
+            f"-> {r['verdict'].upper()}"
+        )
     return lines
 
 
@@ -332,12 +394,23 @@ def demo_scene(test_set) -> tuple[int, list[str], list[str]]:
 
     binding = np.isin(np.asarray(test_set.qtypes), BINDING_TYPES)
     i = int(np.flatnonzero(binding & ((test_set.object_shapes >= 0).sum(1) >= 3))[0])
-    return (i, [SHAPES[k] for k in test_set.object_shapes[i] if k >= 0],
-            [COLOUR_NAMES[k] for k in test_set.object_colours[i] if k >= 0])
+    return (
+        i,
+        [SHAPES[k] for k in test_set.object_shapes[i] if k >= 0],
+        [COLOUR_NAMES[k] for k in test_set.object_colours[i] if k >= 0],
+    )
 
 
-def plot_answer_cams(models: dict, vocab: Vocabulary, answers: Vocabulary, test_set, index: int, question: str,
-                     cam_view, topk: int = 3):
+def plot_answer_cams(
+    models: dict,
+    vocab: Vocabulary,
+    answers: Vocabulary,
+    test_set,
+    index: int,
+    question: str,
+    cam_view,
+    topk: int = 3,
+):
     """One test scene, one free-text question: each model's ``topk`` answers with their softmax
     probabilities and CAMs (words outside ``vocab`` become ``<unk>``)."""
     import matplotlib.pyplot as plt
@@ -350,7 +423,7 @@ def plot_answer_cams(models: dict, vocab: Vocabulary, answers: Vocabulary, test_
     size = tuple(x.shape[-2:])
     fig, axes = plt.subplots(1, 1 + topk * len(models), figsize=(2.0 * (1 + topk * len(models)), 2.4))
     axes[0].imshow(test_set.images[index])
-    axes[0].set_title("\n".join([question[i:i + 26] for i in range(0, len(question), 26)]), fontsize=7)
+    axes[0].set_title("\n".join([question[i : i + 26] for i in range(0, len(question), 26)]), fontsize=7)
     for mi, (name, m) in enumerate(models.items()):
         res = m.cam(x, q, topk=topk)
         probs = res.logits.softmax(1)[0]
@@ -397,13 +470,27 @@ def paper_vqa_root(vqa_root: str | Path | None) -> tuple[Path, str]:
 def paper_data_row(data: PaperVQA, root_kind: str) -> list[DataSource]:
     """The ``data`` row of the paper profile: the VQA version, its train + val images."""
     n = len(data.train.image_paths) + len(data.val.image_paths)
-    return [DataSource(f"VQA {data.train.version} (train2014 + val2014)", root_kind, n,
-                       f"{len(data.train)} train / {len(data.val)} val questions; scored on val2014, the paper on "
-                       "test-standard")]
+    return [
+        DataSource(
+            f"VQA {data.train.version} (train2014 + val2014)",
+            root_kind,
+            n,
+            f"{len(data.train)} train / {len(data.val)} val questions; scored on val2014, the paper on "
+            "test-standard",
+        )
+    ]
 
 
-def load_paper_vqa(root: str | Path, *, backbone: str, min_word_count: int, top_answers: int,
-                   max_train: int | None = None, max_val: int | None = None, device: str = "cpu") -> PaperVQA:
+def load_paper_vqa(
+    root: str | Path,
+    *,
+    backbone: str,
+    min_word_count: int,
+    top_answers: int,
+    max_train: int | None = None,
+    max_val: int | None = None,
+    device: str = "cpu",
+) -> PaperVQA:
     """train2014 and val2014 of the VQA folder ``root`` (a clear error with the layout when missing), the
     question vocabulary (words seen ``min_word_count`` times in training), the ``top_answers`` most frequent
     training answers and the torchvision GAP ``backbone``."""
@@ -415,8 +502,16 @@ def load_paper_vqa(root: str | Path, *, backbone: str, min_word_count: int, top_
     return PaperVQA(train, val, vocab, answers, net, K, preprocess, desc)
 
 
-def train_paper_head(data: PaperVQA, *, epochs: int, seed: int, feature_cache: str | Path | None = None,
-                     cache_name: str = "", num_workers: int = 0, device: str = "cpu"):
+def train_paper_head(
+    data: PaperVQA,
+    *,
+    epochs: int,
+    seed: int,
+    feature_cache: str | Path | None = None,
+    cache_name: str = "",
+    num_workers: int = 0,
+    device: str = "cpu",
+):
     """Pooled features of every train and val image (cached in ``feature_cache`` when given), the
     paper's answer layer trained on train2014, the official VQA accuracy on val2014 per answer type.
     Returns ``(head, config, val feature set, accuracy, timings)``."""
@@ -427,9 +522,18 @@ def train_paper_head(data: PaperVQA, *, epochs: int, seed: int, feature_cache: s
         ids = sorted(recs.image_paths)
         cache = None if feature_cache is None else Path(feature_cache) / f"{cache_name}_{recs.split}.pt"
         t0 = time.time()
-        feats[recs.split] = (ids, extract_pooled_features(data.backbone, [recs.image_paths[i] for i in ids],
-                                                          data.preprocess, device=device, num_workers=num_workers,
-                                                          cache=cache, cache_key=data.description))
+        feats[recs.split] = (
+            ids,
+            extract_pooled_features(
+                data.backbone,
+                [recs.image_paths[i] for i in ids],
+                data.preprocess,
+                device=device,
+                num_workers=num_workers,
+                cache=cache,
+                cache_key=data.description,
+            ),
+        )
         timings[f"features_{recs.split}_s"] = time.time() - t0
     train_fs = records_feature_set(data.train, *feats[data.train.split], data.vocab, data.answers)
     val_fs = records_feature_set(data.val, *feats[data.val.split], data.vocab, data.answers)
@@ -447,8 +551,20 @@ def train_paper_head(data: PaperVQA, *, epochs: int, seed: int, feature_cache: s
 # --------------------------------------------------------------------------- results
 
 
-def quick_results(*, accuracy: dict, pointing_correct: dict, pointing: dict, verdicts: dict, identity_err: dict,
-                  timings: dict, train_set, test_set, cam_view, pretrain_config, head_config) -> tuple[dict, dict]:
+def quick_results(
+    *,
+    accuracy: dict,
+    pointing_correct: dict,
+    pointing: dict,
+    verdicts: dict,
+    identity_err: dict,
+    timings: dict,
+    train_set,
+    test_set,
+    cam_view,
+    pretrain_config,
+    head_config,
+) -> tuple[dict, dict]:
     """``(metrics, options)`` of the quick profile for ``results/07_vqa.json``: per model (results keys
     ``paper_model`` and ``gated_not_in_paper``) the accuracy per question type
     (:func:`accuracy_per_type`), the pointing of the predicted answer's CAM on the questions answered
@@ -457,35 +573,68 @@ def quick_results(*, accuracy: dict, pointing_correct: dict, pointing: dict, ver
     (:func:`pointing_verdicts`)."""
     from camlib.datasets.vqa_shapes import CHANCE, QUESTION_KINDS
 
-    metrics = {"accuracy_per_type": accuracy, "pointing_when_correct": pointing_correct, "pointing": pointing,
-               "pointing_verdicts": verdicts, "identity_max_abs_err": identity_err, "timings_s": timings,
-               "n_train": len(train_set), "n_test": len(test_set)}
-    options = {"cam": cam_view.to_dict(), "pointing": "argmax of the raw map upsampled bilinearly to the image, "
-               "inside a box of an object the question is about (every object for an image-only type)",
-               "question_types": {t: {"kind": QUESTION_KINDS[t], "chance": CHANCE[t]} for t in QUESTION_KINDS},
-               "pretrain": pretrain_config.to_dict(), "head": head_config.to_dict(),
-               "backbone": f"{BACKBONE}, pretrained on the training scenes' pair labels, then frozen",
-               "models": dict(MODEL_NOTES)}
+    metrics = {
+        "accuracy_per_type": accuracy,
+        "pointing_when_correct": pointing_correct,
+        "pointing": pointing,
+        "pointing_verdicts": verdicts,
+        "identity_max_abs_err": identity_err,
+        "timings_s": timings,
+        "n_train": len(train_set),
+        "n_test": len(test_set),
+    }
+    options = {
+        "cam": cam_view.to_dict(),
+        "pointing": "argmax of the raw map upsampled bilinearly to the image, "
+        "inside a box of an object the question is about (every object for an image-only type)",
+        "question_types": {t: {"kind": QUESTION_KINDS[t], "chance": CHANCE[t]} for t in QUESTION_KINDS},
+        "pretrain": pretrain_config.to_dict(),
+        "head": head_config.to_dict(),
+        "backbone": f"{BACKBONE}, pretrained on the training scenes' pair labels, then frozen",
+        "models": dict(MODEL_NOTES),
+    }
     return metrics, options
 
 
 def quick_data_row(train_set, test_set) -> list[DataSource]:
     """The ``data`` row of the quick profile: procedural scenes, no real VQA data."""
-    return [DataSource("procedural VQA shapes (camlib.datasets.vqa_shapes)", "procedural", len(train_set) + len(test_set),
-                       f"no real VQA data: {len(train_set)} train / {len(test_set)} test drawn scenes, one question "
-                       "each; not comparable with the paper's VQA accuracy")]
+    return [
+        DataSource(
+            "procedural VQA shapes (camlib.datasets.vqa_shapes)",
+            "procedural",
+            len(train_set) + len(test_set),
+            f"no real VQA data: {len(train_set)} train / {len(test_set)} test drawn scenes, one question "
+            "each; not comparable with the paper's VQA accuracy",
+        )
+    ]
 
 
-def paper_results(data: PaperVQA, accuracy: dict, head_config, timings: dict, *, top_answers: int,
-                  min_word_count: int) -> tuple[dict, list[dict], dict]:
+def paper_results(
+    data: PaperVQA, accuracy: dict, head_config, timings: dict, *, top_answers: int, min_word_count: int
+) -> tuple[dict, list[dict], dict]:
     """``(metrics, comparisons, options)`` of the paper profile: the VQA accuracy row next to the paper's
     (Open-Ended test-standard, ``vqa.open_ended_test_standard``; here trained on train2014 and scored on
     val2014)."""
-    metrics = {"vqa_accuracy": accuracy, "n_train": len(data.train), "n_val": len(data.val), "timings_s": timings}
-    comparisons = [{"metric": "VQA accuracy, overall (%)", "paper_ref": "vqa.open_ended_test_standard",
-                    "reproduced": accuracy["overall"],
-                    "setting": f"{data.description} GAP features + BoW, linear answer layer ({len(data.answers)} answers); "
-                               f"trained on VQA {data.train.version} train2014, scored on val2014 (paper: test-standard)"}]
-    options = {"backbone": data.description, "head": head_config.to_dict(), "top_answers": top_answers,
-               "min_word_count": min_word_count, "metric": "official VQA accuracy (leave-one-out over 10 answers)"}
+    metrics = {
+        "vqa_accuracy": accuracy,
+        "n_train": len(data.train),
+        "n_val": len(data.val),
+        "timings_s": timings,
+    }
+    comparisons = [
+        {
+            "metric": "VQA accuracy, overall (%)",
+            "paper_ref": "vqa.open_ended_test_standard",
+            "reproduced": accuracy["overall"],
+            "setting": f"{data.description} GAP features + BoW, linear answer layer ({len(data.answers)} answers); "
+            f"trained on VQA {data.train.version} train2014, scored on val2014 (paper: test-standard)",
+        }
+    ]
+    options = {
+        "backbone": data.description,
+        "head": head_config.to_dict(),
+        "top_answers": top_answers,
+        "min_word_count": min_word_count,
+        "metric": "official VQA accuracy (leave-one-out over 10 answers)",
+    }
     return metrics, comparisons, options

@@ -58,7 +58,9 @@ class FeatureVQASet:
     real backbone to get CAMs.
     """
 
-    def __init__(self, features: Tensor, image_index, bow_ids: Sequence[Sequence[int]], labels, vocab_size: int):
+    def __init__(
+        self, features: Tensor, image_index, bow_ids: Sequence[Sequence[int]], labels, vocab_size: int
+    ):
         self.features = torch.as_tensor(features, dtype=torch.float32)
         self.image_index = np.asarray(image_index, dtype=np.int64)
         self.bow_ids = [np.asarray(b, dtype=np.int64) for b in bow_ids]
@@ -144,9 +146,20 @@ def fit_vqa(
         logits = m(x, q)
         return loss_fn(logits, y), float((logits.argmax(1) == y)[known].sum()), int(known.sum())
 
-    return fit(model, dataset, config, device=device, augment=None, head_prefixes=head_prefixes, progress=progress,
-               optimizer=optimizer, batch_fn=lambda idx: vqa_batch(dataset, idx), step_fn=step, desc="train vqa",
-               checkpoint=checkpoint)
+    return fit(
+        model,
+        dataset,
+        config,
+        device=device,
+        augment=None,
+        head_prefixes=head_prefixes,
+        progress=progress,
+        optimizer=optimizer,
+        batch_fn=lambda idx: vqa_batch(dataset, idx),
+        step_fn=step,
+        desc="train vqa",
+        checkpoint=checkpoint,
+    )
 
 
 def fit_multilabel(
@@ -183,8 +196,19 @@ def fit_multilabel(
         logits = m(x)
         return loss_fn(logits, t), float(((logits > 0) == (t > 0.5)).float().mean(1).sum()), len(t)
 
-    return fit(model, tgt, config, device=device, augment=None, progress=progress, optimizer=optimizer,
-               batch_fn=get_batch, step_fn=step, desc="pretrain", checkpoint=checkpoint)
+    return fit(
+        model,
+        tgt,
+        config,
+        device=device,
+        augment=None,
+        progress=progress,
+        optimizer=optimizer,
+        batch_fn=get_batch,
+        step_fn=step,
+        desc="pretrain",
+        checkpoint=checkpoint,
+    )
 
 
 @torch.no_grad()
@@ -207,7 +231,9 @@ def pool_features(
 
 
 @torch.no_grad()
-def predict_vqa(model: nn.Module, dataset, batch_size: int = 256, device: str | torch.device = "cpu") -> Tensor:
+def predict_vqa(
+    model: nn.Module, dataset, batch_size: int = 256, device: str | torch.device = "cpu"
+) -> Tensor:
     """(N, A) answer logits of a whole dataset, in order, in eval mode (flags restored)."""
     with eval_mode(model):
         out = []
@@ -269,11 +295,15 @@ def extract_pooled_features(
     }
 
     def compute() -> dict[str, np.ndarray]:
-        loader = DataLoader(ImageFiles(names, None, preprocess), batch_size=batch_size, num_workers=num_workers)
+        loader = DataLoader(
+            ImageFiles(names, None, preprocess), batch_size=batch_size, num_workers=num_workers
+        )
         backbone.to(device)
         with eval_mode(backbone):
-            out = [backbone(x.to(device)).float().mean((2, 3)).cpu()
-                   for x, _ in tqdm(loader, desc="features", disable=not progress)]
+            out = [
+                backbone(x.to(device)).float().mean((2, 3)).cpu()
+                for x, _ in tqdm(loader, desc="features", disable=not progress)
+            ]
         return {"X": torch.cat(out).numpy()}
 
     store = _cache_of(cache)

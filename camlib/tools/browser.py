@@ -23,12 +23,20 @@ CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google
 #: Flags for a headless run on a closed network (without the background-networking ones Chromium
 #: waits on connections that never come) and in containers (root: no sandbox; a small /dev/shm).
 CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     "--disable-dev-shm-usage",
 )
-HOW_TO_GET = ("install Debian's chromium (`sudo apt-get install --no-install-recommends chromium`, or run "
-              "`make test` as root, which does it), or point CAMLIB_CHROMIUM at a Chromium/Chrome executable")
+HOW_TO_GET = (
+    "install Debian's chromium (`sudo apt-get install --no-install-recommends chromium`, or run "
+    "`make test` as root, which does it), or point CAMLIB_CHROMIUM at a Chromium/Chrome executable"
+)
 
 
 def chromium_path() -> str | None:
@@ -42,21 +50,31 @@ def chromium_path() -> str | None:
 def _apt(*args: str, timeout: float) -> bool:
     env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
     try:
-        done = subprocess.run(["apt-get", *args], env=env, timeout=timeout, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
+        done = subprocess.run(
+            ["apt-get", *args],
+            env=env,
+            timeout=timeout,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         print(f"camlib.tools.browser: apt-get {args[0]} failed: {exc}", file=sys.stderr)
         return False
     if done.returncode:
-        print(f"camlib.tools.browser: apt-get {args[0]} exited {done.returncode}: {done.stderr.strip()[-400:]}",
-              file=sys.stderr)
+        print(
+            f"camlib.tools.browser: apt-get {args[0]} exited {done.returncode}: {done.stderr.strip()[-400:]}",
+            file=sys.stderr,
+        )
     return done.returncode == 0
 
 
 def _has_candidate() -> bool:
     """Whether apt's package lists know a chromium to install (fresh containers have no lists)."""
     try:
-        out = subprocess.run(["apt-cache", "policy", "chromium"], capture_output=True, text=True, timeout=60).stdout
+        out = subprocess.run(
+            ["apt-cache", "policy", "chromium"], capture_output=True, text=True, timeout=60
+        ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return False
     return "Candidate:" in out and "Candidate: (none)" not in out
@@ -71,14 +89,20 @@ def ensure_chromium(timeout: float = 900) -> str | None:
     found = chromium_path()
     if found:
         return found
-    reasons = [why for cond, why in [
-        (os.environ.get("CAMLIB_NO_APT"), "CAMLIB_NO_APT is set"),
-        (not hasattr(os, "geteuid") or os.geteuid() != 0, "not running as root"),
-        (shutil.which("apt-get") is None, "no apt-get on this system"),
-    ] if cond]
+    reasons = [
+        why
+        for cond, why in [
+            (os.environ.get("CAMLIB_NO_APT"), "CAMLIB_NO_APT is set"),
+            (not hasattr(os, "geteuid") or os.geteuid() != 0, "not running as root"),
+            (shutil.which("apt-get") is None, "no apt-get on this system"),
+        ]
+        if cond
+    ]
     if reasons:
-        print(f"camlib.tools.browser: no Chromium and not installing it ({'; '.join(reasons)}); to get it: {HOW_TO_GET}",
-              file=sys.stderr)
+        print(
+            f"camlib.tools.browser: no Chromium and not installing it ({'; '.join(reasons)}); to get it: {HOW_TO_GET}",
+            file=sys.stderr,
+        )
         return None
     t0 = time.time()
     install = ("install", "-y", "-q", "--no-install-recommends", "chromium")
@@ -87,8 +111,11 @@ def ensure_chromium(timeout: float = 900) -> str | None:
     if not _apt(*install, timeout=timeout) and _apt("update", "-q", timeout=timeout):
         _apt(*install, timeout=timeout)  # the lists were stale (404s): refreshed, try once more
     found = chromium_path()
-    print(f"camlib.tools.browser: apt-get install chromium {'succeeded' if found else 'did not give a Chromium'} "
-          f"in {time.time() - t0:.0f} s", file=sys.stderr)
+    print(
+        f"camlib.tools.browser: apt-get install chromium {'succeeded' if found else 'did not give a Chromium'} "
+        f"in {time.time() - t0:.0f} s",
+        file=sys.stderr,
+    )
     return found
 
 

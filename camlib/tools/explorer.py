@@ -49,15 +49,25 @@ def _unit_float(image) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a[..., :3])).permute(2, 0, 1).float() / 255.0
 
 
-def as_explorer_model(net: ImageNetModel | nn.Module, name: str, classes: Sequence[str],
-                      preprocess: Callable[[object], torch.Tensor] | None = None) -> ImageNetModel:
+def as_explorer_model(
+    net: ImageNetModel | nn.Module,
+    name: str,
+    classes: Sequence[str],
+    preprocess: Callable[[object], torch.Tensor] | None = None,
+) -> ImageNetModel:
     """A model as the explorer takes it. An :class:`ImageNetModel` is kept (its ``preprocess`` replaced
     when one is given); a bare network (e.g. a ``SmallGAPNet`` trained in the notebook) is wrapped, fed
     images as float [0, 1] at their own size unless ``preprocess`` says otherwise."""
     if isinstance(net, ImageNetModel):
         return net if preprocess is None else dataclasses.replace(net, preprocess=preprocess)
-    return ImageNetModel(name=name, model=net.eval(), preprocess=preprocess or _unit_float, input_size=(0, 0),
-                         classes=list(classes), description=f"{type(net).__name__} ({name})")
+    return ImageNetModel(
+        name=name,
+        model=net.eval(),
+        preprocess=preprocess or _unit_float,
+        input_size=(0, 0),
+        classes=list(classes),
+        description=f"{type(net).__name__} ({name})",
+    )
 
 
 def _paper_rule(m: np.ndarray, t: float) -> np.ndarray:
@@ -109,14 +119,17 @@ class CAMExplorer:
         self.compare = compare
         self.last_figure: plt.Figure | None = None  # the static view :meth:`show` drew last
         self._models: dict[str, tuple[ImageNetModel, CAM]] = {}
-        self._fc: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}  # the classifier (W, b), float on CPU
+        self._fc: dict[
+            str, tuple[torch.Tensor, torch.Tensor | None]
+        ] = {}  # the classifier (W, b), float on CPU
         self._cache: dict[tuple[str, str], _Cached] = {}
         self.forward_passes = 0
         self.state = ExplorerState(image=next(iter(images)), model=next(iter(models)))
 
     @classmethod
-    def from_ilsvrc(cls, dataset, models: dict[str, ModelSource], classes: Sequence[str], n: int = 8,
-                    **kwargs) -> CAMExplorer:
+    def from_ilsvrc(
+        cls, dataset, models: dict[str, ModelSource], classes: Sequence[str], n: int = 8, **kwargs
+    ) -> CAMExplorer:
         """The first ``n`` readable images of an ILSVRC box dataset (:mod:`camlib.datasets.ilsvrc`), named
         ``"<image id> (<true class>)"``, with their ground-truth boxes (red). Unreadable files are left out."""
         images, boxes = {}, {}
@@ -134,13 +147,25 @@ class CAMExplorer:
         return cls(images, models, gt_boxes=boxes, **kwargs)
 
     @classmethod
-    def from_arrays(cls, images: np.ndarray, labels: Sequence[int], boxes, models: dict[str, ModelSource],
-                    classes: Sequence[str], n: int = 8, **kwargs) -> CAMExplorer:
+    def from_arrays(
+        cls,
+        images: np.ndarray,
+        labels: Sequence[int],
+        boxes,
+        models: dict[str, ModelSource],
+        classes: Sequence[str],
+        n: int = 8,
+        **kwargs,
+    ) -> CAMExplorer:
         """The first ``n`` of in-memory (N, H, W, 3) images (e.g. a procedural test split) with one or more
         ground-truth boxes each, named ``"#<index> (<true class>)"``."""
         names = [f"#{i} ({classes[int(labels[i])]})" for i in range(min(n, len(images)))]
-        return cls({k: images[i] for i, k in enumerate(names)}, models,
-                   gt_boxes={k: np.asarray(boxes[i]).reshape(-1, 4) for i, k in enumerate(names)}, **kwargs)
+        return cls(
+            {k: images[i] for i, k in enumerate(names)},
+            models,
+            gt_boxes={k: np.asarray(boxes[i]).reshape(-1, 4) for i, k in enumerate(names)},
+            **kwargs,
+        )
 
     # -- computation -----------------------------------------------------------------------------
     def _model(self, name: str) -> tuple[ImageNetModel, CAM]:
@@ -155,14 +180,20 @@ class CAMExplorer:
         if key not in self._cache:
             net, cam = self._model(model)
             device = next(net.model.parameters()).device
-            x = localization_input(net.preprocess)(self.images[image])[None].to(device)  # whole image, no crop
+            x = localization_input(net.preprocess)(self.images[image])[None].to(
+                device
+            )  # whole image, no crop
             out = cam(x, topk=1)
             self.forward_passes += 1
             if model not in self._fc:
                 w, b = fc_weights(net.model, out.head)
-                self._fc[model] = (w.detach().float().cpu().clone(), None if b is None else b.detach().float().cpu().clone())
-            self._cache[key] = _Cached(out.logits[0].detach().float().cpu().clone(),
-                                       out.features.detach().float().cpu().clone())
+                self._fc[model] = (
+                    w.detach().float().cpu().clone(),
+                    None if b is None else b.detach().float().cpu().clone(),
+                )
+            self._cache[key] = _Cached(
+                out.logits[0].detach().float().cpu().clone(), out.features.detach().float().cpu().clone()
+            )
         return self._cache[key]
 
     def raw_map(self, image: str, model: str, c: int) -> torch.Tensor:
@@ -202,8 +233,11 @@ class CAMExplorer:
         opts = CAMOptions(upsample=s.upsample, size="original", normalize="max")
         m = postprocess(raw, opts, original_size=img.shape[:2])[0, 0].numpy()
         if m.shape != img.shape[:2]:  # upsample="none": show the raw grid stretched over the image
-            m = postprocess(raw, CAMOptions(upsample="bilinear", size="original", normalize="max"),
-                            original_size=img.shape[:2])[0, 0].numpy()
+            m = postprocess(
+                raw,
+                CAMOptions(upsample="bilinear", size="original", normalize="max"),
+                original_size=img.shape[:2],
+            )[0, 0].numpy()
         box = BOX_RULES[s.rule](m, s.threshold)
         return {
             "classes": top,
@@ -253,10 +287,20 @@ class CAMExplorer:
         """Every model side by side on the same image and settings: overlays on top, top-k strips below."""
         s = state or self.state
         names = list(self.model_loaders)
-        fig, axes = plt.subplots(2, len(names), figsize=(4.2 * len(names), 6.2), squeeze=False,
-                                 gridspec_kw={"height_ratios": [3, 1.4]})
+        fig, axes = plt.subplots(
+            2,
+            len(names),
+            figsize=(4.2 * len(names), 6.2),
+            squeeze=False,
+            gridspec_kw={"height_ratios": [3, 1.4]},
+        )
         for j, m in enumerate(names):
-            self._draw(dataclasses.replace(s, model=m), axes[0, j], axes[1, j], f"{m} · {s.image} · t = {s.threshold:.2f}")
+            self._draw(
+                dataclasses.replace(s, model=m),
+                axes[0, j],
+                axes[1, j],
+                f"{m} · {s.image} · t = {s.threshold:.2f}",
+            )
         fig.tight_layout()
         return fig
 
@@ -277,10 +321,13 @@ class CAMExplorer:
         chooser = W.ToggleButtons if self.compare else W.Dropdown  # compare: a GAP/GMP-style toggle
         model = chooser(options=list(self.model_loaders), value=s.model, description="model")
         rank = W.Dropdown(description="class", layout=W.Layout(width="340px"))
-        thr = W.FloatSlider(value=s.threshold, min=0.05, max=0.95, step=0.05, description="threshold",
-                            continuous_update=False)
+        thr = W.FloatSlider(
+            value=s.threshold, min=0.05, max=0.95, step=0.05, description="threshold", continuous_update=False
+        )
         rule = W.Dropdown(options=list(BOX_RULES), value=s.rule, description="box rule")
-        ups = W.ToggleButtons(options=["bilinear", "bicubic", "none"], value=s.upsample, description="upsample")
+        ups = W.ToggleButtons(
+            options=["bilinear", "bicubic", "none"], value=s.upsample, description="upsample"
+        )
         upload = W.FileUpload(accept="image/*", multiple=False, description="upload")
         status = W.HTML()  # an upload that cannot be read says so here, not as a traceback in the callback
         status.add_class("camlib-upload-status")
@@ -291,12 +338,21 @@ class CAMExplorer:
 
         def refresh_classes():
             r = self.compute()
-            rank.options = [(f"{i + 1}. {n} ({p:.3f})", i) for i, (n, p) in enumerate(zip(r["names"], r["probs"], strict=True))]
+            rank.options = [
+                (f"{i + 1}. {n} ({p:.3f})", i)
+                for i, (n, p) in enumerate(zip(r["names"], r["probs"], strict=True))
+            ]
             rank.value = min(self.state.rank, len(r["names"]) - 1)
 
         def redraw(*_):
-            self.state = ExplorerState(image=image.value, model=model.value, rank=rank.value or 0,
-                                       threshold=thr.value, rule=rule.value, upsample=ups.value)
+            self.state = ExplorerState(
+                image=image.value,
+                model=model.value,
+                rank=rank.value or 0,
+                threshold=thr.value,
+                rule=rule.value,
+                upsample=ups.value,
+            )
             view.value = self._png()
             readout.value = f"<b>{self.compute()['readout']}</b>"
 
@@ -313,8 +369,10 @@ class CAMExplorer:
             try:
                 name = self.add_upload(f["name"], f["content"])
             except (OSError, ValueError) as exc:
-                status.value = f"<span style='color:#b00'>could not use {html.escape(str(f['name']))}: " \
-                               f"{html.escape(str(exc))}</span>"
+                status.value = (
+                    f"<span style='color:#b00'>could not use {html.escape(str(f['name']))}: "
+                    f"{html.escape(str(exc))}</span>"
+                )
                 return
             status.value = f"added {html.escape(str(f['name']))}"
             image.options = list(self.images)

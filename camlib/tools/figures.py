@@ -104,7 +104,12 @@ def readme(captions: Mapping[str, Caption]) -> str:
         by_section.setdefault(c.section, []).append(c)
     for section in sorted(by_section, key=lambda s: (s == "bench", s)):
         entries = by_section[section]
-        lines += [f"## {entries[0].notebook}", "", "| Figure | Shows | Data | Profile |", "| --- | --- | --- | --- |"]
+        lines += [
+            f"## {entries[0].notebook}",
+            "",
+            "| Figure | Shows | Data | Profile |",
+            "| --- | --- | --- | --- |",
+        ]
         for c in sorted(entries, key=lambda c: (not c.headline, c.profile == "paper")):
             name = f"[{c.name}.png]({c.name}.png)" if c.profile != "paper" else f"`{c.name}.png`"
             star = "★ " if c.headline else ""
@@ -114,7 +119,9 @@ def readme(captions: Mapping[str, Caption]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m camlib.tools.figures", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m camlib.tools.figures", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--captions", default=str(CAPTIONS))
     parser.add_argument("--out", default=str(FIGURES / "README.md"))
     parser.add_argument("--check", action="store_true", help="exit 1 when --out is not up to date")

@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--iters", type=int, default=160_000, help="iteration budget (the released solver: 160k)")
     ap.add_argument("--batch-size", type=int, default=64, help="GLOBAL batch (split over the processes)")
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--decay-every", type=int, default=None, help="lr /10 every N iterations (default iters/4)")
+    ap.add_argument(
+        "--decay-every", type=int, default=None, help="lr /10 every N iterations (default iters/4)"
+    )
     ap.add_argument("--checkpoint-every", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--image-size", type=int, default=224, help="training crop")
@@ -59,13 +61,19 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--checkpoint", type=Path, required=True, help="saved to and resumed from")
     ap.add_argument("--restart", action="store_true", help="delete --checkpoint first and start over")
     ap.add_argument("--stop-after", type=int, default=None, help="stop after N steps of this run (saved)")
-    ap.add_argument("--device", default=None, help="cpu or cuda (one GPU per local rank; default: cuda if any)")
-    ap.add_argument("--workers", type=int, default=None, help="DataLoader workers per process (default: auto)")
+    ap.add_argument(
+        "--device", default=None, help="cpu or cuda (one GPU per local rank; default: cuda if any)"
+    )
+    ap.add_argument(
+        "--workers", type=int, default=None, help="DataLoader workers per process (default: auto)"
+    )
     ap.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="autocast on CUDA")
     ap.add_argument("--channels-last", action="store_true", help="NHWC model and images (CUDA speed)")
     ap.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm (CUDA): global-batch statistics")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads per process (0 = default)")
-    ap.add_argument("--out", type=Path, default=None, help="JSON summary (rank 0): config, steps, history, speed")
+    ap.add_argument(
+        "--out", type=Path, default=None, help="JSON summary (rank 0): config, steps, history, speed"
+    )
     ap.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     return ap
 

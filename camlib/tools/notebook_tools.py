@@ -82,9 +82,14 @@ def strip_notebook(nb: NotebookNode) -> NotebookNode:
     """nbconvert's preprocessors: papermill's injected cell removed (TagRemove), outputs and execution
     counts cleared (ClearOutput), code-cell metadata but ``tags`` and notebook metadata but
     ``kernelspec`` and ``language_info.name`` dropped (ClearMetadata); the kernelspec set to python3."""
-    for pre in (TagRemovePreprocessor(remove_cell_tags={INJECTED_TAG}), ClearOutputPreprocessor(),
-                ClearMetadataPreprocessor(preserve_cell_metadata_mask={"tags"},
-                                          preserve_nb_metadata_mask={"kernelspec", ("language_info", "name")})):
+    for pre in (
+        TagRemovePreprocessor(remove_cell_tags={INJECTED_TAG}),
+        ClearOutputPreprocessor(),
+        ClearMetadataPreprocessor(
+            preserve_cell_metadata_mask={"tags"},
+            preserve_nb_metadata_mask={"kernelspec", ("language_info", "name")},
+        ),
+    ):
         nb, _ = pre.preprocess(nb, {})
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     return nb
@@ -139,8 +144,14 @@ def parameter_names(source: str) -> list[str]:
     return names
 
 
-_NOT_LOGIC = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
-              tokenize.ENDMARKER}
+_NOT_LOGIC = {
+    tokenize.COMMENT,
+    tokenize.NL,
+    tokenize.NEWLINE,
+    tokenize.INDENT,
+    tokenize.DEDENT,
+    tokenize.ENDMARKER,
+}
 
 
 def logic_lines(source: str) -> int:
@@ -253,11 +264,16 @@ def _cmd_check(paths: Sequence[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m camlib.notebook_tools", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m camlib.notebook_tools", description=__doc__.splitlines()[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("check", help="exit 1 listing notebooks that break the rules").add_argument("notebooks", nargs="*")
+    sub.add_parser("check", help="exit 1 listing notebooks that break the rules").add_argument(
+        "notebooks", nargs="*"
+    )
     sub.add_parser("strip", help="clear outputs and volatile metadata in place (nbconvert)").add_argument(
-        "notebooks", nargs="*")
+        "notebooks", nargs="*"
+    )
     student = sub.add_parser("student", help="copies without solution / instructor cells (nbconvert)")
     student.add_argument("--out", required=True)
     student.add_argument("notebooks", nargs="+")

@@ -119,31 +119,108 @@ def _ckpt_gb(params: int) -> float:
 #: The paper profile of every notebook as stages (the assumptions the report prints).
 WORK: tuple[Stage, ...] = (
     Stage("01_cam_basics", "CAM + boxes, ResNet-50, ILSVRC val", "resnet50", "eval", ILSVRC_VAL),
-    Stage("02_gap_vs_gmp", "fine-tune GoogLeNet-GAP, 160k it x 64", "googlenet_gap", "train", ITERS * BATCH,
-          boxes=0, written_gb=0.1),
-    Stage("02_gap_vs_gmp", "fine-tune GoogLeNet-GMP, 160k it x 64", "googlenet_gap", "train", ITERS * BATCH,
-          boxes=0, written_gb=0.1),
+    Stage(
+        "02_gap_vs_gmp",
+        "fine-tune GoogLeNet-GAP, 160k it x 64",
+        "googlenet_gap",
+        "train",
+        ITERS * BATCH,
+        boxes=0,
+        written_gb=0.1,
+    ),
+    Stage(
+        "02_gap_vs_gmp",
+        "fine-tune GoogLeNet-GMP, 160k it x 64",
+        "googlenet_gap",
+        "train",
+        ITERS * BATCH,
+        boxes=0,
+        written_gb=0.1,
+    ),
     Stage("02_gap_vs_gmp", "evaluate GAP + GMP, ILSVRC val", "googlenet_gap", "eval", 2 * ILSVRC_VAL),
     Stage("03_ilsvrc_localization", "all protocols, GoogLeNet", "googlenet", "eval", ILSVRC_VAL, boxes=3),
     Stage("03_ilsvrc_localization", "all protocols, ResNet-50", "resnet50", "eval", ILSVRC_VAL, boxes=3),
-    Stage("03_ilsvrc_localization", "all protocols, GoogLeNet-GAP (02's)", "googlenet_gap", "eval", ILSVRC_VAL,
-          boxes=3),
-    *(Stage("03_ilsvrc_localization", f"ten-crop (10 crops), {net}", net, "eval", ILSVRC_VAL, passes=10, boxes=2)
-      for net in ("googlenet", "resnet50", "googlenet_gap")),
-    Stage("03_ilsvrc_localization", "Backprop top-5, GoogLeNet", "googlenet", "backprop", ILSVRC_VAL, passes=5,
-          boxes=2),
-    Stage("04_fine_grained_cub", "full / CAM crop / GT crop + boxes, 2 nets", "googlenet_gap", "eval", 2 * CUB,
-          passes=3, decoded=2 * 3 * CUB, written_gb=2 * 3 * CUB * 1024 * 4 / 1e9),
-    Stage("05_generic_features", "GAP features, 8 sets, 2 nets", "googlenet_gap", "eval", 2 * sum(TABLE5.values()),
-          boxes=0, written_gb=2 * sum(TABLE5.values()) * 1024 * 4 / 1e9),
-    Stage("06_pattern_discovery", "SUN scenes + SVT text features + CAMs", "efficientnet_lite0", "eval",
-          SUN_SCENES + SVT, passes=2),
-    Stage("07_vqa", "pooled features of the VQA images", "googlenet", "eval", VQA_IMAGES, boxes=0,
-          written_gb=VQA_IMAGES * 1024 * 4 / 1e9),
-    Stage("08_class_specific_units", "unit scan of an image folder, ResNet-50", "resnet50", "eval", IMAGE_FOLDER,
-          boxes=0),
-    Stage("09_video_cam", "CAM per frame, 3 min at 10 fps", "efficientnet_lite0", "eval", VIDEO_FRAMES,
-          written_gb=0.2),
+    Stage(
+        "03_ilsvrc_localization",
+        "all protocols, GoogLeNet-GAP (02's)",
+        "googlenet_gap",
+        "eval",
+        ILSVRC_VAL,
+        boxes=3,
+    ),
+    *(
+        Stage(
+            "03_ilsvrc_localization",
+            f"ten-crop (10 crops), {net}",
+            net,
+            "eval",
+            ILSVRC_VAL,
+            passes=10,
+            boxes=2,
+        )
+        for net in ("googlenet", "resnet50", "googlenet_gap")
+    ),
+    Stage(
+        "03_ilsvrc_localization",
+        "Backprop top-5, GoogLeNet",
+        "googlenet",
+        "backprop",
+        ILSVRC_VAL,
+        passes=5,
+        boxes=2,
+    ),
+    Stage(
+        "04_fine_grained_cub",
+        "full / CAM crop / GT crop + boxes, 2 nets",
+        "googlenet_gap",
+        "eval",
+        2 * CUB,
+        passes=3,
+        decoded=2 * 3 * CUB,
+        written_gb=2 * 3 * CUB * 1024 * 4 / 1e9,
+    ),
+    Stage(
+        "05_generic_features",
+        "GAP features, 8 sets, 2 nets",
+        "googlenet_gap",
+        "eval",
+        2 * sum(TABLE5.values()),
+        boxes=0,
+        written_gb=2 * sum(TABLE5.values()) * 1024 * 4 / 1e9,
+    ),
+    Stage(
+        "06_pattern_discovery",
+        "SUN scenes + SVT text features + CAMs",
+        "efficientnet_lite0",
+        "eval",
+        SUN_SCENES + SVT,
+        passes=2,
+    ),
+    Stage(
+        "07_vqa",
+        "pooled features of the VQA images",
+        "googlenet",
+        "eval",
+        VQA_IMAGES,
+        boxes=0,
+        written_gb=VQA_IMAGES * 1024 * 4 / 1e9,
+    ),
+    Stage(
+        "08_class_specific_units",
+        "unit scan of an image folder, ResNet-50",
+        "resnet50",
+        "eval",
+        IMAGE_FOLDER,
+        boxes=0,
+    ),
+    Stage(
+        "09_video_cam",
+        "CAM per frame, 3 min at 10 fps",
+        "efficientnet_lite0",
+        "eval",
+        VIDEO_FRAMES,
+        written_gb=0.2,
+    ),
 )
 
 #: Data each notebook reads (GB, the datasets' published sizes): stated, not measured.
@@ -340,7 +417,9 @@ def report(rates: Rates, rows: list[dict], title: str) -> str:
              f"decode per core: train transform {1 / rates.decode_train_s:.0f} img/s, eval {1 / rates.decode_eval_s:.0f} "
              f"img/s ({ILSVRC_AVG[0]}x{ILSVRC_AVG[1]} JPEG); boxes {1 / rates.boxes_s:.0f} img/s; {rates.workers} loader "
              "processes", ""]  # fmt: skip
-    lines.append(f"{'network':18s} {'train img/s':>12s} {'eval img/s':>11s} {'GFLOPs fwd':>10s} {'params':>8s}")
+    lines.append(
+        f"{'network':18s} {'train img/s':>12s} {'eval img/s':>11s} {'GFLOPs fwd':>10s} {'params':>8s}"
+    )
     for k in rates.train_s:
         lines.append(f"{k:18s} {1 / rates.train_s[k]:12.1f} {1 / rates.eval_s[k]:11.1f} {rates.gflops[k]:10.2f} "
                      f"{rates.params[k] / 1e6:7.1f}M")  # fmt: skip
@@ -370,7 +449,9 @@ def assumptions(work: tuple[Stage, ...] = WORK) -> str:
              f"{SVT}; 08: {IMAGE_FOLDER:,} images of your folder; 09: {VIDEO_FRAMES:,} frames.",
              "Every image is decoded once per pass over it; SVMs / answer layers (CPU, minutes) are not counted."]  # fmt: skip
     for st in work:
-        lines.append(f"- {st.notebook}: {st.what}: {st.images:,} images x {st.passes} pass(es), {st.kind} on {st.network}")
+        lines.append(
+            f"- {st.notebook}: {st.what}: {st.images:,} images x {st.passes} pass(es), {st.kind} on {st.network}"
+        )
     return "\n".join(lines)
 
 
@@ -385,7 +466,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gpu-tflops", type=float, default=50.0, help="sustained TFLOPS of the projected GPU")
     ap.add_argument("--gpu-cpus", type=int, default=16, help="decoding cores beside the projected GPU")
     ap.add_argument("--networks", default="", help="comma-separated subset of the networks (default: all)")
-    ap.add_argument("--tiny", action="store_true", help="smoke run: a tiny stand-in for every network (numbers mean nothing)")
+    ap.add_argument(
+        "--tiny",
+        action="store_true",
+        help="smoke run: a tiny stand-in for every network (numbers mean nothing)",
+    )
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -35,8 +35,17 @@ from typing import Any
 from camlib.evaluation.paper_numbers import PAPER_FIELDS, PAPER_YAML_FIX, load_paper, read_paper_yaml  # noqa: F401
 from camlib.tools.results import atomic_write_text, is_estimate, load_results
 
-__all__ = ["build_report", "collect_results", "flatten", "format_estimate", "headline_table", "load_paper", "main",
-           "read_paper_yaml", "write_report"]
+__all__ = [
+    "build_report",
+    "collect_results",
+    "flatten",
+    "format_estimate",
+    "headline_table",
+    "load_paper",
+    "main",
+    "read_paper_yaml",
+    "write_report",
+]
 
 MAX_LIST_ITEMS = 8
 HEADER = (
@@ -58,7 +67,6 @@ NOT_COMPARABLE = (
 MISSING = "not run"
 
 
-
 # --------------------------------------------------------------------------- inputs
 
 
@@ -68,12 +76,16 @@ def collect_results(results_dir: str | Path, *, require: bool = False) -> list[d
     A missing folder raises ValueError naming it; so does one without results files when ``require``."""
     folder = Path(results_dir)
     if not folder.is_dir():
-        raise ValueError(f"results folder {folder} does not exist ({folder.resolve()}). Fix: check the --results / "
-                         "--reference path; `make quick` writes build/results, the reference is results/")
+        raise ValueError(
+            f"results folder {folder} does not exist ({folder.resolve()}). Fix: check the --results / "
+            "--reference path; `make quick` writes build/results, the reference is results/"
+        )
     paths = sorted(folder.glob("[0-9][0-9]_*.json"))  # notebook results only
     if require and not paths:
-        raise ValueError(f"results folder {folder} ({folder.resolve()}) holds no NN_*.json results file. Fix: check the "
-                         "--results path, or run `make quick` (every notebook, quick profile) to write build/results")
+        raise ValueError(
+            f"results folder {folder} ({folder.resolve()}) holds no NN_*.json results file. Fix: check the "
+            "--results path, or run `make quick` (every notebook, quick profile) to write build/results"
+        )
     return [load_results(p) for p in paths]
 
 
@@ -127,6 +139,7 @@ def format_number(value: float | dict) -> str:
 def format_delta(reproduced: float | dict, paper: float) -> str:
     """``reproduced - paper`` with its sign and 2 decimals (``+0.00`` for a tie); for an Estimate
     also the interval shifted by the paper's value: ``+4.26 [-5.74, +14.26]``."""
+
     def signed(x: float) -> str:
         return f"{round(x - paper, 2) + 0.0:+.2f}"
 
@@ -184,8 +197,9 @@ def _keyed(rows: list[dict]) -> dict[tuple[str, str, int], dict]:
     return out
 
 
-def comparison_rows(reference: dict | None, paper: dict[str, dict], run: dict | None = None,
-                    *, with_run: bool = False) -> tuple[list[list[str]], bool]:
+def comparison_rows(
+    reference: dict | None, paper: dict[str, dict], run: dict | None = None, *, with_run: bool = False
+) -> tuple[list[list[str]], bool]:
     """The comparison table's rows and whether any Δ is withheld (footnote).
 
     Reference only: ``Metric | Paper | Reference | Δ | Setting | Profile``. With a run:
@@ -206,16 +220,33 @@ def comparison_rows(reference: dict | None, paper: dict[str, dict], run: dict | 
         paper_cell = f"{value:.2f} ({_cell(str(entry['source']))})"
         da, fa = _delta(a, value)
         if not with_run:
-            rows.append([metric, paper_cell, format_number(a["reproduced"]), da, _cell(a["setting"]),
-                         reference["profile"]])
+            rows.append(
+                [
+                    metric,
+                    paper_cell,
+                    format_number(a["reproduced"]),
+                    da,
+                    _cell(a["setting"]),
+                    reference["profile"],
+                ]
+            )
             footnote |= fa
             continue
         db, fb = _delta(b, value)
         setting = (a or b)["setting"]
         if a is not None and b is not None and b["setting"] != a["setting"]:
             setting = f"reference: {a['setting']} · your run: {b['setting']}"
-        rows.append([metric, paper_cell, format_number(a["reproduced"]) if a else MISSING, da,
-                     format_number(b["reproduced"]) if b else MISSING, db, _cell(setting)])
+        rows.append(
+            [
+                metric,
+                paper_cell,
+                format_number(a["reproduced"]) if a else MISSING,
+                da,
+                format_number(b["reproduced"]) if b else MISSING,
+                db,
+                _cell(setting),
+            ]
+        )
         footnote |= fa or fb
     return rows, footnote
 
@@ -227,28 +258,42 @@ def _data_rows(record: dict | None, side: str | None) -> list[list[str]]:
     if not record["data"]:
         why = "not recorded (schema 1 file)" if record["schema_version"] < 2 else "not recorded"
         return [[*prefix, f"_{why}_", "", "", ""]]
-    return [[*prefix, _cell(d["name"]), d["root_kind"], str(d["n_images"]), _cell(d["caveat"]) or "—"]
-            for d in record["data"]]
+    return [
+        [*prefix, _cell(d["name"]), d["root_kind"], str(d["n_images"]), _cell(d["caveat"]) or "—"]
+        for d in record["data"]
+    ]
 
 
 def _run_line(record: dict, label: str = "") -> str:
-    return (f"{label}Profile `{record['profile']}` · runtime {record['runtime_s']:.1f} s · "
-            f"git `{record['git_revision'] or 'n/a'}` · {record['created']} · "
-            f"{record['machine'].get('cuda_device') or 'CPU'}")
+    return (
+        f"{label}Profile `{record['profile']}` · runtime {record['runtime_s']:.1f} s · "
+        f"git `{record['git_revision'] or 'n/a'}` · {record['created']} · "
+        f"{record['machine'].get('cuda_device') or 'CPU'}"
+    )
 
 
-def notebook_section(reference: dict | None, paper: dict[str, dict], run: dict | None = None,
-                     *, with_run: bool = False) -> list[str]:
+def notebook_section(
+    reference: dict | None, paper: dict[str, dict], run: dict | None = None, *, with_run: bool = False
+) -> list[str]:
     """The Markdown lines of one notebook's section (``reference`` or ``run`` may be None with a run)."""
     main = reference if reference is not None else run
     lines = [f"## {main['notebook']}", ""]
     if with_run:
-        lines += [_run_line(reference, "Reference: ") if reference else f"Reference: {MISSING}", "",
-                  _run_line(run, "Your run: ") if run else f"Your run: {MISSING}", ""]
+        lines += [
+            _run_line(reference, "Reference: ") if reference else f"Reference: {MISSING}",
+            "",
+            _run_line(run, "Your run: ") if run else f"Your run: {MISSING}",
+            "",
+        ]
     else:
         lines += [_run_line(main), ""]
     lines += [f"Parameters: {_inline(main['parameters'])}  ", f"Options: {_inline(main['options'])}", ""]
-    if with_run and run is not None and reference is not None and run["parameters"] != reference["parameters"]:
+    if (
+        with_run
+        and run is not None
+        and reference is not None
+        and run["parameters"] != reference["parameters"]
+    ):
         lines[-1:-1] = [f"Your run's parameters: {_inline(run['parameters'])}  "]
     rows, footnote = comparison_rows(reference, paper, run, with_run=with_run)
     if rows:
@@ -261,20 +306,36 @@ def notebook_section(reference: dict | None, paper: dict[str, dict], run: dict |
         lines += _table(header, rows) + [""]
         if footnote:
             lines += [NOT_COMPARABLE, ""]
-    data = (_data_rows(reference, "reference") + _data_rows(run, "your run")) if with_run else _data_rows(main, None)
+    data = (
+        (_data_rows(reference, "reference") + _data_rows(run, "your run"))
+        if with_run
+        else _data_rows(main, None)
+    )
     lines += ["### Data", ""]
-    lines += _table((["Run"] if with_run else []) + ["Data set", "Found via", "Images", "Caveat"], data) + [""]
+    lines += _table((["Run"] if with_run else []) + ["Data set", "Found via", "Images", "Caveat"], data) + [
+        ""
+    ]
     ref_flat = flatten(reference["metrics"]) if reference else {}
     run_flat = flatten(run["metrics"]) if run else {}
     lines += headline_table(ref_flat, run_flat if with_run else None)
     lines += ["### Metrics", ""]
     if with_run and (ref_flat or run_flat):
         names = sorted(set(ref_flat) | set(run_flat))
-        lines += _table(["Metric", "Reference", "Your run"],
-                        [[f"`{k}`", format_value(ref_flat[k]) if k in ref_flat else MISSING,
-                          format_value(run_flat[k]) if k in run_flat else MISSING] for k in names])
+        lines += _table(
+            ["Metric", "Reference", "Your run"],
+            [
+                [
+                    f"`{k}`",
+                    format_value(ref_flat[k]) if k in ref_flat else MISSING,
+                    format_value(run_flat[k]) if k in run_flat else MISSING,
+                ]
+                for k in names
+            ],
+        )
     elif not with_run and ref_flat:
-        lines += _table(["Metric", "Value"], [[f"`{k}`", format_value(ref_flat[k])] for k in sorted(ref_flat)])
+        lines += _table(
+            ["Metric", "Value"], [[f"`{k}`", format_value(ref_flat[k])] for k in sorted(ref_flat)]
+        )
     else:
         lines.append("_No metrics recorded._")
     return lines + [""]
@@ -290,8 +351,11 @@ def headline_table(ref_flat: dict[str, Any], run_flat: dict[str, Any] | None = N
     key (e.g. ``sets.1k.runs.<run>.headline.top1_acc``) or as a ``post_stratified.*.estimate`` (an
     ESTIMATE of the full-val number, so labelled), as ``value [low, high] (n=N)``. Empty when the
     notebook stores none."""
-    names = sorted(k for k in set(ref_flat) | set(run_flat or {})
-                   if _is_headline(k) and is_estimate(ref_flat.get(k, (run_flat or {}).get(k))))
+    names = sorted(
+        k
+        for k in set(ref_flat) | set(run_flat or {})
+        if _is_headline(k) and is_estimate(ref_flat.get(k, (run_flat or {}).get(k)))
+    )
     if not names:
         return []
 
@@ -322,9 +386,19 @@ def summary_table(records: list[dict], runs: list[dict] | None = None) -> list[s
         rows = [[f"[{r['notebook']}](#{r['notebook'].lower()})", *_summary_cells(r)] for r in records]
         return _table(["Notebook", "Profile", "Runtime", "Comparisons", "Created"], rows) + [""]
     ref, run = {r["notebook"]: r for r in records}, {r["notebook"]: r for r in runs}
-    rows = [[f"[{n}](#{n.lower()})", *_summary_cells(ref.get(n))[:3], *_summary_cells(run.get(n))[:3]]
-            for n in sorted(set(ref) | set(run))]
-    header = ["Notebook", "Reference profile", "runtime", "comparisons", "Your run profile", "runtime", "comparisons"]
+    rows = [
+        [f"[{n}](#{n.lower()})", *_summary_cells(ref.get(n))[:3], *_summary_cells(run.get(n))[:3]]
+        for n in sorted(set(ref) | set(run))
+    ]
+    header = [
+        "Notebook",
+        "Reference profile",
+        "runtime",
+        "comparisons",
+        "Your run profile",
+        "runtime",
+        "comparisons",
+    ]
     return _table(header, rows) + [""]
 
 
@@ -376,15 +450,18 @@ def split_profiles(records: list[dict], runs: list[dict]) -> tuple[list[dict], l
     for r in records:
         p = profile.get(r["notebook"])
         if p is not None and p != r["profile"]:
-            notes.append(f"- {r['notebook']}: the reference is of the `{r['profile']}` profile, your run of the "
-                         f"`{p}` profile: not put in one table (the reference page, results/README.md, has it).")
+            notes.append(
+                f"- {r['notebook']}: the reference is of the `{r['profile']}` profile, your run of the "
+                f"`{p}` profile: not put in one table (the reference page, results/README.md, has it)."
+            )
         else:
             kept.append(r)
     return kept, notes
 
 
-def write_report(results_dir: str | Path, paper_path: str | Path, out: str | Path,
-                 reference_dir: str | Path | None = None) -> Path:
+def write_report(
+    results_dir: str | Path, paper_path: str | Path, out: str | Path, reference_dir: str | Path | None = None
+) -> Path:
     """Read the inputs, build the page and write it atomically to ``out``. ``reference_dir``: the
     reference folder (None, or the same folder as ``results_dir``: the reference page alone).
 
@@ -411,9 +488,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit status (0 ok, 1 bad inputs)."""
     parser = argparse.ArgumentParser(prog="python -m camlib.report", description=__doc__.splitlines()[0])
     parser.add_argument("--results", default="results", help="folder of <notebook>.json files (your run)")
-    parser.add_argument("--reference", default="results",
-                        help="folder of the reference results (default results/; the same as --results: "
-                             "the reference page alone)")
+    parser.add_argument(
+        "--reference",
+        default="results",
+        help="folder of the reference results (default results/; the same as --results: "
+        "the reference page alone)",
+    )
     parser.add_argument("--paper", default="results/paper.yaml", help="the paper's numbers")
     parser.add_argument("--out", default="results/README.md", help="Markdown page to write")
     args = parser.parse_args(argv)

@@ -120,7 +120,6 @@ VERSIONED_PACKAGES = (
 _NOTEBOOK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-
 def is_estimate(value: Any) -> bool:
     """True for a number stored with its interval: a dict with exactly :data:`ESTIMATE_KEYS`."""
     return isinstance(value, dict) and set(value) == set(ESTIMATE_KEYS)
@@ -241,7 +240,18 @@ def git_revision(repo: str | Path | None = None) -> str | None:
     short = _git(["rev-parse", "--short", "HEAD"], cwd)
     if not short:
         return None
-    status = _git(["status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results", ":(exclude)figures"], cwd)
+    status = _git(
+        [
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ".",
+            ":(exclude)results",
+            ":(exclude)figures",
+        ],
+        cwd,
+    )
     return f"{short}-dirty" if status else short
 
 
@@ -384,8 +394,10 @@ def validate_results(d: dict) -> None:
         raise ValueError("missing key(s) 'schema_version'; write files with write_results()")
     version = d["schema_version"]
     if isinstance(version, bool) or version not in READABLE_SCHEMA_VERSIONS:
-        raise ValueError(f"'schema_version' is {version!r}, expected {SCHEMA_VERSION} "
-                         f"(or an older {', '.join(map(str, READABLE_SCHEMA_VERSIONS[:-1]))})")
+        raise ValueError(
+            f"'schema_version' is {version!r}, expected {SCHEMA_VERSION} "
+            f"(or an older {', '.join(map(str, READABLE_SCHEMA_VERSIONS[:-1]))})"
+        )
     keys = tuple(k for k in TOP_LEVEL_KEYS if version >= 2 or k != "data")
     missing = [k for k in keys if k not in d]
     if missing:
@@ -444,8 +456,10 @@ def _validate_comparisons(rows: Any) -> None:
         if is_estimate(value):
             _validate_estimate(value, f"{where}.reproduced")
         elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"{where}.reproduced must be a finite number or an Estimate "
-                             f"{{{', '.join(ESTIMATE_KEYS)}}}, got {value!r}")
+            raise ValueError(
+                f"{where}.reproduced must be a finite number or an Estimate "
+                f"{{{', '.join(ESTIMATE_KEYS)}}}, got {value!r}"
+            )
         if "comparable" in row and not isinstance(row["comparable"], bool):
             raise ValueError(f"{where}.comparable must be true or false, got {row['comparable']!r}")
 
@@ -481,7 +495,9 @@ def _check_estimates(tree: Any, where: str) -> None:
 
 def _validate_data(rows: Any) -> None:
     if not isinstance(rows, list):
-        raise ValueError(f"'data' must be a list of {{{', '.join(DATA_KEYS)}}} rows, got {type(rows).__name__}")
+        raise ValueError(
+            f"'data' must be a list of {{{', '.join(DATA_KEYS)}}} rows, got {type(rows).__name__}"
+        )
     for i, row in enumerate(rows):
         where = f"data[{i}]"
         if not isinstance(row, dict):
@@ -495,7 +511,9 @@ def _validate_data(rows: Any) -> None:
         if not isinstance(row["name"], str) or not row["name"].strip():
             raise ValueError(f"{where}.name must be a non-empty string, got {row['name']!r}")
         if row["root_kind"] not in ROOT_KINDS:
-            raise ValueError(f"{where}.root_kind is {row['root_kind']!r}: expected one of {', '.join(ROOT_KINDS)}")
+            raise ValueError(
+                f"{where}.root_kind is {row['root_kind']!r}: expected one of {', '.join(ROOT_KINDS)}"
+            )
         n = row["n_images"]
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"{where}.n_images must be an int >= 0, got {n!r}")

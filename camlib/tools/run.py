@@ -146,8 +146,10 @@ def start_run(
     defined in ``namespace``. Values are copied now, so later cells cannot change what is recorded.
     """
     started = time.time()
-    names = list(parameter_names) if parameter_names is not None else notebook_parameter_names(
-        notebook_path if notebook_path is not None else find_notebook(notebook)
+    names = (
+        list(parameter_names)
+        if parameter_names is not None
+        else notebook_parameter_names(notebook_path if notebook_path is not None else find_notebook(notebook))
     )
     missing = [n for n in ("PROFILE", "SEED", *names) if n not in namespace]
     if missing:
@@ -169,7 +171,11 @@ def start_run(
 
         seed_everything(seed_value)
     values = {n: copy.deepcopy(namespace[n]) for n in names}
-    return Run(notebook=notebook.removesuffix(".ipynb"), profile=profile, seed=seed_value, parameters=values,
-               started=started, results_dir=namespace.get("RESULTS_DIR", "../results"))
-
-
+    return Run(
+        notebook=notebook.removesuffix(".ipynb"),
+        profile=profile,
+        seed=seed_value,
+        parameters=values,
+        started=started,
+        results_dir=namespace.get("RESULTS_DIR", "../results"),
+    )

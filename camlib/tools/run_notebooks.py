@@ -58,7 +58,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NotebookRun", "main", "missing_parameter", "parse_param", "parse_params", "run_notebook", "run_notebooks"]
+__all__ = [
+    "NotebookRun",
+    "main",
+    "missing_parameter",
+    "parse_param",
+    "parse_params",
+    "run_notebook",
+    "run_notebooks",
+]
 
 PROFILES = ("quick", "paper")
 KERNEL_NAME = "python3"
@@ -175,8 +183,10 @@ def _mark_cells(nb) -> None:
         meta = cell.get("metadata", {}).get("papermill")
         if cell.get("cell_type") != "code" or not isinstance(meta, dict):
             continue
-        stopped = any(o.get("output_type") == "error" and o.get("ename") == "KeyboardInterrupt"
-                      for o in cell.get("outputs", []))
+        stopped = any(
+            o.get("output_type") == "error" and o.get("ename") == "KeyboardInterrupt"
+            for o in cell.get("outputs", [])
+        )
         if meta.get("start_time") is None:
             meta["status"] = "pending"
         elif stopped or meta.get("end_time") is None:
@@ -223,10 +233,16 @@ def run_notebook(
         )
     except Exception as exc:  # papermill errors, a dead kernel, a bad notebook file
         error = describe_error(exc)
-        return NotebookRun(notebook, _finish_marked(partial, output, FAILED, error), time.perf_counter() - start, error)
+        return NotebookRun(
+            notebook, _finish_marked(partial, output, FAILED, error), time.perf_counter() - start, error
+        )
     except BaseException as exc:  # Ctrl-C, SIGTERM (see main): mark the copy, then stop
-        _finish_marked(partial, output, INTERRUPTED, f"interrupted ({type(exc).__name__}) after "
-                       f"{time.perf_counter() - start:.1f} s")
+        _finish_marked(
+            partial,
+            output,
+            INTERRUPTED,
+            f"interrupted ({type(exc).__name__}) after {time.perf_counter() - start:.1f} s",
+        )
         raise
     os.replace(partial, output)
     _clear_marks(output)
@@ -308,19 +324,30 @@ def run_notebooks(
             runs = []
             for i, path in enumerate(paths, 1):
                 print(f"[{i}/{n}] {path} ({profile}) ...", flush=True)
-                runs.append(done(i, run_notebook(path, out, per_notebook[i - 1], log_output=log_output,
-                                                 timeout=timeout)))
+                runs.append(
+                    done(
+                        i,
+                        run_notebook(path, out, per_notebook[i - 1], log_output=log_output, timeout=timeout),
+                    )
+                )
                 if stop_on_failure and not runs[-1].ok:
                     rest = [p.name for p in paths[i:]]
-                    print(f"STOPPED at the first failure, {path.name}; not run: {', '.join(rest) or 'none'}", flush=True)
+                    print(
+                        f"STOPPED at the first failure, {path.name}; not run: {', '.join(rest) or 'none'}",
+                        flush=True,
+                    )
                     break
             return runs
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         print(f"running {n} notebook(s), {jobs} at a time, {threads} thread(s) each", flush=True)
         with ProcessPoolExecutor(max_workers=min(jobs, n)) as pool:
-            futures = {pool.submit(run_notebook, path, out, per_notebook[i], log_output=log_output, timeout=timeout): i
-                       for i, path in enumerate(paths)}
+            futures = {
+                pool.submit(
+                    run_notebook, path, out, per_notebook[i], log_output=log_output, timeout=timeout
+                ): i
+                for i, path in enumerate(paths)
+            }
             results: dict[int, NotebookRun] = {}
             for fut in as_completed(futures):
                 i = futures[fut]
@@ -355,11 +382,16 @@ def _declared(notebook: Path) -> set[str] | None:
         return None
 
 
-def _with_folders(parameters: dict[str, Any], notebook: Path, results_dir: Path, figures_dir: Path) -> dict[str, Any]:
+def _with_folders(
+    parameters: dict[str, Any], notebook: Path, results_dir: Path, figures_dir: Path
+) -> dict[str, Any]:
     """``parameters`` plus RESULTS_DIR / FIGURES_DIR relative to ``notebook``'s folder, for the ones
     its parameters cell declares (papermill warns about others) and ``parameters`` does not set."""
     here = notebook.resolve().parent
-    folders = {"RESULTS_DIR": os.path.relpath(results_dir, here), "FIGURES_DIR": os.path.relpath(figures_dir, here)}
+    folders = {
+        "RESULTS_DIR": os.path.relpath(results_dir, here),
+        "FIGURES_DIR": os.path.relpath(figures_dir, here),
+    }
     declared = _declared(notebook)
     return {**{k: v for k, v in folders.items() if declared is None or k in declared}, **parameters}
 
@@ -410,16 +442,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-output", action="store_true", help="stream the notebooks' output")
     parser.add_argument("--timeout", type=float, default=None, help="per-cell timeout in seconds")
     parser.add_argument("--jobs", "-j", type=int, default=1, help="notebooks run at once (default 1)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch/OpenMP threads per kernel (default: CPU count / jobs when jobs > 1)")
-    parser.add_argument("--results-dir", default=RESULTS_DIR,
-                        help=f"folder for the results files, passed as RESULTS_DIR (default {RESULTS_DIR}; "
-                             "the committed reference is results/)")
-    parser.add_argument("--figures-dir", default=FIGURES_DIR,
-                        help=f"folder for the figures, passed as FIGURES_DIR (default {FIGURES_DIR}; "
-                             "the committed reference is figures/)")
-    parser.add_argument("--stop-on-failure", "-x", action="store_true",
-                        help="stop at the first failed notebook (one at a time, in order; make reproduce)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch/OpenMP threads per kernel (default: CPU count / jobs when jobs > 1)",
+    )
+    parser.add_argument(
+        "--results-dir",
+        default=RESULTS_DIR,
+        help=f"folder for the results files, passed as RESULTS_DIR (default {RESULTS_DIR}; "
+        "the committed reference is results/)",
+    )
+    parser.add_argument(
+        "--figures-dir",
+        default=FIGURES_DIR,
+        help=f"folder for the figures, passed as FIGURES_DIR (default {FIGURES_DIR}; "
+        "the committed reference is figures/)",
+    )
+    parser.add_argument(
+        "--stop-on-failure",
+        "-x",
+        action="store_true",
+        help="stop at the first failed notebook (one at a time, in order; make reproduce)",
+    )
     parser.add_argument("notebooks", nargs="*", metavar="NOTEBOOK")
     return parser
 
@@ -445,16 +491,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         params = parse_params(args.param)
         runs = run_notebooks(
-            args.notebooks, args.out, args.profile, params, log_output=args.log_output, timeout=args.timeout,
-            jobs=args.jobs, threads=args.threads, results_dir=args.results_dir, figures_dir=args.figures_dir,
+            args.notebooks,
+            args.out,
+            args.profile,
+            params,
+            log_output=args.log_output,
+            timeout=args.timeout,
+            jobs=args.jobs,
+            threads=args.threads,
+            results_dir=args.results_dir,
+            figures_dir=args.figures_dir,
             stop_on_failure=args.stop_on_failure,
         )
     except ValueError as exc:
         print(f"camlib.tools.run_notebooks: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        print(f"camlib.tools.run_notebooks: interrupted ({exc or 'Ctrl-C'}); the running notebooks' copies in "
-              f"{args.out} are named <notebook>.{INTERRUPTED}.ipynb", file=sys.stderr)
+        print(
+            f"camlib.tools.run_notebooks: interrupted ({exc or 'Ctrl-C'}); the running notebooks' copies in "
+            f"{args.out} are named <notebook>.{INTERRUPTED}.ipynb",
+            file=sys.stderr,
+        )
         return 130
     finally:
         if main_thread:
@@ -464,8 +521,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for run in failed:
         print(f"FAILED {run.notebook}: {run.error}\n  executed copy: {run.output}", file=sys.stderr)
     if failed and len(runs) < len(args.notebooks):
-        rest = [Path(nb).name for nb in args.notebooks[len(runs):]]
-        print(f"STOPPED at {failed[-1].notebook.name} (--stop-on-failure); not run: {', '.join(rest)}", file=sys.stderr)
+        rest = [Path(nb).name for nb in args.notebooks[len(runs) :]]
+        print(
+            f"STOPPED at {failed[-1].notebook.name} (--stop-on-failure); not run: {', '.join(rest)}",
+            file=sys.stderr,
+        )
     return 1 if failed else 0
 
 

@@ -55,9 +55,13 @@ IDEA = (
     "Each notebook below reruns one part of the paper, with the numbers, their intervals and where they disagree.",
 )
 
-NAV_CSS = ("nav.camlib-nav{position:sticky;top:0;background:#f5f5f7;border-bottom:1px solid #ddd;padding:.5em 1em;"
-           "z-index:10;font-family:system-ui,sans-serif;font-size:14px}nav.camlib-nav a{margin-right:1.2em}")
-CSS = NAV_CSS + """
+NAV_CSS = (
+    "nav.camlib-nav{position:sticky;top:0;background:#f5f5f7;border-bottom:1px solid #ddd;padding:.5em 1em;"
+    "z-index:10;font-family:system-ui,sans-serif;font-size:14px}nav.camlib-nav a{margin-right:1.2em}"
+)
+CSS = (
+    NAV_CSS
+    + """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1180px;margin:0 auto;padding:0 1.2em;
 color:#1d1d1f;line-height:1.45}
 figure{margin:1.2em 0}figure img{max-width:100%;border:1px solid #ddd}
@@ -65,6 +69,7 @@ figcaption{font-size:.92em;color:#444}
 table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ccc;padding:.25em .5em;vertical-align:top}
 .muted{color:#777}.tag{font-size:.8em;background:#eef;border-radius:3px;padding:0 .3em}
 """
+)
 
 
 class SiteError(RuntimeError):
@@ -107,14 +112,18 @@ def _runtime(results: Path, name: str) -> float | None:
 
 
 def _nav(prefix: str = "") -> str:
-    return (f'<nav class="camlib-nav"><a href="{prefix}index.html">camlib course</a>'
-            f'<a href="{prefix}results.html">Results: paper | reference | your run</a>'
-            f'<a href="{prefix}gallery.html">Figures</a><a href="{prefix}path.html">45-minute path</a></nav>')
+    return (
+        f'<nav class="camlib-nav"><a href="{prefix}index.html">camlib course</a>'
+        f'<a href="{prefix}results.html">Results: paper | reference | your run</a>'
+        f'<a href="{prefix}gallery.html">Figures</a><a href="{prefix}path.html">45-minute path</a></nav>'
+    )
 
 
 def _page(title: str, body: str) -> str:
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{CSS}</style></head><body>{_nav()}\n{body}\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{CSS}</style></head><body>{_nav()}\n{body}\n</body></html>\n"
+    )
 
 
 def _convert(path: Path, out: Path) -> str:
@@ -146,20 +155,30 @@ def _figure_sources(run_figures: Path | None) -> dict[str, tuple[Path, str]]:
 
 
 def _figure_html(c: Caption, src: str, origin: str) -> str:
-    return (f'<figure id="{html.escape(c.name)}"><img src="{html.escape(src)}" alt="{html.escape(c.name)}">'
-            f"<figcaption><b>{html.escape(c.name)}</b> ({html.escape(c.notebook)}, <span class=tag>{origin}</span>): "
-            f"{html.escape(c.line())}</figcaption></figure>")
+    return (
+        f'<figure id="{html.escape(c.name)}"><img src="{html.escape(src)}" alt="{html.escape(c.name)}">'
+        f"<figcaption><b>{html.escape(c.name)}</b> ({html.escape(c.notebook)}, <span class=tag>{origin}</span>): "
+        f"{html.escape(c.line())}</figcaption></figure>"
+    )
 
 
-def build_site(notebooks: str | Path, out: str | Path, results: str | Path | None = None,
-               figures: str | Path | None = None, captions: str | Path = CAPTIONS, log=print) -> Path:
+def build_site(
+    notebooks: str | Path,
+    out: str | Path,
+    results: str | Path | None = None,
+    figures: str | Path | None = None,
+    captions: str | Path = CAPTIONS,
+    log=print,
+) -> Path:
     """Build the site into ``out`` (replaced); SiteError when ``notebooks`` holds no executed notebook."""
     t0 = time.time()
     notebooks, out = Path(notebooks), Path(out)
     found = executed_notebooks(notebooks)
     if not found:
-        raise SiteError(f"no executed notebooks in {notebooks} (looked for NN_*.ipynb that ran to their end): "
-                        "run `make quick` first, it writes them there (or pass --notebooks / NB_OUT=...)")
+        raise SiteError(
+            f"no executed notebooks in {notebooks} (looked for NN_*.ipynb that ran to their end): "
+            "run `make quick` first, it writes them there (or pass --notebooks / NB_OUT=...)"
+        )
     sources = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     missing = [p.stem for p in sources if p.stem not in {f.stem for f in found}]
     log(f"site: {len(found)} executed notebook(s) in {notebooks}: {', '.join(p.stem for p in found)}")
@@ -168,8 +187,10 @@ def build_site(notebooks: str | Path, out: str | Path, results: str | Path | Non
     results = Path(results) if results else None
     if out.exists():
         if any(out.iterdir()) and not (out / MARKER).is_file():
-            raise SiteError(f"{out} exists and is not a site made by camlib.tools.site (no {MARKER}): not replacing "
-                            "it; pass another --out / SITE=...")
+            raise SiteError(
+                f"{out} exists and is not a site made by camlib.tools.site (no {MARKER}): not replacing "
+                "it; pass another --out / SITE=..."
+            )
         shutil.rmtree(out)
     (out / "notebooks").mkdir(parents=True)
     (out / MARKER).write_text("made by python -m camlib.tools.site; `make site` replaces this folder\n")
@@ -188,7 +209,9 @@ def build_site(notebooks: str | Path, out: str | Path, results: str | Path | Non
         copied[stem] = origin
     _gallery(out, caps, copied)
     _index(out, pages, missing, caps, copied)
-    log(f"site: wrote {out}/index.html ({len(pages)} notebook pages, {len(copied)} figures) in {time.time() - t0:.1f} s")
+    log(
+        f"site: wrote {out}/index.html ({len(pages)} notebook pages, {len(copied)} figures) in {time.time() - t0:.1f} s"
+    )
     return out / "index.html"
 
 
@@ -198,9 +221,14 @@ def _results_page(out: Path, results: Path | None) -> None:
     if src is None:
         body = "<h1>Results</h1><p>No results table yet: run <code>make quick</code> (it ends with <code>make report</code>).</p>"
     else:
-        note = "" if results and src == results / "README.md" else (
-            '<p class="muted">Your run has no results table (run <code>make report</code>); this is the committed '
-            "reference, <code>results/README.md</code>.</p>")
+        note = (
+            ""
+            if results and src == results / "README.md"
+            else (
+                '<p class="muted">Your run has no results table (run <code>make report</code>); this is the committed '
+                "reference, <code>results/README.md</code>.</p>"
+            )
+        )
         text = re.sub(r"\]\((?:\.\./)?figures/", "](figures/", src.read_text(encoding="utf-8"))
         body = f'<p class="muted">From <code>{html.escape(str(src))}</code>.</p>{note}{_markdown(text)}'
     (out / "results.html").write_text(_page("Results", body), encoding="utf-8")
@@ -208,15 +236,21 @@ def _results_page(out: Path, results: Path | None) -> None:
 
 def _path_page(out: Path) -> None:
     src = REPO / "docs" / "45-minute-path.md"
-    text = src.read_text(encoding="utf-8") if src.is_file() else "# 45-minute path\n\n(docs/45-minute-path.md is missing)"
+    text = (
+        src.read_text(encoding="utf-8")
+        if src.is_file()
+        else "# 45-minute path\n\n(docs/45-minute-path.md is missing)"
+    )
     text = re.sub(r"\]\((?:\.\./)?notebooks/(\d\d_\w+)\.ipynb\)", r"](notebooks/\1.html)", text)
     (out / "path.html").write_text(_page("45-minute path", _markdown(text)), encoding="utf-8")
 
 
 def _gallery(out: Path, caps: dict[str, Caption], copied: dict[str, str]) -> None:
-    parts = ["<h1>Figures</h1><p>Every figure the notebooks save, with its caption (<code>figures/captions.yaml</code>). "
-             "<span class=tag>your run</span>: made by the run this site was built from; "
-             "<span class=tag>reference</span>: the committed one.</p>"]
+    parts = [
+        "<h1>Figures</h1><p>Every figure the notebooks save, with its caption (<code>figures/captions.yaml</code>). "
+        "<span class=tag>your run</span>: made by the run this site was built from; "
+        "<span class=tag>reference</span>: the committed one.</p>"
+    ]
     section = None
     for c in sorted(caps.values(), key=lambda c: (c.section == "bench", c.section, not c.headline)):
         if c.profile == "paper" or c.name not in copied:
@@ -228,23 +262,36 @@ def _gallery(out: Path, caps: dict[str, Caption], copied: dict[str, str]) -> Non
     (out / "gallery.html").write_text(_page("Figures", "\n".join(parts)), encoding="utf-8")
 
 
-def _index(out: Path, pages: list[Page], missing: list[str], caps: dict[str, Caption], copied: dict[str, str]) -> None:
+def _index(
+    out: Path, pages: list[Page], missing: list[str], caps: dict[str, Caption], copied: dict[str, str]
+) -> None:
     heads = headlines(caps)
     rows = []
     for p in pages:
         rt = f"{p.runtime_s:.0f} s" if p.runtime_s is not None else "—"
-        rows.append(f'<tr><td><a href="notebooks/{p.name}.html">{html.escape(p.name)}</a></td>'
-                    f"<td>{html.escape(p.title)}</td><td>{rt}</td></tr>")
-    rows += [f'<tr><td class="muted">{html.escape(m)}</td><td class="muted">not run: no executed copy</td><td></td></tr>'
-             for m in missing]
-    figs = [_figure_html(c, f"figures/{c.name}.png", copied[c.name]) for s, c in sorted(heads.items()) if c.name in copied]
+        rows.append(
+            f'<tr><td><a href="notebooks/{p.name}.html">{html.escape(p.name)}</a></td>'
+            f"<td>{html.escape(p.title)}</td><td>{rt}</td></tr>"
+        )
+    rows += [
+        f'<tr><td class="muted">{html.escape(m)}</td><td class="muted">not run: no executed copy</td><td></td></tr>'
+        for m in missing
+    ]
+    figs = [
+        _figure_html(c, f"figures/{c.name}.png", copied[c.name])
+        for s, c in sorted(heads.items())
+        if c.name in copied
+    ]
     body = (
         "<h1>Class activation maps: a course companion to Zhou et al., CVPR 2016</h1>"
-        "<h2>The idea in five lines</h2><ol>" + "".join(f"<li>{html.escape(line)}</li>" for line in IDEA) + "</ol>"
+        "<h2>The idea in five lines</h2><ol>"
+        + "".join(f"<li>{html.escape(line)}</li>" for line in IDEA)
+        + "</ol>"
         '<p>Short on time? The <a href="path.html">45-minute path</a> says which sections to run in class, '
         "in what order, and how long each takes.</p>"
         "<h2>Notebooks</h2><table><tr><th>Notebook</th><th>Title</th><th>Runtime of this run</th></tr>"
-        + "".join(rows) + "</table>"
+        + "".join(rows)
+        + "</table>"
         '<p><a href="results.html">Results: paper | reference | your run</a> · <a href="gallery.html">All figures</a></p>'
         "<h2>One figure per section</h2>" + "\n".join(figs)
     )
@@ -253,7 +300,9 @@ def _index(out: Path, pages: list[Page], missing: list[str], caps: dict[str, Cap
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m camlib.tools.site", description=__doc__.splitlines()[0])
-    parser.add_argument("--notebooks", default="build/notebooks", help="executed notebooks (make quick's NB_OUT)")
+    parser.add_argument(
+        "--notebooks", default="build/notebooks", help="executed notebooks (make quick's NB_OUT)"
+    )
     parser.add_argument("--results", default="build/results", help="the run's results folder (its README.md)")
     parser.add_argument("--figures", default="build/figures", help="the run's figures folder")
     parser.add_argument("--out", default="build/site")

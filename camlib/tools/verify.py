@@ -76,8 +76,11 @@ def is_resource_metric(name: str) -> bool:
 def same_setup(ref: dict, new: dict) -> bool:
     """Would the run reproduce the reference bit for bit: same profile, machine (platform, Python, CPU
     count, torch threads, CUDA device) and package versions."""
-    return (ref.get("profile") == new.get("profile") and ref.get("machine") == new.get("machine")
-            and ref.get("versions") == new.get("versions"))
+    return (
+        ref.get("profile") == new.get("profile")
+        and ref.get("machine") == new.get("machine")
+        and ref.get("versions") == new.get("versions")
+    )
 
 
 @dataclass
@@ -172,30 +175,42 @@ def report(verdicts: Sequence[Verdict], strict: bool = False) -> str:
     for v in verdicts:
         status = "OK" if v.ok(strict) else "MISMATCH"
         mode = "same setup: identical required" if v.same_setup else "other setup: within the reference CIs"
-        lines.append(f"{v.notebook}: {status} ({mode}) — identical {v.identical}, within CI {v.within_ci}, "
-                     f"outside {len(v.outside)}, missing {len(v.missing)}, unjudged {len(v.unjudged)}, "
-                     f"new {len(v.new)}, timing/memory skipped {v.skipped}")
+        lines.append(
+            f"{v.notebook}: {status} ({mode}) — identical {v.identical}, within CI {v.within_ci}, "
+            f"outside {len(v.outside)}, missing {len(v.missing)}, unjudged {len(v.unjudged)}, "
+            f"new {len(v.new)}, timing/memory skipped {v.skipped}"
+        )
         for row in v.outside:
-            lines.append(f"  OUTSIDE {row['metric']}: reference {_short(row['reference'])}, run {_short(row['run'])} "
-                         f"({row['why']})")
+            lines.append(
+                f"  OUTSIDE {row['metric']}: reference {_short(row['reference'])}, run {_short(row['run'])} "
+                f"({row['why']})"
+            )
         for key in v.missing:
             lines.append(f"  MISSING {key}")
         for row in v.unjudged:
             flag = "UNJUDGED(strict: mismatch)" if strict else "unjudged"
-            lines.append(f"  {flag} {row['metric']}: reference {_short(row['reference'])}, run {_short(row['run'])}")
+            lines.append(
+                f"  {flag} {row['metric']}: reference {_short(row['reference'])}, run {_short(row['run'])}"
+            )
     return "\n".join(lines)
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m camlib.tools.verify",
-                                description="Re-run notebooks (quick profile) and compare their metrics with results/.")
+    p = argparse.ArgumentParser(
+        prog="python -m camlib.tools.verify",
+        description="Re-run notebooks (quick profile) and compare their metrics with results/.",
+    )
     p.add_argument("notebooks", nargs="*", help="paths, names or prefixes (01); default: every notebook")
     p.add_argument("--reference", default="results", help="the committed results folder (default results)")
     p.add_argument("--out", default="build/verify", help="where the runs write (default build/verify)")
     p.add_argument("--notebook-dir", default="notebooks", help="where the notebooks are (default notebooks)")
     p.add_argument("--jobs", type=int, default=1, help="notebooks run at once (default 1)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="threads per kernel (default: the thread count recorded in the reference files)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads per kernel (default: the thread count recorded in the reference files)",
+    )
     p.add_argument("--no-run", action="store_true", help="compare the results already in <out>/results")
     p.add_argument("--strict", action="store_true", help="values that differ without an interval fail too")
     return p
@@ -204,8 +219,10 @@ def _parser() -> argparse.ArgumentParser:
 def _reference_threads(refs: dict[str, dict]) -> int:
     counts = {r["machine"].get("torch_threads") for r in refs.values()}
     if len(counts) != 1 or None in counts:
-        raise ValueError(f"the reference files were made with different thread counts {sorted(map(str, counts))}; "
-                         "give --threads or verify them apart")
+        raise ValueError(
+            f"the reference files were made with different thread counts {sorted(map(str, counts))}; "
+            "give --threads or verify them apart"
+        )
     return int(counts.pop())
 
 
@@ -228,10 +245,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         from camlib.tools.run_notebooks import run_notebooks
 
         threads = args.threads or _reference_threads(refs)
-        print(f"verify: running {len(paths)} notebook(s), quick profile, {threads} thread(s) each, into {out}",
-              flush=True)
-        runs = run_notebooks(paths, out / "notebooks", "quick", jobs=args.jobs, threads=threads,
-                             results_dir=out / "results", figures_dir=out / "figures")
+        print(
+            f"verify: running {len(paths)} notebook(s), quick profile, {threads} thread(s) each, into {out}",
+            flush=True,
+        )
+        runs = run_notebooks(
+            paths,
+            out / "notebooks",
+            "quick",
+            jobs=args.jobs,
+            threads=threads,
+            results_dir=out / "results",
+            figures_dir=out / "figures",
+        )
         failed = [r.notebook.name for r in runs if not r.ok]
     verdicts = []
     for name, ref in refs.items():
@@ -244,14 +270,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(text)
     from camlib.core.io import atomic_write_text
 
-    atomic_write_text(out / "verify.json", json.dumps(
-        {"strict": args.strict, "failed": failed, "verdicts": [asdict(v) for v in verdicts]}, indent=1, default=str))
+    atomic_write_text(
+        out / "verify.json",
+        json.dumps(
+            {"strict": args.strict, "failed": failed, "verdicts": [asdict(v) for v in verdicts]},
+            indent=1,
+            default=str,
+        ),
+    )
     if failed:
         print(f"verify: FAILED to produce results for {', '.join(failed)}", file=sys.stderr)
         return 2
     bad = [v.notebook for v in verdicts if not v.ok(args.strict)]
-    print(f"verify: {len(verdicts) - len(bad)} of {len(verdicts)} notebook(s) agree with {args.reference}/"
-          + (f"; mismatch in {', '.join(bad)}" if bad else ""))
+    print(
+        f"verify: {len(verdicts) - len(bad)} of {len(verdicts)} notebook(s) agree with {args.reference}/"
+        + (f"; mismatch in {', '.join(bad)}" if bad else "")
+    )
     return 1 if bad else 0
 
 
