@@ -316,3 +316,13 @@ def test_maxboxacc_interval_at_the_chosen_threshold_or_rechosen():
     )
     again = r.maxboxacc(v2=True, rechoose=True)
     assert again.value == pytest.approx(v2.value) and again.n == 200
+
+
+def test_set_summary_of_a_tiny_set_has_no_post_stratified_estimate_but_does_not_fail():
+    """Eight images spread over strata (the paper-profile smoke test's set): no box-area stratum holds
+    min_count images, so the summary says there is no reweighted estimate instead of raising."""
+    r = _records(n=8, area=np.linspace(0.02, 0.98, 8))
+    s = rec.set_summary(r, fractions=(0.2,))
+    assert s["n"] == 8 and "strata" in s and "post_stratified" not in s
+    assert "no stratum has 5 or more images" in s["post_stratified_note"]
+    assert "ESTIMATE" not in rec.summary_text(s, "tiny")
