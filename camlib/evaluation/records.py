@@ -288,7 +288,7 @@ def set_summary(
     out["strata"] = {k: strata_dict(per[v]) for k, v in names.items()}
     try:
         post = {k: records.post_stratified(v, min_count=min_count, seed=seed) for k, v in names.items()}
-    except ValueError as err:  # a tiny set (e.g. a smoke test's 8 images): no stratum is big enough to reweight
+    except ValueError as err:  # a tiny set (a smoke test's 8 images): no stratum big enough
         out["post_stratified_note"] = f"no post-stratified estimate: {err}"
         return out
     out["post_stratified"] = {
