@@ -327,3 +327,19 @@ def test_sigterm_leaves_a_marked_copy_and_the_previous_one(tmp_path):
     assert got.metadata[rn.RUN_METADATA]["status"] == "interrupted"
     assert [c.metadata.papermill["status"] for c in got.cells][-2:] == ["interrupted", "pending"]
     assert not (out / "01_slow.incomplete.ipynb").exists()
+
+
+def test_longest_first_orders_by_the_reference_runtime(tmp_path):
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    for stem, seconds in (("01_a", 50.0), ("02_b", 300.0), ("03_c", 120.0)):
+        (ref / f"{stem}.json").write_text(json.dumps({"runtime_s": seconds}))
+    (ref / "05_e.json").write_text("{not json")
+    paths = [Path(f"notebooks/{s}.ipynb") for s in ("01_a", "02_b", "03_c", "04_d", "05_e")]
+    # no or unreadable reference time first (in the given order), then longest first
+    assert rn.longest_first(paths, ref) == [3, 4, 1, 2, 0]
+    # the committed reference: every notebook has a time, so 02/03 start before the short 04
+    nbs = sorted(Path("notebooks").glob("[0-9][0-9]_*.ipynb"))
+    order = [nbs[i].stem for i in rn.longest_first(nbs)]
+    times = [json.loads(Path(f"results/{s}.json").read_text())["runtime_s"] for s in order]
+    assert times == sorted(times, reverse=True)

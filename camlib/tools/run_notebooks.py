@@ -73,6 +73,7 @@ KERNEL_NAME = "python3"
 RESULTS_DIR = "build/results"  #: default folder of a run's results files (the reference is results/)
 FIGURES_DIR = "build/figures"  #: default folder of a run's figures (the reference is figures/)
 REFERENCE_PAPER = Path(__file__).resolve().parents[2] / "results" / "paper.yaml"
+REFERENCE_RESULTS = REFERENCE_PAPER.parent  #: the committed reference results (their runtime_s orders --jobs runs)
 FIGURES_ENV = "CAMLIB_FIGURES_DIR"
 INCOMPLETE, FAILED, INTERRUPTED = "incomplete", "failed", "interrupted"  #: executed-copy name marks
 RUN_METADATA = "camlib_run"  #: notebook metadata key of a failed / interrupted copy's status
@@ -281,8 +282,9 @@ def run_notebooks(
     """Run every notebook (all of them, even after a failure, unless ``stop_on_failure``); print one line
     each. With ``stop_on_failure`` (one at a time only) the list ends at the first failed notebook.
 
-    ``jobs``: how many run at once (in the given order, the next starting when one ends); the returned
-    list keeps the given order. ``threads``: torch/OpenMP threads per kernel (``None``: unchanged when
+    ``jobs``: how many run at once, the next starting when one ends; with ``jobs > 1`` the longest first
+    (:func:`longest_first`, by the reference run's ``runtime_s``), so the last to start are the short ones
+    and no core idles while one long notebook finishes alone. The returned list keeps the given order. ``threads``: torch/OpenMP threads per kernel (``None``: unchanged when
     ``jobs == 1``, else ``cpu_count // jobs``, at least 1). ``results_dir`` / ``figures_dir``
     (relative to the current folder): where the notebooks write, passed as ``RESULTS_DIR`` /
     ``FIGURES_DIR`` unless ``params`` sets them.
@@ -344,9 +346,9 @@ def run_notebooks(
         with ProcessPoolExecutor(max_workers=min(jobs, n)) as pool:
             futures = {
                 pool.submit(
-                    run_notebook, path, out, per_notebook[i], log_output=log_output, timeout=timeout
+                    run_notebook, paths[i], out, per_notebook[i], log_output=log_output, timeout=timeout
                 ): i
-                for i, path in enumerate(paths)
+                for i in longest_first(paths)
             }
             results: dict[int, NotebookRun] = {}
             for fut in as_completed(futures):
@@ -362,6 +364,22 @@ def run_notebooks(
 
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def longest_first(paths: Sequence[Path], reference: str | Path = REFERENCE_RESULTS) -> list[int]:
+    """Indices of ``paths`` in the order to start them on several workers: by the reference run's
+    ``runtime_s`` (``<reference>/<notebook stem>.json``), longest first — the LPT rule, whose makespan is
+    at most 4/3 of the best possible. A notebook without a readable reference time goes first (it may be
+    long); ties keep the given order."""
+
+    def seconds(path: Path) -> float:
+        try:
+            return float(json.loads((Path(reference) / f"{path.stem}.json").read_text(encoding="utf-8"))["runtime_s"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return float("inf")
+
+    times = [seconds(p) for p in paths]
+    return sorted(range(len(paths)), key=lambda i: -times[i])
 
 
 def _folder(param: Any, default: str | Path, base: Path) -> Path:
