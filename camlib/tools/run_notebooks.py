@@ -73,7 +73,8 @@ KERNEL_NAME = "python3"
 RESULTS_DIR = "build/results"  #: default folder of a run's results files (the reference is results/)
 FIGURES_DIR = "build/figures"  #: default folder of a run's figures (the reference is figures/)
 REFERENCE_PAPER = Path(__file__).resolve().parents[2] / "results" / "paper.yaml"
-REFERENCE_RESULTS = REFERENCE_PAPER.parent  #: the committed reference results (their runtime_s orders --jobs runs)
+#: the committed reference results (their runtime_s orders --jobs runs)
+REFERENCE_RESULTS = REFERENCE_PAPER.parent
 FIGURES_ENV = "CAMLIB_FIGURES_DIR"
 INCOMPLETE, FAILED, INTERRUPTED = "incomplete", "failed", "interrupted"  #: executed-copy name marks
 RUN_METADATA = "camlib_run"  #: notebook metadata key of a failed / interrupted copy's status
@@ -374,7 +375,8 @@ def longest_first(paths: Sequence[Path], reference: str | Path = REFERENCE_RESUL
 
     def seconds(path: Path) -> float:
         try:
-            return float(json.loads((Path(reference) / f"{path.stem}.json").read_text(encoding="utf-8"))["runtime_s"])
+            record = json.loads((Path(reference) / f"{path.stem}.json").read_text(encoding="utf-8"))
+            return float(record["runtime_s"])
         except (OSError, ValueError, KeyError, TypeError):
             return float("inf")
 
