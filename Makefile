@@ -15,6 +15,9 @@ PAPER_RESULTS ?= build/results-paper
 PAPER_FIGURES ?= build/figures-paper
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 PYTEST_ARGS ?=
+# pytest-xdist workers of `make test` (auto: one per CPU core, at most PYTEST_MAX_WORKERS); 0 runs in one process
+PYTEST_WORKERS ?= auto
+PYTEST_MAX_WORKERS ?= 4
 JOBS ?= 2
 PAPER_ARGS ?=
 LAB_DIR ?= notebooks
@@ -91,7 +94,7 @@ report: setup  ## paper | reference (results/) | your run (build/results) -> bui
 
 test: setup lint  ## lint, then unit tests + papermill smoke runs + the browser check (installs chromium via apt when root)
 	-$(PY) -m camlib.browser ensure
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --maxprocesses $(PYTEST_MAX_WORKERS) $(PYTEST_ARGS)
 
 lint: setup  ## pre-commit on every file: ruff check + format (package, tests, benchmarks, notebooks), nbstripout, the notebook rules
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/pre-commit run --all-files --show-diff-on-failure
