@@ -47,7 +47,15 @@ from camlib.evaluation.batch import Batch, BoxSet, box_key, fraction_key, parse_
 from camlib.evaluation.metrics import Evaluator
 from camlib.evaluation.wsol import largest_component_boxes
 
-__all__ = ["LoopResult", "cap_target", "class_maps", "gt_positions", "loop_state", "make_boxes", "run_evaluation"]
+__all__ = [
+    "LoopResult",
+    "cap_target",
+    "class_maps",
+    "gt_positions",
+    "loop_state",
+    "make_boxes",
+    "run_evaluation",
+]
 
 
 # ------------------------------------------------------------------------------------- map source
@@ -174,7 +182,9 @@ def make_boxes(
         cls = np.zeros((B, 5), np.int64)
         which = np.array([0, 0, 1, 1, 2])
         have = [float(f) for f in fractions]
-        reuse = multi is not None and float(tight) in have and float(loose) in have and 0 <= loose <= tight <= 1
+        reuse = (
+            multi is not None and float(tight) in have and float(loose) in have and 0 <= loose <= tight <= 1
+        )
         for i, m in enumerate(maps):
             if reuse:  # five_box_heuristic(m[:3], tight, loose, rule="paper"), from the boxes above
                 jt, jl = have.index(float(tight)), have.index(float(loose))
