@@ -192,7 +192,8 @@ def evaluate_ilsvrc_sets(
     options of :func:`evaluate_localization` (``fractions``, ``options``, ``topk``). ``cache_dir``: keep
     the network's outputs per image there (:class:`~camlib.evaluation.mapcache.MapCache`, keyed on the
     weights, ``preprocessing`` (a description of the input), the images and ``topk``), so a second run
-    skips the forward passes; None: no cache."""
+    skips the forward passes (:meth:`~camlib.evaluation.mapcache.MapCache.for_val_set`: the same entry
+    notebook 03's study reads and writes); None: no cache. The model is made channels-last (in place)."""
     from camlib.datasets.ilsvrc import make_loader
     from camlib.evaluation.mapcache import MapCache
 
