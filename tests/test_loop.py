@@ -90,6 +90,40 @@ def test_make_boxes_is_the_core_box_rules():
         make_boxes([m[[0, 1, 4]] for m in b.maps], b.pred[:, :2], ["heuristic"])
 
 
+def test_make_boxes_boxes_no_map_twice_and_gives_the_same_boxes():
+    """The heuristic's tight/loose boxes taken from the paper boxes, and the ground-truth map of an image
+    whose true class is in its top-k boxed once: the same boxes as boxing every map on its own."""
+    b = _batch(n=4, k=4, seed=3)
+    labels = [
+        int(b.pred[0, 1]),
+        int(b.pred[1, 3]),
+        -1,
+        int(b.pred[3, 0]),
+    ]  # image 2: true class not in the top-k
+    maps = [m.copy() for m in b.maps]
+    for i, lab in enumerate(labels):
+        if lab >= 0:
+            maps[i][-1] = maps[i][list(b.pred[i]).index(lab)]  # what class_maps gathers: the same map
+    keys = ["paper@0.2", "paper@0.4", "released", "heuristic", "heuristic_released"]
+    fast = make_boxes(maps, b.pred, keys, tight=0.4, loose=0.2, labels=labels)
+    for i, m in enumerate(maps):
+        which, five = five_box_heuristic(m[:3], 0.4, 0.2)
+        np.testing.assert_array_equal(fast["heuristic"].boxes[i], five)
+        np.testing.assert_array_equal(fast["heuristic"].classes[i], b.pred[i, which])
+        for f in (0.2, 0.4):
+            np.testing.assert_array_equal(
+                fast[box_key("paper", f)].boxes[i], [paper_box(m[c], f) for c in range(4)]
+            )
+            np.testing.assert_array_equal(fast[box_key("paper", f)].gt_known[i], paper_box(m[4], f))
+        np.testing.assert_array_equal(fast["released"].gt_known[i], nth_box(released_boxes(m[4]), 0))
+    slow = make_boxes(maps, b.pred, keys, tight=0.4, loose=0.2)
+    for key in keys:
+        np.testing.assert_array_equal(fast[key].boxes, slow[key].boxes)
+        np.testing.assert_array_equal(fast[key].classes, slow[key].classes)
+        if slow[key].gt_known is not None:
+            np.testing.assert_array_equal(fast[key].gt_known, slow[key].gt_known)
+
+
 # ------------------------------------------------------------------------------------- interface
 def test_accumulate_batch_equals_update_on_arrays():
     b = _batch(n=4, k=4, masks=True)

@@ -82,3 +82,25 @@ def test_same_call_shape_as_cam_in_the_pipeline():
     assert torch.equal(pc, ps)
     assert mc.shape[:2] == ms.shape[:2] == (2, 4)
     assert ms.shape[-2:] == (32, 32) and mc.shape[-2:] == (16, 16)  # input vs feature resolution
+
+
+def test_extra_class_among_the_top_k_is_copied_and_the_others_computed():
+    """The ground-truth column: copied from the top-k column of the same class where it is one of them,
+    computed on its own (a forward + backward of those images only) where it is not: the maps of
+    computing every column separately."""
+    torch.manual_seed(2)
+    net = SmallGAPNet(6, channels=(8, 8), width=8).eval()
+    x = torch.rand(4, 3, 16, 16)
+    top = net(x).topk(3, dim=1).indices
+    not_top = [next(c for c in range(6) if c not in top[b].tolist()) for b in range(4)]
+    for extra in ([int(top[0, 1]), int(top[1, 0]), not_top[2], int(top[3, 2])], not_top):  # few / all missing
+        out = BackpropSaliency(net)(x, topk=3, extra_targets=extra)
+        assert out.classes[:, 3].tolist() == extra
+        for b in range(4):
+            for i in range(4):
+                xb = x[b : b + 1].clone().requires_grad_(True)
+                (g,) = torch.autograd.grad(net(xb)[0, int(out.classes[b, i])], xb)
+                torch.testing.assert_close(out.maps[b, i], g[0].abs().amax(0), rtol=1e-4, atol=1e-6)
+        for b, c in enumerate(extra):
+            if c in top[b].tolist():
+                assert torch.equal(out.maps[b, 3], out.maps[b, top[b].tolist().index(c)])

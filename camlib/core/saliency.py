@@ -7,7 +7,8 @@ channels:
 
     M_c(x, y) = max_channel | dS_c / dI(channel, x, y) |
 
-It is one backward pass per class, needs no special head (any differentiable classifier), and lives at
+It is one backward pass per class (a class asked twice for an image, e.g. the ground truth among
+the top-k, is computed once), needs no special head (any differentiable classifier), and lives at
 the INPUT resolution (e.g. 224 x 224), not at the feature grid. The paper boxes these maps with the
 same rule as CAMs; :func:`camlib.evaluation.localize.evaluate_protocols` accepts a :class:`BackpropSaliency`
 wherever it accepts a :class:`camlib.core.cam.CAM`: the call shape and the result's fields (``logits``,
@@ -87,10 +88,30 @@ class BackpropSaliency:
                 classes = torch.cat([classes, select_classes(logits.detach(), extra_targets)], dim=1)
             n = classes.shape[1]
             maps = torch.empty(B, n, *x.shape[-2:], dtype=torch.float32, device=x.device)
+            # the extra class (e.g. the ground truth) is usually one of the top-k already: its map is then
+            # copied; the few images without it get their own small forward + backward, unless they
+            # are most of the batch (then one more backward of the whole batch is cheaper)
+            n_own = n - 1 if extra_targets is not None else n
+            same = classes[:, :n_own] == classes[:, n_own:] if extra_targets is not None else None
+            miss = None if same is None else ~same.any(1)
+            apart = miss is not None and int(miss.sum()) <= B // 2
             for i in range(n):
+                if i == n_own and apart:
+                    break
                 # images of a batch are independent (eval mode): the gradient of the sum is per image
                 score = logits.gather(1, classes[:, i : i + 1]).sum()
-                (g,) = torch.autograd.grad(score, inp, retain_graph=i < n - 1)
+                last = i == n - 1 or (i == n_own - 1 and apart)
+                (g,) = torch.autograd.grad(score, inp, retain_graph=not last)
                 maps[:, i] = g.detach().abs().amax(dim=1).float()
+            if apart:
+                hit = ~miss
+                maps[hit, n_own] = maps[hit, same[hit].int().argmax(1)]
+                if miss.any():
+                    fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else None
+                    sub = x.detach()[miss].clone()
+                    sub = (sub.contiguous(memory_format=fmt) if fmt is not None else sub).requires_grad_(True)
+                    score = self.model(sub).gather(1, classes[miss, n_own:]).sum()
+                    (g,) = torch.autograd.grad(score, sub)
+                    maps[miss, n_own] = g.detach().abs().amax(dim=1).float()
         logits = logits.detach()
         return SaliencyResult(logits, classes, maps, logits.gather(1, classes))

@@ -47,7 +47,15 @@ from camlib.evaluation.batch import Batch, BoxSet, box_key, fraction_key, parse_
 from camlib.evaluation.metrics import Evaluator
 from camlib.evaluation.wsol import largest_component_boxes
 
-__all__ = ["LoopResult", "cap_target", "class_maps", "loop_state", "make_boxes", "run_evaluation"]
+__all__ = [
+    "LoopResult",
+    "cap_target",
+    "class_maps",
+    "gt_positions",
+    "loop_state",
+    "make_boxes",
+    "run_evaluation",
+]
 
 
 # ------------------------------------------------------------------------------------- map source
@@ -113,6 +121,17 @@ def class_maps(
 
 
 # ------------------------------------------------------------------------------------------ boxes
+def gt_positions(pred: np.ndarray, labels: Sequence[int] | None) -> np.ndarray:
+    """(B,) the rank of each image's ground-truth class among its top-k ``pred`` (B, k), -1 where it is
+    not among them (or ``labels`` is None). Where it is, the ground-truth map IS that class's map (the
+    same raw map, gathered twice), so its boxes are that class's boxes."""
+    B, k = pred.shape
+    if labels is None:
+        return np.full(B, -1, np.int64)
+    hit = pred == np.asarray(labels, dtype=np.int64).reshape(B, 1)
+    return np.where(hit.any(1), hit.argmax(1), -1)
+
+
 def make_boxes(
     maps: Sequence[np.ndarray],
     pred: np.ndarray,
@@ -120,6 +139,7 @@ def make_boxes(
     *,
     tight: float = HEURISTIC_TIGHT,
     loose: float = HEURISTIC_LOOSE,
+    labels: Sequence[int] | None = None,
 ) -> dict[str, BoxSet]:
     """The box sets named ``keys`` (:func:`camlib.evaluation.batch.box_key`) for one batch.
 
@@ -127,18 +147,32 @@ def make_boxes(
     (B, k). ``"paper@f"``: classes ``pred``, boxes of the top-k maps, GT-known box of the last map, all
     fractions in one pass; ``"released"``: the released generator's first box per map;
     ``"heuristic"`` / ``"heuristic_released"``: :func:`camlib.core.boxes.five_box_heuristic` on the
-    top-3 maps with the paper's rule (``tight`` / ``loose``) or the released one. The released boxes of
-    the top-3 classes come from the heuristic's when both are asked (its boxes 1, 3, 5 are the first
-    box of classes 1, 2, 3), so no map is boxed twice.
+    top-3 maps with the paper's rule (``tight`` / ``loose``) or the released one.
+
+    No map is boxed twice: the released boxes of the top-3 classes come from the heuristic's when both
+    are asked (its boxes 1, 3, 5 are the first box of classes 1, 2, 3); the paper-rule heuristic takes
+    its tight and loose boxes from the ``"paper@f"`` boxes when both fractions are among them (the same
+    function of the same map); and with ``labels`` (B,) the ground-truth map of an image whose true
+    class is among its top-k (:func:`gt_positions`) is not boxed again: its boxes are that class's.
     """
     keys = set(keys)
     B, k = pred.shape
     out: dict[str, BoxSet] = {}
     parsed = {key: parse_box_key(key) for key in keys}
     fractions = sorted({f for rule, f in parsed.values() if rule == "paper"})
+    gt_at = gt_positions(pred, labels)
+    multi = None
     if fractions:
-        flat = [m for per_image in maps for m in per_image]
-        multi = largest_component_boxes(flat, fractions, scale="max").reshape(B, k + 1, len(fractions), 4)
+        flat = [m[c] for i, m in enumerate(maps) for c in range(k + 1) if c < k or gt_at[i] < 0]
+        boxed = largest_component_boxes(flat, fractions, scale="max")
+        multi = np.zeros((B, k + 1, len(fractions), 4), np.int64)
+        j = 0
+        for i in range(B):
+            n = k + (gt_at[i] < 0)
+            multi[i, :n] = boxed[j : j + n]
+            j += n
+            if gt_at[i] >= 0:
+                multi[i, k] = multi[i, gt_at[i]]
         for j, f in enumerate(fractions):
             out[box_key("paper", f)] = BoxSet(pred, multi[:, :k, j], multi[:, k, j])
     if ("heuristic" in keys or "heuristic_released" in keys) and k < 3:
@@ -146,8 +180,17 @@ def make_boxes(
     if "heuristic" in keys:
         five = np.zeros((B, 5, 4), np.int64)
         cls = np.zeros((B, 5), np.int64)
+        which = np.array([0, 0, 1, 1, 2])
+        have = [float(f) for f in fractions]
+        reuse = (
+            multi is not None and float(tight) in have and float(loose) in have and 0 <= loose <= tight <= 1
+        )
         for i, m in enumerate(maps):
-            which, five[i] = five_box_heuristic(m[:3], tight, loose, rule="paper")
+            if reuse:  # five_box_heuristic(m[:3], tight, loose, rule="paper"), from the boxes above
+                jt, jl = have.index(float(tight)), have.index(float(loose))
+                five[i] = multi[i, [0, 0, 1, 1, 2], [jt, jl, jt, jl, jl]]
+            else:
+                which, five[i] = five_box_heuristic(m[:3], tight, loose, rule="paper")
             cls[i] = pred[i, which]
         out["heuristic"] = BoxSet(cls, five)
     if "released" in keys or "heuristic_released" in keys:
@@ -163,7 +206,10 @@ def make_boxes(
                 start = 3
             if "released" in keys:
                 for c in range(start, k + 1):
-                    first[i, c] = nth_box(released_boxes(m[c], max_boxes=2), 0)  # only box 1 is used
+                    if c == k and gt_at[i] >= 0:
+                        first[i, k] = first[i, gt_at[i]]
+                    else:  # only box 1 is used
+                        first[i, c] = nth_box(released_boxes(m[c], max_boxes=1), 0)
         if "released" in keys:
             out["released"] = BoxSet(pred, first[:, :k], first[:, k])
         if "heuristic_released" in keys:
@@ -384,7 +430,7 @@ def run_evaluation(
         ]
         pred_np = pred.cpu().numpy()
         batch = Batch(targets, logits.detach().float().cpu(), pred_np, maps)
-        batch.boxes = make_boxes(maps, pred_np, needed, tight=heuristic[0], loose=heuristic[1])
+        batch.boxes = make_boxes(maps, pred_np, needed, tight=heuristic[0], loose=heuristic[1], labels=labels)
         for ev in evaluators.values():
             ev.accumulate(batch)
         n_images += len(batch)

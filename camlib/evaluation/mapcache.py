@@ -84,6 +84,17 @@ class MapCache:
         }
         return cls(Path(root) / "class_maps", parts, image_ids)
 
+    @classmethod
+    def for_val_set(cls, root: str | Path, cam, dataset, *, preprocessing: str, topk: int) -> MapCache:
+        """THE cache entry of a single-crop CAM run on an ILSVRC val ``dataset`` (its ``ids`` and
+        ``source``), whichever notebook makes it: notebook 01
+        (:func:`camlib.evaluation.localize.evaluate_ilsvrc_sets`) and notebook 03
+        (:class:`camlib.evaluation.study.LocalizationStudy`) build the same key for the same network,
+        input preprocessing, images and ``topk``, so the one that runs second reads the first's maps
+        instead of running the network. Both feed channels-last inputs to a channels-last model."""
+        return cls.for_cam(root, cam, preprocessing=preprocessing, image_ids=dataset.ids,
+                           dataset=str(getattr(dataset, "source", "")), topk=topk, channels_last=True)  # fmt: skip
+
     def get(self, ids: Sequence) -> tuple[Tensor, Tensor, Tensor] | None:
         """``(logits, pred, maps)`` of a batch as :func:`~camlib.evaluation.loop.class_maps` returns them,
         or None when any id is not stored."""

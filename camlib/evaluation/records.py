@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from camlib.core.boxes import HEURISTIC_LOOSE, HEURISTIC_TIGHT
 from camlib.evaluation.batch import box_key
 from camlib.evaluation.stats import (
     BOX_AREA_EDGES,
@@ -50,6 +51,9 @@ __all__ = [
     "format_estimates",
     "format_comparison",
     "format_held_out",
+    "format_heuristic_held_out",
+    "heuristic_held_out",
+    "heuristic_table",
     "held_out_halves",
     "paired_effect",
     "plot_strata",
@@ -507,6 +511,86 @@ def held_out_halves(
     out["optimism"] = paired_diff_ci(hits[:, best], crossfit, seed=seed, n_resamples=n_resamples)
     out["verdict"] = verdict(out["optimism"], +1)
     return out
+
+
+def heuristic_table(result: Mapping, tights: Sequence[float], looses: Sequence[float]) -> np.ndarray:
+    """(N, len(tights), len(looses)) bool: is the five-box heuristic (paper rule, Table 3) right at top-5
+    on image i with tight fraction ``tights[j]`` and loose fraction ``looses[l]``? From what an
+    :func:`~camlib.evaluation.localize.evaluate_protocols` pass kept (``keep_predictions``), no map
+    recomputed: a heuristic box counts only when its class is the true one, so the image is right when
+    the true class is 1st or 2nd and its tight box hits, or 1st to 3rd and its loose box hits; and the
+    true class's map is the map the GT-known sweep boxed (``"gt_known_sweep.largest"``, the paper rule
+    at each fraction, IoU >= 0.5). Every fraction must be one of that sweep's (0.05, 0.1, ..., 0.95)."""
+    rec, preds = result["records"], result["predictions"]
+    if [p["image_id"] for p in preds] != list(rec.image_ids):
+        raise ValueError("the kept predictions and the per-image records are not the same images in order")
+    thresholds, ious = rec.sweep_axes["gt_known_sweep.largest"]
+    col = {round(float(t), 6): j for j, t in enumerate(thresholds)}
+    missing = [f for f in (*tights, *looses) if round(float(f), 6) not in col]
+    if missing:
+        raise ValueError(f"fractions {missing} were not swept; choose among {[float(t) for t in thresholds]}")
+    hit = rec.sweeps["gt_known_sweep.largest"][:, list(ious).index(0.5), :]
+    rank = np.array([list(p["pred_classes"][:3]).index(p["label"]) if p["label"] in p["pred_classes"][:3] else 3
+                     for p in preds])  # fmt: skip
+    tight = hit[:, [col[round(float(t), 6)] for t in tights]] & (rank < 2)[:, None]
+    loose = hit[:, [col[round(float(f), 6)] for f in looses]] & (rank < 3)[:, None]
+    return tight[:, :, None] | loose[:, None, :]
+
+
+def heuristic_held_out(
+    result: Mapping,
+    *,
+    tights: Sequence[float] = (0.3, 0.35, 0.4, 0.45, 0.5, 0.6),
+    looses: Sequence[float] = (0.1, 0.15, 0.2, 0.25, 0.3),
+    fixed: tuple[float, float] = (HEURISTIC_TIGHT, HEURISTIC_LOOSE),
+    seed: int = 0,
+    n_resamples: int = 2000,
+) -> dict:
+    """Exercise 03.1: the heuristic's (tight, loose) chosen on half A of the images (the best top-5
+    localization accuracy over the grid, loose <= tight; ties: the first in grid order), its top-5
+    localization error reported on half B (:func:`split_halves`), beside the a-priori ``fixed`` choice on
+    the same half B, and the paired difference fixed error - chosen error on B (> 0: the choice helps)
+    with its :func:`~camlib.evaluation.stats.verdict`. ``fixed_err_all``: the fixed choice over all
+    images, the number the protocol run itself reports (``result["heuristic"]["top5_loc_err"]``)."""
+    grid_t, grid_l = list(tights) + [fixed[0]], list(looses) + [fixed[1]]
+    table = heuristic_table(result, grid_t, grid_l)
+    a, b = split_halves(len(table), seed)
+    valid = np.array(grid_t)[:, None] >= np.array(grid_l)[None, :]
+    valid[len(tights) :, :] = valid[:, len(looses) :] = (
+        False  # the fixed pair is not in the grid unless listed
+    )
+    acc_a = np.where(valid, table[a].mean(0), -1.0)
+    i, j = np.unravel_index(int(acc_a.argmax()), acc_a.shape)
+    fi, fj = len(tights), len(looses)
+    ci = dict(seed=seed, n_resamples=n_resamples)
+    chosen_b, fixed_b = table[b, i, j], table[b, fi, fj]
+    gain = paired_diff_ci(chosen_b, fixed_b, **ci)
+    return {
+        "seed": seed,
+        "n": len(table),
+        "n_choose": len(a),
+        "n_report": len(b),
+        "grid": {"tight": [float(t) for t in tights], "loose": [float(f) for f in looses]},
+        "chosen": {"tight": float(grid_t[i]), "loose": float(grid_l[j])},
+        "fixed": {"tight": float(fixed[0]), "loose": float(fixed[1])},
+        "chosen_err_A": error_of(bootstrap_ci(table[a, i, j], **ci)),  # in-sample: optimistic
+        "chosen_err_B": error_of(bootstrap_ci(chosen_b, **ci)),
+        "fixed_err_B": error_of(bootstrap_ci(fixed_b, **ci)),
+        "gain_B": gain,  # accuracy points, chosen - fixed on B = fixed error - chosen error
+        "verdict": verdict(gain, +1),
+        "fixed_err_all": 100.0 - 100.0 * float(table[:, fi, fj].mean()),
+    }
+
+
+def format_heuristic_held_out(h: dict, label: str) -> str:
+    """:func:`heuristic_held_out` as text."""
+    c, f = h["chosen"], h["fixed"]
+    return (
+        f"{label}: chosen on half A (n={h['n_choose']}): tight {c['tight']:g}, loose {c['loose']:g} "
+        f"(top-5 loc err on A {h['chosen_err_A']})\n"
+        f"  half B (n={h['n_report']}): chosen {h['chosen_err_B']}   fixed {f['tight']:g}/{f['loose']:g} "
+        f"{h['fixed_err_B']}\n  gain on B (fixed err - chosen err, paired): {h['gain_B']} -> {h['verdict']}"
+    )
 
 
 # ------------------------------------------------------------------------------ figure

@@ -446,14 +446,8 @@ class LocalizationStudy:
         from camlib.evaluation.mapcache import MapCache
 
         name = run.split("/")[0]
-        return MapCache.for_cam(
-            self.cache_dir,
-            source,
-            preprocessing=self.descriptions[name],
-            image_ids=self.base.ids,
-            dataset=str(getattr(self.base, "source", "")),
-            topk=topk,
-            channels_last=True,
+        return MapCache.for_val_set(
+            self.cache_dir, source, self.base, preprocessing=self.descriptions[name], topk=topk
         )
 
     def write_partial(self, path: str | Path, planned) -> Path:

@@ -140,6 +140,26 @@ def _e02_3(ns):
     _that(len(m) == len(classes), f"{len(m)} maps for {len(classes)} classes")
 
 
+def _e03_1(ns):
+    ex1, studies, run = ns["EX1"], ns["STUDIES"], ns["CAM_RUN"]
+    _that(set(ex1) == set(studies), "one result per set: {key: heuristic_held_out(...) for key in STUDIES}")
+    for key, h in ex1.items():
+        _pct(getattr(h["chosen_err_B"], "value", h["chosen_err_B"]), f"{key}: top-5 loc. error on half B")
+        _that(
+            h["n_choose"] + h["n_report"] == h["n"] and abs(h["n_choose"] - h["n_report"]) <= 1,
+            f"{key}: halves A and B must split the images in two",
+        )
+        _that(
+            h["chosen"]["loose"] <= h["chosen"]["tight"], f"{key}: the loose threshold exceeds the tight one"
+        )
+        ref = studies[key].results[run]["heuristic"]["top5_loc_err"]
+        _that(
+            abs(h["fixed_err_all"] - ref) < 1e-6,
+            f"{key}: the fixed 0.4/0.2 heuristic over all images gives {h['fixed_err_all']:.2f}%, but the "
+            f"protocol run measured {ref:.2f}% with the same boxes: the two must agree",
+        )
+
+
 def _e03_2(ns):
     raw, blur = list(ns["hits_raw"]), list(ns["hits_blur"])
     _that(len(raw) == len(blur) > 0, "hits_raw and hits_blur must score the same images")
@@ -330,6 +350,14 @@ EXERCISES: dict[str, Exercise] = {
             "`classes`: best then 2nd-best class per image; `m`: their maps",
             _e02_3,
             "model(x).topk(2, dim=1).indices gives both",
+        ),
+        Exercise(
+            "03.1",
+            ("EX1", "STUDIES", "CAM_RUN"),
+            "`EX1`: per set, tight/loose chosen on half A and the top-5 loc. error on half B (%); "
+            "the fixed choice over all images = the protocol run's heuristic number",
+            _e03_1,
+            "rec.heuristic_held_out(st.results[CAM_RUN], seed=SEED) for each study",
         ),
         Exercise(
             "03.2",
