@@ -239,7 +239,6 @@ def train_pooling_run(
     topk: int = 1,
     device: str | torch.device = "cpu",
     progress: bool = True,
-    channels_last: bool = False,
 ) -> dict:
     """Train one model, sweep the box threshold on ``val``, evaluate ``test`` at the paper's 0.2 and at the
     fraction chosen on ``val``.
@@ -249,14 +248,11 @@ def train_pooling_run(
     "val_curve", "seconds"}``; ``metrics`` (percent): ``train_acc`` (last epoch, augmented training
     images), ``cls_acc``, ``gt_known_loc_acc@0.2``,
     ``top1_loc_acc@0.2``, ``best_fraction`` (chosen on val), ``gt_known_loc_acc@best``,
-    ``top1_loc_acc@best`` (on test). ``channels_last``: train in NHWC layout (``fit``'s option; the same
-    arithmetic up to float rounding, ~15% less CPU time for :class:`~camlib.models.SmallGAPNet` at one thread).
+    ``top1_loc_acc@best`` (on test).
     """
     t0 = time.time()
     model = make_model()
-    state = fit(
-        model, train, config, augment=augment, device=device, progress=progress, channels_last=channels_last
-    )
+    state = fit(model, train, config, augment=augment, device=device, progress=progress)
     t1 = time.time()
     model.eval()
     cam = CAM(model)
@@ -304,8 +300,7 @@ def pooling_study(
     """Notebook 02's quick profile: for each seed, a :class:`~camlib.models.SmallGAPNet` with GAP and one
     with GMP, same initial weights, data order, crops (:class:`PadCropFlip` ``pad``) and schedule (lr x0.1
     after 3/4 of the steps); each through :func:`train_pooling_run` (threshold chosen on ``val``) plus
-    :func:`cam_extent` on ``test`` at 0.2. Prints one line per run. Trains in channels-last layout
-    (``train_pooling_run(channels_last=True)``: less CPU time, the same arithmetic).
+    :func:`cam_extent` on ``test`` at 0.2. Prints one line per run.
 
     Returns ``({"avg": [run per seed], "max": [...]}, options)``, ``options`` recording the training
     config and the model.
@@ -328,7 +323,7 @@ def pooling_study(
                 return SmallGAPNet(len(CLASSES), pool=pool, width=width)
 
             run = train_pooling_run(make_model, train, val, test, config, fractions=fractions, augment=PadCropFlip(pad),
-                                    device=device, channels_last=True)  # fmt: skip
+                                    device=device)  # fmt: skip
             run["extent"] = cam_extent(run["model"], test, 0.2)
             runs[pool].append(run)
             m = run["metrics"]
