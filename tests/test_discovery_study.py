@@ -89,6 +89,26 @@ def test_probe_cams_leave_the_model_as_it_was_and_match_the_cam_core():
     ) and small.shape == (12, 4, 4)
 
 
+def test_kept_feature_maps_give_the_same_scores_maps_and_features_as_the_network_pass():
+    """feature_maps (one pass, stops after the layer) + cams_from_maps == probe_cams, which runs the network:
+    the leave-one-out text detector of notebook 06 relies on it to pass each photo through Lite0 once."""
+    net = _Net().eval()
+    x, _ = _patch_images(11, np.arange(11) % 2 == 0, np.random.default_rng(1))
+    X, _ = extract_features(net, x, "bn", relu=True, progress=False)
+    probe = fit_linear_svm(X, np.arange(11) % 2, Cs=(1.0,), cv=2)
+    cams = D.CAMPass(net, HEAD, (8, 8), batch_size=4)
+    f, pooled = cams.feature_maps(x)
+    assert f.shape == (11, 4, 16, 16) and np.allclose(pooled, X, atol=1e-6)
+    ref = cams(probe, x, 1, features=True)
+    kept = cams.from_maps(probe, f, 1, features=True)
+    assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(ref, kept, strict=True))
+    sub = torch.as_tensor([1, 4, 7])  # a subset, as one fold tests: the same rows
+    s_sub, m_sub = cams.from_maps(probe, f[sub], 1)
+    assert np.allclose(s_sub, ref[0][sub.numpy()], atol=1e-6) and np.allclose(
+        m_sub, ref[1][sub.numpy()], atol=1e-6
+    )
+
+
 # --------------------------------------------------------------------------- 1. informative objects
 
 

@@ -238,6 +238,15 @@ def test_text_photo_detector_leaves_each_photo_out_and_counts_words(tmp_path, mo
     # detector mode: negatives' boxes (where the SVM fires) are false positives, ignored words never misses
     det = r.detector["iou_0.5"]
     assert det["n_gt"] == 4 and det["tp"] <= 3 and r.calls["n_negatives"] == n - 4
+    # kept feature-layer maps (notebook 06's one pass): each fold's CAMs come from them, the network never runs
+    cams.from_maps = lambda probe, maps, targets=None: cams(
+        probe, torch.utils.data.Subset(ph.files, maps.tolist())
+    )
+    before = len(cams.calls)
+    kept = DS.text_photo_detector(
+        cams, X, ph, svm=SVM, fraction=0.5, tuned_fraction=0.9, layer_maps=torch.arange(n)
+    )  # stands in for the (n, K, h, w) maps: row i = image i
+    assert len(cams.calls) == before + 4 and kept.per_photo == r.per_photo
     m = r.metrics()
     assert m["box_fraction"] == 0.5 and "PROCEDURAL" in m["tuned_box_fraction_source"]
     assert set(m["rates"]["cam_pointing"]) == {"value", "low", "high", "n", "level"}

@@ -48,7 +48,7 @@ from camlib.core.cam import (
     postprocess,
     select_classes,
 )
-from camlib.core.features import pool_features
+from camlib.core.features import layer_output, pool_features
 from camlib.core.probe import SVMProbe, fit_linear_svm
 from camlib.datasets import files as _files
 from camlib.datasets.download import DatasetNotFoundError
@@ -59,13 +59,16 @@ __all__ = [
     "CAMPass",
     "ImageFiles",
     "MiningResult",
+    "cam_peaks",
+    "cams_from_maps",
     "centre_box",
     "centre_points",
-    "cam_peaks",
     "choose_fraction",
     "detect_boxes",
     "detection_scores",
+    "feature_maps",
     "ignored_predictions",
+    "lite0_input",
     "match_boxes",
     "mine_hard_negatives",
     "object_hits",
@@ -74,7 +77,6 @@ __all__ = [
     "plot_concepts",
     "plot_informative_objects",
     "plot_text_detections",
-    "lite0_input",
     "probe_cams",
     "ranking_scores",
     "require_folder",
@@ -175,16 +177,7 @@ def probe_cams(
     dataset of (input, ...) items. The SVM weights are not a layer of ``model``, so they are passed to
     ``maps_from_features`` directly rather than read with ``fc_weights``.
     """
-    probes = [probe] if isinstance(probe, SVMProbe) else list(probe)
-    weights = [p.linear_weights() for p in probes]
-    # row-major copies: BLAS sums in an order that depends on the memory layout (a multi-class SVM's
-    # weights come out column-major), and the decision values must not move with it
-    W = torch.tensor(
-        np.ascontiguousarray(np.concatenate([w for w, _ in weights])), dtype=torch.float32, device=device
-    )
-    b = torch.tensor(
-        np.ascontiguousarray(np.concatenate([c for _, c in weights])), dtype=torch.float32, device=device
-    )
+    W, b = _stacked_weights(probe, device)
     options = CAMOptions(upsample="bilinear", size=tuple(size), normalize="max")
     table = targets is not None and not isinstance(targets, (int, np.integer)) and np.ndim(targets) == 2
     scores, maps, pooled, start = [], [], [], 0
@@ -198,22 +191,101 @@ def probe_cams(
             disable=not progress,
         ):
             model(x.to(device))
-            f = seen[head.feature_layer]
-            F_ = pool_features(f, head.pool, head.relu)
-            logits = torch.nn.functional.linear(F_, W, b)
-            classes = select_classes(logits, _targets_of(targets, start, len(x)))
-            m = postprocess(
-                maps_from_features(f, W, b, classes, "linear", relu=head.relu).float().cpu(), options
-            )
-            scores.append(logits.float().cpu())
-            maps.append(m if table else m[:, 0])
+            s, m, F_ = _scores_and_maps(seen[head.feature_layer], W, b, head, targets, start, options, table)
+            scores.append(s)
+            maps.append(m)
             if features:
-                pooled.append(F_.float().cpu())
+                pooled.append(F_)
             start += len(x)
+    return _stack_outputs(scores, maps, pooled if features else None)
+
+
+def _stacked_weights(probe: SVMProbe | Sequence[SVMProbe], device) -> tuple[Tensor, Tensor]:
+    """The probes' classes stacked into one linear layer (W, b), as :func:`probe_cams` numbers them."""
+    probes = [probe] if isinstance(probe, SVMProbe) else list(probe)
+    weights = [p.linear_weights() for p in probes]
+    # row-major copies: BLAS sums in an order that depends on the memory layout (a multi-class SVM's
+    # weights come out column-major), and the decision values must not move with it
+    W = torch.tensor(
+        np.ascontiguousarray(np.concatenate([w for w, _ in weights])), dtype=torch.float32, device=device
+    )
+    b = torch.tensor(
+        np.ascontiguousarray(np.concatenate([c for _, c in weights])), dtype=torch.float32, device=device
+    )
+    return W, b
+
+
+def _scores_and_maps(
+    f: Tensor, W: Tensor, b: Tensor, head: HeadSpec, targets, start: int, options: CAMOptions, table: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One batch of feature-layer outputs ``f`` -> (decision values, chosen CAMs, pooled features), CPU."""
+    F_ = pool_features(f, head.pool, head.relu)
+    logits = torch.nn.functional.linear(F_, W, b)
+    classes = select_classes(logits, _targets_of(targets, start, len(f)))
+    m = postprocess(maps_from_features(f, W, b, classes, "linear", relu=head.relu).float().cpu(), options)
+    return logits.float().cpu(), (m if table else m[:, 0]), F_.float().cpu()
+
+
+def _stack_outputs(scores, maps, pooled) -> tuple[np.ndarray, ...]:
     out_maps = torch.cat(maps).numpy().astype(np.float32)
-    if features:
+    if pooled is not None:
         return torch.cat(scores).numpy(), out_maps, torch.cat(pooled).numpy()
     return torch.cat(scores).numpy(), out_maps
+
+
+@torch.inference_mode()
+def feature_maps(
+    model: nn.Module,
+    data,
+    head: HeadSpec,
+    *,
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+    num_workers: int = 0,
+) -> tuple[Tensor, np.ndarray]:
+    """The outputs ``f`` of ``head.feature_layer`` for every image of ``data``, kept -> ``(f (N, K, h, w)
+    on the CPU, F (N, K) pooled as the SVMs read them)``, from ONE forward pass per batch that stops
+    right after the layer (:func:`camlib.core.features.layer_output`).
+
+    For a protocol that trains several SVMs on the pooled features and then needs the CAMs of each on
+    some of the SAME images (leave-one-out): :func:`cams_from_maps` turns ``f`` into the CAMs without a
+    second pass of the network. Memory: N x K x h x w floats (the 99 text-detector photos of notebook 06
+    at 384 x 672: 99 x 672 x 24 x 42, about 270 MB)."""
+    out, pooled, calls = [], [], None
+    with eval_mode(model):
+        for x in _batches(data, batch_size, num_workers):
+            f, calls = layer_output(model, head.feature_layer, x.to(device), calls)
+            out.append(f.float().cpu())
+            pooled.append(pool_features(f, head.pool, head.relu).float().cpu())
+    return torch.cat(out), torch.cat(pooled).numpy().astype(np.float32)
+
+
+@torch.inference_mode()
+def cams_from_maps(
+    probe: SVMProbe | Sequence[SVMProbe],
+    maps: Tensor,
+    head: HeadSpec,
+    size: tuple[int, int],
+    *,
+    targets=None,
+    batch_size: int = 32,
+    features: bool = False,
+) -> tuple[np.ndarray, ...]:
+    """:func:`probe_cams` on feature-layer outputs kept by :func:`feature_maps` (no network pass): the same
+    decision values, CAMs (upsampled to ``size``, divided by their max) and, with ``features``, pooled
+    features, computed by the same code per batch."""
+    W, b = _stacked_weights(probe, maps.device)
+    options = CAMOptions(upsample="bilinear", size=tuple(size), normalize="max")
+    table = targets is not None and not isinstance(targets, (int, np.integer)) and np.ndim(targets) == 2
+    scores, out, pooled = [], [], []
+    for start in range(0, len(maps), batch_size):
+        s, m, F_ = _scores_and_maps(
+            maps[start : start + batch_size], W, b, head, targets, start, options, table
+        )
+        scores.append(s)
+        out.append(m)
+        pooled.append(F_)
+    return _stack_outputs(scores, out, pooled if features else None)
 
 
 @dataclass(frozen=True)
@@ -243,6 +315,26 @@ class CAMPass:
             device=self.device,
             features=features,
             num_workers=self.num_workers,
+        )
+
+    def feature_maps(self, data) -> tuple[Tensor, np.ndarray]:
+        """:func:`feature_maps` of this network and head: ``(f, pooled features)`` of every image, one pass."""
+        return feature_maps(
+            self.model,
+            data,
+            self.head,
+            batch_size=self.batch_size,
+            device=self.device,
+            num_workers=self.num_workers,
+        )
+
+    def from_maps(
+        self, probe, maps: Tensor, targets=None, *, features: bool = False
+    ) -> tuple[np.ndarray, ...]:
+        """:func:`cams_from_maps` at this pass's size: what ``self(probe, data, targets)`` returns for the
+        images whose feature-layer outputs ``maps`` are (from :meth:`feature_maps`), without the network."""
+        return cams_from_maps(
+            probe, maps, self.head, self.size, targets=targets, batch_size=self.batch_size, features=features
         )
 
 
