@@ -155,10 +155,11 @@ def test_memory_in_run_reads_the_trace_of_one_run(tmp_path):
     peaks = [t["rss_peak_mb"] for t in st.rss_trace]
     assert peaks == sorted(peaks) and peaks[-1] <= st.rss_peak_mb
     m = memory_in_run(st, short_frames=4)
-    assert (m["short"]["frames"], m["long"]["frames"]) == (6, 10) and m["frames_ratio"] == pytest.approx(
-        10 / 6
+    assert (m["short"]["frames"], m["long"]["frames"]) == (3, 10) and m["frames_ratio"] == pytest.approx(
+        10 / 3
     )
-    assert m["peak_rss_ratio"] == pytest.approx(peaks[-1] / peaks[1])
+    assert m["peak_rss_ratio"] == pytest.approx(peaks[-1] / peaks[0])
+    assert memory_in_run(st, short_frames=1)["short"]["frames"] == 3  # no batch ends sooner: the first
     assert m["peak_within_1p5x"] == (m["peak_rss_ratio"] <= MEMORY_BOUND)
     fake = VideoCAMStats("in", "out", "m", 20, 2.0, 10.0, 10.0, (4, 4), "mpeg4", 0.0, 10, rss_start_mb=100.0)
     fake.rss_trace = [

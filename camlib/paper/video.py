@@ -483,12 +483,13 @@ def memory_growth(
 
 def memory_in_run(stats: VideoCAMStats, short_frames: int) -> dict:
     """Is the processing streamed? Read from ONE run's ``rss_trace`` (``measure_memory=True``): the peak RSS
-    after the first batch that reaches ``short_frames`` frames ("short") against the peak after all of
-    them ("long"); growth is measured from the RSS when processing started (model loaded, head resolved).
+    after the last batch that ends within the first ``short_frames`` frames (the first batch if none does:
+    "short") against the peak after all of them ("long"); growth is measured from the RSS when processing
+    started (model loaded, head resolved).
     Same keys as :func:`memory_growth`; a streaming run's peak does not grow with the frames processed."""
     if not stats.rss_trace:
         raise ValueError("the run has no rss_trace: run process_video with measure_memory=True")
-    first = next((t for t in stats.rss_trace if t["frames"] >= short_frames), stats.rss_trace[-1])
+    first = ([t for t in stats.rss_trace if t["frames"] <= short_frames] or stats.rss_trace[:1])[-1]
     last = stats.rss_trace[-1]
 
     def at(t: dict) -> dict:
