@@ -212,17 +212,33 @@ def _conv_features(name: str, weights: str | None) -> tuple[nn.Sequential, str]:
     return features, f"torchvision {name} features, random init"
 
 
-def alexnet_gap(num_classes: int = 1000, pool: Pool = "avg", weights: str | None = None) -> GAPNet:
-    """AlexNet-GAP: AlexNet up to conv5 + ReLU (pool5 and the FC stack removed) + the GAP head; 13x13 at 224."""
-    features, desc = _conv_features("alexnet", weights)
+def _conv5_gap(
+    tv_name: str,
+    cut: int,
+    channels: int,
+    label: str,
+    arch: str,
+    num_classes: int,
+    pool: Pool,
+    weights: str | None,
+) -> GAPNet:
+    """torchvision ``tv_name``'s conv layers up to conv5 + ReLU (``features[:cut]``: pool5 and the FC stack
+    removed; ``channels`` out) + the GAP head: the paper's AlexNet-GAP and VGGnet-GAP recipe."""
+    features, desc = _conv_features(tv_name, weights)
     return GAPNet(
-        features[:12],
-        256,
+        features[:cut],
+        channels,
         num_classes,
         pool,
-        arch="alexnet_gap",  # features[12] is pool5
-        description=f"{_label('AlexNet', pool)} from {desc}",
+        arch=arch,
+        description=f"{_label(label, pool)} from {desc}",
     )
+
+
+def alexnet_gap(num_classes: int = 1000, pool: Pool = "avg", weights: str | None = None) -> GAPNet:
+    """AlexNet-GAP: AlexNet up to conv5 + ReLU (pool5 = features[12] and the FC stack removed) + the GAP head;
+    13x13 at 224."""
+    return _conv5_gap("alexnet", 12, 256, "AlexNet", "alexnet_gap", num_classes, pool, weights)
 
 
 def alexnet_star_gap(num_classes: int = 1000, pool: Pool = "avg", weights: str | None = None) -> GAPNet:
@@ -244,16 +260,9 @@ def alexnet_star_gap(num_classes: int = 1000, pool: Pool = "avg", weights: str |
 
 
 def vggnet_gap(num_classes: int = 1000, pool: Pool = "avg", weights: str | None = None) -> GAPNet:
-    """VGGnet-GAP: VGG16 up to conv5_3 + ReLU (pool5 and the FC stack removed) + the GAP head; 14x14 at 224."""
-    features, desc = _conv_features("vgg16", weights)
-    return GAPNet(
-        features[:30],
-        512,
-        num_classes,
-        pool,
-        arch="vggnet_gap",  # features[30] is pool5
-        description=f"{_label('VGGnet', pool)} from {desc}",
-    )
+    """VGGnet-GAP: VGG16 up to conv5_3 + ReLU (pool5 = features[30] and the FC stack removed) + the GAP head;
+    14x14 at 224."""
+    return _conv5_gap("vgg16", 30, 512, "VGGnet", "vggnet_gap", num_classes, pool, weights)
 
 
 def googlenet_gap(num_classes: int = 1000, pool: Pool = "avg", weights: str | None = None) -> GAPNet:
