@@ -523,15 +523,13 @@ def _memory_summary(short: dict, long: dict, how: str) -> dict:
 @dataclass
 class ClipSource:
     """The quick profile's input video: ``path``, its ``info``, ``real`` (a real clip was found, else the
-    synthetic one was written), the results file's ``data`` row, the ``line`` the notebook prints first,
-    and the ``memory_pairs`` for :func:`memory_growth` (short, long: 10x the frames)."""
+    synthetic one was written), the results file's ``data`` row and the ``line`` the notebook prints first."""
 
     path: Path
     info: VideoInfo
     real: bool
     data: DataSource
     line: str
-    memory_pairs: tuple[tuple, tuple]
 
 
 def quick_clip(
@@ -544,8 +542,7 @@ def quick_clip(
     """The real clip when :func:`camlib.datasets.roots.resolve_root` finds the ``video`` set (``video_root``,
     then ``$VIDEO_ROOT``, ``data/video``, ``../shared/data/video``): ``name`` in it (else its first ``.mp4``);
     otherwise a clip synthesised from skimage photos into ``out_dir`` (:func:`camlib.datasets.video.synthesize_clip`
-    with ``clip_kw``). Memory check: the real clip's first tenth of its frames vs all of them; the synthetic
-    clip vs the same photos with 10x the frames."""
+    with ``clip_kw``)."""
     from camlib.datasets.roots import resolve_root
     from camlib.datasets.video import DEFAULT_PHOTOS, synthesize_clip
 
@@ -565,14 +562,10 @@ def quick_clip(
             f"data: real clip {path.name} ({found.kind}: {path}): {info.width} x {info.height}, {info.fps:g} "
             f"frames/s, {info.frames} frames"
         )
-        short = max(1, info.frames // 10)
-        pairs = ((path, out_dir / "09_mem_short.mp4", short), (path, out_dir / "09_mem_long.mp4", 10 * short))
-        return ClipSource(path, info, True, row, line, pairs)
+        return ClipSource(path, info, True, row, line)
     kw = {"size": (256, 192), "fps": 10.0, "seconds_per_image": 1.6, "fade_seconds": 0.4, **(clip_kw or {})}
     path = out_dir / "09_quick_clip.mp4"
     info = synthesize_clip(path, DEFAULT_PHOTOS, **kw)
-    long_src = out_dir / "09_long_clip.mp4"
-    synthesize_clip(long_src, DEFAULT_PHOTOS, **{**kw, "seconds_per_image": 10 * kw["seconds_per_image"]})
     row = DataSource(
         "synthetic clip (skimage photos)",
         "procedural",
@@ -583,8 +576,7 @@ def quick_clip(
         f"data: synthetic clip ({info.frames} frames from {', '.join(DEFAULT_PHOTOS)}): no real clip found. "
         f"For the real one: {found.fetch}"
     )
-    pairs = ((path, out_dir / "09_mem_short.mp4"), (long_src, out_dir / "09_mem_long.mp4"))
-    return ClipSource(path, info, False, row, line, pairs)
+    return ClipSource(path, info, False, row, line)
 
 
 def label_segments(records: Sequence[dict]) -> list[tuple[str, float, float]]:
