@@ -22,7 +22,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from camlib.tools.browser import CHROMIUM_FLAGS, HOW_TO_GET, chromium_path
+from camlib.tools.browser import CHROMIUM_FLAGS
 
 from .conftest import REPO
 
@@ -228,15 +228,8 @@ def test_ensure_chromium_installs_when_allowed(monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_notebook01_explorer_in_jupyterlab(tmp_path):
-    chromium = chromium_path()
-    if chromium is None:
-        pytest.skip(f"browser check skipped: no Chromium found; {HOW_TO_GET}")
-    sync_api = pytest.importorskip(
-        "playwright.sync_api",
-        reason="browser check skipped: playwright is not "
-        "installed (it is in the dev extra: make setup, or pip install playwright)",
-    )
+def test_notebook01_explorer_in_jupyterlab(tmp_path, chromium_playwright):
+    chromium, sync_api = chromium_playwright
     started = time.time()
     expected = expected_readouts()
     served = tmp_path / "lab"

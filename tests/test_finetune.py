@@ -3,10 +3,8 @@ GAP-vs-GMP helpers (threshold chosen on val, summaries, the verdict sentence).""
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
-from pathlib import Path
 
 import numpy as np
 import papermill as pm
@@ -32,9 +30,9 @@ from camlib.paper.gap_vs_gmp import (
     summarize_runs,
     train_pooling_run,
 )
-from camlib.tools.results import validate_results, write_results
+from camlib.tools.results import write_results
 
-REPO = Path(__file__).resolve().parents[1]
+from .conftest import REPO, run_notebook
 
 
 @pytest.fixture(scope="module")
@@ -263,16 +261,7 @@ def test_comparison_rows_name_paper_keys(tmp_path):
 
 
 def _run_notebook_02(tmp_path, **parameters):
-    out = tmp_path / "02.ipynb"
-    pm.execute_notebook(
-        str(REPO / "notebooks" / "02_gap_vs_gmp.ipynb"), str(out), kernel_name="python3",
-        cwd=str(REPO / "notebooks"), progress_bar=False,
-        parameters={"RESULTS_DIR": str(tmp_path / "results"), "FIGURES_DIR": str(tmp_path / "figures"),
-                    "CHECKPOINT_DIR": str(tmp_path / "ck"), **parameters},
-    )  # fmt: skip
-    res = json.loads((tmp_path / "results" / "02_gap_vs_gmp.json").read_text())
-    validate_results(res)
-    return res
+    return run_notebook("02_gap_vs_gmp", tmp_path, CHECKPOINT_DIR=str(tmp_path / "ck"), **parameters)
 
 
 @pytest.mark.slow

@@ -2,37 +2,17 @@
 
 from __future__ import annotations
 
-import json
-
 import nbformat
-import papermill as pm
 import pytest
 
-from camlib.tools.results import validate_results
-
-from .conftest import REPO
+from .conftest import run_notebook
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_notebook_01_runs_headless(tmp_path):
     out = tmp_path / "01.ipynb"
-    pm.execute_notebook(
-        str(REPO / "notebooks" / "01_cam_basics.ipynb"),
-        str(out),
-        kernel_name="python3",
-        cwd=str(REPO / "notebooks"),
-        progress_bar=False,
-        parameters={
-            "N_TRAIN": 256,
-            "N_TEST": 64,
-            "EPOCHS": 1,
-            "RESULTS_DIR": str(tmp_path / "results"),
-            "FIGURES_DIR": str(tmp_path / "figures"),
-        },
-    )
-    res = json.loads((tmp_path / "results" / "01_cam_basics.json").read_text())
-    validate_results(res)
+    res = run_notebook("01_cam_basics", tmp_path, N_TRAIN=256, N_TEST=64, EPOCHS=1)
     assert res["profile"] == "quick"
     assert res["metrics"]["identity_max_abs_err"] < 1e-4
     assert (tmp_path / "figures" / "01_top5_cams_chelsea.png").stat().st_size > 10_000

@@ -3,17 +3,13 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import numpy as np
-import papermill as pm
 import pytest
 from PIL import Image, ImageDraw
 
-from camlib.tools.results import validate_results
-
-from .conftest import REPO
+from .conftest import REPO, run_notebook
 
 
 def _image(path, w, h, rng, rect=None, text=None):
@@ -78,27 +74,18 @@ def test_notebook_06_paper_profile_on_tiny_fake_data(tmp_path):
     shutil.copy(
         REPO / "results" / "paper.yaml", results / "paper.yaml"
     )  # comparison rows are checked against it
-    pm.execute_notebook(
-        str(REPO / "notebooks" / "06_pattern_discovery.ipynb"),
-        str(tmp_path / "06.ipynb"),
-        kernel_name="python3",
-        cwd=str(REPO / "notebooks"),
-        progress_bar=False,
-        parameters={
-            "PROFILE": "paper",
-            "SUN_ROOT": str(tmp_path / "SUN2012"),
-            "SUN_MIN_IMAGES": 5,
-            "CAPTIONS_ROOT": str(tmp_path / "caps"),
-            "SVT_ROOT": str(tmp_path / "svt"),
-            "TEXT_NEGATIVES_ROOT": str(tmp_path / "negs"),
-            "PAPER_INPUT_SIZE": 64,
-            "CACHE_DIR": str(tmp_path / "cache"),
-            "RESULTS_DIR": str(results),
-            "FIGURES_DIR": str(tmp_path / "figures"),
-        },
+    res = run_notebook(
+        "06_pattern_discovery",
+        tmp_path,
+        PROFILE="paper",
+        SUN_ROOT=str(tmp_path / "SUN2012"),
+        SUN_MIN_IMAGES=5,
+        CAPTIONS_ROOT=str(tmp_path / "caps"),
+        SVT_ROOT=str(tmp_path / "svt"),
+        TEXT_NEGATIVES_ROOT=str(tmp_path / "negs"),
+        PAPER_INPUT_SIZE=64,
+        CACHE_DIR=str(tmp_path / "cache"),
     )
-    res = json.loads((results / "06_pattern_discovery.json").read_text())
-    validate_results(res)
     assert res["profile"] == "paper" and {"scenes", "concepts", "text"} <= set(res["metrics"])
     assert res["metrics"]["scenes"]["scenes"] == ["bathroom", "dining_room", "kitchen"]
     assert set(res["metrics"]["concepts"]["per_phrase"]) == {"mirror in lake", "view out of window"}

@@ -20,7 +20,7 @@ import nbformat
 import pytest
 
 from camlib.tools import site as S
-from camlib.tools.browser import CHROMIUM_FLAGS, HOW_TO_GET, chromium_path
+from camlib.tools.browser import CHROMIUM_FLAGS
 from camlib.tools.figures import load_captions
 
 from .conftest import REPO
@@ -153,13 +153,8 @@ def _broken_images(page) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_site_in_a_browser(tmp_path):
-    chromium = chromium_path()
-    if chromium is None:
-        pytest.skip(f"browser check skipped: no Chromium found; {HOW_TO_GET}")
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="browser check skipped: playwright is not installed"
-    )
+def test_site_in_a_browser(tmp_path, chromium_playwright):
+    chromium, sync_api = chromium_playwright
     source = _site_source(tmp_path)
     results = os.environ.get("CAMLIB_SITE_RESULTS", str(REPO / "build" / "results"))
     figures = os.environ.get("CAMLIB_SITE_FIGURES", str(REPO / "build" / "figures"))
@@ -194,48 +189,31 @@ def test_site_in_a_browser(tmp_path):
     assert (CHECK_DIR / "index.png").stat().st_size > 20_000
 
 
-def test_make_site_builds_from_nb_out(tmp_path):
-    """The README's `make site`, for real: NB_OUT / RESULTS / FIGURES / SITE as make quick leaves them."""
+def _make_site(*variables: str):
+    """``make site`` with these ``NAME=value`` variables, without the setup step or the git hook."""
     import subprocess
     import sys
 
-    executed_notebook(tmp_path / "nb")
-    done = subprocess.run(
-        [
-            "make",
-            "--no-print-directory",
-            "-o",
-            ".venv/.camlib-setup",
-            "site",
-            "GIT_HOOK=",
-            f"PY={sys.executable}",
-            f"NB_OUT={tmp_path / 'nb'}",
-            f"RESULTS={tmp_path / 'res'}",
-            f"FIGURES={tmp_path / 'fig'}",
-            f"SITE={tmp_path / 'site'}",
-        ],
+    return subprocess.run(
+        ["make", "--no-print-directory", "-o", ".venv/.camlib-setup", "site", "GIT_HOOK=", f"PY={sys.executable}",
+         *variables],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=300,
+    )  # fmt: skip
+
+
+def test_make_site_builds_from_nb_out(tmp_path):
+    """The README's `make site`, for real: NB_OUT / RESULTS / FIGURES / SITE as make quick leaves them."""
+    executed_notebook(tmp_path / "nb")
+    done = _make_site(
+        f"NB_OUT={tmp_path / 'nb'}",
+        f"RESULTS={tmp_path / 'res'}",
+        f"FIGURES={tmp_path / 'fig'}",
+        f"SITE={tmp_path / 'site'}",
     )
     assert done.returncode == 0, done.stderr
     assert "1 executed notebook(s)" in done.stdout and (tmp_path / "site" / "index.html").is_file()
-    empty = subprocess.run(
-        [
-            "make",
-            "--no-print-directory",
-            "-o",
-            ".venv/.camlib-setup",
-            "site",
-            "GIT_HOOK=",
-            f"PY={sys.executable}",
-            f"NB_OUT={tmp_path / 'none'}",
-            f"SITE={tmp_path / 'site2'}",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    empty = _make_site(f"NB_OUT={tmp_path / 'none'}", f"SITE={tmp_path / 'site2'}")
     assert empty.returncode != 0 and "make quick" in empty.stderr

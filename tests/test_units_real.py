@@ -48,6 +48,24 @@ def test_in_box_rates_and_nan_for_empty_regions():
     assert rates[0] == 1.0 and rates[1] == 0.5 and np.isnan(rates[2])
 
 
+def test_regions_and_rates_of_a_batch_are_those_of_each_image():
+    """The study scores a batch of images at once: the same regions and rates as one image at a time."""
+    rng = np.random.default_rng(0)
+    maps = rng.normal(size=(5, 3, 4, 4)).astype(np.float32)
+    maps[2, 1] = -1.0  # a silent unit: empty region, NaN rate
+    masks = rng.random((5, 12, 12)) > 0.5
+    batch = R.unit_regions(maps, (12, 12), rel=0.4)
+    assert batch.shape == (5, 3, 12, 12) and not batch[2, 1].any()
+    rates = R.in_box_rates(batch, masks)
+    for i in range(5):
+        assert np.array_equal(batch[i], R.unit_regions(maps[i], (12, 12), rel=0.4))
+        one = R.in_box_rates(batch[i], masks[i])
+        assert np.array_equal(rates[i], one, equal_nan=True)
+        n = batch[i].reshape(3, -1).sum(1)
+        ref = (batch[i] & masks[i]).reshape(3, -1).sum(1) / np.maximum(n, 1)
+        assert np.array_equal(one, np.where(n > 0, ref, np.nan), equal_nan=True)
+
+
 def test_cluster_mean_ci_resamples_whole_clusters():
     v = np.array([1.0, 1.0, 0.0, 0.0, 1.0, 0.0])
     est = R.cluster_mean_ci(v, [0, 0, 1, 1, 2, 2], scale=1.0, seed=1)

@@ -125,6 +125,53 @@ def test_process_video_streams_every_frame(tmp_path):
         process_video(src, tmp_path / "x.mp4", model, smooth=1.0)
 
 
+def test_raw_records_are_the_unsmoothed_run_from_the_same_passes(tmp_path):
+    """Smoothing runs after the network: the smoothed run's raw_records are exactly a smooth=0 run's records,
+    and a run's first frames are those of a shorter run (the EMA runs forward), as notebook 09 uses them."""
+    src = tmp_path / "in.mp4"
+    synthesize_clip(src, ("coffee", "chelsea"), size=(64, 48), fps=6, seconds_per_image=1.0)
+    model = _tiny_model()
+    sm = process_video(
+        src, tmp_path / "sm.mp4", model, smooth=0.9, batch_size=4, progress=False, raw_records=True
+    )
+    plain = process_video(src, tmp_path / "raw.mp4", model, smooth=0.0, batch_size=4, progress=False)
+    assert sm.raw_records == plain.records and sm.records != plain.records
+    assert plain.raw_records is None and "raw_records" not in sm.to_dict(records=False)
+    first = process_video(
+        src, tmp_path / "f.mp4", model, smooth=0.9, batch_size=4, max_frames=5, progress=False
+    )
+    assert first.records == sm.records[:5]
+
+
+def test_memory_in_run_reads_the_trace_of_one_run(tmp_path):
+    from camlib.paper.video import MEMORY_BOUND, VideoCAMStats, memory_in_run
+
+    src = tmp_path / "in.mp4"
+    synthesize_clip(src, ("coffee",), size=(64, 48), fps=10, seconds_per_image=1.0)
+    st = process_video(
+        src, tmp_path / "o.mp4", _tiny_model(), batch_size=3, progress=False, measure_memory=True
+    )
+    assert [t["frames"] for t in st.rss_trace] == [3, 6, 9, 10]
+    peaks = [t["rss_peak_mb"] for t in st.rss_trace]
+    assert peaks == sorted(peaks) and peaks[-1] <= st.rss_peak_mb
+    m = memory_in_run(st, short_frames=4)
+    assert (m["short"]["frames"], m["long"]["frames"]) == (3, 10) and m["frames_ratio"] == pytest.approx(
+        10 / 3
+    )
+    assert m["peak_rss_ratio"] == pytest.approx(peaks[-1] / peaks[0])
+    assert memory_in_run(st, short_frames=1)["short"]["frames"] == 3  # no batch ends sooner: the first
+    assert m["peak_within_1p5x"] == (m["peak_rss_ratio"] <= MEMORY_BOUND)
+    fake = VideoCAMStats("in", "out", "m", 20, 2.0, 10.0, 10.0, (4, 4), "mpeg4", 0.0, 10, rss_start_mb=100.0)
+    fake.rss_trace = [
+        {"frames": 10, "seconds": 1.0, "rss_peak_mb": 110.0},
+        {"frames": 20, "seconds": 2.0, "rss_peak_mb": 220.0},
+    ]
+    grown = memory_in_run(fake, short_frames=2)
+    assert grown["rss_growth_ratio"] == pytest.approx(12.0) and not grown["peak_within_1p5x"]
+    with pytest.raises(ValueError, match="measure_memory"):
+        memory_in_run(VideoCAMStats("in", "out", "m", 1, 1.0, 1.0, 1.0, (4, 4), "mpeg4", 0.0, 1), 1)
+
+
 def test_cli_runs_lite0_on_a_tiny_clip(tmp_path, capsys):
     src = tmp_path / "in.mp4"
     synthesize_clip(src, ("chelsea",), size=(64, 48), fps=3, seconds_per_image=1.0)
@@ -190,8 +237,6 @@ def test_quick_clip_uses_the_real_clip_when_found_else_synthesises(tmp_path, mon
     assert clip.real and clip.path == real / "bikes.mp4" and clip.info.frames == 20
     assert clip.data.name == "bikes.mp4" and clip.data.root_kind == "param" and clip.data.n_images == 20
     assert clip.line.startswith("data: real clip bikes.mp4")
-    (short, long) = clip.memory_pairs
-    assert short[0] == long[0] == real / "bikes.mp4" and (short[2], long[2]) == (2, 20)
 
     class Missing:
         fetch = "copy bikes.mp4 to data/video"
@@ -206,7 +251,7 @@ def test_quick_clip_uses_the_real_clip_when_found_else_synthesises(tmp_path, mon
     )
     assert not fake.real and fake.data.root_kind == "procedural" and fake.info.frames == 15
     assert "copy bikes.mp4 to data/video" in fake.line
-    assert probe(fake.memory_pairs[1][0]).frames == 150
+    assert probe(fake.path).frames == 15
 
 
 # --------------------------------------------------------------------------- bad outputs and arguments (issue 19)

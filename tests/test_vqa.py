@@ -469,30 +469,11 @@ def test_each_vqa_name_has_one_home():
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_notebook_07_runs_headless(tmp_path):
-    import papermill as pm
+    from .conftest import run_notebook
 
-    from camlib.tools.results import validate_results
-
-    from .conftest import REPO
-
-    pm.execute_notebook(
-        str(REPO / "notebooks" / "07_vqa.ipynb"),
-        str(tmp_path / "07.ipynb"),
-        kernel_name="python3",
-        cwd=str(REPO / "notebooks"),
-        progress_bar=False,
-        parameters={
-            "N_TRAIN": 400,
-            "N_TEST": 120,
-            "PRETRAIN_EPOCHS": 1,
-            "HEAD_EPOCHS": 2,
-            "CACHE_DIR": None,
-            "RESULTS_DIR": str(tmp_path / "results"),
-            "FIGURES_DIR": str(tmp_path / "figures"),
-        },
+    res = run_notebook(
+        "07_vqa", tmp_path, N_TRAIN=400, N_TEST=120, PRETRAIN_EPOCHS=1, HEAD_EPOCHS=2, CACHE_DIR=None
     )
-    res = json.loads((tmp_path / "results" / "07_vqa.json").read_text())
-    validate_results(res)
     m = res["metrics"]
     models = {"paper_model", "gated_not_in_paper"}  # the variant's key says it is not the paper's
     assert res["profile"] == "quick" and set(m["accuracy_per_type"]) == models
@@ -518,20 +499,8 @@ def test_notebook_07_runs_headless(tmp_path):
 def test_paper_profile_without_vqa_folder_stops_with_help(tmp_path):
     import papermill as pm
 
-    from .conftest import REPO
+    from .conftest import run_notebook
 
     with pytest.raises(pm.PapermillExecutionError, match="visualqa.org"):
-        pm.execute_notebook(
-            str(REPO / "notebooks" / "07_vqa.ipynb"),
-            str(tmp_path / "07.ipynb"),
-            kernel_name="python3",
-            cwd=str(REPO / "notebooks"),
-            progress_bar=False,
-            parameters={
-                "PROFILE": "paper",
-                "VQA_ROOT": str(tmp_path / "missing"),
-                "RESULTS_DIR": str(tmp_path / "results"),
-                "FIGURES_DIR": str(tmp_path / "figures"),
-            },
-        )
+        run_notebook("07_vqa", tmp_path, PROFILE="paper", VQA_ROOT=str(tmp_path / "missing"))
     assert not (tmp_path / "results" / "07_vqa.json").exists()

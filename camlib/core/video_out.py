@@ -298,6 +298,11 @@ class PeakRSS:
         self._thread.start()
         return self
 
+    def mark(self) -> int:
+        """The peak so far (bytes), including the RSS right now (call it between units of work)."""
+        self.peak = max(self.peak, rss_bytes())
+        return self.peak
+
     def __exit__(self, *exc) -> None:
         self._stop.set()
         if self._thread is not None:

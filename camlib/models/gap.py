@@ -37,6 +37,7 @@ as torchvision does with ``transform_input``).
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -212,48 +213,54 @@ def _conv_features(name: str, weights: str | None) -> tuple[nn.Sequential, str]:
     return features, f"torchvision {name} features, random init"
 
 
-def alexnet_gap(num_classes: int = 1000, pool: Pool = "avg", weights: str | None = None) -> GAPNet:
-    """AlexNet-GAP: AlexNet up to conv5 + ReLU (pool5 and the FC stack removed) + the GAP head; 13x13 at 224."""
-    features, desc = _conv_features("alexnet", weights)
+def _conv5_gap(
+    tv_name: str,
+    cut: int,
+    channels: int,
+    label: str,
+    arch: str,
+    num_classes: int,
+    pool: Pool,
+    weights: str | None,
+    extra: Callable[[], nn.Module] | None = None,
+) -> GAPNet:
+    """torchvision ``tv_name``'s conv layers up to conv5 + ReLU (``features[:cut]``: pool5 and the FC stack
+    removed) [+ the layers ``extra()`` builds, after the backbone so a seeded random init draws in the same
+    order] with ``channels`` maps + the GAP head: the paper's AlexNet-GAP, AlexNet*-GAP and VGGnet-GAP."""
+    features, desc = _conv_features(tv_name, weights)
     return GAPNet(
-        features[:12],
-        256,
+        features[:cut],
+        channels,
         num_classes,
         pool,
-        arch="alexnet_gap",  # features[12] is pool5
-        description=f"{_label('AlexNet', pool)} from {desc}",
+        extra=None if extra is None else extra(),
+        arch=arch,
+        description=f"{_label(label, pool)} from {desc}",
     )
+
+
+def alexnet_gap(num_classes: int = 1000, pool: Pool = "avg", weights: str | None = None) -> GAPNet:
+    """AlexNet-GAP: AlexNet up to conv5 + ReLU (pool5 = features[12] and the FC stack removed) + the GAP head;
+    13x13 at 224."""
+    return _conv5_gap("alexnet", 12, 256, "AlexNet", "alexnet_gap", num_classes, pool, weights)
 
 
 def alexnet_star_gap(num_classes: int = 1000, pool: Pool = "avg", weights: str | None = None) -> GAPNet:
     """AlexNet*-GAP: AlexNet-GAP with two extra 3x3 conv layers (512 units, pad 1) + ReLU before the head."""
-    features, desc = _conv_features("alexnet", weights)
-    extra = nn.Sequential(
-        nn.Conv2d(256, 512, 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(512, 512, 3, padding=1), nn.ReLU(inplace=True),
-    )  # fmt: skip
-    return GAPNet(
-        features[:12],
-        512,
-        num_classes,
-        pool,
-        extra=extra,
-        arch="alexnet_star_gap",
-        description=f"{_label('AlexNet*', pool)} from {desc}",
-    )
+
+    def extra() -> nn.Module:
+        return nn.Sequential(
+            nn.Conv2d(256, 512, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(512, 512, 3, padding=1), nn.ReLU(inplace=True),
+        )  # fmt: skip
+
+    return _conv5_gap("alexnet", 12, 512, "AlexNet*", "alexnet_star_gap", num_classes, pool, weights, extra)
 
 
 def vggnet_gap(num_classes: int = 1000, pool: Pool = "avg", weights: str | None = None) -> GAPNet:
-    """VGGnet-GAP: VGG16 up to conv5_3 + ReLU (pool5 and the FC stack removed) + the GAP head; 14x14 at 224."""
-    features, desc = _conv_features("vgg16", weights)
-    return GAPNet(
-        features[:30],
-        512,
-        num_classes,
-        pool,
-        arch="vggnet_gap",  # features[30] is pool5
-        description=f"{_label('VGGnet', pool)} from {desc}",
-    )
+    """VGGnet-GAP: VGG16 up to conv5_3 + ReLU (pool5 = features[30] and the FC stack removed) + the GAP head;
+    14x14 at 224."""
+    return _conv5_gap("vgg16", 30, 512, "VGGnet", "vggnet_gap", num_classes, pool, weights)
 
 
 def googlenet_gap(num_classes: int = 1000, pool: Pool = "avg", weights: str | None = None) -> GAPNet:

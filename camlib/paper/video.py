@@ -72,6 +72,7 @@ __all__ = [
     "main",
     "measure_in_subprocess",
     "memory_growth",
+    "memory_in_run",
     "plot_strip",
     "plot_timeline",
     "probe_frames",
@@ -129,7 +130,10 @@ def frame_transform(model) -> Callable[[np.ndarray], Tensor]:
 @dataclass
 class VideoCAMStats:
     """What :func:`process_video` did. ``records``: one dict per frame (index, time, top-1 class id
-    and name, softmax score, and the map's peak position as fractions of the width and height)."""
+    and name, softmax score, and the map's peak position as fractions of the width and height);
+    ``raw_records``: the same without smoothing, from the same forward passes (``raw_records=True``);
+    ``rss_trace``: with ``measure_memory``, after each batch the frames done, the seconds since the
+    start and the peak RSS so far (MiB), for :func:`memory_in_run`."""
 
     input: str
     output: str
@@ -147,11 +151,14 @@ class VideoCAMStats:
     rss_growth_mb: float | None = None
     gif: str | None = None
     records: list[dict] = field(default_factory=list)
+    raw_records: list[dict] | None = None
+    rss_trace: list[dict] = field(default_factory=list)
 
     def to_dict(self, records: bool = True) -> dict:
         d = asdict(self)
         if not records:
             d.pop("records")
+            d.pop("raw_records")
         return d
 
 
@@ -173,15 +180,21 @@ class FrameCAMs:
     ``(classes (B,), scores (B,), maps (B, h', w'))``: the top-1 class of the smoothed scores, its
     softmax probability and its raw map at feature resolution. With ``smooth=0`` the maps are exactly
     ``CAM(net)(x, targets=classes).maps`` (for either head kind) and the classes CAM's top-1.
+
+    ``keep_raw=True`` also keeps, in ``raw``, the same triple for the UNSMOOTHED features of the last
+    batch: smoothing runs after the network, so the ``smooth=0`` answer comes from the same forward
+    pass, identical to what ``FrameCAMs(net, 0.0)`` returns on the same batches.
     """
 
-    def __init__(self, net: nn.Module, smooth: float = 0.0) -> None:
+    def __init__(self, net: nn.Module, smooth: float = 0.0, *, keep_raw: bool = False) -> None:
         if not 0.0 <= smooth < 1.0:
             raise ValueError(f"smooth must be in [0, 1), got {smooth}")
         self.cam = CAM(net)
         self.smooth = float(smooth)
         self.ema: Tensor | None = None
         self._fc: tuple[Tensor, Tensor | None] | None = None
+        self.keep_raw = keep_raw
+        self.raw: tuple[Tensor, Tensor, Tensor] | None = None
 
     def resolve(self, x: Tensor) -> None:
         """Find the CAM head on ``x[:1]`` (a one-off pass that records every layer) and read the
@@ -196,7 +209,6 @@ class FrameCAMs:
             self.resolve(x)
         out = self.cam(x)
         head = out.head
-        W, b = self._fc
         f = out.features.float()
         f = f.relu() if head.relu else f  # the EMA runs on a(f), what the head pools
         smoothed = torch.empty_like(f)
@@ -207,9 +219,15 @@ class FrameCAMs:
                 else self.smooth * self.ema + (1.0 - self.smooth) * f[i]
             )
             smoothed[i] = self.ema
-        logits = logits_from_features(smoothed, W, b, pool=head.pool, kind=head.kind)
+        if self.keep_raw:
+            self.raw = self._top1(f, head)
+        return self._top1(smoothed, head)
+
+    def _top1(self, f: Tensor, head) -> tuple[Tensor, Tensor, Tensor]:
+        W, b = self._fc
+        logits = logits_from_features(f, W, b, pool=head.pool, kind=head.kind)
         score, cls = logits.softmax(1).max(1)
-        maps = maps_from_features(smoothed, W, b, cls[:, None], head.kind)[:, 0]
+        maps = maps_from_features(f, W, b, cls[:, None], head.kind)[:, 0]
         return cls, score, maps
 
 
@@ -226,6 +244,7 @@ def process_video(
     max_frames: int | None = None,
     progress: bool = True,
     measure_memory: bool = False,
+    raw_records: bool = False,
     codec: str | None = None,
     device: str | torch.device = "cpu",
 ) -> VideoCAMStats:
@@ -236,7 +255,10 @@ def process_video(
     of the features (module docstring, :class:`FrameCAMs`). Each map is upsampled bilinearly to the
     frame and min-max normalised (:data:`camlib.core.cam.DISPLAY_OPTIONS`), then blended in jet
     (:func:`camlib.core.video_out.heat_overlay`). Writes ``dst`` (MP4) and, with ``gif``, a small GIF
-    preview. ``measure_memory`` samples the process RSS during the run (:class:`PeakRSS`).
+    preview. ``measure_memory`` samples the process RSS during the run (:class:`PeakRSS`) and keeps the
+    peak so far after each batch (``rss_trace``). ``raw_records=True`` also records every frame's top-1
+    WITHOUT smoothing (``raw_records``), read from the same forward passes (:class:`FrameCAMs`
+    ``keep_raw``): the records a second run with ``smooth=0`` would give, without running the network twice.
 
     Before any work: ``dst`` and ``gif`` must be writable and must not be ``src`` (after resolving
     links), ``max_frames`` must be >= 1 and the frame at most :data:`MAX_FRAME_PIXELS`. The MP4 and the
@@ -246,11 +268,13 @@ def process_video(
     from tqdm.auto import tqdm
 
     check_video_args(src, dst, gif=gif, batch_size=batch_size, max_frames=max_frames)
-    cams = FrameCAMs(model.model, smooth)  # checks smooth
+    cams = FrameCAMs(model.model, smooth, keep_raw=raw_records)  # checks smooth
     info = probe_frames(src)  # clear errors before any work
     tf = frame_transform(model)
     font = label_font(info.height)
     records: list[dict] = []
+    raw: list[dict] | None = [] if raw_records else None
+    trace: list[dict] = []
     writer = VideoWriter(dst, info.fps, codec=codec)
     preview = GifPreview(gif, info.fps) if gif else None
     total = info.frames if info.frames > 0 else None
@@ -269,29 +293,25 @@ def process_video(
             for batch in _batched(iter_frames(src, max_frames=max_frames), batch_size):
                 frames = np.stack(batch)
                 cls, score, maps = cams(tf(frames).to(device))
-                H, Wd = frames.shape[1:3]
-                norm = postprocess(maps[:, None].cpu(), DISPLAY_OPTIONS, original_size=(H, Wd))[:, 0].numpy()
+                norm = _display_maps(maps, frames.shape[1:3])
                 blended = heat_overlay(frames, norm, alpha)
-                for i in range(len(batch)):
-                    c = int(cls[i])
-                    name = model.classes[c] if c < len(model.classes) else str(c)
-                    frame = label_frame(blended[i], f"{name} {float(score[i]):.2f}", font)
+                new = _frame_records(n, info.fps, cls, score, norm, model.classes)
+                for i, r in enumerate(new):
+                    frame = label_frame(blended[i], f"{r['label']} {r['score']:.2f}", font)
                     writer.write(frame)
                     if preview is not None:
                         preview.add(frame)
-                    py, px = np.unravel_index(int(np.argmax(norm[i])), norm[i].shape)
-                    records.append(
-                        {
-                            "frame": n,
-                            "time_s": n / info.fps,
-                            "class": c,
-                            "label": name,
-                            "score": float(score[i]),
-                            "peak_x": (px + 0.5) / Wd,
-                            "peak_y": (py + 0.5) / H,
-                        }
+                records += new
+                if raw is not None:
+                    rc, rs, rm = cams.raw
+                    raw += _frame_records(
+                        n, info.fps, rc, rs, _display_maps(rm, frames.shape[1:3]), model.classes
                     )
-                    n += 1
+                n += len(batch)
+                if mem is not None:
+                    trace.append(
+                        {"frames": n, "seconds": time.perf_counter() - t0, "rss_peak_mb": mem.mark() / 2**20}
+                    )
                 bar.update(len(batch))
     except BaseException:
         writer.abort()  # no truncated MP4; an earlier dst stays as it was
@@ -320,7 +340,36 @@ def process_video(
         rss_growth_mb=None if mem is None else mem.growth_mb,
         gif=None if gif_path is None else str(gif_path),
         records=records,
+        raw_records=raw,
+        rss_trace=trace,
     )
+
+
+def _display_maps(maps: Tensor, size: tuple[int, int]) -> np.ndarray:
+    """Raw maps (B, h, w) -> the shown maps (B, H, W): upsampled to the frame and min-max normalised."""
+    return postprocess(maps[:, None].cpu(), DISPLAY_OPTIONS, original_size=tuple(size))[:, 0].numpy()
+
+
+def _frame_records(n0: int, fps: float, cls: Tensor, score: Tensor, norm: np.ndarray, names) -> list[dict]:
+    """One record per frame of a batch starting at frame ``n0``: time, top-1 class and name, its score and
+    the shown map's peak as fractions of the frame's width and height."""
+    H, Wd = norm.shape[1:3]
+    out = []
+    for i in range(len(cls)):
+        c = int(cls[i])
+        py, px = np.unravel_index(int(np.argmax(norm[i])), norm[i].shape)
+        out.append(
+            {
+                "frame": n0 + i,
+                "time_s": (n0 + i) / fps,
+                "class": c,
+                "label": names[c] if c < len(names) else str(c),
+                "score": float(score[i]),
+                "peak_x": (px + 0.5) / Wd,
+                "peak_y": (py + 0.5) / H,
+            }
+        )
+    return out
 
 
 def check_video_args(
@@ -429,30 +478,58 @@ def memory_growth(
         )
         for name, pair in (("short", short), ("long", long))
     }
-    ratio_peak = runs["long"]["rss_peak_mb"] / runs["short"]["rss_peak_mb"]
-    ratio_growth = runs["long"]["rss_growth_mb"] / max(runs["short"]["rss_growth_mb"], 1e-9)
+    return _memory_summary(runs["short"], runs["long"], "two fresh processes (the command line with --stats)")
+
+
+def memory_in_run(stats: VideoCAMStats, short_frames: int) -> dict:
+    """Is the processing streamed? Read from ONE run's ``rss_trace`` (``measure_memory=True``): the peak RSS
+    after the last batch that ends within the first ``short_frames`` frames (the first batch if none does:
+    "short") against the peak after all of them ("long"); growth is measured from the RSS when processing
+    started (model loaded, head resolved).
+    Same keys as :func:`memory_growth`; a streaming run's peak does not grow with the frames processed."""
+    if not stats.rss_trace:
+        raise ValueError("the run has no rss_trace: run process_video with measure_memory=True")
+    first = ([t for t in stats.rss_trace if t["frames"] <= short_frames] or stats.rss_trace[:1])[-1]
+    last = stats.rss_trace[-1]
+
+    def at(t: dict) -> dict:
+        return {
+            "frames": t["frames"],
+            "seconds": t["seconds"],
+            "fps": t["frames"] / t["seconds"] if t["seconds"] > 0 else 0.0,
+            "rss_start_mb": stats.rss_start_mb,
+            "rss_peak_mb": t["rss_peak_mb"],
+            "rss_growth_mb": t["rss_peak_mb"] - stats.rss_start_mb,
+        }
+
+    return _memory_summary(
+        at(first), at(last), "one run: peak RSS after the first frames vs after all of them"
+    )
+
+
+def _memory_summary(short: dict, long: dict, how: str) -> dict:
+    ratio_peak = long["rss_peak_mb"] / short["rss_peak_mb"]
     return {
-        "short": runs["short"],
-        "long": runs["long"],
-        "frames_ratio": runs["long"]["frames"] / runs["short"]["frames"],
+        "short": short,
+        "long": long,
+        "frames_ratio": long["frames"] / short["frames"],
         "peak_rss_ratio": ratio_peak,
-        "rss_growth_ratio": ratio_growth,
+        "rss_growth_ratio": long["rss_growth_mb"] / max(short["rss_growth_mb"], 1e-9),
         "peak_within_1p5x": ratio_peak <= MEMORY_BOUND,
+        "how": how,
     }
 
 
 @dataclass
 class ClipSource:
     """The quick profile's input video: ``path``, its ``info``, ``real`` (a real clip was found, else the
-    synthetic one was written), the results file's ``data`` row, the ``line`` the notebook prints first,
-    and the ``memory_pairs`` for :func:`memory_growth` (short, long: 10x the frames)."""
+    synthetic one was written), the results file's ``data`` row and the ``line`` the notebook prints first."""
 
     path: Path
     info: VideoInfo
     real: bool
     data: DataSource
     line: str
-    memory_pairs: tuple[tuple, tuple]
 
 
 def quick_clip(
@@ -465,8 +542,7 @@ def quick_clip(
     """The real clip when :func:`camlib.datasets.roots.resolve_root` finds the ``video`` set (``video_root``,
     then ``$VIDEO_ROOT``, ``data/video``, ``../shared/data/video``): ``name`` in it (else its first ``.mp4``);
     otherwise a clip synthesised from skimage photos into ``out_dir`` (:func:`camlib.datasets.video.synthesize_clip`
-    with ``clip_kw``). Memory check: the real clip's first tenth of its frames vs all of them; the synthetic
-    clip vs the same photos with 10x the frames."""
+    with ``clip_kw``)."""
     from camlib.datasets.roots import resolve_root
     from camlib.datasets.video import DEFAULT_PHOTOS, synthesize_clip
 
@@ -486,14 +562,10 @@ def quick_clip(
             f"data: real clip {path.name} ({found.kind}: {path}): {info.width} x {info.height}, {info.fps:g} "
             f"frames/s, {info.frames} frames"
         )
-        short = max(1, info.frames // 10)
-        pairs = ((path, out_dir / "09_mem_short.mp4", short), (path, out_dir / "09_mem_long.mp4", 10 * short))
-        return ClipSource(path, info, True, row, line, pairs)
+        return ClipSource(path, info, True, row, line)
     kw = {"size": (256, 192), "fps": 10.0, "seconds_per_image": 1.6, "fade_seconds": 0.4, **(clip_kw or {})}
     path = out_dir / "09_quick_clip.mp4"
     info = synthesize_clip(path, DEFAULT_PHOTOS, **kw)
-    long_src = out_dir / "09_long_clip.mp4"
-    synthesize_clip(long_src, DEFAULT_PHOTOS, **{**kw, "seconds_per_image": 10 * kw["seconds_per_image"]})
     row = DataSource(
         "synthetic clip (skimage photos)",
         "procedural",
@@ -504,8 +576,7 @@ def quick_clip(
         f"data: synthetic clip ({info.frames} frames from {', '.join(DEFAULT_PHOTOS)}): no real clip found. "
         f"For the real one: {found.fetch}"
     )
-    pairs = ((path, out_dir / "09_mem_short.mp4"), (long_src, out_dir / "09_mem_long.mp4"))
-    return ClipSource(path, info, False, row, line, pairs)
+    return ClipSource(path, info, False, row, line)
 
 
 def label_segments(records: Sequence[dict]) -> list[tuple[str, float, float]]:
@@ -518,9 +589,12 @@ def label_segments(records: Sequence[dict]) -> list[tuple[str, float, float]]:
     return [(name, t0, t1) for name, t0, t1 in segments]
 
 
-def video_metrics(stats: VideoCAMStats, unsmoothed: VideoCAMStats | None = None) -> dict:
+def video_metrics(stats: VideoCAMStats, unsmoothed: Sequence[dict] | VideoCAMStats | None = None) -> dict:
     """The numbers notebook 09 reports for one run (and, when given, the top-1 switches of the same
-    video without smoothing): frames, timing, size, codec, memory, label switches and the label sequence."""
+    video without smoothing: its records, or a run): frames, timing, size, codec, memory, label switches
+    and the label sequence."""
+    if isinstance(unsmoothed, VideoCAMStats):
+        unsmoothed = unsmoothed.records
     d = {
         "frames": stats.frames,
         "seconds": stats.seconds,
@@ -534,7 +608,7 @@ def video_metrics(stats: VideoCAMStats, unsmoothed: VideoCAMStats | None = None)
         "labels": [s[0] for s in label_segments(stats.records)],
     }
     if unsmoothed is not None:
-        d["label_switches_unsmoothed"] = label_switches(unsmoothed.records)
+        d["label_switches_unsmoothed"] = label_switches(unsmoothed)
     return d
 
 
