@@ -15,6 +15,12 @@ PAPER_RESULTS ?= build/results-paper
 PAPER_FIGURES ?= build/figures-paper
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 PYTEST_ARGS ?=
+# glibc malloc for every process make starts (notebook kernels, tests, lab): buffers up to 256 MiB come from the
+# heap and up to 1 GiB of freed memory is kept, instead of an mmap + page faults + trim per CNN activation
+# buffer (a third to a half of the CPU time of a Lite0 pass was system time); numbers are unchanged
+# (camlib.tools.run_notebooks.MALLOC_ENV says the same for direct runs; a test ties the two)
+export MALLOC_MMAP_THRESHOLD_ ?= 268435456
+export MALLOC_TRIM_THRESHOLD_ ?= 1073741824
 # pytest-xdist workers of `make test` (auto: one per CPU core, at most PYTEST_MAX_WORKERS); 0 runs in one process
 PYTEST_WORKERS ?= auto
 PYTEST_MAX_WORKERS ?= 4

@@ -343,3 +343,20 @@ def test_longest_first_orders_by_the_reference_runtime(tmp_path):
     order = [nbs[i].stem for i in rn.longest_first(nbs)]
     times = [json.loads(Path(f"results/{s}.json").read_text())["runtime_s"] for s in order]
     assert times == sorted(times, reverse=True)
+
+
+def test_malloc_settings_reach_the_kernels_and_match_the_makefile(tmp_path, monkeypatch):
+    for k in rn.MALLOC_ENV:
+        monkeypatch.delenv(k, raising=False)
+    src = "import os\nopen('malloc.txt', 'w').write(os.environ.get('MALLOC_MMAP_THRESHOLD_', 'unset') + ' ' + os.environ.get('MALLOC_TRIM_THRESHOLD_', 'unset'))"
+    nb = _notebook(tmp_path / "nb" / "01_m.ipynb", src)
+    [run] = rn.run_notebooks(
+        [nb], tmp_path / "out", "paper", results_dir=tmp_path / "r", figures_dir=tmp_path / "f"
+    )
+    assert run.ok, run.error
+    text = (tmp_path / "nb" / "malloc.txt").read_text()
+    assert text == f"{rn.MALLOC_ENV['MALLOC_MMAP_THRESHOLD_']} {rn.MALLOC_ENV['MALLOC_TRIM_THRESHOLD_']}"
+    assert all(k not in os.environ for k in rn.MALLOC_ENV)  # the caller's environment is restored
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    for k, v in rn.MALLOC_ENV.items():
+        assert f"export {k} ?= {v}\n" in makefile, k
