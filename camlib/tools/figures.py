@@ -25,7 +25,10 @@ __all__ = ["CAPTIONS", "FIGURES", "Caption", "caption_for", "headlines", "load_c
 REPO = Path(__file__).resolve().parents[2]
 FIGURES = REPO / "figures"
 CAPTIONS = FIGURES / "captions.yaml"
-PROFILES = ("quick", "paper", "bench")
+#: quick: made by the committed quick run (with ../shared); fallback: made only by the quick profile's procedural
+#: fallback (no real photos found), so not in figures/; paper: only by `make reproduce`; bench: by `make bench`
+PROFILES = ("quick", "fallback", "paper", "bench")
+NOT_COMMITTED = ("fallback", "paper")
 _FIELDS = {"notebook", "shows", "data", "profile", "headline"}
 
 
@@ -96,7 +99,8 @@ def readme(captions: Mapping[str, Caption]) -> str:
         "The reference figures of the committed quick run (`make refresh-results`), one line each: what the "
         "figure shows and the data it is made from. ★ marks each notebook's headline figure (the one for a "
         "slide; `make site` puts it on its landing page). A run of yours writes its figures to `build/figures/`. "
-        "Figures made only by the paper profile (`make reproduce`) are listed too, without a file here.",
+        "Figures made only by the paper profile (`make reproduce`) or only by the quick profile's procedural "
+        "fallback (a run without `../shared` or `make data`: profile `fallback`) are listed too, without a file here.",
         "",
     ]
     by_section: dict[str, list[Caption]] = {}
@@ -110,8 +114,10 @@ def readme(captions: Mapping[str, Caption]) -> str:
             "| Figure | Shows | Data | Profile |",
             "| --- | --- | --- | --- |",
         ]
-        for c in sorted(entries, key=lambda c: (not c.headline, c.profile == "paper")):
-            name = f"[{c.name}.png]({c.name}.png)" if c.profile != "paper" else f"`{c.name}.png`"
+        for c in sorted(
+            entries, key=lambda c: (not c.headline, c.profile in NOT_COMMITTED, c.profile == "paper")
+        ):
+            name = f"[{c.name}.png]({c.name}.png)" if c.profile not in NOT_COMMITTED else f"`{c.name}.png`"
             star = "★ " if c.headline else ""
             lines.append(f"| {star}{name} | {c.shows} | {c.data} | {c.profile} |")
         lines.append("")
