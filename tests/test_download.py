@@ -94,8 +94,10 @@ class _Handler(BaseHTTPRequestHandler):
             body = body[: srv.cut_after]
             srv.cut_after = None
             self.close_connection = True
+        srv.sent += len(
+            body
+        )  # counted before the write: the client may finish reading before this thread runs on
         self.wfile.write(body)
-        srv.sent += len(body)
 
     def log_message(self, *args):
         pass

@@ -134,12 +134,15 @@ def test_sigint_in_the_middle_of_a_step_saves_the_step_boundary_and_resumes_exac
 
     handle = register_optimizer_step_post_hook(ctrl_c_after_update)
     ck = tmp_path / "ck.pt"
+    # Python's own Ctrl-C handler, as in a terminal (a pytest-xdist worker starts with SIGINT ignored)
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(KeyboardInterrupt):
             fit(_tiny(), ds, cfg, checkpoint=ck, progress=False)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # fit put the handler back
     finally:
         handle.remove()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # fit put the handler back
+        signal.signal(signal.SIGINT, outer)
     saved = torch.load(ck, weights_only=True)
     assert saved["step"] == 4  # the step that was running when Ctrl-C came, completed and counted
     m = _tiny(seed=9)
