@@ -100,7 +100,7 @@ report: setup  ## paper | reference (results/) | your run (build/results) -> bui
 
 test: setup lint  ## lint, then unit tests + papermill smoke runs + the browser check (installs chromium via apt when root)
 	-$(PY) -m camlib.browser ensure
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --maxprocesses $(PYTEST_MAX_WORKERS) $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --maxprocesses $(PYTEST_MAX_WORKERS) --durations=15 $(PYTEST_ARGS)
 
 lint: setup  ## pre-commit on every file: ruff check + format (package, tests, benchmarks, notebooks), nbstripout, the notebook rules
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/pre-commit run --all-files --show-diff-on-failure
