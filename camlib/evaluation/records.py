@@ -552,15 +552,16 @@ def heuristic_held_out(
     the same half B, and the paired difference fixed error - chosen error on B (> 0: the choice helps)
     with its :func:`~camlib.evaluation.stats.verdict`. ``fixed_err_all``: the fixed choice over all
     images, the number the protocol run itself reports (``result["heuristic"]["top5_loc_err"]``)."""
+    from camlib.evaluation.wsol import held_out_threshold
+
     grid_t, grid_l = list(tights) + [fixed[0]], list(looses) + [fixed[1]]
     table = heuristic_table(result, grid_t, grid_l)
     a, b = split_halves(len(table), seed)
-    valid = np.array(grid_t)[:, None] >= np.array(grid_l)[None, :]
-    valid[len(tights) :, :] = valid[:, len(looses) :] = (
-        False  # the fixed pair is not in the grid unless listed
-    )
-    acc_a = np.where(valid, table[a].mean(0), -1.0)
-    i, j = np.unravel_index(int(acc_a.argmax()), acc_a.shape)
+    # the grid's pairs with loose <= tight, in grid order (the fixed pair only when listed), as the
+    # "thresholds" of the one choose-on-A rule (ties: the first)
+    pairs = [(i, j) for i in range(len(tights)) for j in range(len(looses)) if tights[i] >= looses[j]]
+    flat = table[:, [i for i, _ in pairs], [j for _, j in pairs]]
+    i, j = pairs[int(held_out_threshold(flat, range(len(pairs)), a, b)["threshold"])]
     fi, fj = len(tights), len(looses)
     ci = dict(seed=seed, n_resamples=n_resamples)
     chosen_b, fixed_b = table[b, i, j], table[b, fi, fj]
